@@ -1,0 +1,22 @@
+"""Lectern's inference engine: GGUF files, tokenizers, chat templates, architectures, sessions.
+
+It imports no Qt. `from inference import load_model`.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    ContextOverflowError, GGUFError, LecternError, TemplateError, TokenizerError, UnsupportedModelError,
+)
+
+
+def load_model(path):
+    """Open a GGUF model file and return its architecture's Model (weights stay memory-mapped)."""
+    from .models import load_model as _load
+
+    return _load(path)
+
+
+__all__ = ["__version__", "load_model", "LecternError", "GGUFError", "UnsupportedModelError",
+           "TokenizerError", "TemplateError", "ContextOverflowError"]

@@ -1,0 +1,128 @@
+"""What every architecture provides: Config from metadata, weights bound by GGUF name, State.
+
+An architecture module (llama.py, gemma3.py, kimi_linear.py, step35.py) defines a `Model`
+subclass with `arch` names, builds its config in `__init__`, binds its weights as Tensor views
+(attributes named after the GGUF tensors: `attn_q`, `ffn_gate_exps`, ...), and implements
+`new_state` and `forward`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import UnsupportedModelError
+from ..gguf_file import GGUFFile, Tensor
+
+# Kinds of per-layer state buffers, which decide how a State can be rewound:
+KV = "kv"                # indexed by absolute position, [n_ctx, ...]; any rewind is fine
+RING = "ring"            # sliding-window ring buffer, positions kept in `pos.<name>`
+RECURRENT = "recurrent"  # conv / delta-rule state: only valid exactly at n_past
+
+
+@dataclass
+class State:
+    """Everything a sequence carries between forward calls (llama2.c's RunState)."""
+    n_ctx: int
+    n_past: int = 0
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)   # name -> buffer
+    kinds: dict[str, str] = field(default_factory=dict)           # name -> KV | RING | RECURRENT
+    windows: dict[str, int] = field(default_factory=dict)         # ring name -> attention window
+
+    def add(self, name: str, arr: np.ndarray, kind: str, window: int | None = None) -> np.ndarray:
+        self.arrays[name] = arr
+        self.kinds[name] = kind
+        if kind == RING:
+            assert window is not None
+            self.windows[name] = window
+            self.arrays[f"pos.{name}"] = np.full(arr.shape[0], -1, np.int64)
+            self.kinds[f"pos.{name}"] = RING
+        return arr
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values())
+
+    def can_rewind(self, n: int) -> bool:
+        """Whether the state can be set back to hold exactly the first n tokens."""
+        if n == self.n_past:
+            return True
+        if n > self.n_past or n < 0:
+            return False
+        for name, kind in self.kinds.items():
+            if kind == RECURRENT:
+                return False
+            if kind == RING and name in self.windows:
+                need = np.arange(max(0, n - self.windows[name] + 1), n)
+                if not np.isin(need, self.arrays[f"pos.{name}"]).all():
+                    return False
+        return True
+
+    def rewind(self, n: int) -> None:
+        if not self.can_rewind(n):
+            raise ValueError(f"state at {self.n_past} tokens cannot be rewound to {n}")
+        for name in self.windows:
+            pos = self.arrays[f"pos.{name}"]
+            pos[pos >= n] = -1
+        self.n_past = n
+
+    def copy(self) -> "State":
+        return State(self.n_ctx, self.n_past, {k: v.copy() for k, v in self.arrays.items()},
+                     dict(self.kinds), dict(self.windows))
+
+
+class Model:
+    """Base of the architectures. `forward` is the one method the engine drives."""
+    arch: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, gguf: GGUFFile):
+        self.gguf = gguf
+        self._tokenizer = None
+
+    # --- metadata and weights -------------------------------------------------------------
+    def meta(self, key: str, default: Any = ...) -> Any:
+        """`{arch}.{key}`; a missing required key is refused with a clear message."""
+        full = f"{self.gguf.architecture}.{key}"
+        if full in self.gguf.metadata:
+            return self.gguf.metadata[full]
+        if default is ...:
+            raise UnsupportedModelError(f"{self.gguf.path}: required metadata key {full!r} is missing")
+        return default
+
+    def tensor(self, name: str, required: bool = True) -> Tensor | None:
+        t = self.gguf.tensors.get(name)
+        if t is None and required:
+            raise UnsupportedModelError(f"{self.gguf.path}: tensor {name!r} is missing")
+        return t
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from ..tokenizer import Tokenizer
+
+            self._tokenizer = Tokenizer.from_gguf(self.gguf)
+        return self._tokenizer
+
+    @property
+    def n_vocab(self) -> int:
+        return self.tensor("token_embd.weight").shape[0]
+
+    @property
+    def n_ctx_train(self) -> int:
+        return int(self.meta("context_length", 4096))
+
+    # --- the engine's interface ------------------------------------------------------------
+    def new_state(self, n_ctx: int | None = None) -> State:
+        raise NotImplementedError
+
+    def forward(self, tokens: np.ndarray, state: State, last_only: bool = False) -> np.ndarray:
+        """Run `tokens` at positions state.n_past.. and advance the state.
+
+        tokens: [T] int -> logits [T, n_vocab] float32 ([1, n_vocab] with last_only).
+        """
+        raise NotImplementedError
+
+    def logits(self, tokens) -> np.ndarray:
+        """Logits at every position, the tokens evaluated as one batch from an empty state."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        return self.forward(tokens, self.new_state(max(1, len(tokens))))

@@ -1,0 +1,149 @@
+"""Numpy reference operations shared by the architectures.
+
+These are the oracles for the JIT kernels: every fast kernel replaces one of these functions
+(`linear`, `rms_norm`, `rope_*`, `attention`, ...) and is tested against it.
+Weights are used as stored: `linear` dequantizes a bounded slab of rows at a time, never the
+whole matrix, so resident memory stays near the file size.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .gguf_file import Tensor
+from .quants import dequantize
+
+_SLAB_ELEMENTS = 1 << 22  # floats dequantized at once by `linear` (16 MB)
+
+
+def row_bytes(w: Tensor) -> int:
+    bs, bb = w.block
+    return w.shape_ggml[0] // bs * bb
+
+
+def dequant_rows(w: Tensor, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of a 2-D view of w (rows = all but ne[0]) as float32 [n, ne0]."""
+    rb = row_bytes(w)
+    n0 = w.shape_ggml[0]
+    raw = w.data[start * rb: stop * rb]
+    return dequantize(raw, w.ggml_type, (stop - start) * n0).reshape(stop - start, n0)
+
+
+def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
+    """y = x @ W.T.  w: numpy shape (out, in); x: [T, in] -> [T, out] float32."""
+    n_in = w.shape_ggml[0]
+    n_out = w.n_elements // n_in
+    x = np.asarray(x, dtype=np.float32)
+    if w.ggml_type.name == "F32":
+        return x @ w.data.view(np.float32).reshape(n_out, n_in).T
+    y = np.empty((x.shape[0], n_out), dtype=np.float32)
+    step = max(1, _SLAB_ELEMENTS // n_in)
+    for r0 in range(0, n_out, step):
+        r1 = min(n_out, r0 + step)
+        y[:, r0:r1] = x @ dequant_rows(w, r0, r1).T
+    return y
+
+
+def expert(w: Tensor, e: int) -> Tensor:
+    """The e-th matrix of a stacked 3-D weight (ffn_*_exps: ne [in, out, n_expert])."""
+    n_exp = w.shape_ggml[-1]
+    per = w.nbytes // n_exp
+    return Tensor(f"{w.name}[{e}]", w.ggml_type, w.shape_ggml[:-1], w.data[e * per:(e + 1) * per])
+
+
+def embed(w: Tensor, ids: np.ndarray) -> np.ndarray:
+    """Rows `ids` of token_embd: [T] -> [T, n_embd] float32, dequantizing only those rows."""
+    return np.stack([dequant_rows(w, int(i), int(i) + 1)[0] for i in ids]) if len(ids) else \
+        np.zeros((0, w.shape_ggml[0]), np.float32)
+
+
+def vector(w: Tensor) -> np.ndarray:
+    """A small tensor (norm weight, bias) as float32 in numpy shape."""
+    return w.numpy()
+
+
+def rms_norm(x: np.ndarray, w: np.ndarray | None, eps: float) -> np.ndarray:
+    """x / sqrt(mean(x^2) + eps) * w over the last axis (the sum accumulated in float64)."""
+    ms = np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True)
+    y = (x / np.sqrt(ms + eps)).astype(np.float32)
+    return y * w if w is not None else y
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    c = np.float32(np.sqrt(2.0 / np.pi))
+    return 0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x)))
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - m)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _rope_angles(pos: np.ndarray, n_dims: int, base: float, freq_scale: float,
+                 freq_factors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    # theta_i = p * freq_scale * base^(-2i/n_dims) / ff[i]   -> cos, sin: [T, n_dims/2]
+    inv = base ** (-np.arange(0, n_dims, 2, dtype=np.float64) / n_dims)
+    if freq_factors is not None:
+        inv = inv / freq_factors[: n_dims // 2]
+    theta = np.asarray(pos, np.float64)[:, None] * freq_scale * inv[None, :]
+    return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+
+
+def rope_neox(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_scale: float = 1.0,
+              freq_factors: np.ndarray | None = None) -> np.ndarray:
+    """NEOX rotation: x: [T, H, D]; pairs (i, i + n_dims/2) for i < n_dims/2; dims >= n_dims pass."""
+    cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    half = n_dims // 2
+    x0, x1 = x[..., :half], x[..., half:n_dims]
+    out = x.copy()
+    out[..., :half] = x0 * cos - x1 * sin
+    out[..., half:n_dims] = x0 * sin + x1 * cos
+    return out
+
+
+def rope_norm(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_scale: float = 1.0,
+              freq_factors: np.ndarray | None = None) -> np.ndarray:
+    """Llama ("normal") rotation: adjacent pairs (2i, 2i+1); x: [T, H, D]."""
+    cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    x0, x1 = x[..., 0:n_dims:2], x[..., 1:n_dims:2]
+    out = x.copy()
+    out[..., 0:n_dims:2] = x0 * cos - x1 * sin
+    out[..., 1:n_dims:2] = x0 * sin + x1 * cos
+    return out
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_pos: np.ndarray,
+              scale: float, window: int | None = None) -> np.ndarray:
+    """Causal (optionally sliding-window) attention with grouped KV heads.
+
+    q: [T, Hq, Dk]; k: [S, Hkv, Dk]; v: [S, Hkv, Dv]; positions q_pos [T], k_pos [S].
+    A key is visible iff k_pos <= q_pos and (no window or q_pos - k_pos < window).
+    Query head h reads KV head h // (Hq / Hkv).  -> [T, Hq, Dv]
+    """
+    T, Hq, _ = q.shape
+    Hkv = k.shape[1]
+    g = Hq // Hkv
+    diff = q_pos[:, None].astype(np.int64) - k_pos[None, :].astype(np.int64)  # [T, S]
+    visible = diff >= 0
+    if window is not None:
+        visible &= diff < window
+    mask = np.where(visible, 0.0, -np.inf).astype(np.float32)
+    kh = np.repeat(k, g, axis=1).transpose(1, 2, 0)   # [Hq, Dk, S]
+    vh = np.repeat(v, g, axis=1).transpose(1, 0, 2)   # [Hq, S, Dv]
+    scores = np.matmul(q.transpose(1, 0, 2), kh) * np.float32(scale) + mask[None]  # [Hq, T, S]
+    p = softmax(scores, axis=-1)
+    return np.matmul(p, vh).transpose(1, 0, 2)        # [T, Hq, Dv]
