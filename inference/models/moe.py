@@ -1,0 +1,105 @@
+"""Mixture-of-experts FFN as llama.cpp's build_moe_ffn computes it (shared by kimi-linear, step35).
+
+    p   = gate(W_r y)                      gate: softmax | sigmoid | raw logits | sqrt(softplus)
+    sel = top_k(p + exp_probs_b)           the selection bias picks experts, never weights them
+    w   = p[sel]                           (softmax_weight: softmax over the k chosen logits)
+    w  /= max(sum w, 6.1035e-5)            if norm_w (the floor is the smallest F16 normal)
+    w  *= scale                            only if scale is not 0 and not 1
+    out = sum_e w_e * W_down_e(swiglu(W_gate_e y, W_up_e y))    (+ shared expert, added by caller)
+
+`swiglu` takes an optional clamp `limit` (Step-3.5's swiglu_clamp_*): up is clipped to
+[-limit, limit] and silu(gate) is capped above at limit; limit <= 1e-6 means no clamp.
+Expert weights are used as stored: each expert matrix is taken with ops.expert and applied once
+per call to all the tokens routed to it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..errors import UnsupportedModelError
+from ..gguf_file import Tensor
+
+# llama_expert_gating_func_type (llama-hparams.h)
+GATING_SOFTMAX = 1
+GATING_SIGMOID = 2
+GATING_SOFTMAX_WEIGHT = 3
+GATING_SQRT_SOFTPLUS = 4
+GATING_NAMES = {1: "softmax", 2: "sigmoid", 3: "softmax_weight", 4: "sqrt_softplus"}
+
+NORM_FLOOR = np.float32(6.103515625e-5)
+CLAMP_EPS = 1e-6
+
+
+def check_gating(gating: int, where: str) -> int:
+    if int(gating) not in GATING_NAMES:
+        raise UnsupportedModelError(
+            f"{where}: expert_gating_func {gating} is not one of {GATING_NAMES}; "
+            "this GGUF uses a router the engine does not know")
+    return int(gating)
+
+
+def route(logits: np.ndarray, n_used: int, gating: int, bias: np.ndarray | None = None,
+          norm_w: bool = True, scale: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Router logits [T, n_expert] -> (selected experts [T, k] int64, weights [T, k] float32)."""
+    logits = logits.astype(np.float32)
+    if gating == GATING_SOFTMAX:
+        probs = ops.softmax(logits, axis=-1)
+    elif gating == GATING_SIGMOID:
+        probs = ops.sigmoid(logits)
+    elif gating == GATING_SOFTMAX_WEIGHT:
+        probs = logits
+    elif gating == GATING_SQRT_SOFTPLUS:
+        probs = np.sqrt(ops.softplus(logits))
+    else:
+        raise UnsupportedModelError(f"unknown expert gating function {gating}")
+    selection = probs + bias[None, :] if bias is not None else probs       # [T, n_expert]
+    sel = np.argsort(-selection, axis=-1, kind="stable")[:, :n_used]       # [T, k]
+    w = np.take_along_axis(probs, sel, axis=-1)                            # [T, k]
+    if gating == GATING_SOFTMAX_WEIGHT:
+        w = ops.softmax(w, axis=-1)
+    if norm_w:
+        w = w / np.maximum(np.sum(w, axis=-1, keepdims=True, dtype=np.float32), NORM_FLOOR)
+    if scale != 0.0 and scale != 1.0:
+        w = w * np.float32(scale)
+    return sel, w.astype(np.float32)
+
+
+def swiglu(gate: np.ndarray, up: np.ndarray, limit: float = 0.0) -> np.ndarray:
+    """silu(gate) * up, with Step-3.5's clamp when limit > 1e-6."""
+    act = ops.silu(gate)
+    if limit > CLAMP_EPS:
+        up = np.clip(up, -limit, limit)
+        act = np.minimum(act, np.float32(limit))
+    return act * up
+
+
+def ffn(y: np.ndarray, gate: Tensor, up: Tensor, down: Tensor, limit: float = 0.0) -> np.ndarray:
+    """Dense SwiGLU MLP (also the shared expert). y: [T, E] -> [T, E]."""
+    return ops.linear(down, swiglu(ops.linear(gate, y), ops.linear(up, y), limit))
+
+
+def experts(y: np.ndarray, sel: np.ndarray, w: np.ndarray, gate_exps: Tensor, up_exps: Tensor,
+            down_exps: Tensor, limit: float = 0.0) -> np.ndarray:
+    """sum_k w[t,k] * expert_{sel[t,k]}(y[t]).  y: [T, E]; sel, w: [T, k] -> [T, E].
+
+    Tokens are grouped by expert so each expert matrix is dequantized (slab-wise) once per call.
+    """
+    T, E = y.shape
+    out = np.zeros((T, E), np.float32)
+    for e in np.unique(sel):
+        rows, slots = np.nonzero(sel == e)                   # tokens routed to e, and their slot
+        ye = y[rows]                                         # [n_e, E]
+        h = swiglu(ops.linear(ops.expert(gate_exps, int(e)), ye),
+                   ops.linear(ops.expert(up_exps, int(e)), ye), limit)   # [n_e, n_ff]
+        ze = ops.linear(ops.expert(down_exps, int(e)), h)    # [n_e, E]
+        np.add.at(out, rows, ze * w[rows, slots][:, None])
+    return out
+
+
+def moe_ffn(y: np.ndarray, gate_inp: Tensor, gate_exps: Tensor, up_exps: Tensor, down_exps: Tensor,
+            n_used: int, gating: int, exp_probs_b: np.ndarray | None = None, norm_w: bool = True,
+            scale: float = 0.0, limit: float = 0.0) -> np.ndarray:
+    """The routed part of the MoE FFN. y: [T, E] -> [T, E] (add the shared expert yourself)."""
+    sel, w = route(ops.linear(gate_inp, y), n_used, gating, exp_probs_b, norm_w, scale)
+    return experts(y, sel, w, gate_exps, up_exps, down_exps, limit)
