@@ -1,0 +1,151 @@
+"""Kimi Delta Attention (KDA): the linear-attention mixer of kimi-linear, as llama.cpp runs it.
+
+Per token t and head h (d = kda.head_dim, D = H*d, channel c = h*d + j):
+    u_q, u_k, u_v = W_q x, W_k x, W_v x                         [D] each
+    q, k, v       = silu(causal_conv(u_*))                      4-tap depthwise, last tap = token t
+    q, k          = q/sqrt(sum q^2 + eps), k/sqrt(sum k^2 + eps)   per head (eps = rms eps)
+    g             = A[h] * softplus(W_fb W_fa x + dt_bias)      [H, d] log-decay per KEY channel
+    beta          = sigmoid(W_beta x)                           [H]
+    S <- diag(exp g) S;  S <- S + k (beta (v - S^T k))^T;  o = S^T q / sqrt(d)     S: [d_k, d_v]
+    o'            = rms_norm(o, ssm_norm) * sigmoid(W_gb W_ga x)    per head
+    out           = W_o concat_h o'
+State per layer: the last d_conv-1 PRE-conv projections of q, k and v, and S for every head.
+`gated_delta_rule` is the exact sequential recurrence (llama.cpp's fused op); `gated_delta_chunked`
+is the chunked WY form of the same thing (for fast prefill), equal up to rounding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import ops
+from ..gguf_file import Tensor
+
+
+@dataclass
+class KDAWeights:
+    """One KDA layer, attributes named after the GGUF tensors (blk.N.<name>)."""
+    attn_q: Tensor | None          # (D, E)   or None when attn_qkv is fused
+    attn_k: Tensor | None          # (D, E)
+    attn_v: Tensor | None          # (D, E)
+    attn_qkv: Tensor | None        # (3D, E)  rows q | k | v
+    ssm_conv1d_q: np.ndarray       # (D, d_conv) taps, last = current token
+    ssm_conv1d_k: np.ndarray       # (D, d_conv)
+    ssm_conv1d_v: np.ndarray       # (D, d_conv)
+    ssm_f_a: Tensor                # (d, E)
+    ssm_f_b: Tensor                # (D, d)
+    ssm_g_a: Tensor                # (d, E)
+    ssm_g_b: Tensor                # (D, d)
+    ssm_beta: Tensor               # (H, E)
+    ssm_a: np.ndarray              # (H,)  = -exp(A_log), already negative
+    ssm_dt: np.ndarray             # (D,)  dt bias (GGUF ssm_dt.bias)
+    ssm_norm: np.ndarray           # (d,)
+    attn_output: Tensor            # (E, D)
+
+
+def causal_conv(u: np.ndarray, state: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Depthwise causal conv (cross-correlation, no bias).
+
+    u: [T, D] projections; state: [K-1, D] previous projections (updated in place); w: [D, K].
+    z[t, c] = sum_i w[c, i] * x[t + i, c] with x = concat(state, u)  -> [T, D]
+    """
+    T = u.shape[0]
+    K = w.shape[1]
+    x = np.concatenate([state, u], axis=0)                     # [K-1+T, D]
+    z = np.zeros_like(u)
+    for i in range(K):
+        z += x[i:i + T] * w[:, i]
+    state[...] = x[T:]                                         # last K-1 rows
+    return z
+
+
+def l2_norm(x: np.ndarray, eps: float) -> np.ndarray:
+    """x / sqrt(sum(x^2) + eps) over the last axis (ggml: rms_norm(x, eps/n) * n^-1/2)."""
+    n = x.shape[-1]
+    return ops.rms_norm(x, None, eps / n) * np.float32(1.0 / np.sqrt(n))
+
+
+def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
+                     beta: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """The exact per-token recurrence, vectorised over heads; S is updated in place.
+
+    q, k: [T, H, dk] (L2-normed); v: [T, H, dv]; g: [T, H, dk] log decay; beta: [T, H];
+    S: [H, dk, dv] float32.  -> o [T, H, dv], o_t = S_t^T q_t / sqrt(dv)
+    """
+    T, H, dv = v.shape
+    scale = np.float32(1.0 / np.sqrt(dv))
+    decay = np.exp(g).astype(np.float32)                        # [T, H, dk]
+    o = np.empty((T, H, dv), np.float32)
+    for t in range(T):
+        S *= decay[t][:, :, None]                               # decay on the key axis
+        kS = np.matmul(k[t][:, None, :], S)[:, 0]               # [H, dv]  S^T k
+        delta = beta[t][:, None] * (v[t] - kS)                  # [H, dv]
+        S += k[t][:, :, None] * delta[:, None, :]               # S += k delta^T
+        o[t] = np.matmul(q[t][:, None, :], S)[:, 0] * scale     # [H, dv]
+    return o
+
+
+def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
+                        beta: np.ndarray, S: np.ndarray, chunk: int = 16) -> np.ndarray:
+    """The same recurrence in chunked WY form (llama.cpp delta-net-base.cpp); S updated in place.
+
+    Per head and chunk of C tokens (local i, j), with q pre-scaled by 1/sqrt(d) and
+    G_i = cumsum_{s<=i} g_s  [C, dk]:
+        A[i,j]  = beta_i sum_c k_i[c] k_j[c] e^{G_i[c]-G_j[c]}   (j < i)
+        Kq[i,j] = sum_c q_i[c] k_j[c] e^{G_i[c]-G_j[c]}           (j <= i)
+        Tm = (I + A)^-1;  U = Tm (beta V);  W = Tm (beta K e^G)
+        V' = U - W S0;  O = (Q e^G) S0 + Kq V';  S1 = e^{G_C} S0 + (K e^{G_C - G})^T V'
+    Shapes as gated_delta_rule.  Computed in float64 per chunk, state kept in float32.
+    """
+    T, H, dv = v.shape
+    o = np.empty((T, H, dv), np.float32)
+    qs = q.astype(np.float64) / np.sqrt(dv)
+    for t0 in range(0, T, chunk):
+        sl = slice(t0, min(T, t0 + chunk))
+        Q, K, V = (a[sl].transpose(1, 0, 2) for a in (qs, k.astype(np.float64), v.astype(np.float64)))
+        B = beta[sl].T.astype(np.float64)[:, :, None]                       # [H, C, 1]
+        G = np.cumsum(g[sl].astype(np.float64), axis=0).transpose(1, 0, 2)  # [H, C, dk]
+        C = G.shape[1]
+        eG = np.exp(G)
+        Gd = G[:, :, None, :] - G[:, None, :, :]                            # [H, C, C, dk] G_i - G_j
+        causal = np.tril(np.ones((C, C), bool))
+        E = np.exp(np.where(causal[None, :, :, None], Gd, -np.inf))         # 0 above the diagonal
+        KK = np.einsum("hic,hjc,hijc->hij", K, K, E)                        # [H, C, C]
+        QK = np.einsum("hic,hjc,hijc->hij", Q, K, E)
+        A = np.tril(KK, -1) * B
+        IA = np.eye(C)[None] + A                                            # unit lower-triangular
+        U = np.linalg.solve(IA, B * V)                                      # [H, C, dv]  Tm (beta V)
+        W = np.linalg.solve(IA, B * K * eG)                                 # [H, C, dk]
+        S0 = S.astype(np.float64)
+        Vn = U - np.matmul(W, S0)
+        O = np.matmul(Q * eG, S0) + np.matmul(QK, Vn)
+        GC = G[:, -1:, :]                                                   # [H, 1, dk]
+        S[...] = np.exp(GC).transpose(0, 2, 1) * S0 + \
+            np.matmul((K * np.exp(GC - G)).transpose(0, 2, 1), Vn)
+        o[sl] = O.transpose(1, 0, 2)
+    return o
+
+
+def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, np.ndarray],
+              S: np.ndarray, n_head: int, head_dim: int, eps: float) -> np.ndarray:
+    """x: [T, E] normed hidden; conv: 3 x [K-1, D] and S: [H, d, d] updated in place -> [T, E]."""
+    T = x.shape[0]
+    H, d = n_head, head_dim
+    D = H * d
+    if w.attn_qkv is not None:
+        qkv = ops.linear(w.attn_qkv, x)                                     # [T, 3D]
+        u_q, u_k, u_v = qkv[:, :D], qkv[:, D:2 * D], qkv[:, 2 * D:]
+    else:
+        u_q, u_k, u_v = (ops.linear(m, x) for m in (w.attn_q, w.attn_k, w.attn_v))  # [T, D]
+    q = ops.silu(causal_conv(u_q, conv[0], w.ssm_conv1d_q)).reshape(T, H, d)
+    k = ops.silu(causal_conv(u_k, conv[1], w.ssm_conv1d_k)).reshape(T, H, d)
+    v = ops.silu(causal_conv(u_v, conv[2], w.ssm_conv1d_v)).reshape(T, H, d)
+    q, k = l2_norm(q, eps), l2_norm(k, eps)
+    f = ops.linear(w.ssm_f_b, ops.linear(w.ssm_f_a, x)) + w.ssm_dt         # [T, D]
+    g = ops.softplus(f).reshape(T, H, d) * w.ssm_a[None, :, None]           # [T, H, d]  <= 0
+    beta = ops.sigmoid(ops.linear(w.ssm_beta, x))                           # [T, H]
+    o = gated_delta_rule(q, k, v, g, beta, S)                               # [T, H, d]
+    gate = ops.linear(w.ssm_g_b, ops.linear(w.ssm_g_a, x)).reshape(T, H, d)
+    o = ops.rms_norm(o, w.ssm_norm, eps) * ops.sigmoid(gate)                # [T, H, d]
+    return ops.linear(w.attn_output, o.reshape(T, D))                       # [T, E]
