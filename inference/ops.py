@@ -28,11 +28,72 @@ def dequant_rows(w: Tensor, start: int, stop: int) -> np.ndarray:
     return dequantize(raw, w.ggml_type, (stop - start) * n0).reshape(stop - start, n0)
 
 
+# llama.cpp's CPU matmul first converts the activations to the weight type's `vec_dot_type`
+# (ggml-cpu.c type_traits_cpu) and multiplies those: 8-bit blocks for quantized weights, F16/BF16
+# for half weights. `linear` does the same rounding (ROUND_ACTIVATIONS) so that results, near
+# ties included, follow llama.cpp's; the integer JIT kernels compute exactly this.
+ROUND_ACTIVATIONS = True
+_Q8_1_TYPES = ("Q4_1", "Q5_1", "Q8_1")
+_Q8_0_TYPES = ("Q1_0", "Q2_0", "Q4_0", "Q5_0", "Q8_0", "IQ4_NL", "MXFP4", "NVFP4")
+
+
+def _f16(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float16).astype(np.float32)
+
+
+def quantize_q8_0(x: np.ndarray) -> np.ndarray:
+    """x [..., n] (n % 32 == 0) rounded as ggml's quantize_row_q8_0: per 32-block d = amax/127
+    (stored F16), q = round-half-even(x * 127/amax) -> returns d * q as float32."""
+    b = np.asarray(x, np.float32).reshape(-1, 32)
+    amax = np.max(np.abs(b), axis=1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax > 0, np.float32(127.0) / amax, np.float32(0.0)).astype(np.float32)
+    q = np.rint(b * inv)                                    # [n_blocks, 32] in -127..127
+    return (q * _f16(amax / np.float32(127.0))).reshape(np.shape(x))
+
+
+quantize_q8_1 = quantize_q8_0   # same d and q; Q8_1 also stores s = d * sum(q) (F16) for the Q4_1 min term
+
+
+def quantize_q8_K(x: np.ndarray) -> np.ndarray:
+    """x [..., n] (n % 256 == 0) rounded as ggml's quantize_row_q8_K_ref: per 256-block,
+    iscale = -127/max (max = the element of largest magnitude, signed), q = min(127, rint(iscale*x)),
+    d = 1/iscale kept in float32 -> returns d * q."""
+    b = np.asarray(x, np.float32).reshape(-1, 256)
+    idx = np.argmax(np.abs(b), axis=1)
+    mx = b[np.arange(b.shape[0]), idx][:, None]             # signed value of largest magnitude
+    with np.errstate(divide="ignore"):
+        iscale = np.where(mx != 0, np.float32(-127.0) / mx, np.float32(0.0)).astype(np.float32)
+        d = np.where(mx != 0, np.float32(1.0) / iscale, np.float32(0.0)).astype(np.float32)
+    q = np.minimum(np.rint(iscale * b), 127)
+    return (q * d).reshape(np.shape(x))
+
+
+def round_activations(x: np.ndarray, w: Tensor) -> np.ndarray:
+    """x as llama.cpp's CPU backend hands it to a dot product with weights of w's type."""
+    name, n_in = w.ggml_type.name, w.shape_ggml[0]
+    if name == "F32":
+        return x
+    if name == "F16":
+        return _f16(x)
+    if name == "BF16":                                      # round to nearest even, keep the top 16 bits
+        u = np.ascontiguousarray(x, np.float32).view(np.uint32)
+        u = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+        return u.view(np.float32)
+    if (name in _Q8_0_TYPES or name in _Q8_1_TYPES) and n_in % 32 == 0:
+        return quantize_q8_0(x)
+    if n_in % 256 == 0:                                     # K-quants, IQ*, TQ*: Q8_K
+        return quantize_q8_K(x)
+    return x
+
+
 def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
     """y = x @ W.T.  w: numpy shape (out, in); x: [T, in] -> [T, out] float32."""
     n_in = w.shape_ggml[0]
     n_out = w.n_elements // n_in
     x = np.asarray(x, dtype=np.float32)
+    if ROUND_ACTIVATIONS:
+        x = round_activations(x, w)
     if w.ggml_type.name == "F32":
         return x @ w.data.view(np.float32).reshape(n_out, n_in).T
     y = np.empty((x.shape[0], n_out), dtype=np.float32)
@@ -85,6 +146,14 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x)))
 
 
+def gelu_tanh_f16(x: np.ndarray) -> np.ndarray:
+    """GELU-tanh as llama.cpp's CPU backend computes it (GGML_GELU_FP16): x rounded to F16, looked
+    up in a table of F16-rounded gelu values; x <= -10 -> 0, x >= 10 -> x."""
+    x = np.asarray(x, np.float32)
+    y = _f16(gelu_tanh(_f16(x)))
+    return np.where(x <= -10.0, np.float32(0.0), np.where(x >= 10.0, x, y)).astype(np.float32)
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     m = np.max(x, axis=axis, keepdims=True)
     e = np.exp(x - m)
@@ -127,13 +196,17 @@ def rope_norm(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_sca
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_pos: np.ndarray,
-              scale: float, window: int | None = None) -> np.ndarray:
+              scale: float, window: int | None = None, round_f16: bool = False) -> np.ndarray:
     """Causal (optionally sliding-window) attention with grouped KV heads.
 
     q: [T, Hq, Dk]; k: [S, Hkv, Dk]; v: [S, Hkv, Dv]; positions q_pos [T], k_pos [S].
     A key is visible iff k_pos <= q_pos and (no window or q_pos - k_pos < window).
     Query head h reads KV head h // (Hq / Hkv).  -> [T, Hq, Dv]
+    round_f16: round q, k, v and the softmax probabilities to F16 first, as llama.cpp's CPU
+    attention does with its F16 KV cache (kq = k·f16(q); out = v·f16(softmax(kq*scale + mask))).
     """
+    if round_f16:
+        q, k, v = _f16(q), _f16(k), _f16(v)
     T, Hq, _ = q.shape
     Hkv = k.shape[1]
     g = Hq // Hkv
@@ -146,4 +219,6 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     vh = np.repeat(v, g, axis=1).transpose(1, 0, 2)   # [Hq, S, Dv]
     scores = np.matmul(q.transpose(1, 0, 2), kh) * np.float32(scale) + mask[None]  # [Hq, T, S]
     p = softmax(scores, axis=-1)
+    if round_f16:
+        p = _f16(p)
     return np.matmul(p, vh).transpose(1, 0, 2)        # [T, Hq, Dv]
