@@ -1,0 +1,208 @@
+"""IR -> optimised module -> object code (cached on disk) -> loaded machine code -> ctypes.
+
+Three separate steps:
+  build   a kernel builder returns LLVM IR text (pure, cached per process);
+  compile `compile_object(ir, cpu)` optimises with LLVM's new pass manager at O3 for the
+          target CPU and emits an ELF/COFF/Mach-O object;
+  load    `load_object(obj, cpu)` links it into an MCJIT engine and returns symbol addresses.
+`kernel(key, build, symbols, cpu)` strings them together with the on-disk cache:
+  <cache_dir>/kernels/<sha256>.o, sha256 over (llvmlite, LLVM, CPU name, features, key, IR).
+An entry is MAGIC + sha256(payload) + payload; anything that does not check out is rebuilt.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import llvmlite
+import llvmlite.binding as llvm
+
+from inference.errors import LecternError
+
+from .cpu import CpuInfo
+
+MAGIC = b"LECTERN-KERNEL-1\n"
+_lock = threading.RLock()
+_engines: list = []   # every loaded engine stays alive as long as the process: its code is in use
+
+
+class JitError(LecternError):
+    """A kernel could not be compiled or loaded; the engine falls back to numpy."""
+
+
+@functools.cache
+def _init() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+
+
+@functools.cache
+def target_machine(cpu: CpuInfo) -> llvm.TargetMachine:
+    """One O3 target machine per CPU description (host name and feature string)."""
+    _init()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(
+        cpu=cpu.name, features=cpu.features, opt=3, reloc="default", codemodel="jitdefault"
+    )
+
+
+def optimize(mod: llvm.ModuleRef, cpu: CpuInfo) -> None:
+    """The standard O3 pipeline (new pass manager) with loop and SLP vectorisation."""
+    tm = target_machine(cpu)
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_unrolling = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+
+
+def parse(ir_text: str, cpu: CpuInfo) -> llvm.ModuleRef:
+    _init()
+    tm = target_machine(cpu)
+    try:
+        mod = llvm.parse_assembly(ir_text)
+        mod.triple = tm.triple
+        mod.data_layout = str(tm.target_data)
+        mod.verify()
+    except RuntimeError as e:
+        raise JitError(f"kernel IR does not verify: {e}") from e
+    return mod
+
+
+def compile_object(ir_text: str, cpu: CpuInfo) -> bytes:
+    """Optimise IR for `cpu` and return the object code."""
+    mod = parse(ir_text, cpu)
+    optimize(mod, cpu)
+    return target_machine(cpu).emit_object(mod)
+
+
+def assembly(ir_text: str, cpu: CpuInfo) -> str:
+    """The machine code as assembly text (for inspecting what LLVM selected)."""
+    mod = parse(ir_text, cpu)
+    optimize(mod, cpu)
+    return target_machine(cpu).emit_assembly(mod)
+
+
+def load_object(obj: bytes, cpu: CpuInfo, names: list[str]) -> dict[str, int]:
+    """Link an object into a fresh MCJIT engine; return name -> function address."""
+    tm = target_machine(cpu)
+    with _lock:
+        empty = llvm.parse_assembly("")
+        empty.triple = tm.triple
+        engine = llvm.create_mcjit_compiler(empty, tm)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        engine.finalize_object()
+        addrs = {n: engine.get_function_address(n) for n in names}
+        _engines.append(engine)
+    missing = [n for n, a in addrs.items() if not a]
+    if missing:
+        raise JitError(f"compiled kernel object lacks the symbols {missing}")
+    return addrs
+
+
+# --------------------------------------------------------------------------- disk cache
+
+def cache_root() -> Path:
+    from inference.paths import cache_dir
+
+    return cache_dir() / "kernels"
+
+
+def cache_key(key: tuple, ir_text: str, cpu: CpuInfo) -> str:
+    h = hashlib.sha256()
+    for part in (
+        llvmlite.__version__,
+        ".".join(map(str, llvm.llvm_version_info)),
+        cpu.name,
+        cpu.features,
+        repr(key),
+        ir_text,
+    ):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def cache_read(path: Path) -> bytes | None:
+    """The payload of a cache entry, or None if missing, unreadable or corrupt."""
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    head = len(MAGIC) + 32
+    if len(blob) <= head or not blob.startswith(MAGIC):
+        return None
+    payload = blob[head:]
+    if hashlib.sha256(payload).digest() != blob[len(MAGIC):head]:
+        return None
+    return payload
+
+
+def cache_write(path: Path, payload: bytes) -> None:
+    """Atomic: write a temporary file next to it, then rename over. Failures only warn."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(MAGIC + hashlib.sha256(payload).digest() + payload)
+        os.replace(tmp, path)
+    except OSError as e:
+        warnings.warn(f"could not write the kernel cache entry {path} ({e}); kernels will be recompiled next time")
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+# Counters for tests and benchmarks: how the kernels of this process were obtained.
+stats = {"compiled": 0, "disk_hits": 0, "rebuilt_corrupt": 0}
+
+
+def object_for(key: tuple, ir_text: str, cpu: CpuInfo, use_cache: bool = True) -> bytes:
+    """The object code for `ir_text`, from the disk cache or freshly compiled (and stored)."""
+    path = cache_root() / f"{cache_key(key, ir_text, cpu)}.o"
+    if use_cache and path.exists():
+        obj = cache_read(path)
+        if obj is not None:
+            stats["disk_hits"] += 1
+            return obj
+        stats["rebuilt_corrupt"] += 1
+        warnings.warn(f"kernel cache entry {path} is corrupt; recompiling it")
+    obj = compile_object(ir_text, cpu)
+    stats["compiled"] += 1
+    if use_cache:
+        cache_write(path, obj)
+    return obj
+
+
+_loaded: dict = {}
+
+
+def kernel(key: tuple, build: Callable[[], str], symbols: dict[str, ctypes._CFuncPtr], cpu: CpuInfo):
+    """Compiled functions (name -> ctypes function) for the IR `build()` returns.
+
+    `symbols` maps each exported function name to its ctypes prototype (CFUNCTYPE(...)).
+    Loaded once per process per (key, cpu); compiled once per machine thanks to the disk cache.
+    """
+    memo = (key, cpu)
+    with _lock:
+        if memo in _loaded:
+            return _loaded[memo]
+    try:
+        ir_text = build()
+        obj = object_for(key, ir_text, cpu)
+        addrs = load_object(obj, cpu, list(symbols))
+    except JitError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any LLVM failure means: no JIT for this kernel
+        raise JitError(f"kernel {key} for {cpu.tag} failed to compile or load: {e}") from e
+    funcs = {n: proto(addrs[n]) for n, proto in symbols.items()}
+    with _lock:
+        _loaded.setdefault(memo, funcs)
+        return _loaded[memo]

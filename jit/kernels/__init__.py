@@ -1,0 +1,1 @@
+"""LLVM IR builders for the kernels. Each returns IR text; builders are pure and cached."""

@@ -1,0 +1,253 @@
+"""A small LLVM IR text emitter: SSA temporaries, counted loops with carried values, and the
+few building blocks every kernel shares (splats, half <-> float, the u8 x s8 dot product).
+
+Kept as text rather than llvmlite.ir objects: vector IR reads best as IR.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from ..cpu import CpuInfo
+
+
+def vec(n: int, ty: str) -> str:
+    return f"<{n} x {ty}>"
+
+
+def const_vec(ty: str, values) -> str:
+    return "<" + ", ".join(f"{ty} {v}" for v in values) + ">"
+
+
+def mask(indices) -> str:
+    """A shufflevector mask operand, type included."""
+    idx = list(indices)
+    return f"<{len(idx)} x i32> " + const_vec("i32", idx)
+
+
+class Loop:
+    def __init__(self, fn: "Fn", name: str):
+        self.fn, self.name = fn, name
+        self.i = f"%{name}.i"
+        self._carried: list[list] = []   # [phi name, type, init, pred label, line index, next]
+
+    def carry(self, ty: str, init: str) -> str:
+        """A value carried around the loop: returns its name inside (and, after, its final value)."""
+        name = f"%{self.name}.c{len(self._carried)}"
+        self.fn.lines.append(None)   # placeholder for the phi, filled at the end of the loop
+        self._carried.append([name, ty, init, self._pred, len(self.fn.lines) - 1, None])
+        return name
+
+    def set(self, name: str, value: str) -> None:
+        for c in self._carried:
+            if c[0] == name:
+                c[5] = value
+                return
+        raise KeyError(name)
+
+
+class Fn:
+    """One function's body. `v()` emits an instruction and returns its SSA name."""
+
+    def __init__(self, cpu: CpuInfo, decls: set[str]):
+        self.cpu = cpu
+        self.decls = decls
+        self.lines: list = []
+        self._n = 0
+        self._labels = 0
+        self.block = "entry"
+        self.lines.append("entry:")
+
+    def v(self, text: str) -> str:
+        name = f"%t{self._n}"
+        self._n += 1
+        self.lines.append(f"  {name} = {text}")
+        return name
+
+    def do(self, text: str) -> None:
+        self.lines.append(f"  {text}")
+
+    def label(self, name: str) -> None:
+        self.lines.append(f"{name}:")
+        self.block = name
+
+    def fresh(self, stem: str) -> str:
+        self._labels += 1
+        return f"{stem}{self._labels}"
+
+    def declare(self, decl: str) -> None:
+        self.decls.add(decl)
+
+    def call(self, ret: str, fname: str, args: list[str], sig: str) -> str:
+        """call an intrinsic/helper; `sig` is the argument type list for the declaration."""
+        self.declare(f"declare {ret} @{fname}({sig})")
+        return self.v(f"call {ret} @{fname}({', '.join(args)})")
+
+    @contextmanager
+    def loop(self, start: str, stop: str, step: int = 1, stem: str = "L"):
+        """for (i = start; i < stop; i += step): i64 counter, carried values via Loop.carry."""
+        name = self.fresh(stem)
+        lp = Loop(self, name)
+        lp._pred = self.block
+        self.do(f"br label %{name}.head")
+        self.label(f"{name}.head")
+        idx_line = len(self.lines)
+        self.lines.append(None)
+        cond = self.v(f"icmp slt i64 {lp.i}, {stop}")
+        self.do(f"br i1 {cond}, label %{name}.body, label %{name}.exit")
+        self.label(f"{name}.body")
+        yield lp
+        self.do(f"br label %{name}.latch")
+        self.label(f"{name}.latch")
+        self.do(f"{lp.i}.next = add i64 {lp.i}, {step}")
+        self.do(f"br label %{name}.head")
+        self.lines[idx_line] = f"  {lp.i} = phi i64 [{start}, %{lp._pred}], [{lp.i}.next, %{name}.latch]"
+        for c in lp._carried:
+            if c[5] is None:
+                raise ValueError(f"carried value {c[0]} never set")
+            self.lines[c[4]] = None
+        for phi, ty, init, pred, _, nxt in lp._carried:
+            self.lines.insert(idx_line + 1, f"  {phi} = phi {ty} [{init}, %{pred}], [{nxt}, %{name}.latch]")
+        self.label(f"{name}.exit")
+
+    # ------------------------------------------------------------------ memory helpers
+    def gep(self, base: str, offset: str) -> str:
+        """base + offset bytes."""
+        return self.v(f"getelementptr inbounds i8, ptr {base}, i64 {offset}")
+
+    def load(self, ty: str, ptr: str, align: int = 1) -> str:
+        return self.v(f"load {ty}, ptr {ptr}, align {align}")
+
+    def store(self, ty: str, val: str, ptr: str, align: int = 1) -> None:
+        self.do(f"store {ty} {val}, ptr {ptr}, align {align}")
+
+    def splat(self, n: int, ty: str, scalar: str) -> str:
+        one = self.v(f"insertelement <1 x {ty}> poison, {ty} {scalar}, i64 0")
+        return self.v(f"shufflevector <1 x {ty}> {one}, <1 x {ty}> poison, <{n} x i32> zeroinitializer")
+
+    # ------------------------------------------------------------------ half <-> float
+    def half_to_float(self, h16: str, n: int = 0) -> str:
+        """i16 (or <n x i16>) IEEE half bits -> float. fpext with F16C, integer code otherwise."""
+        it, ft, ht = ("i16", "float", "half") if n == 0 else (vec(n, "i16"), vec(n, "float"), vec(n, "half"))
+        if self.cpu.has_f16c:
+            h = self.v(f"bitcast {it} {h16} to {ht}")
+            return self.v(f"fpext {ht} {h} to {ft}")
+        i32 = "i32" if n == 0 else vec(n, "i32")
+        c = (lambda k: str(k)) if n == 0 else (lambda k: f"splat (i32 {k})")
+        cf = (lambda k: k) if n == 0 else (lambda k: f"splat (float {k})")
+        h = self.v(f"zext {it} {h16} to {i32}")
+        mag = self.v(f"and {i32} {h}, {c(0x7FFF)}")
+        sh = self.v(f"shl {i32} {mag}, {c(13)}")
+        f = self.v(f"bitcast {i32} {sh} to {ft}")
+        # exact: a half is a float times 2^-112 when its exponent is rebased (covers subnormals)
+        f = self.v(f"fmul {ft} {f}, {cf('0x46F0000000000000')}")
+        fb = self.v(f"bitcast {ft} {f} to {i32}")
+        isinf = self.v(f"icmp uge {i32} {mag}, {c(0x7C00)}")
+        infb = self.v(f"or {i32} {fb}, {c(0x7F800000)}")
+        fb = self.v(f"select {'i1' if n == 0 else vec(n, 'i1')} {isinf}, {i32} {infb}, {i32} {fb}")
+        sign = self.v(f"and {i32} {h}, {c(0x8000)}")
+        sign = self.v(f"shl {i32} {sign}, {c(16)}")
+        fb = self.v(f"or {i32} {fb}, {sign}")
+        return self.v(f"bitcast {i32} {fb} to {ft}")
+
+    def float_to_half(self, f: str) -> str:
+        """float -> i16 IEEE half bits, round to nearest even (as vcvtps2ph / numpy)."""
+        if self.cpu.has_f16c:
+            h = self.v(f"fptrunc float {f} to half")
+            return self.v(f"bitcast half {h} to i16")
+        b = self.v(f"bitcast float {f} to i32")
+        sign = self.v(f"and i32 {b}, {0x80000000 - 2**32}")
+        a = self.v(f"and i32 {b}, {0x7FFFFFFF}")
+        # overflow to inf, or NaN
+        big = self.v(f"icmp uge i32 {a}, {(127 + 16) << 23}")
+        nan = self.v(f"icmp ugt i32 {a}, {255 << 23}")
+        o_big = self.v(f"select i1 {nan}, i32 {0x7E00}, i32 {0x7C00}")
+        # subnormal result: let the FPU round by adding a magic number
+        magic = ((127 - 15) + (23 - 10) + 1) << 23
+        af = self.v(f"bitcast i32 {a} to float")
+        sf = self.v(f"fadd float {af}, {_hexf(magic)}")
+        sb = self.v(f"bitcast float {sf} to i32")
+        o_sub = self.v(f"sub i32 {sb}, {magic}")
+        small = self.v(f"icmp ult i32 {a}, {113 << 23}")
+        # normal: rebias and round to nearest even on bit 13
+        odd = self.v(f"lshr i32 {a}, 13")
+        odd = self.v(f"and i32 {odd}, 1")
+        n1 = self.v(f"add i32 {a}, {((15 - 127) << 23) + 0xFFF}")
+        n1 = self.v(f"add i32 {n1}, {odd}")
+        o_norm = self.v(f"lshr i32 {n1}, 13")
+        o = self.v(f"select i1 {small}, i32 {o_sub}, i32 {o_norm}")
+        o = self.v(f"select i1 {big}, i32 {o_big}, i32 {o}")
+        s16 = self.v(f"lshr i32 {sign}, 16")
+        o = self.v(f"or i32 {o}, {s16}")
+        return self.v(f"trunc i32 {o} to i16")
+
+    # ------------------------------------------------------------------ integer dot
+    def dot_u8s8(self, acc: str, a: str, b: str) -> str:
+        """acc[i] + sum_{k<4} a[4i+k] * b[4i+k]: a <32 x i8> unsigned (< 128 for avx2: pmaddubsw
+        pairs must not saturate), b <32 x i8> signed; acc <8 x i32>. Lane i covers bytes 4i..4i+3
+        on every path, so per-16-byte scales may be applied lane-wise."""
+        path = self.cpu.dot_path
+        v8, v32 = vec(8, "i32"), vec(32, "i8")
+        if path == "vnni":
+            a32 = self.v(f"bitcast {v32} {a} to {v8}")
+            b32 = self.v(f"bitcast {v32} {b} to {v8}")
+            return self.call(v8, "llvm.x86.avx512.vpdpbusd.256", [f"{v8} {acc}", f"{v8} {a32}", f"{v8} {b32}"],
+                             f"{v8}, {v8}, {v8}")
+        if path == "avx2":
+            m = self.call(vec(16, "i16"), "llvm.x86.avx2.pmadd.ub.sw", [f"{v32} {a}", f"{v32} {b}"], f"{v32}, {v32}")
+            w = self.call(v8, "llvm.x86.avx2.pmadd.wd", [f"<16 x i16> {m}", "<16 x i16> splat (i16 1)"],
+                          "<16 x i16>, <16 x i16>")
+            return self.v(f"add {v8} {acc}, {w}")
+        az = self.v(f"zext {v32} {a} to <32 x i32>")
+        bs = self.v(f"sext {v32} {b} to <32 x i32>")
+        p = self.v(f"mul nsw <32 x i32> {az}, {bs}")
+        s = acc
+        for k in range(4):
+            part = self.v(f"shufflevector <32 x i32> {p}, <32 x i32> poison, {mask(range(k, 32, 4))}")
+            s = self.v(f"add {v8} {s}, {part}")
+        return s
+
+    def dot_s8s8(self, acc: str, a: str, b: str) -> str:
+        """Signed x signed bytes via |a| x (sign(a) * b); b must not hold -128."""
+        v32 = vec(32, "i8")
+        absa = self.call(v32, "llvm.abs.v32i8", [f"{v32} {a}", "i1 false"], f"{v32}, i1")
+        neg = self.v(f"icmp slt {v32} {a}, zeroinitializer")
+        nb = self.v(f"sub {v32} zeroinitializer, {b}")
+        sb = self.v(f"select <32 x i1> {neg}, {v32} {nb}, {v32} {b}")
+        return self.dot_u8s8(acc, absa, sb)
+
+    def hsum_f(self, n: int, v: str) -> str:
+        return self.call("float", f"llvm.vector.reduce.fadd.v{n}f32", ["float -0.0", f"{vec(n, 'float')} {v}"],
+                         f"float, {vec(n, 'float')}")
+
+    def fma_v(self, n: int, a: str, b: str, c: str) -> str:
+        t = vec(n, "float")
+        return self.call(t, f"llvm.fma.v{n}f32", [f"{t} {a}", f"{t} {b}", f"{t} {c}"], f"{t}, {t}, {t}")
+
+
+def _hexf(bits32: int) -> str:
+    """An f32 bit pattern as an LLVM float literal (LLVM wants the double hex form)."""
+    import struct
+
+    d = struct.unpack("<f", struct.pack("<I", bits32))[0]
+    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", d))[0]
+
+
+class ModuleText:
+    """Functions plus the declarations they need, as one IR module."""
+
+    def __init__(self, cpu: CpuInfo):
+        self.cpu = cpu
+        self.decls: set[str] = set()
+        self.funcs: list[str] = []
+
+    def function(self, header: str):
+        fn = Fn(self.cpu, self.decls)
+        fn.header = header
+        return fn
+
+    def add(self, fn: Fn) -> None:
+        body = "\n".join(ln for ln in fn.lines if ln is not None)
+        self.funcs.append(f"{fn.header} {{\n{body}\n}}\n")
+
+    def text(self) -> str:
+        return "\n".join(self.funcs) + "\n" + "\n".join(sorted(self.decls)) + "\n"
