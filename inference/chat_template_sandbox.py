@@ -1,0 +1,415 @@
+"""The jinja2 sandbox chat templates run in: transformers' environment plus hard limits.
+
+A chat template comes from a downloaded GGUF file, so it is untrusted code. jinja2's
+ImmutableSandboxedEnvironment already blocks attribute escapes (``''.__class__``) and mutation
+of lists and dicts; on top of that every render runs under a `Budget`:
+
+* a deadline, checked by a trace hook installed on the rendering thread for the duration of the
+  render (every Python call and line, so pure-jinja loops and recursive macros are stopped) and
+  by every sandbox hook;
+* a size limit on every value the template builds (concatenation, ``*``, ``**``, ``%``, filters,
+  method calls, slices) and on the output, checked *before* an operation that could allocate
+  gigabytes in one C call (``'x' * 10**10``, ``s.ljust(10**10)``, ``s|replace('', big)``);
+* a limit on the total text built, so a loop cannot hoard memory within the deadline.
+
+A violation raises `Abort`, a BaseException so that no ``except Exception`` inside jinja2
+swallows it; chat_template.py turns it into TemplateError.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import re
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Iterator
+
+import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator
+from jinja2.exceptions import SecurityError
+from jinja2.ext import Extension, loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MAX_INT_BITS = 10_000         # integers beyond ~3000 decimal digits have no place in a prompt
+MAX_FORMAT_WIDTH = 256        # strftime field widths
+
+
+class Abort(BaseException):
+    """The render broke a limit. BaseException: jinja2's own `except Exception` must not catch it."""
+
+
+class RaisedByTemplate(jinja2.TemplateError):
+    """raise_exception(msg) called by the template itself: the message is the template's."""
+
+
+class Budget:
+    """Limits of one render: a deadline, the largest value, the total text built."""
+
+    def __init__(self, time_limit: float, max_chars: int, max_work: int):
+        self.time_limit = time_limit
+        self.deadline = time.monotonic() + time_limit
+        self.max_chars = max_chars
+        self.max_work = max_work
+        self.work = 0
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise Abort(
+                f"the chat template took too long to render (over {self.time_limit:g} s); "
+                "it may loop forever: use another template"
+            )
+
+    def check_size(self, n: int) -> None:
+        """A value of n characters (or items) is about to be built."""
+        if n > self.max_chars:
+            raise Abort(
+                f"the chat template tried to build a value of {n:,} characters (the limit is "
+                f"{self.max_chars:,}): it produces absurd output, use another template"
+            )
+
+    def charge(self, value: Any) -> Any:
+        """Count a value the template built against the limits; returns it."""
+        if isinstance(value, (str, bytes, list, tuple, dict)):
+            n = len(value)
+            self.check_size(n)
+            self.work += n
+            if self.work > self.max_work:
+                raise Abort(
+                    f"the chat template built over {self.max_work:,} characters of text while "
+                    "rendering: it produces absurd output, use another template"
+                )
+        self.tick()
+        return value
+
+
+_active = threading.local()
+_COMPILE_BUDGET = (5.0, 1_000_000, 50_000_000)   # constant folding at compile time
+
+
+def budget() -> Budget:
+    b = getattr(_active, "budget", None)
+    return b if b is not None else Budget(*_COMPILE_BUDGET)   # outside limited(): a safety net
+
+
+@contextmanager
+def limited(b: Budget) -> Iterator[Budget]:
+    """Run the body under budget b: the deadline trace hook is on for this thread only.
+
+    Any tracer already installed (a debugger, coverage) keeps being called.
+    """
+    prev_budget = getattr(_active, "budget", None)
+    prev_trace = sys.gettrace()
+    _active.budget = b
+    deadline, monotonic = b.deadline, time.monotonic
+
+    def expired() -> None:
+        if monotonic() > deadline:
+            b.tick()
+
+    if prev_trace is None:
+        def local(frame, event, arg):
+            expired()
+            return local
+
+        def tracer(frame, event, arg):
+            expired()
+            return local
+    else:
+        def chained(theirs):
+            def local(frame, event, arg):
+                nonlocal theirs
+                expired()
+                if theirs is not None:
+                    theirs = theirs(frame, event, arg)
+                return local
+            return local
+
+        def tracer(frame, event, arg):
+            expired()
+            return chained(prev_trace(frame, event, arg))
+
+    sys.settrace(tracer)
+    try:
+        yield b
+    finally:
+        sys.settrace(prev_trace)
+        _active.budget = prev_budget
+
+
+# ---------------------------------------------------------------- size estimates before a call
+
+def _len_str(x: Any) -> int:
+    return len(x) if isinstance(x, (str, bytes)) else len(str(x))
+
+
+def format_estimate(fmt: Any, args: Any) -> int:
+    """Upper bound on the length of fmt % args or fmt.format(*args): every number in the format
+    may be a field width, every field may repeat the longest argument."""
+    fmt = str(fmt)
+    if isinstance(args, dict):
+        args = list(args.values())
+    elif not isinstance(args, (list, tuple)):
+        args = [args]
+    widths = sum(int(d) if len(d) < 12 else 10**12 for d in re.findall(r"\d+", fmt))
+    fields = fmt.count("%") + fmt.count("{")
+    longest = max((_len_str(a) for a in args), default=0)
+    return len(fmt) + widths + fields * longest
+
+
+def _replace_estimate(s: Any, old: Any, new: Any, count: Any = None) -> int:
+    s, old, new = str(s), str(old), str(new)
+    n = len(s) + 1 if old == "" else s.count(old)
+    if isinstance(count, int) and count >= 0:
+        n = min(n, count)
+    return len(s) + n * max(0, len(new) - len(old))
+
+
+def _materialize(v: Any) -> Any:
+    if isinstance(v, (str, bytes, list, tuple, dict)) or v is None:
+        return v
+    try:
+        return list(v)
+    except TypeError:
+        return v
+
+
+# Filters that can grow their input by more than a small constant factor: name -> estimator
+# taking the bound arguments and returning (arguments to use, estimated result size).
+def _f_center(a):  return a, max(_len_str(a["value"]), _int(a.get("width", 80)))
+def _f_indent(a):
+    s, w = str(a["s"]), a.get("width", 4)
+    w = len(w) if isinstance(w, str) else _int(w)
+    return a, len(s) + (s.count("\n") + 1) * w
+def _f_format(a):  return a, format_estimate(a["value"], list(a.get("args", ())) + list(a.get("kwargs", {}).values()))
+def _f_replace(a): return a, _replace_estimate(a["s"], a["old"], a["new"], a.get("count"))
+def _f_join(a):
+    a["value"] = v = _materialize(a["value"])
+    items = [v] if isinstance(v, (str, bytes)) else list(v)
+    sep = str(a.get("d", ""))
+    return a, sum(_len_str(x) for x in items) + len(sep) * len(items)
+def _f_wordwrap(a):
+    s, ws = str(a["s"]), a.get("wrapstring") or "\n"
+    wraps = len(s) // max(1, _int(a.get("width", 79))) + s.count(" ") + s.count("\n") + 1
+    return a, len(s) + wraps * len(str(ws))
+def _f_batch(a):
+    a["value"] = v = _materialize(a["value"])
+    n, size = len(v) if hasattr(v, "__len__") else 0, max(1, _int(a["linecount"]))
+    return a, (-(-n // size) * size) if a.get("fill_with") is not None else n
+def _f_sum(a):
+    if not isinstance(a.get("start", 0), (int, float)):
+        raise Abort("the sum filter only adds numbers in a chat template")
+    return a, 0
+def _f_truncate(a): return a, _len_str(a["s"]) + _len_str(a.get("end", "..."))
+
+
+def _int(x: Any) -> int:
+    return x if isinstance(x, int) else 0
+
+
+_FILTER_ESTIMATES = {
+    "center": _f_center, "indent": _f_indent, "format": _f_format, "replace": _f_replace,
+    "join": _f_join, "wordwrap": _f_wordwrap, "batch": _f_batch, "sum": _f_sum,
+    "truncate": _f_truncate,
+}
+_REMOVED_FILTERS = ("urlize",)   # inserts its arguments per URL; no chat template needs it
+
+
+def _guard_filter(name: str, f):
+    estimate = _FILTER_ESTIMATES.get(name)
+    sig = inspect.signature(f) if estimate else None
+
+    @functools.wraps(f)
+    def guarded(*args, **kwargs):
+        b = budget()
+        b.tick()
+        if estimate is not None:
+            try:
+                bound = sig.bind(*args, **kwargs)
+            except TypeError:
+                return f(*args, **kwargs)   # the filter reports its own usage error
+            bound.apply_defaults()
+            arguments, n = estimate(dict(bound.arguments))
+            b.check_size(n)
+            bound.arguments.update(arguments)
+            args, kwargs = bound.args, bound.kwargs
+        return b.charge(f(*args, **kwargs))
+
+    return guarded
+
+
+def _method_estimate(obj: Any, args: tuple, kwargs: dict) -> int:
+    """Result-size bound for str/bytes methods that can grow their input."""
+    owner, name = getattr(obj, "__self__", None), getattr(obj, "__name__", "")
+    if not isinstance(owner, (str, bytes)):
+        return 0
+    if name in ("center", "ljust", "rjust", "zfill") and args:
+        return max(len(owner), _int(args[0]))
+    if name == "expandtabs":
+        size = _int(args[0] if args else kwargs.get("tabsize", 8))
+        return len(owner) + owner.count("\t" if isinstance(owner, str) else b"\t") * size
+    if name == "replace" and len(args) >= 2:
+        return _replace_estimate(owner, args[0], args[1], args[2] if len(args) > 2 else -1)
+    if name == "join" and args:
+        items = _materialize(args[0])
+        items = items if isinstance(items, (list, tuple)) else [items]
+        return sum(_len_str(x) for x in items) + len(owner) * len(items)
+    if name == "translate" and args and isinstance(args[0], dict):
+        longest = max((_len_str(v) for v in args[0].values() if v is not None), default=1)
+        return len(owner) * max(1, longest)
+    return 0
+
+
+# ---------------------------------------------------------------- helpers real templates use
+
+def raise_exception(message: Any) -> None:
+    raise RaisedByTemplate(str(message))
+
+
+def strftime_now(fmt: Any) -> str:
+    fmt = str(fmt)
+    budget().check_size(len(fmt))
+    for w in re.findall(r"%[-_0^#]*(\d+)", fmt):
+        if len(w) > 3 or int(w) > MAX_FORMAT_WIDTH:
+            raise Abort(f"strftime_now: field width {w} is too large")
+    return datetime.now().strftime(fmt)
+
+
+def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+           sort_keys: bool = False) -> str:
+    """transformers' tojson: plain json.dumps (no HTML escaping), non-ASCII kept."""
+    if isinstance(indent, int) and indent > 64 or isinstance(indent, str) and len(indent) > 64:
+        raise Abort(f"tojson: indent {indent!r} is too large")
+    if separators is not None and sum(_len_str(s) for s in separators) > 64:
+        raise Abort("tojson: separators are too long")
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
+
+
+class GenerationTag(Extension):
+    """transformers' ``{% generation %}...{% endgeneration %}`` (marks assistant text for
+    training masks): for rendering it is just its body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        next(parser.stream)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+class _GuardedCodeGenerator(CodeGenerator):
+    def visit_Concat(self, node: nodes.Concat, frame) -> None:   # the ~ operator
+        self.write("environment.guarded_str_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class ChatSandbox(ImmutableSandboxedEnvironment):
+    """The environment of transformers' _compile_jinja_template, with every growth guarded."""
+
+    code_generator_class = _GuardedCodeGenerator
+    intercepted_binops = frozenset({"+", "*", "**", "%"})
+
+    def __init__(self) -> None:
+        super().__init__(trim_blocks=True, lstrip_blocks=True,
+                         extensions=[loopcontrols, GenerationTag])
+        for name in _REMOVED_FILTERS:
+            self.filters.pop(name, None)
+        self.filters["tojson"] = tojson
+        self.filters = {k: _guard_filter(k, f) for k, f in self.filters.items()}
+        self.globals["raise_exception"] = raise_exception
+        self.globals["strftime_now"] = strftime_now
+
+    # every piece of text a template assembles passes through one of these two
+    def concat(self, parts) -> str:   # type: ignore[override]
+        b = budget()
+        parts = list(parts)
+        b.check_size(sum(len(p) for p in parts))
+        return b.charge("".join(parts))
+
+    def guarded_str_join(self, parts) -> str:
+        return self.concat(map(str, parts))
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        b = budget()
+        b.tick()
+        seq = (str, bytes, list, tuple)
+        if operator == "+" and isinstance(left, seq) and isinstance(right, seq):
+            b.check_size(len(left) + len(right))
+        elif operator == "*":
+            for s, n in ((left, right), (right, left)):
+                if isinstance(s, seq) and isinstance(n, int):
+                    b.check_size(len(s) * max(0, n))
+            if isinstance(left, int) and isinstance(right, int):
+                _check_bits(abs(left).bit_length() + abs(right).bit_length())
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int):
+            if abs(left) > 1 and right > 0:
+                _check_bits(right * abs(left).bit_length())
+        elif operator == "%" and isinstance(left, (str, bytes)):
+            b.check_size(format_estimate(left, right))
+        return b.charge(self.binop_table[operator](left, right))
+
+    def call(__self, __context, __obj, *args, **kwargs):   # noqa: N805 - jinja2's signature
+        b = budget()
+        b.tick()
+        if isinstance(getattr(__obj, "__self__", None), (str, bytes, int)):
+            for x in list(args) + list(kwargs.values()):   # widths, lengths (int.to_bytes)
+                if isinstance(x, int) and not isinstance(x, bool):
+                    b.check_size(abs(x))
+        b.check_size(_method_estimate(__obj, args, kwargs))
+        return b.charge(super().call(__context, __obj, *args, **kwargs))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        budget().tick()
+        value = super().getitem(obj, argument)
+        return budget().charge(value) if isinstance(argument, slice) else value
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        budget().tick()
+        return super().getattr(obj, attribute)
+
+    def unsafe_undefined(self, obj: Any, attribute: str):
+        """Fail at the access itself, not at the first use of the undefined value."""
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+        )
+
+    def wrap_str_format(self, value: Any):
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        fmt = value.__self__
+
+        @functools.wraps(wrapper)
+        def guarded(*args, **kwargs):
+            budget().check_size(format_estimate(fmt, list(args) + list(kwargs.values())))
+            return budget().charge(wrapper(*args, **kwargs))
+
+        return guarded
+
+
+def _check_bits(bits: int) -> None:
+    if bits > MAX_INT_BITS:
+        raise Abort(
+            f"the chat template computes an integer of about {bits:,} bits: "
+            "it produces absurd output, use another template"
+        )
+
+
+_env: ChatSandbox | None = None
+_env_lock = threading.Lock()
+
+
+def sandbox() -> ChatSandbox:
+    """The shared environment (filters and globals never change after creation)."""
+    global _env
+    with _env_lock:
+        if _env is None:
+            _env = ChatSandbox()
+        return _env
