@@ -1,0 +1,444 @@
+"""Engine (a loaded model) and Session (one conversation's state, reused between turns).
+
+A Session holds the model State and the tokens it covers (`session.tokens`, len == state.n_past)
+and the logits after the last of them. A new prompt reuses the longest common prefix:
+- attention-only states (KV cache) rewind to it;
+- states with recurrent or sliding-window parts cannot always rewind: the session keeps a
+  snapshot of those parts at the end of the previous prompt and resumes from it (the KV part
+  below the snapshot's position is never overwritten later), else it starts over.
+Generation streams text pieces; see `Generation`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import ContextOverflowError, LecternError, TokenizerError
+from .models.base import KV, Model, State
+from .sampling import Sampler, SamplingParams
+
+DEFAULT_N_CTX = 4096
+Progress = Callable[[int, int], None]   # (tokens done, tokens to do)
+Cancel = Callable[[], bool]             # True: stop at the next chunk / token boundary
+
+
+class SessionFileError(LecternError):
+    """A saved session file is unreadable or belongs to another model."""
+
+
+# --- the engine ---------------------------------------------------------------------------------
+class Engine:
+    """A model loaded once: weights (memory-mapped), tokenizer, chat template."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.gguf = model.gguf
+        self.path = Path(model.gguf.path)
+        self._template = None
+        self._identity: dict | None = None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Engine":
+        from .models import load_model
+
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"model file not found: {p} (pass the path of a .gguf file)")
+        return cls(load_model(p))
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @property
+    def template(self):
+        if self._template is None:
+            from .chat_template import ChatTemplate
+
+            self._template = ChatTemplate.from_gguf(self.gguf)
+        return self._template
+
+    @property
+    def n_ctx_train(self) -> int:
+        return self.model.n_ctx_train
+
+    @property
+    def identity(self) -> dict:
+        """What a saved session must match: file size and a hash of metadata and tensor layout."""
+        if self._identity is None:
+            self._identity = model_identity(self.model)
+        return self._identity
+
+    def session(self, n_ctx: int | None = None) -> "Session":
+        return Session(self, n_ctx)
+
+    # --- text -> tokens -------------------------------------------------------------------
+    def encode_text(self, text: str) -> list[int]:
+        """Raw text, special tokens parsed, BOS as the vocabulary asks."""
+        return self._dedupe_bos(list(self.tokenizer.encode(text, add_bos=True, special=True)))
+
+    def encode_chat(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> list[int]:
+        """Messages rendered with the model's chat template, then tokenized like llama.cpp."""
+        text = self.template.render(list(messages), add_generation_prompt=add_generation_prompt)
+        return self.encode_text(text)
+
+    def _dedupe_bos(self, ids: list[int]) -> list[int]:
+        # A template that writes {{ bos_token }} itself plus a vocabulary that adds one: keep one.
+        bos = getattr(self.tokenizer, "bos_id", None)
+        if bos is not None and len(ids) >= 2 and ids[0] == ids[1] == bos:
+            return ids[1:]
+        return ids
+
+
+def model_identity(model: Model) -> dict:
+    g = model.gguf
+    h = hashlib.sha256()
+    for key in sorted(g.metadata):
+        v = g.metadata[key]
+        h.update(key.encode())
+        if isinstance(v, np.ndarray):
+            h.update(str(v.dtype).encode() + str(v.shape).encode() + v.tobytes())
+        elif isinstance(v, (list, tuple)):
+            h.update(str(len(v)).encode() + "\x00".join(map(str, v)).encode("utf-8", "replace"))
+        else:
+            h.update(repr(v).encode("utf-8", "replace"))
+    for name in sorted(g.tensors):
+        t = g.tensors[name]
+        h.update(f"{name}:{t.type_name}:{t.shape_ggml}".encode())
+    return {"file": Path(g.path).name, "size": Path(g.path).stat().st_size, "sha256": h.hexdigest()}
+
+
+def weight_bytes_per_token(model: Model) -> int:
+    """Bytes of weights one decoded token reads: every dense tensor whole, expert stacks
+    (ffn_*_exps) only the used experts' share, and one row of token_embd (all of it as well
+    when it doubles as the output matrix)."""
+    g = model.gguf
+    n_expert = int(g.arch_get("expert_count", 0) or 0)
+    n_used = int(g.arch_get("expert_used_count", 0) or 0)
+    total = 0
+    for name, t in g.tensors.items():
+        if name == "token_embd.weight":
+            rows = t.n_elements // t.shape_ggml[0]
+            total += t.nbytes // rows + (0 if "output.weight" in g.tensors else t.nbytes)
+        elif "_exps" in name and n_expert > 0:
+            total += t.nbytes * n_used // n_expert
+        else:
+            total += t.nbytes
+    return total
+
+
+# --- results ------------------------------------------------------------------------------------
+@dataclass
+class PrefillResult:
+    n_tokens: int        # length of the prompt
+    n_reused: int        # prefix already in the state
+    n_evaluated: int     # tokens run through the model now
+    seconds: float
+    cancelled: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.n_evaluated / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    prefill_tokens: int = 0          # evaluated (prompt_tokens - reused_tokens)
+    prefill_seconds: float = 0.0
+    generated_tokens: int = 0        # tokens of the answer (an end-of-generation token excluded)
+    decode_tokens: int = 0           # single-token forward passes during the answer
+    decode_seconds: float = 0.0
+    time_to_first_token: float = 0.0  # from the request to the first sampled token
+    stop_reason: str = ""            # eog | stop | length | context | cancelled
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prefill_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.decode_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"prompt {self.prompt_tokens} tokens ({self.reused_tokens} reused), "
+                f"prefill {self.prefill_tokens_per_s:.1f} tok/s, "
+                f"{self.generated_tokens} generated at {self.decode_tokens_per_s:.1f} tok/s, "
+                f"first token after {self.time_to_first_token:.2f} s, stop: {self.stop_reason}")
+
+
+@dataclass
+class _Snapshot:
+    n_past: int
+    arrays: dict[str, np.ndarray]     # copies of the non-KV (recurrent, ring) buffers
+    logits: np.ndarray
+
+
+# --- the session --------------------------------------------------------------------------------
+class Session:
+    """One conversation: the model state, the tokens it covers, and the next-token logits."""
+
+    def __init__(self, engine: Engine, n_ctx: int | None = None):
+        self.engine = engine
+        self.model = engine.model
+        n_ctx = int(n_ctx) if n_ctx else min(DEFAULT_N_CTX, engine.n_ctx_train)
+        if n_ctx < 1:
+            raise ValueError(f"context size must be at least 1 token, got {n_ctx}")
+        self.n_ctx = n_ctx
+        self.state: State = self.model.new_state(n_ctx)
+        self.tokens: list[int] = []
+        self.logits: np.ndarray | None = None   # [n_vocab] after the last token
+        self._snap: _Snapshot | None = None
+
+    @property
+    def n_past(self) -> int:
+        return self.state.n_past
+
+    def reset(self) -> None:
+        self.state = self.model.new_state(self.n_ctx)
+        self.tokens, self.logits, self._snap = [], None, None
+
+    # --- prefill ------------------------------------------------------------------------------
+    def prefill(self, tokens: Sequence[int], progress: Progress | None = None,
+                cancel: Cancel | None = None, chunk: int = 256) -> PrefillResult:
+        """Make the state cover exactly `tokens`, reusing what it already holds.
+
+        Evaluates in chunks of `chunk` tokens; progress(done, total) after each; cancel() is
+        checked before each chunk, and a cancelled prefill leaves the state consistent at a
+        chunk boundary (a later prefill of the same tokens continues from there).
+        """
+        t0 = time.perf_counter()
+        tokens = [int(t) for t in tokens]
+        if not tokens:
+            raise ValueError("nothing to evaluate: the prompt has no tokens")
+        self._check_ids(tokens)
+        if len(tokens) > self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}; "
+                "shorten the prompt or the conversation, or use a larger context size")
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1 token, got {chunk}")
+        if tokens == self.tokens and self.logits is not None:
+            return PrefillResult(len(tokens), len(tokens), 0, time.perf_counter() - t0)
+        # keep at least one token to evaluate: its logits are the next-token distribution
+        n_keep = self._resume(min(_common_prefix(self.tokens, tokens), len(tokens) - 1))
+        total = len(tokens) - n_keep
+        if progress:
+            progress(0, total)
+        for start in range(n_keep, len(tokens), chunk):
+            if cancel is not None and cancel():
+                return PrefillResult(len(tokens), n_keep, start - n_keep, time.perf_counter() - t0, True)
+            part = tokens[start:start + chunk]
+            logits = self.model.forward(np.asarray(part, np.int64), self.state, last_only=True)
+            self.tokens.extend(part)
+            self.logits = np.asarray(logits[-1], np.float32)
+            if progress:
+                progress(start + len(part) - n_keep, total)
+        self._take_snapshot()
+        return PrefillResult(len(tokens), n_keep, total, time.perf_counter() - t0)
+
+    def _resume(self, n: int) -> int:
+        """Set the state back to hold tokens[:m] for the largest m <= n it can; return m."""
+        st = self.state
+        if st.can_rewind(n):
+            if n != st.n_past:
+                st.rewind(n)
+                self.logits = None
+            if self._snap is not None and self._snap.n_past > n:
+                self._snap = None
+            del self.tokens[n:]
+            return n
+        snap = self._snap
+        if snap is not None and snap.n_past <= n:
+            for name, arr in snap.arrays.items():
+                st.arrays[name][...] = arr
+            st.n_past = snap.n_past
+            del self.tokens[snap.n_past:]
+            self.logits = snap.logits.copy()
+            return snap.n_past
+        self.reset()
+        return 0
+
+    def _take_snapshot(self) -> None:
+        st = self.state
+        parts = {k: v.copy() for k, v in st.arrays.items() if st.kinds.get(k) != KV}
+        self._snap = _Snapshot(st.n_past, parts, self.logits.copy()) if parts else None
+
+    def eval_token(self, token: int) -> np.ndarray:
+        """Append one token (decode step); returns and keeps the logits after it."""
+        if self.state.n_past >= self.n_ctx:
+            raise ContextOverflowError(
+                f"the context is full ({self.n_ctx} tokens); start a new conversation or use a "
+                "larger context size")
+        self._check_ids([token])
+        logits = self.model.forward(np.asarray([token], np.int64), self.state, last_only=True)
+        self.tokens.append(int(token))
+        self.logits = np.asarray(logits[-1], np.float32)
+        return self.logits
+
+    def _check_ids(self, ids: Sequence[int]) -> None:
+        n_vocab = self.model.n_vocab
+        bad = [t for t in ids if not 0 <= t < n_vocab]
+        if bad:
+            raise TokenizerError(f"token id {bad[0]} is outside the vocabulary [0, {n_vocab})")
+
+    # --- generation ---------------------------------------------------------------------------
+    def generate(self, prompt, params: SamplingParams | None = None,
+                 on_token: Callable[[str], None] | None = None, progress: Progress | None = None,
+                 cancel: Cancel | None = None, chunk: int = 256) -> "Generation":
+        """prompt: token ids, chat messages ([{"role", "content"}]) or raw text.
+
+        Returns a Generation: iterate it for the text pieces as they are produced (or call
+        .run()); its .text, .tokens and .stats are filled as it goes.
+        """
+        if isinstance(prompt, str):
+            tokens = self.engine.encode_text(prompt)
+        elif len(prompt) and isinstance(prompt[0], dict):
+            tokens = self.engine.encode_chat(prompt)
+        else:
+            tokens = [int(t) for t in prompt]
+        return Generation(self, tokens, params or SamplingParams(), on_token, progress, cancel, chunk)
+
+    def chat(self, messages: Sequence[dict], params: SamplingParams | None = None, **kw) -> "Generation":
+        """Render the conversation with the chat template and answer its last message."""
+        return Generation(self, self.engine.encode_chat(messages), params or SamplingParams(), **kw)
+
+    # --- save / restore -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        from .session_file import save_session
+
+        save_session(self, Path(path))
+
+    @classmethod
+    def restore(cls, engine: Engine, path: str | os.PathLike) -> "Session":
+        from .session_file import load_session
+
+        return load_session(cls, engine, Path(path))
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(diff[0]) if len(diff) else n
+
+
+# --- generation ---------------------------------------------------------------------------------
+class Generation:
+    """One answer: prefill the prompt, then sample until EOG, a stop string, max_tokens, the end
+    of the context, or cancel(). Iterating yields text pieces (complete UTF-8) as they come;
+    text that may be the start of a stop string is held back until it is known not to be."""
+
+    def __init__(self, session: Session, prompt: list[int], params: SamplingParams,
+                 on_token: Callable[[str], None] | None = None, progress: Progress | None = None,
+                 cancel: Cancel | None = None, chunk: int = 256):
+        params.validate()
+        n, m, n_ctx = len(prompt), params.max_tokens, session.n_ctx
+        if m is not None and n + m > n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {n} tokens and the answer may take {m} more: {n + m} tokens exceed "
+                f"the context size of {n_ctx}. Shorten the prompt or conversation, ask for fewer "
+                "tokens, or use a larger context size")
+        if m is None and n >= n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {n} tokens and leaves no room for an answer in the context size of "
+                f"{n_ctx}. Shorten the prompt or conversation, or use a larger context size")
+        self.session, self.prompt, self.params = session, prompt, params
+        self.on_token, self.progress, self.cancel, self.chunk = on_token, progress, cancel, chunk
+        self.text = ""
+        self.tokens: list[int] = []
+        self.stats = GenerationStats(prompt_tokens=n)
+        self._pending = ""
+        self._started = False
+
+    def run(self) -> "Generation":
+        for _ in self:
+            pass
+        return self
+
+    def __iter__(self) -> Iterator[str]:
+        if self._started:
+            raise RuntimeError("a Generation runs once; call session.generate again")
+        self._started = True
+        s, p, st = self.session, self.params, self.stats
+        t0 = time.perf_counter()
+        pre = s.prefill(self.prompt, self.progress, self.cancel, self.chunk)
+        st.reused_tokens, st.prefill_tokens, st.prefill_seconds = pre.n_reused, pre.n_evaluated, pre.seconds
+        if pre.cancelled:
+            st.stop_reason = "cancelled"
+            return
+        tok = s.engine.tokenizer
+        decoder = tok.decoder()
+        sampler = Sampler(p)
+        limit = p.max_tokens if p.max_tokens is not None else s.n_ctx - len(self.prompt)
+        stopped = False
+        while True:
+            if len(self.tokens) >= limit:
+                st.stop_reason = "length" if p.max_tokens is not None else "context"
+                break
+            if self.cancel is not None and self.cancel():
+                st.stop_reason = "cancelled"
+                break
+            t = sampler.sample(s.logits, s.tokens)
+            if not self.tokens:
+                st.time_to_first_token = time.perf_counter() - t0
+            if tok.is_eog(t):
+                st.stop_reason = "eog"
+                break
+            self.tokens.append(t)
+            st.generated_tokens = len(self.tokens)
+            out, stopped = self._emit(decoder.add(t))
+            if out:
+                yield out
+            if stopped:
+                st.stop_reason = "stop"
+                break
+            if len(self.tokens) >= limit:
+                continue   # the last token is not evaluated: nothing would read its logits
+            t1 = time.perf_counter()
+            s.eval_token(t)
+            st.decode_seconds += time.perf_counter() - t1
+            st.decode_tokens += 1
+        if not stopped:
+            out, stopped = self._emit(decoder.flush())
+            if stopped:
+                st.stop_reason = "stop"
+            elif self._pending:      # nothing more will come: what was held back is text
+                rest, self._pending = self._pending, ""
+                self.text += rest
+                out += self._notified(rest)
+            if out:
+                yield out
+
+    def _emit(self, piece: str) -> tuple[str, bool]:
+        """Add a decoded piece; return (text safe to show now, whether a stop string was hit)."""
+        self._pending += piece
+        stops = self.params.stop
+        if not stops:
+            out, self._pending = self._pending, ""
+            self.text += out
+            return self._notified(out), False
+        hits = [i for i in (self._pending.find(x) for x in stops) if i >= 0]
+        if hits:
+            out, self._pending = self._pending[:min(hits)], ""
+            self.text += out
+            return self._notified(out), True
+        hold = max((k for x in stops for k in range(1, len(x)) if self._pending.endswith(x[:k])),
+                   default=0)
+        cut = len(self._pending) - hold
+        out, self._pending = self._pending[:cut], self._pending[cut:]
+        self.text += out
+        return self._notified(out), False
+
+    def _notified(self, out: str) -> str:
+        if out and self.on_token is not None:
+            self.on_token(out)
+        return out

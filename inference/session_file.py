@@ -1,0 +1,140 @@
+"""Saved sessions: one .npz file (numpy's zip of .npy arrays, read with allow_pickle=False).
+
+Members:
+  meta.npy    uint8: UTF-8 JSON {"format", "version", "model": identity, "n_ctx", "n_past",
+              "arrays": [{"name", "kind", "rows"}]}
+  tokens.npy  int64 [n_past]: the tokens the state covers
+  logits.npy  float32 [n_vocab] (or [0]): next-token logits after them
+  a<i>.npy    the i-th state buffer; KV buffers ([n_ctx, ...] by position) only their first n_past
+              rows, other buffers (rings, recurrent state) whole
+Every array's header is checked against the model's own state layout before it is read, so a
+damaged or hostile file cannot make us allocate more than the state itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .engine import Engine, Session, SessionFileError
+from .models.base import KV
+
+FORMAT, VERSION = "lectern-session", 1
+
+
+def save_session(session: Session, path: Path) -> None:
+    st = session.state
+    arrays, entries = {}, []
+    for i, (name, arr) in enumerate(st.arrays.items()):
+        kind = st.kinds.get(name, "")
+        rows = st.n_past if kind == KV and arr.shape[:1] == (st.n_ctx,) else arr.shape[0]
+        arrays[f"a{i}"] = arr[:rows]
+        entries.append({"name": name, "kind": kind, "rows": int(rows)})
+    meta = {"format": FORMAT, "version": VERSION, "model": session.engine.identity,
+            "n_ctx": session.n_ctx, "n_past": st.n_past, "arrays": entries}
+    logits = session.logits if session.logits is not None else np.zeros(0, np.float32)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                 tokens=np.asarray(session.tokens, np.int64), logits=logits.astype(np.float32),
+                 **arrays)
+    os.replace(tmp, path)
+
+
+def load_session(cls: type[Session], engine: Engine, path: Path) -> Session:
+    if not path.is_file():
+        raise SessionFileError(f"session file not found: {path}")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise SessionFileError(f"{path} is not a Lectern session file ({e})") from None
+    with zf:
+        meta = _meta(zf, path)
+        _check_model(meta, engine, path)
+        n_ctx, n_past = int(meta["n_ctx"]), int(meta["n_past"])
+        if not 0 <= n_past <= n_ctx:
+            raise SessionFileError(f"{path}: damaged ({n_past} tokens in a context of {n_ctx})")
+        session = cls(engine, n_ctx)
+        st = session.state
+        tokens = _read(zf, "tokens", np.dtype(np.int64), (n_past,), path)
+        n_vocab = engine.model.n_vocab
+        if n_past and (tokens.min() < 0 or tokens.max() >= n_vocab):
+            raise SessionFileError(f"{path}: damaged (token ids outside the vocabulary)")
+        names = [e["name"] for e in meta["arrays"]]
+        if sorted(names) != sorted(st.arrays):
+            raise SessionFileError(f"{path}: its state buffers do not match this model's; "
+                                   "it was saved by another version of the engine")
+        for i, e in enumerate(meta["arrays"]):
+            dst = st.arrays[e["name"]]
+            kind = st.kinds.get(e["name"], "")
+            rows = n_past if kind == KV and dst.shape[:1] == (n_ctx,) else dst.shape[0]
+            dst[:rows] = _read(zf, f"a{i}", dst.dtype, (rows,) + dst.shape[1:], path)
+        logits = _read_logits(zf, n_vocab, path)
+    st.n_past = n_past
+    session.tokens = [int(t) for t in tokens]
+    session.logits = logits
+    if logits is not None:
+        session._take_snapshot()
+    return session
+
+
+def _meta(zf: zipfile.ZipFile, path: Path) -> dict:
+    try:
+        raw = _read(zf, "meta", np.dtype(np.uint8), None, path, limit=1 << 24)
+        meta = json.loads(raw.tobytes().decode())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SessionFileError(f"{path} is not a Lectern session file ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise SessionFileError(f"{path} is not a Lectern session file")
+    if meta.get("version") != VERSION:
+        raise SessionFileError(f"{path}: session format version {meta.get('version')} is not "
+                               f"supported (this Lectern reads version {VERSION})")
+    return meta
+
+
+def _check_model(meta: dict, engine: Engine, path: Path) -> None:
+    saved, ours = meta.get("model") or {}, engine.identity
+    if saved.get("size") != ours["size"] or saved.get("sha256") != ours["sha256"]:
+        raise SessionFileError(
+            f"{path} was saved with another model ({saved.get('file')}, {saved.get('size')} bytes) "
+            f"than the one loaded ({ours['file']}, {ours['size']} bytes); load that model, or "
+            "start a new conversation")
+
+
+def _read(zf: zipfile.ZipFile, key: str, dtype: np.dtype, shape: tuple | None, path: Path,
+          limit: int = 0) -> np.ndarray:
+    """Member key.npy, its header checked (dtype, shape or size limit) before the data is read."""
+    try:
+        f = zf.open(key + ".npy")
+    except KeyError:
+        raise SessionFileError(f"{path}: damaged ({key} is missing)") from None
+    with f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            got_shape, fortran, got_dtype = read_header(f)
+        except ValueError as e:
+            raise SessionFileError(f"{path}: damaged ({key}: {e})") from None
+        if got_dtype != dtype or fortran or got_dtype.hasobject:
+            raise SessionFileError(f"{path}: damaged ({key} is {got_dtype}, expected {dtype})")
+        if shape is not None and tuple(got_shape) != tuple(shape):
+            raise SessionFileError(f"{path}: damaged ({key} has shape {got_shape}, expected {shape})")
+        count = int(np.prod(got_shape, dtype=np.int64))
+        if shape is None and count > limit:
+            raise SessionFileError(f"{path}: damaged ({key} too large)")
+        data = f.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise SessionFileError(f"{path}: damaged ({key} is truncated)")
+        return np.frombuffer(data, dtype).reshape(got_shape)
+
+
+def _read_logits(zf: zipfile.ZipFile, n_vocab: int, path: Path) -> np.ndarray | None:
+    try:
+        arr = _read(zf, "logits", np.dtype(np.float32), (n_vocab,), path)
+    except SessionFileError:
+        arr = _read(zf, "logits", np.dtype(np.float32), (0,), path)
+    return arr.copy() if arr.size else None

@@ -1,0 +1,277 @@
+"""Sessions: prefix reuse, chunked and cancellable prefill, context limits, save/restore.
+
+Outside truth: the model's own one-batch logits (which the architecture tests tie to llama.cpp's
+golden outputs) and llama.cpp's greedy continuations in ../shared/golden/ref.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from inference import ContextOverflowError
+from inference.engine import Engine, Generation, SessionFileError, weight_bytes_per_token
+from inference.sampling import GREEDY, SamplingParams
+from tests.conftest import golden_dir
+
+ARCHS = ["tiny-llama-F16", "tiny-gemma3-F16", "tiny-kimi-linear-F16", "tiny-step35-F16"]
+# chunked evaluation adds float32 rounding in a different order than one batch
+RTOL = 2e-4
+
+
+@lru_cache(maxsize=None)
+def engine(stem: str) -> Engine:
+    return Engine.load(golden_dir() / "models" / f"{stem}.gguf")
+
+
+def ref(stem: str):
+    return np.load(golden_dir() / "ref" / f"{stem}.npz")
+
+
+def prompt(stem: str, n: int) -> list[int]:
+    return [int(t) for t in ref(stem)["tokens"][:n]]
+
+
+def fresh_logits(stem: str, tokens) -> np.ndarray:
+    """Next-token logits after `tokens`, from an empty state in one batch."""
+    return engine(stem).model.logits(tokens)[-1]
+
+
+def assert_same_logits(a, b, what=""):
+    scale = float(np.std(b))
+    np.testing.assert_allclose(a, b, rtol=0, atol=RTOL * scale * 10, err_msg=what)
+    assert int(np.argmax(a)) == int(np.argmax(b)), what
+
+
+# --- prefill ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("stem", ARCHS)
+def test_chunked_prefill_equals_one_batch(stem):
+    tokens = prompt(stem, 70)
+    s = engine(stem).session(128)
+    seen = []
+    r = s.prefill(tokens, progress=lambda d, t: seen.append((d, t)), chunk=16)
+    assert (r.n_reused, r.n_evaluated, r.cancelled) == (0, 70, False)
+    assert seen == [(0, 70), (16, 70), (32, 70), (48, 70), (64, 70), (70, 70)]
+    assert s.tokens == tokens and s.n_past == 70
+    assert_same_logits(s.logits, fresh_logits(stem, tokens))
+
+
+@pytest.mark.parametrize("stem", ARCHS)
+def test_extending_the_prompt_continues_without_recomputing(stem):
+    tokens = prompt(stem, 80)
+    s = engine(stem).session(128)
+    s.prefill(tokens[:50])
+    r = s.prefill(tokens)
+    assert (r.n_reused, r.n_evaluated) == (50, 30)
+    assert_same_logits(s.logits, fresh_logits(stem, tokens))
+    again = s.prefill(tokens)            # nothing new: nothing evaluated
+    assert (again.n_reused, again.n_evaluated) == (80, 0)
+
+
+@pytest.mark.parametrize("stem", ARCHS)
+def test_a_changed_tail_reuses_what_it_can_and_stays_exact(stem):
+    base = prompt(stem, 60)
+    other = base[:40] + [(t + 7) % 512 for t in base[40:55]]
+    s = engine(stem).session(128)
+    s.prefill(base)
+    r = s.prefill(other)
+    st = s.state
+    rewindable = all(k == "kv" for k in st.kinds.values())
+    if rewindable:
+        assert r.n_reused == 40
+    assert r.n_reused + r.n_evaluated == len(other)
+    assert s.tokens == other and s.n_past == len(other)
+    assert_same_logits(s.logits, fresh_logits(stem, other))
+
+
+@pytest.mark.parametrize("stem", ["tiny-kimi-linear-F16", "tiny-step35-F16"])
+def test_next_turn_resumes_from_the_snapshot_at_the_end_of_the_prompt(stem):
+    # a chat turn: prompt, answer (decoded token by token), then the next prompt, which repeats
+    # the prompt but not the answer's exact tokens; recurrent state cannot rewind into the answer,
+    # and a sliding-window ring has overwritten the window before the divergence after 100 tokens
+    turn1 = prompt(stem, 40)
+    s = engine(stem).session(256)
+    s.prefill(turn1)
+    for t in [5, 6, 7, 8, 9, 10, 11, 12, 13, 14] * 10:
+        s.eval_token(t)
+    turn2 = turn1 + [5, 6, 7, 99] + prompt(stem, 70)[40:]
+    r = s.prefill(turn2)
+    assert r.n_reused == 40, "should resume from the end of the previous prompt"
+    assert_same_logits(s.logits, fresh_logits(stem, turn2))
+
+
+def test_recurrent_state_without_snapshot_starts_over_and_stays_exact():
+    stem = "tiny-kimi-linear-F16"
+    s = engine(stem).session(128)
+    s.prefill(prompt(stem, 30))
+    other = [3, 4, 5] + prompt(stem, 30)[3:]
+    r = s.prefill(other)
+    assert r.n_reused == 0 and r.n_evaluated == 30
+    assert_same_logits(s.logits, fresh_logits(stem, other))
+
+
+@pytest.mark.parametrize("stem", ["tiny-llama-F16", "tiny-kimi-linear-F16"])
+def test_cancel_stops_at_a_chunk_boundary_and_resumes(stem):
+    tokens = prompt(stem, 64)
+    s = engine(stem).session(128)
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 2         # two chunks run, then stop
+
+    r = s.prefill(tokens, cancel=cancel, chunk=16)
+    assert r.cancelled and r.n_evaluated == 32
+    assert s.tokens == tokens[:32] and s.n_past == 32
+    assert_same_logits(s.logits, fresh_logits(stem, tokens[:32]))
+    r = s.prefill(tokens, chunk=16)
+    assert (r.n_reused, r.n_evaluated, r.cancelled) == (32, 32, False)
+    assert_same_logits(s.logits, fresh_logits(stem, tokens))
+
+
+# --- limits and bad input ---------------------------------------------------------------------
+def test_context_overflow_says_how_many_tokens_and_what_to_do():
+    s = engine("tiny-llama-F16").session(64)
+    with pytest.raises(ContextOverflowError, match=r"70 tokens.*64.*shorten"):
+        s.prefill(list(range(1, 71)))
+    with pytest.raises(ContextOverflowError, match=r"50 tokens.*20 more.*70.*64"):
+        s.generate(list(range(1, 51)), SamplingParams(max_tokens=20))
+    with pytest.raises(ContextOverflowError, match=r"64 tokens.*no room"):
+        s.generate(list(range(1, 65)), SamplingParams())
+    s.generate(list(range(1, 51)), SamplingParams(max_tokens=14))   # fits exactly
+
+
+def test_bad_token_ids_are_refused_before_touching_the_state():
+    from inference import TokenizerError
+
+    s = engine("tiny-llama-F16").session(64)
+    s.prefill([1, 2, 3])
+    with pytest.raises(TokenizerError, match="512"):
+        s.prefill([1, 2, 3, 512])
+    assert s.tokens == [1, 2, 3] and s.n_past == 3
+    with pytest.raises(ValueError, match="no tokens"):
+        s.prefill([])
+
+
+# --- stop strings (the hold-back logic, driven with arbitrary pieces) ---------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text("ab\n<>", max_size=4), max_size=12),
+       st.lists(st.text("ab\n<>", min_size=1, max_size=4), max_size=3))
+def test_stop_strings_cut_the_text_and_nothing_past_them_is_ever_shown(pieces, stops):
+    gen = Generation(engine("tiny-llama-F16").session(16), [1], SamplingParams(stop=tuple(stops)))
+    full = "".join(pieces)
+    hits = [full.find(x) for x in stops if x in full]
+    want = full[:min(hits)] if hits else full
+    shown, stopped = "", False
+    for p in pieces:
+        out, stopped = gen._emit(p)
+        shown += out
+        assert want.startswith(shown)          # never shows what a stop string would cut
+        if stopped:
+            break
+    if not stopped:
+        shown += gen._pending                  # end of generation releases held-back text
+    assert shown == want
+    assert stopped == bool(hits)
+
+
+# --- save / restore ---------------------------------------------------------------------------
+@pytest.mark.parametrize("stem", ARCHS)
+def test_restore_gives_identical_next_token_logits(stem, tmp_path):
+    tokens = prompt(stem, 45)
+    s = engine(stem).session(96)
+    s.prefill(tokens[:40])
+    for t in tokens[40:]:
+        s.eval_token(t)
+    path = tmp_path / "conv.lectern"
+    s.save(path)
+    r = type(s).restore(Engine.load(engine(stem).path), path)
+    assert r.tokens == s.tokens and r.n_past == s.n_past and r.n_ctx == 96
+    np.testing.assert_array_equal(r.logits, s.logits)
+    for t in [17, 99, 4]:
+        np.testing.assert_array_equal(r.eval_token(t), s.eval_token(t))
+    # and a restored session reuses its prefix like the original
+    assert r.prefill(s.tokens + [5]).n_reused == len(s.tokens)
+
+
+def test_state_file_holds_only_the_used_part_of_the_kv_cache(tmp_path):
+    s = engine("tiny-llama-F16").session(4096)
+    s.prefill(prompt("tiny-llama-F16", 10))
+    s.save(tmp_path / "s.npz")
+    full = s.state.nbytes()
+    assert (tmp_path / "s.npz").stat().st_size < full / 100
+
+
+def test_a_state_file_from_another_model_is_refused(tmp_path):
+    s = engine("tiny-llama-F16").session(32)
+    s.prefill([1, 2, 3])
+    s.save(tmp_path / "s.npz")
+    with pytest.raises(SessionFileError, match="another model.*tiny-llama-F16"):
+        type(s).restore(engine("tiny-llama-Q8_0"), tmp_path / "s.npz")
+
+
+def test_damaged_or_foreign_state_files_get_a_clear_error(tmp_path):
+    s = engine("tiny-llama-F16").session(32)
+    s.prefill([1, 2, 3])
+    good = tmp_path / "s.npz"
+    s.save(good)
+    restore = lambda p: type(s).restore(engine("tiny-llama-F16"), p)  # noqa: E731
+    (tmp_path / "text").write_text("hello")
+    with pytest.raises(SessionFileError, match="not a Lectern session"):
+        restore(tmp_path / "text")
+    trunc = tmp_path / "trunc.npz"
+    trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(SessionFileError):
+        restore(trunc)
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros(3))
+    with pytest.raises(SessionFileError, match="not a Lectern session|damaged"):
+        restore(other)
+    with pytest.raises(SessionFileError, match="not found"):
+        restore(tmp_path / "missing.npz")
+
+
+def test_pickled_arrays_in_a_state_file_are_never_loaded(tmp_path):
+    s = engine("tiny-llama-F16").session(32)
+    s.prefill([1, 2, 3])
+    good = tmp_path / "s.npz"
+    s.save(good)
+    evil = tmp_path / "evil.npz"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(evil, "w") as zout:
+        for item in zin.namelist():
+            data = zin.read(item)
+            if item == "tokens.npy":
+                import io
+                buf = io.BytesIO()
+                np.save(buf, np.array([object()], dtype=object), allow_pickle=True)
+                data = buf.getvalue()
+            zout.writestr(item, data)
+    with pytest.raises(SessionFileError, match="tokens is object"):
+        type(s).restore(engine("tiny-llama-F16"), evil)
+
+
+# --- bandwidth accounting -----------------------------------------------------------------------
+def test_weight_bytes_per_token_counts_active_experts_and_one_embedding_row():
+    for stem in ("tiny-llama-F16", "tiny-kimi-linear-F16"):
+        m = engine(stem).model
+        g = m.gguf
+        total = sum(t.nbytes for t in g.tensors.values())
+        got = weight_bytes_per_token(m)
+        emb = g.tensors["token_embd.weight"]
+        exps = sum(t.nbytes for n, t in g.tensors.items() if "_exps" in n)
+        n_exp, n_used = g.arch_get("expert_count", 0), g.arch_get("expert_used_count", 0)
+        tied = "output.weight" not in g.tensors
+        want = total - emb.nbytes + emb.nbytes // emb.shape[0] + (emb.nbytes if tied else 0)
+        if exps:
+            want -= exps - exps * n_used // n_exp
+        assert abs(got - want) <= len(g.tensors), stem
+        assert got < total or tied
