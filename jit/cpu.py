@@ -69,14 +69,27 @@ def _from_features(name: str, features: str) -> CpuInfo:
 _AVX2_FEATURES = "+avx,+avx2,+bmi,+bmi2,+cx16,+f16c,+fma,+lzcnt,+movbe,+popcnt,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave"
 
 
+def usable_presets() -> list[str]:
+    """The presets this machine can run (for tests and benchmarks)."""
+    h = host()
+    out = ["host", "generic"]
+    if is_x86() and h.has_avx2 and h.has_fma and h.has_f16c:
+        out.insert(1, "avx2")
+    return out
+
+
 def host() -> CpuInfo:
     """The CPU we run on, exactly as LLVM reports it."""
     return _from_features(llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten())
 
 
+def is_x86() -> bool:
+    return llvm.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686", "amd64")
+
+
 def generic() -> CpuInfo:
-    """Baseline x86-64 (SSE2 only): the portable path."""
-    return _from_features("x86-64", "")
+    """The architecture's baseline (x86-64: SSE2 only): the portable path."""
+    return _from_features("x86-64" if is_x86() else "generic", "")
 
 
 def avx2() -> CpuInfo:
@@ -94,7 +107,7 @@ def _selected(choice: str) -> CpuInfo:
     cpu = PRESETS[choice]()
     if choice != "host":  # never ask for more than the machine has
         h = host()
-        if (cpu.has_avx2 and not h.has_avx2) or (cpu.has_fma and not h.has_fma):
+        if cpu.has_avx2 and not (h.has_avx2 and h.has_fma and h.has_f16c):
             raise ValueError(f"LECTERN_CPU={choice}: this CPU ({h.name}) lacks AVX2/FMA")
     return cpu
 

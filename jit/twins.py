@@ -17,6 +17,7 @@ def _blocks(x: np.ndarray, bs: int) -> np.ndarray:
     return x.reshape(-1, bs)
 
 
+@np.errstate(over="ignore", invalid="ignore")   # f16 overflow to inf is what llama.cpp stores too
 def _q8_32(x: np.ndarray, with_sum: bool) -> np.ndarray:
     xb = _blocks(x, 32)
     amax = np.abs(xb).max(axis=1)
@@ -59,6 +60,7 @@ def quantize_q8_K(x: np.ndarray) -> np.ndarray:
     ).reshape(-1)
 
 
+@np.errstate(over="ignore")
 def quantize_f16(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=F32).astype(np.float16).view(np.uint8)
 
@@ -89,6 +91,7 @@ def unpack_q8_K(xq: np.ndarray):
     return d, q, bs
 
 
+@np.errstate(invalid="ignore")
 def dequantize_activation(xq: np.ndarray, fmt: str) -> np.ndarray:
     """The float values the quantized activation stands for (float64)."""
     if fmt == "f16":

@@ -1,0 +1,124 @@
+"""What the engine calls: `matvec(w, x)` on GGUF tensors, and whether the JIT can be used.
+
+LECTERN_KERNELS=jit|numpy chooses (default jit when it compiles on this machine); LECTERN_CPU
+(jit.cpu) the instruction set; LECTERN_THREADS the thread count. When LLVM cannot compile or
+load a kernel, `available()` warns once and says False, and the engine keeps to numpy.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import warnings
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+
+from . import compile as jc
+from .cpu import CpuInfo, detect
+from .kernels.matvec import SUPPORTED, matvec_ir, symbol
+from .kernels.quantize import BLOCK, quantizers_ir
+from .pool import get_pool
+from .twins import ACTIVATION
+
+QUANT_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+MATVEC_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+FORMATS = ("q8_0", "q8_1", "q8_K", "f16")
+
+
+def quantizers(cpu: CpuInfo | None = None) -> dict:
+    """name ("q8_0", ...) -> quantize(x_ptr, out_ptr, n)."""
+    cpu = cpu or detect()
+    fns = jc.kernel(("quantize",), lambda: quantizers_ir(cpu), {f"quantize_{f}": QUANT_PROTO for f in FORMATS}, cpu)
+    return {f: fns[f"quantize_{f}"] for f in FORMATS}
+
+
+def matvec_kernel(qtype: T, cpu: CpuInfo | None = None):
+    """matvec_<type>(w, xq, y, row_begin, row_end, n_cols) for this weight type."""
+    cpu = cpu or detect()
+    qtype = T(qtype)
+    if qtype not in SUPPORTED:
+        raise jc.JitError(f"no JIT matvec kernel for {qtype.name} yet")
+    return jc.kernel(("matvec", qtype.name), lambda: matvec_ir(qtype, cpu), {symbol(qtype): MATVEC_PROTO}, cpu)[
+        symbol(qtype)]
+
+
+def supports(qtype) -> bool:
+    return T(qtype) in SUPPORTED
+
+
+@functools.cache
+def _available(cpu: CpuInfo) -> bool:
+    try:
+        quantizers(cpu)
+        for qt in SUPPORTED:
+            matvec_kernel(qt, cpu)
+    except Exception as e:  # noqa: BLE001 - any failure: use numpy
+        warnings.warn(f"JIT kernels unavailable on {cpu.tag}, using numpy: {e}")
+        return False
+    return True
+
+
+def available(cpu: CpuInfo | None = None) -> bool:
+    """True if the kernels compile and load here (compiles them once; later starts hit the cache)."""
+    return _available(cpu or detect())
+
+
+def enabled() -> bool:
+    """LECTERN_KERNELS: 'jit' (default, if available) or 'numpy'."""
+    choice = os.environ.get("LECTERN_KERNELS", "jit").strip().lower() or "jit"
+    if choice not in ("jit", "numpy"):
+        raise ValueError(f"LECTERN_KERNELS={choice!r}: use 'jit' or 'numpy'")
+    return choice == "jit" and available()
+
+
+def quantize_activation(x: np.ndarray, qtype, cpu: CpuInfo | None = None) -> np.ndarray:
+    """x float32 [n] -> the weight type's activation bytes (uint8), computed by the JIT quantizer."""
+    fmt = ACTIVATION[T(qtype)]
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    if fmt == "f32":
+        return x.view(np.uint8)
+    bs, bb = BLOCK[fmt]
+    if x.size % bs:
+        raise ValueError(f"activation of {x.size} values is not a whole number of {bs}-blocks ({fmt})")
+    out = np.empty(x.size // bs * bb, np.uint8)
+    quantizers(cpu)[fmt](x.ctypes.data, out.ctypes.data, x.size)
+    return out
+
+
+def matvec_raw(w: np.ndarray, qtype, rows: int, n_cols: int, x: np.ndarray, out: np.ndarray | None = None,
+               threads: int | None = None, cpu: CpuInfo | None = None, pool=None) -> np.ndarray:
+    """y[rows] = W x for raw GGUF weight bytes w (row-major blocks)."""
+    qtype = T(qtype)
+    kern = matvec_kernel(qtype, cpu)
+    if x.shape[-1] != n_cols:
+        raise ValueError(f"matvec: x has {x.shape[-1]} values, the weight rows have {n_cols}")
+    w = np.ascontiguousarray(w).view(np.uint8).reshape(-1)
+    from gguf import GGML_QUANT_SIZES
+
+    bs, bb = GGML_QUANT_SIZES[qtype]
+    if n_cols % bs or w.size != rows * n_cols // bs * bb:
+        raise ValueError(f"matvec: {w.size} weight bytes do not hold {rows} rows of {n_cols} {qtype.name} values")
+    xq = quantize_activation(x, qtype, cpu)
+    y = np.empty(rows, np.float32) if out is None else out
+    if y.dtype != np.float32 or y.shape != (rows,) or not y.flags.c_contiguous:
+        raise ValueError("matvec: out must be a contiguous float32 array of one value per row")
+    pool = pool or get_pool(threads)
+    pool.run(kern, (w.ctypes.data, xq.ctypes.data, y.ctypes.data), rows, (n_cols,))
+    return y
+
+
+def matvec(w, x: np.ndarray, out: np.ndarray | None = None, threads: int | None = None,
+           cpu: CpuInfo | None = None) -> np.ndarray:
+    """y = W x for a 2-D GGUF weight (inference.gguf_file.Tensor, numpy shape (rows, n_cols)).
+
+    x float32 [n_cols] -> y float32 [rows]; x [T, n_cols] -> [T, rows] (one matvec per row of x).
+    """
+    if len(w.shape) != 2:
+        raise ValueError(f"matvec: {w.name} has shape {w.shape}, expected a 2-D weight")
+    rows, n_cols = w.shape
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        return np.stack([matvec_raw(w.data, w.ggml_type, rows, n_cols, xi, threads=threads, cpu=cpu) for xi in x])
+    return matvec_raw(w.data, w.ggml_type, rows, n_cols, x, out=out, threads=threads, cpu=cpu)

@@ -1,0 +1,57 @@
+"""JIT tests: one kernel cache per test session (compiled kernels are shared by all tests),
+the CPU paths this machine can run, and random *valid* GGUF weight blocks."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from gguf import GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType as T
+
+from jit import cpu as jcpu
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_kernel_cache(tmp_path_factory):
+    old = os.environ.get("LECTERN_CACHE_DIR")
+    os.environ["LECTERN_CACHE_DIR"] = str(tmp_path_factory.mktemp("lectern-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LECTERN_CACHE_DIR", None)
+    else:
+        os.environ["LECTERN_CACHE_DIR"] = old
+
+
+CPU_PRESETS = jcpu.usable_presets()   # host, avx2 (if the machine has it), generic
+
+
+def cpu_of(preset: str) -> jcpu.CpuInfo:
+    return jcpu.PRESETS[preset]()
+
+
+# byte offsets of the f16 fields of each block type (scales and mins)
+F16_FIELDS = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q4_K: (0, 2), T.Q6_K: (208,)}
+
+
+def finite_f16(rng: np.random.Generator, n: int, wide: bool) -> np.ndarray:
+    """n finite halves: any finite bit pattern (subnormals to 65504) if wide, else ~N(0, 0.02)."""
+    if wide:
+        bits = rng.integers(0, 1 << 16, n, dtype=np.uint16)
+        bits = np.where((bits & 0x7C00) == 0x7C00, bits & 0x83FF, bits).astype(np.uint16)  # inf/nan -> finite
+        return bits.view(np.float16)
+    return (rng.standard_normal(n) * 0.02).astype(np.float16)
+
+
+def random_weights(rng: np.random.Generator, qtype: T, rows: int, n_cols: int, wide_scales: bool = False) -> np.ndarray:
+    """Random valid weight bytes: uniformly random blocks whose f16 fields are finite."""
+    if qtype == T.F32:
+        return rng.standard_normal(rows * n_cols).astype(np.float32).view(np.uint8)
+    if qtype == T.F16:
+        return finite_f16(rng, rows * n_cols, wide_scales).view(np.uint8)
+    bs, bb = GGML_QUANT_SIZES[qtype]
+    nbl = rows * n_cols // bs
+    b = rng.integers(0, 256, (nbl, bb), dtype=np.uint8)
+    for off in F16_FIELDS[qtype]:
+        b[:, off:off + 2] = finite_f16(rng, nbl, wide_scales).view(np.uint8).reshape(-1, 2)
+    return b.reshape(-1)

@@ -1,0 +1,109 @@
+"""The compile pipeline and its disk cache: miss, hit, corrupt entries, an unwritable cache."""
+import ctypes
+import warnings
+
+import numpy as np
+import pytest
+
+from jit import compile as jc
+from jit.cpu import generic, host
+
+IR = """
+define void @scale(ptr noalias %p, i64 %n, float %k) {
+entry:
+  br label %loop
+loop:
+  %i = phi i64 [0, %entry], [%i2, %loop]
+  %a = getelementptr float, ptr %p, i64 %i
+  %v = load float, ptr %a
+  %v2 = fmul float %v, %k
+  store float %v2, ptr %a
+  %i2 = add i64 %i, 1
+  %c = icmp slt i64 %i2, %n
+  br i1 %c, label %loop, label %exit
+exit:
+  ret void
+}
+"""
+PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_float)
+
+
+def run_scale(obj, cpu):
+    f = PROTO(jc.load_object(obj, cpu, ["scale"])["scale"])
+    a = np.arange(5, dtype=np.float32)
+    f(a.ctypes.data, a.size, 3.0)
+    return a
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LECTERN_CACHE_DIR", str(tmp_path))
+    before = dict(jc.stats)
+    yield tmp_path / "kernels"
+    jc.stats.update(before)
+
+
+def delta(key, before):
+    return jc.stats[key] - before[key]
+
+
+@pytest.mark.parametrize("make_cpu", [host, generic])
+def test_miss_then_hit(cache, make_cpu):
+    cpu = make_cpu()
+    s0 = dict(jc.stats)
+    obj = jc.object_for(("test", "scale"), IR, cpu)
+    assert delta("compiled", s0) == 1 and delta("disk_hits", s0) == 0
+    files = list(cache.glob("*.o"))
+    assert len(files) == 1 and len(files[0].stem) == 64      # sha256 file name
+    assert not list(cache.glob("*.tmp"))                       # atomic write left no temp file
+    again = jc.object_for(("test", "scale"), IR, cpu)
+    assert delta("compiled", s0) == 1 and delta("disk_hits", s0) == 1
+    assert again == obj
+    assert run_scale(again, cpu).tolist() == [0, 3, 6, 9, 12]
+
+
+def test_key_covers_cpu_and_kernel(cache):
+    k = jc.cache_key(("a",), IR, host())
+    assert k != jc.cache_key(("a",), IR, generic())
+    assert k != jc.cache_key(("b",), IR, host())
+    assert k != jc.cache_key(("a",), IR + "\n", host())
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "empty"])
+def test_corrupt_entry_is_rebuilt(cache, damage):
+    cpu = host()
+    obj = jc.object_for(("test", "scale"), IR, cpu)
+    path = next(cache.glob("*.o"))
+    blob = bytearray(path.read_bytes())
+    if damage == "flip":
+        blob[len(blob) // 2] ^= 0x40
+    elif damage == "truncate":
+        blob = blob[: len(blob) - 100]
+    elif damage == "garbage":
+        blob = bytearray(b"\x7fELF" + bytes(range(256)) * 4)
+    else:
+        blob = bytearray()
+    path.write_bytes(bytes(blob))
+    s0 = dict(jc.stats)
+    with pytest.warns(UserWarning, match="corrupt"):
+        rebuilt = jc.object_for(("test", "scale"), IR, cpu)
+    assert delta("rebuilt_corrupt", s0) == 1 and delta("compiled", s0) == 1
+    assert rebuilt == obj
+    assert jc.cache_read(path) == obj                          # and the entry was repaired
+    assert run_scale(rebuilt, cpu).tolist() == [0, 3, 6, 9, 12]
+
+
+def test_unwritable_cache_still_compiles(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setattr(jc, "cache_root", lambda: blocker / "kernels")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        obj = jc.object_for(("test", "scale"), IR, host())
+    assert any("could not write" in str(x.message) for x in w)
+    assert run_scale(obj, host()).tolist() == [0, 3, 6, 9, 12]
+
+
+def test_bad_ir_is_a_jit_error():
+    with pytest.raises(jc.JitError, match="does not verify"):
+        jc.compile_object("define void @f() { ret i32 0 }", host())
