@@ -275,3 +275,31 @@ def test_weight_bytes_per_token_counts_active_experts_and_one_embedding_row():
             want -= exps - exps * n_used // n_exp
         assert abs(got - want) <= len(g.tensors), stem
         assert got < total or tied
+
+
+# --- memory ----------------------------------------------------------------------------------
+RSS_SCRIPT = r"""
+import json, re, sys
+from inference.engine import Engine
+e = Engine.load(sys.argv[1])
+s = e.session()
+s.prefill(list(range(1, 33)))
+for t in (5, 6, 7):
+    s.eval_token(t)
+status = open("/proc/self/status").read()
+kb = lambda k: int(re.search(k + r":\s+(\d+) kB", status).group(1)) * 1024
+print(json.dumps({"rss": kb("VmRSS"), "peak": kb("VmHWM")}))
+"""
+
+
+@pytest.mark.slow
+def test_weights_are_never_dequantized_wholesale(smollm2_path):
+    """Resident memory after loading SmolLM2 and running a prompt stays near the file size.
+
+    Its 135M weights as float32 would take 540 MB, far above the 98 MB file + 200 MB allowed."""
+    p = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(smollm2_path)], capture_output=True,
+                       text=True, timeout=1200)
+    assert p.returncode == 0, p.stderr
+    mem = json.loads(p.stdout)
+    limit = smollm2_path.stat().st_size + 200 * 2**20
+    assert mem["rss"] <= limit and mem["peak"] <= limit, (mem, limit)
