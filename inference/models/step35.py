@@ -25,6 +25,7 @@ from . import base, moe
 from .base import KV, RING, State
 
 KV_DTYPE = np.float16   # llama.cpp's default cache type: K and V are stored rounded to half
+                        # (half the memory of float32; new_state(kv_dtype=np.float32) for exactness)
 RING_SLACK = 64         # extra ring slots beyond the window, so short rewinds keep the window
 Q_BLOCK = 256           # queries attended at once (bounds the [heads, T, S] score matrix)
 
@@ -184,29 +185,36 @@ class Model(base.Model):
                                             "expert_used_count are missing or inconsistent")
 
     # --- state ----------------------------------------------------------------------------
-    def ring_size(self, n_ctx: int) -> int:
-        return max(1, min(self.cfg.n_swa + RING_SLACK, n_ctx))
+    def ring_size(self, n_ctx: int, slack: int = RING_SLACK) -> int:
+        return max(1, min(self.cfg.n_swa + slack, n_ctx))
 
-    def new_state(self, n_ctx: int | None = None) -> State:
+    def new_state(self, n_ctx: int | None = None, kv_dtype=KV_DTYPE, ring_slack: int = RING_SLACK) -> State:
         """Full layers: k.N / v.N [n_ctx, Hkv, d] indexed by position (KV).
         Sliding layers: k.N / v.N [n_swa + slack, Hkv, d] rings, slot = position % size,
-        with each slot's position in pos.k.N / pos.v.N (-1 = empty)."""
+        with each slot's position in pos.k.N / pos.v.N (-1 = empty); the slack beyond the
+        window is how far the state can be rewound."""
         cfg = self.cfg
         n_ctx = int(n_ctx or self.n_ctx_train)
         st = State(n_ctx)
         for il in range(cfg.n_layer):
             hkv = cfg.n_head_kv[il]
             if cfg.is_swa[il]:
-                r = self.ring_size(n_ctx)
-                st.add(f"k.{il}", np.zeros((r, hkv, cfg.head_dim), KV_DTYPE), RING, window=cfg.n_swa)
-                st.add(f"v.{il}", np.zeros((r, hkv, cfg.head_dim_v), KV_DTYPE), RING, window=cfg.n_swa)
+                r = self.ring_size(n_ctx, ring_slack)
+                st.add(f"k.{il}", np.zeros((r, hkv, cfg.head_dim), kv_dtype), RING, window=cfg.n_swa)
+                st.add(f"v.{il}", np.zeros((r, hkv, cfg.head_dim_v), kv_dtype), RING, window=cfg.n_swa)
             else:
-                st.add(f"k.{il}", np.zeros((n_ctx, hkv, cfg.head_dim), KV_DTYPE), KV)
-                st.add(f"v.{il}", np.zeros((n_ctx, hkv, cfg.head_dim_v), KV_DTYPE), KV)
+                st.add(f"k.{il}", np.zeros((n_ctx, hkv, cfg.head_dim), kv_dtype), KV)
+                st.add(f"v.{il}", np.zeros((n_ctx, hkv, cfg.head_dim_v), kv_dtype), KV)
         return st
 
     # --- forward --------------------------------------------------------------------------
-    def forward(self, tokens: np.ndarray, state: State, last_only: bool = False) -> np.ndarray:
+    def forward(self, tokens: np.ndarray, state: State, last_only: bool = False,
+                trace: dict | None = None) -> np.ndarray:
+        """tokens [T] at positions n_past.. -> logits [T, n_vocab] ([1, n_vocab] with last_only).
+
+        trace (debugging): receives the residual stream after each layer's mixer and FFN,
+        as blk_N_after_mixer / blk_N_after_ffn [T, n_embd].
+        """
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         T, n_vocab = len(tokens), self.n_vocab
         if T and (tokens.min() < 0 or tokens.max() >= n_vocab):
@@ -219,7 +227,11 @@ class Model(base.Model):
         h = ops.embed(self.token_embd, tokens)                             # h: [T, n_embd]
         for il, L in enumerate(self.layers):
             h = h + self.attention(il, L, ops.rms_norm(h, L.attn_norm, self.cfg.eps), pos, state)
+            if trace is not None:
+                trace[f"blk_{il}_after_mixer"] = h.copy()
             h = h + self.ffn(il, L, ops.rms_norm(h, L.ffn_norm, self.cfg.eps))
+            if trace is not None:
+                trace[f"blk_{il}_after_ffn"] = h.copy()
         state.n_past += T
         if last_only:
             h = h[-1:]
@@ -256,7 +268,8 @@ class Model(base.Model):
         q = ops.rope_neox(q, pos, **rope)
         k = ops.rope_neox(k, pos, **rope)
         # K and V are stored (rounded to the cache type) before attention, as llama.cpp does
-        k, v = k.astype(KV_DTYPE), v.astype(KV_DTYPE)
+        cache_type = state.arrays[f"k.{il}"].dtype
+        k, v = k.astype(cache_type), v.astype(cache_type)
         if swa:
             k_all, v_all, k_pos = self.ring_update(state, il, k, v, pos)
         else:
