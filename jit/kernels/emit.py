@@ -181,43 +181,69 @@ class Fn:
         return self.v(f"trunc i32 {o} to i16")
 
     # ------------------------------------------------------------------ integer dot
-    def dot_u8s8(self, acc: str, a: str, b: str) -> str:
-        """acc[i] + sum_{k<4} a[4i+k] * b[4i+k]: a <32 x i8> unsigned (< 128 for avx2: pmaddubsw
-        pairs must not saturate), b <32 x i8> signed; acc <8 x i32>. Lane i covers bytes 4i..4i+3
-        on every path, so per-16-byte scales may be applied lane-wise."""
+    def dot_u8s8(self, acc: str, a: str, b: str, nbytes: int = 32) -> str:
+        """acc[i] + sum_{k<4} a[4i+k] * b[4i+k] for <nbytes x i8> a (unsigned; < 128 on the avx2
+        path so vpmaddubsw pairs cannot saturate) and b (signed); acc <nbytes/4 x i32>. Lane i
+        covers bytes 4i..4i+3 on every path, so per-16-byte scales may be applied lane-wise."""
         path = self.cpu.dot_path
-        v8, v32 = vec(8, "i32"), vec(32, "i8")
-        if path == "vnni":
-            a32 = self.v(f"bitcast {v32} {a} to {v8}")
-            b32 = self.v(f"bitcast {v32} {b} to {v8}")
-            return self.call(v8, "llvm.x86.avx512.vpdpbusd.256", [f"{v8} {acc}", f"{v8} {a32}", f"{v8} {b32}"],
-                             f"{v8}, {v8}, {v8}")
-        if path == "avx2":
-            m = self.call(vec(16, "i16"), "llvm.x86.avx2.pmadd.ub.sw", [f"{v32} {a}", f"{v32} {b}"], f"{v32}, {v32}")
-            w = self.call(v8, "llvm.x86.avx2.pmadd.wd", [f"<16 x i16> {m}", "<16 x i16> splat (i16 1)"],
-                          "<16 x i16>, <16 x i16>")
-            return self.v(f"add {v8} {acc}, {w}")
-        az = self.v(f"zext {v32} {a} to <32 x i32>")
-        bs = self.v(f"sext {v32} {b} to <32 x i32>")
-        p = self.v(f"mul nsw <32 x i32> {az}, {bs}")
+        lanes = nbytes // 4
+        vi, vb = vec(lanes, "i32"), vec(nbytes, "i8")
+        if path == "vnni" and (nbytes == 32 or (nbytes == 64 and self.cpu.has_avx512 and self.cpu.has_avx512_vnni)):
+            a32 = self.v(f"bitcast {vb} {a} to {vi}")
+            b32 = self.v(f"bitcast {vb} {b} to {vi}")
+            bits = 8 * nbytes
+            return self.call(vi, f"llvm.x86.avx512.vpdpbusd.{bits}", [f"{vi} {acc}", f"{vi} {a32}", f"{vi} {b32}"],
+                             f"{vi}, {vi}, {vi}")
+        if path in ("vnni", "avx2") and nbytes % 32 == 0:
+            parts = []
+            for h in range(nbytes // 32):
+                idx = mask(range(32 * h, 32 * h + 32))
+                ah = self.v(f"shufflevector {vb} {a}, {vb} poison, {idx}") if nbytes > 32 else a
+                bh = self.v(f"shufflevector {vb} {b}, {vb} poison, {idx}") if nbytes > 32 else b
+                if path == "vnni":
+                    parts.append(self.dot_u8s8("zeroinitializer", ah, bh, 32))
+                    continue
+                m = self.call(vec(16, "i16"), "llvm.x86.avx2.pmadd.ub.sw", [f"<32 x i8> {ah}", f"<32 x i8> {bh}"],
+                              "<32 x i8>, <32 x i8>")
+                parts.append(self.call("<8 x i32>", "llvm.x86.avx2.pmadd.wd",
+                                       [f"<16 x i16> {m}", "<16 x i16> splat (i16 1)"], "<16 x i16>, <16 x i16>"))
+            w = parts[0] if len(parts) == 1 else self.v(
+                f"shufflevector <8 x i32> {parts[0]}, <8 x i32> {parts[1]}, {mask(range(16))}")
+            return w if acc == "zeroinitializer" else self.v(f"add {vi} {acc}, {w}")
+        az = self.v(f"zext {vb} {a} to {vec(nbytes, 'i32')}")
+        bs = self.v(f"sext {vb} {b} to {vec(nbytes, 'i32')}")
+        p = self.v(f"mul nsw {vec(nbytes, 'i32')} {az}, {bs}")
         s = acc
         for k in range(4):
-            part = self.v(f"shufflevector <32 x i32> {p}, <32 x i32> poison, {mask(range(k, 32, 4))}")
-            s = self.v(f"add {v8} {s}, {part}")
+            part = self.v(f"shufflevector {vec(nbytes, 'i32')} {p}, {vec(nbytes, 'i32')} poison, "
+                          f"{mask(range(k, nbytes, 4))}")
+            s = self.v(f"add {vi} {s}, {part}")
         return s
 
-    def dot_s8s8(self, acc: str, a: str, b: str) -> str:
+    def dot_s8s8(self, acc: str, a: str, b: str, nbytes: int = 32) -> str:
         """Signed x signed bytes via |a| x (sign(a) * b); b must not hold -128."""
-        v32 = vec(32, "i8")
-        absa = self.call(v32, "llvm.abs.v32i8", [f"{v32} {a}", "i1 false"], f"{v32}, i1")
-        neg = self.v(f"icmp slt {v32} {a}, zeroinitializer")
-        nb = self.v(f"sub {v32} zeroinitializer, {b}")
-        sb = self.v(f"select <32 x i1> {neg}, {v32} {nb}, {v32} {b}")
-        return self.dot_u8s8(acc, absa, sb)
+        vb = vec(nbytes, "i8")
+        absa = self.call(vb, f"llvm.abs.v{nbytes}i8", [f"{vb} {a}", "i1 false"], f"{vb}, i1")
+        neg = self.v(f"icmp slt {vb} {a}, zeroinitializer")
+        nb = self.v(f"sub {vb} zeroinitializer, {b}")
+        sb = self.v(f"select {vec(nbytes, 'i1')} {neg}, {vb} {nb}, {vb} {b}")
+        return self.dot_u8s8(acc, absa, sb, nbytes)
+
+    def concat(self, ty: str, n: int, a: str, b: str) -> str:
+        """<n x ty> a, b -> <2n x ty>"""
+        return self.v(f"shufflevector {vec(n, ty)} {a}, {vec(n, ty)} {b}, {mask(range(2 * n))}")
 
     def hsum_f(self, n: int, v: str) -> str:
-        return self.call("float", f"llvm.vector.reduce.fadd.v{n}f32", ["float -0.0", f"{vec(n, 'float')} {v}"],
-                         f"float, {vec(n, 'float')}")
+        """Horizontal sum in a tree (reassoc): the order is fixed by the code, not by the row split."""
+        self.declare(f"declare float @llvm.vector.reduce.fadd.v{n}f32(float, {vec(n, 'float')})")
+        return self.v(f"call reassoc float @llvm.vector.reduce.fadd.v{n}f32(float -0.0, {vec(n, 'float')} {v})")
+
+    def fmadd_v(self, n: int, a: str, b: str, c: str) -> str:
+        """a*b + c with reassoc/contract: LLVM may fuse it and keep several partial sums when it
+        unrolls a loop (the same for every row, so results still never depend on threads)."""
+        t = vec(n, "float")
+        m = self.v(f"fmul reassoc contract {t} {a}, {b}")
+        return self.v(f"fadd reassoc contract {t} {m}, {c}")
 
     def fma_v(self, n: int, a: str, b: str, c: str) -> str:
         t = vec(n, "float")

@@ -42,19 +42,51 @@ def _half(fn: Fn, ptr: str) -> str:
     return fn.half_to_float(fn.load("i16", ptr))
 
 
-def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, per_block) -> str:
-    """Sum over 32-blocks of sitofp(int dot) * scale (+ a scalar term): returns the row total."""
-    with fn.loop("0", nb, stem="b") as B:
-        acc = B.carry(V8F, "zeroinitializer")
+V16F, V16I, V64B = vec(16, "float"), vec(16, "i32"), vec(64, "i8")
+
+
+def _pair_scale(fn: Fn, s0: str, s1: str) -> str:
+    """<16 x float> [s0 x8, s1 x8]: the scales of two 32-blocks sharing one 512-bit dot."""
+    v = fn.v(f"insertelement <2 x float> poison, float {s0}, i64 0")
+    v = fn.v(f"insertelement <2 x float> {v}, float {s1}, i64 1")
+    return fn.v(f"shufflevector <2 x float> {v}, <2 x float> poison, {mask([0] * 8 + [1] * 8)}")
+
+
+def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot) -> str:
+    """Sum over 32-blocks of float(int dot) * scale (+ a scalar term per block), two blocks per
+    step in one 64-byte dot and a <16 x float> accumulator; an odd last block on its own.
+    load(fn, wb, xb) -> (q <32 x i8>, x <32 x i8>, scale, extra or None); dot(fn, q, x, nbytes)."""
+    npairs = fn.v(f"lshr i64 {nb}, 1")
+    with fn.loop("0", npairs, stem="bp") as B:
+        acc = B.carry(V16F, "zeroinitializer")
         extra = B.carry("float", "0.0")
-        wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
-        xb = fn.gep("%xq", fn.v(f"mul i64 {B.i}, {xbytes}"))
-        isum, scale, add = per_block(fn, wb, xb)
-        pf = fn.v(f"sitofp {V8I} {isum} to {V8F}")
-        B.set(acc, fn.fma_v(8, pf, fn.splat(8, "float", scale), acc))
-        B.set(extra, fn.v(f"fadd float {extra}, {add}") if add else extra)
-    total = fn.hsum_f(8, acc)
-    return fn.v(f"fadd float {total}, {extra}")
+        b0 = fn.v(f"shl i64 {B.i}, 1")
+        parts = []
+        for k in range(2):
+            bk = fn.v(f"add i64 {b0}, {k}")
+            parts.append(load(fn, fn.gep(wrow, fn.v(f"mul i64 {bk}, {wbytes}")),
+                              fn.gep("%xq", fn.v(f"mul i64 {bk}, {xbytes}"))))
+        q = fn.concat("i8", 32, parts[0][0], parts[1][0])
+        x = fn.concat("i8", 32, parts[0][1], parts[1][1])
+        pf = fn.v(f"sitofp {V16I} {dot(fn, q, x, 64)} to {V16F}")
+        B.set(acc, fn.fmadd_v(16, pf, _pair_scale(fn, parts[0][2], parts[1][2]), acc))
+        e = extra
+        for part in parts:
+            if part[3] is not None:
+                e = fn.v(f"fadd float {e}, {part[3]}")
+        B.set(extra, e)
+    total = fn.v(f"fadd float {fn.hsum_f(16, acc)}, {extra}")
+    # odd block count: the last block alone
+    odd = fn.v(f"and i64 {nb}, 1")
+    with fn.loop(fn.v(f"sub i64 {nb}, {odd}"), nb, stem="bt") as B:
+        tot = B.carry("float", total)
+        q, x, scale, add = load(fn, fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}")),
+                                fn.gep("%xq", fn.v(f"mul i64 {B.i}, {xbytes}")))
+        pf = fn.v(f"sitofp {V8I} {dot(fn, q, x, 32)} to {V8F}")
+        t = fn.v(f"fmul {V8F} {pf}, {fn.splat(8, 'float', scale)}")
+        t = fn.v(f"fadd float {tot}, {fn.hsum_f(8, t)}")
+        B.set(tot, fn.v(f"fadd float {t}, {add}") if add else t)
+    return tot
 
 
 def _nibbles16(fn: Fn, ptr: str) -> str:
@@ -62,59 +94,73 @@ def _nibbles16(fn: Fn, ptr: str) -> str:
     qs = fn.load(vec(16, "i8"), ptr)
     lo = fn.v(f"and <16 x i8> {qs}, splat (i8 15)")
     hi = fn.v(f"lshr <16 x i8> {qs}, splat (i8 4)")
-    return fn.v(f"shufflevector <16 x i8> {lo}, <16 x i8> {hi}, {mask(range(32))}")
+    return fn.concat("i8", 16, lo, hi)
+
+
+def _dot_u(fn, q, x, n):
+    return fn.dot_u8s8("zeroinitializer", q, x, n)
+
+
+def _dot_u_minus8(fn, q, x, n):
+    """sum (q - 8) x = sum q x - 8 sum x"""
+    p = fn.dot_u8s8("zeroinitializer", q, x, n)
+    p8 = fn.dot_u8s8("zeroinitializer", f"splat (i8 8)", x, n)
+    return fn.v(f"sub {vec(n // 4, 'i32')} {p}, {p8}")
+
+
+def _dot_s(fn, q, x, n):
+    return fn.dot_s8s8("zeroinitializer", q, x, n)
 
 
 def _q8_0(fn: Fn):
-    def blk(fn, wb, xb):
-        xs = fn.load(V32B, fn.gep(xb, "2"))
-        ws = fn.load(V32B, fn.gep(wb, "2"))
-        p = fn.dot_s8s8("zeroinitializer", ws, xs)
-        return p, fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None
-    return 34, lambda fn, wrow, nb: _blocks32(fn, wrow, 34, 34, nb, blk)
+    def load(fn, wb, xb):
+        return (fn.load(V32B, fn.gep(wb, "2")), fn.load(V32B, fn.gep(xb, "2")),
+                fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None)
+    return 34, lambda fn, wrow, nb: _blocks32(fn, wrow, 34, 34, nb, load, _dot_s)
 
 
 def _q4_0(fn: Fn):
-    def blk(fn, wb, xb):
-        xs = fn.load(V32B, fn.gep(xb, "2"))
-        q = _nibbles16(fn, fn.gep(wb, "2"))
-        p = fn.dot_u8s8("zeroinitializer", q, xs)
-        p8 = fn.dot_u8s8("zeroinitializer", "splat (i8 8)", xs)   # sum (q - 8) x = sum q x - 8 sum x
-        p = fn.v(f"sub {V8I} {p}, {p8}")
-        return p, fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None
-    return 18, lambda fn, wrow, nb: _blocks32(fn, wrow, 18, 34, nb, blk)
+    def load(fn, wb, xb):
+        return (_nibbles16(fn, fn.gep(wb, "2")), fn.load(V32B, fn.gep(xb, "2")),
+                fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None)
+    return 18, lambda fn, wrow, nb: _blocks32(fn, wrow, 18, 34, nb, load, _dot_u_minus8)
 
 
 def _q4_1(fn: Fn):
-    def blk(fn, wb, xb):
-        xs = fn.load(V32B, fn.gep(xb, "4"))
-        q = _nibbles16(fn, fn.gep(wb, "4"))
-        p = fn.dot_u8s8("zeroinitializer", q, xs)
+    def load(fn, wb, xb):
         scale = fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}")
         mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {_half(fn, fn.gep(xb, '2'))}")
-        return p, scale, mins
-    return 20, lambda fn, wrow, nb: _blocks32(fn, wrow, 20, 36, nb, blk)
+        return _nibbles16(fn, fn.gep(wb, "4")), fn.load(V32B, fn.gep(xb, "4")), scale, mins
+    return 20, lambda fn, wrow, nb: _blocks32(fn, wrow, 20, 36, nb, load, _dot_u)
 
 
 def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
-    """Sum over 256-blocks (Q8_K activations): per_block -> (<8 x i32> isum, scale, float subtract)."""
+    """Sum over 256-blocks (Q8_K activations): per_block -> (<16 x i32> isum, scale, float subtract)."""
     with fn.loop("0", nb, stem="sb") as B:
-        acc = B.carry(V8F, "zeroinitializer")
+        acc = B.carry(V16F, "zeroinitializer")
         corr = B.carry("float", "0.0")
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
         xb = fn.gep("%xq", fn.v(f"mul i64 {B.i}, 292"))
         isum, scale, sub = per_block(fn, wb, xb)
-        pf = fn.v(f"sitofp {V8I} {isum} to {V8F}")
-        B.set(acc, fn.fma_v(8, pf, fn.splat(8, "float", scale), acc))
+        pf = fn.v(f"sitofp {V16I} {isum} to {V16F}")
+        B.set(acc, fn.fmadd_v(16, pf, fn.splat(16, "float", scale), acc))
         B.set(corr, fn.v(f"fadd float {corr}, {sub}"))
-    total = fn.hsum_f(8, acc)
+    total = fn.hsum_f(16, acc)
     return fn.v(f"fsub float {total}, {corr}")
+
+
+def _u32x2_to_i32x8(fn: Fn, lo: str, hi: str) -> str:
+    """two i32 holding 8 bytes -> <8 x i32> of the bytes (zero-extended)"""
+    v = fn.v(f"insertelement <2 x i32> poison, i32 {lo}, i64 0")
+    v = fn.v(f"insertelement <2 x i32> {v}, i32 {hi}, i64 1")
+    v = fn.v(f"bitcast <2 x i32> {v} to <8 x i8>")
+    return fn.v(f"zext <8 x i8> {v} to {V8I}")
 
 
 def _q4_K(fn: Fn):
     def blk(fn, wb, xb):
         dx = fn.load("float", xb)
-        # 12 bytes of packed 6-bit scales/mins -> sc[0..7] in bytes of u0,u1; m[0..7] in u2,u3
+        # 12 bytes of packed 6-bit scales/mins -> sc[0..7] in the bytes of u0,u1; m[0..7] in u2,u3
         u = [fn.load("i32", fn.gep(wb, str(4 + 4 * k))) for k in range(3)]
         t = fn.v(f"lshr i32 {u[2]}, 4")
         t = fn.v(f"and i32 {t}, {0x0F0F0F0F}")
@@ -129,37 +175,27 @@ def _q4_K(fn: Fn):
         t2 = fn.v(f"shl i32 {t2}, 4")
         u1 = fn.v(f"or i32 {t}, {t2}")
         u0 = fn.v(f"and i32 {u[0]}, {0x3F3F3F3F}")
-        scv = fn.v(f"insertelement <2 x i32> poison, i32 {u0}, i64 0")
-        scv = fn.v(f"insertelement <2 x i32> {scv}, i32 {u1}, i64 1")
-        scv = fn.v(f"bitcast <2 x i32> {scv} to <8 x i8>")
-        sc = fn.v(f"zext <8 x i8> {scv} to {V8I}")
-        mv = fn.v(f"insertelement <2 x i32> poison, i32 {u2}, i64 0")
-        mv = fn.v(f"insertelement <2 x i32> {mv}, i32 {u3}, i64 1")
-        mv = fn.v(f"bitcast <2 x i32> {mv} to <8 x i8>")
-        m = fn.v(f"zext <8 x i8> {mv} to {V8I}")
+        sc = _u32x2_to_i32x8(fn, u0, u1)
+        m = _u32x2_to_i32x8(fn, u2, u3)
         # mins: sum_j m_j * (bsums[2j] + bsums[2j+1])
         bs = fn.load("<16 x i16>", fn.gep(xb, "260"))
         bs = fn.v(f"sext <16 x i16> {bs} to <16 x i32>")
         be = fn.v(f"shufflevector <16 x i32> {bs}, <16 x i32> poison, {mask(range(0, 16, 2))}")
         bo = fn.v(f"shufflevector <16 x i32> {bs}, <16 x i32> poison, {mask(range(1, 16, 2))}")
-        bp = fn.v(f"add {V8I} {be}, {bo}")
-        mp = fn.v(f"mul {V8I} {m}, {bp}")
+        mp = fn.v(f"mul {V8I} {m}, {fn.v(f'add {V8I} {be}, {bo}')}")
         msum = fn.call("i32", "llvm.vector.reduce.add.v8i32", [f"{V8I} {mp}"], V8I)
+        # chunk c: 32 bytes of qs = sub-blocks 2c (low nibbles) and 2c+1 (high), 64 activations
         isum = "zeroinitializer"
         for c in range(4):
-            q = fn.load(V32B, fn.gep(wb, str(16 + 32 * c)))
-            lo = fn.v(f"and {V32B} {q}, splat (i8 15)")
-            hi = fn.v(f"lshr {V32B} {q}, splat (i8 4)")
-            for j, part in ((2 * c, lo), (2 * c + 1, hi)):
-                xs = fn.load(V32B, fn.gep(xb, str(4 + 32 * j)))
-                p = fn.dot_u8s8("zeroinitializer", part, xs)
-                s = fn.v(f"shufflevector {V8I} {sc}, {V8I} poison, <8 x i32> splat (i32 {j})")
-                p = fn.v(f"mul {V8I} {p}, {s}")
-                isum = fn.v(f"add {V8I} {isum}, {p}")
+            qb = fn.load(V32B, fn.gep(wb, str(16 + 32 * c)))
+            q = fn.concat("i8", 32, fn.v(f"and {V32B} {qb}, splat (i8 15)"), fn.v(f"lshr {V32B} {qb}, splat (i8 4)"))
+            x = fn.load(V64B, fn.gep(xb, str(4 + 64 * c)))
+            p = fn.dot_u8s8("zeroinitializer", q, x, 64)
+            s = fn.v(f"shufflevector {V8I} {sc}, {V8I} poison, {mask([2 * c] * 8 + [2 * c + 1] * 8)}")
+            isum = fn.v(f"add {V16I} {isum}, {fn.v(f'mul {V16I} {p}, {s}')}")
         d = fn.v(f"fmul float {_half(fn, wb)}, {dx}")
         dmin = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {dx}")
-        mf = fn.v(f"sitofp i32 {msum} to float")
-        return isum, d, fn.v(f"fmul float {dmin}, {mf}")
+        return isum, d, fn.v(f"fmul float {dmin}, {fn.v(f'sitofp i32 {msum} to float')}")
     return 144, lambda fn, wrow, nb: _superblocks(fn, wrow, 144, nb, blk)
 
 
@@ -171,30 +207,29 @@ def _q6_K(fn: Fn):
         # the -32 offset: 32 * sum_j sc_j * bsums_j
         bs = fn.load("<16 x i16>", fn.gep(xb, "260"))
         bs = fn.v(f"sext <16 x i16> {bs} to <16 x i32>")
-        off = fn.v(f"mul <16 x i32> {sc}, {bs}")
-        off = fn.call("i32", "llvm.vector.reduce.add.v16i32", [f"<16 x i32> {off}"], "<16 x i32>")
+        off = fn.call("i32", "llvm.vector.reduce.add.v16i32", [f"<16 x i32> {fn.v(f'mul <16 x i32> {sc}, {bs}')}"],
+                      "<16 x i32>")
         off = fn.v(f"shl i32 {off}, 5")
         isum = "zeroinitializer"
         for h in range(2):
-            L0 = fn.load(V32B, fn.gep(wb, str(64 * h)))
-            L1 = fn.load(V32B, fn.gep(wb, str(64 * h + 32)))
-            H = fn.load(V32B, fn.gep(wb, str(128 + 32 * h)))
-            for k in range(4):
-                low = fn.v(f"and {V32B} {L0 if k in (0, 2) else L1}, splat (i8 15)") if k < 2 else \
-                    fn.v(f"lshr {V32B} {L0 if k == 2 else L1}, splat (i8 4)")
-                hb = fn.v(f"lshr {V32B} {H}, splat (i8 {2 * k})") if k else H
-                hb = fn.v(f"and {V32B} {hb}, splat (i8 3)")
-                hb = fn.v(f"shl {V32B} {hb}, splat (i8 4)")
-                q = fn.v(f"or {V32B} {low}, {hb}")
-                xs = fn.load(V32B, fn.gep(xb, str(4 + 128 * h + 32 * k)))
-                p = fn.dot_u8s8("zeroinitializer", q, xs)
-                j = 8 * h + 2 * k   # lanes 0-3: sub-block j, lanes 4-7: j+1
-                s = fn.v(f"shufflevector <16 x i32> {sc}, <16 x i32> poison, {mask([j] * 4 + [j + 1] * 4)}")
-                p = fn.v(f"mul {V8I} {p}, {s}")
-                isum = fn.v(f"add {V8I} {isum}, {p}")
+            L = fn.load(V64B, fn.gep(wb, str(64 * h)))            # ql[64h .. 64h+63]
+            H = fn.load(V32B, fn.gep(wb, str(128 + 32 * h)))      # qh[32h .. 32h+31]
+            for pair in range(2):   # elements 0-63 of the half: low nibbles; 64-127: high nibbles
+                low = fn.v(f"and {V64B} {L}, splat (i8 15)") if pair == 0 else fn.v(f"lshr {V64B} {L}, splat (i8 4)")
+                h0 = fn.v(f"lshr {V32B} {H}, splat (i8 {4 * pair})") if pair else H
+                h1 = fn.v(f"lshr {V32B} {H}, splat (i8 {4 * pair + 2})")
+                hb = fn.concat("i8", 32, h0, h1)
+                hb = fn.v(f"and {V64B} {hb}, splat (i8 3)")
+                hb = fn.v(f"shl {V64B} {hb}, splat (i8 4)")
+                q = fn.v(f"or {V64B} {low}, {hb}")
+                x = fn.load(V64B, fn.gep(xb, str(4 + 128 * h + 64 * pair)))
+                p = fn.dot_u8s8("zeroinitializer", q, x, 64)
+                j = 8 * h + 4 * pair   # lanes 4k..4k+3 hold sub-block j + k
+                s = fn.v(f"shufflevector <16 x i32> {sc}, <16 x i32> poison, "
+                         f"{mask([j + k for k in range(4) for _ in range(4)])}")
+                isum = fn.v(f"add {V16I} {isum}, {fn.v(f'mul {V16I} {p}, {s}')}")
         d = fn.v(f"fmul float {_half(fn, fn.gep(wb, '208'))}, {dx}")
-        of = fn.v(f"sitofp i32 {off} to float")
-        return isum, d, fn.v(f"fmul float {d}, {of}")
+        return isum, d, fn.v(f"fmul float {d}, {fn.v(f'sitofp i32 {off} to float')}")
     return 210, lambda fn, wrow, nb: _superblocks(fn, wrow, 210, nb, blk)
 
 

@@ -1,0 +1,148 @@
+"""Micro-benchmark of the matvec kernels: `python -m jit.bench [--mb 1024] [--repeat 5]`.
+
+Reports memory read bandwidth (a JIT streaming-read kernel and a numpy copy), then per weight
+type the matvec throughput in GB/s of weight bytes and as a fraction of the read bandwidth, with
+1 and 2 threads, plus the per-call overhead of the thread pool on a tiny matrix.
+Decode is bound by reading weights, so GB/s / bandwidth is the figure that matters.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import functools
+import time
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType as T
+
+from . import api
+from . import compile as jc
+from .cpu import CpuInfo, detect
+from .kernels.emit import ModuleText
+from .pool import Pool
+
+
+@functools.cache
+def _read_ir(cpu: CpuInfo) -> str:
+    """stream_read(p, _, y, r0, r1, n): y[r] = bits of the xor of row r's n bytes (n % 256 == 0)."""
+    mt = ModuleText(cpu)
+    fn = mt.function("define void @stream_read(ptr noalias %w, ptr noalias %xq, ptr noalias %y, "
+                     "i64 %r0, i64 %r1, i64 %n) nounwind")
+    with fn.loop("%r0", "%r1", stem="row") as R:
+        base = fn.gep("%w", fn.v(f"mul i64 {R.i}, %n"))
+        with fn.loop("0", "%n", step=256, stem="c") as C:
+            acc = C.carry("<64 x i8>", "zeroinitializer")
+            a = acc
+            for k in range(4):
+                v = fn.load("<64 x i8>", fn.gep(base, fn.v(f"add i64 {C.i}, {64 * k}")), 1)
+                a = fn.v(f"xor <64 x i8> {a}, {v}")
+            C.set(acc, a)
+        r = fn.call("i8", "llvm.vector.reduce.xor.v64i8", [f"<64 x i8> {acc}"], "<64 x i8>")
+        r = fn.v(f"uitofp i8 {r} to float")
+        fn.store("float", r, fn.gep("%y", fn.v(f"shl i64 {R.i}, 2")), 4)
+    fn.do("ret void")
+    mt.add(fn)
+    return mt.text()
+
+
+def best_time(f, repeat: int) -> float:
+    f()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def read_bandwidth(mb: int, threads: int, repeat: int, cpu: CpuInfo) -> float:
+    kern = jc.kernel(("bench", "stream_read"), lambda: _read_ir(cpu), {"stream_read": api.MATVEC_PROTO}, cpu)[
+        "stream_read"]
+    row = 1 << 20
+    rows = mb
+    buf = np.ones(rows * row, np.uint8)
+    y = np.empty(rows, np.float32)
+    pool = Pool(threads)
+    t = best_time(lambda: pool.run(kern, (buf.ctypes.data, 0, y.ctypes.data), rows, (row,)), repeat)
+    pool.close()
+    return buf.nbytes / t / 1e9
+
+
+def copy_bandwidth(mb: int, repeat: int) -> float:
+    a = np.ones(mb << 20, np.uint8)
+    b = np.empty_like(a)
+    t = best_time(lambda: np.copyto(b, a), repeat)
+    return 2 * a.nbytes / t / 1e9   # read + write
+
+
+def random_matrix(qtype: T, rows: int, n_cols: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    bs, bb = GGML_QUANT_SIZES[qtype]
+    if qtype == T.F32:
+        return rng.standard_normal(rows * n_cols, dtype=np.float32).view(np.uint8)
+    if qtype == T.F16:
+        return rng.standard_normal(rows * n_cols, dtype=np.float32).astype(np.float16).view(np.uint8)
+    b = rng.integers(0, 256, (rows * n_cols // bs, bb), dtype=np.uint8)
+    offs = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q4_K: (0, 2), T.Q6_K: (208,)}[qtype]
+    for o in offs:
+        b[:, o:o + 2] = np.array([0.01], np.float16).view(np.uint8)
+    return b.reshape(-1)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m jit.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=1024, help="buffer size for the bandwidth measurement")
+    ap.add_argument("--rows", type=int, default=8192)
+    ap.add_argument("--cols", type=int, default=8192)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--types", default="Q4_K,Q4_0,Q8_0,Q4_1,Q6_K,F16")
+    args = ap.parse_args(argv)
+    cpu = detect()
+    threads = [int(t) for t in args.threads.split(",")]
+    print(f"CPU: {cpu.tag}")
+    bw = {}
+    for n in threads:
+        bw[n] = read_bandwidth(args.mb, n, args.repeat, cpu)
+        print(f"read bandwidth ({args.mb} MB, JIT streaming read, {n} thread(s)): {bw[n]:.1f} GB/s")
+    print(f"numpy copy ({args.mb} MB, read+write counted): {copy_bandwidth(args.mb, args.repeat):.1f} GB/s")
+    x = np.random.default_rng(1).standard_normal(args.cols).astype(np.float32)
+    for name in args.types.split(","):
+        qt = T[name]
+        w = random_matrix(qt, args.rows, args.cols)
+        for n in threads:
+            pool = Pool(n)
+            y = np.empty(args.rows, np.float32)
+            t = best_time(lambda: api.matvec_raw(w, qt, args.rows, args.cols, x, out=y, pool=pool), args.repeat)
+            pool.close()
+            gbs = w.nbytes / t / 1e9
+            print(f"{name:5s} {args.rows}x{args.cols} ({w.nbytes / 1e6:6.1f} MB) {n}T: {t * 1e3:7.2f} ms "
+                  f"{gbs:6.1f} GB/s = {100 * gbs / bw[n]:5.1f}% of read bandwidth")
+    # per-call overhead: a tiny matvec, where nearly all time is calling and synchronising
+    w = random_matrix(T.Q8_0, 64, 256)
+    x = np.ones(256, np.float32)
+    kern = api.matvec_kernel(T.Q8_0)
+    xq = api.quantize_activation(x, T.Q8_0)
+    y = np.empty(64, np.float32)
+    for n in threads:
+        pool = Pool(n)
+        reps = 2000
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            pool.run(kern, (w.ctypes.data, xq.ctypes.data, y.ctypes.data), 64, (256,))
+        dt = (time.perf_counter() - t0) / reps
+        pool.close()
+        print(f"pool.run on a 64x256 Q8_0 matvec, {n} thread(s): {dt * 1e6:.1f} us per call")
+    t0 = time.perf_counter()
+    for _ in range(2000):
+        kern(w.ctypes.data, xq.ctypes.data, y.ctypes.data, 0, 64, 256)
+    print(f"direct ctypes call of the same kernel: {(time.perf_counter() - t0) / 2000 * 1e6:.1f} us per call")
+    t0 = time.perf_counter()
+    for _ in range(2000):
+        api.matvec_raw(w, T.Q8_0, 64, 256, x, out=y, threads=1)
+    print(f"api.matvec_raw (quantize + checks + 1 thread): {(time.perf_counter() - t0) / 2000 * 1e6:.1f} us per call")
+
+
+if __name__ == "__main__":
+    main()
