@@ -2,6 +2,7 @@
 formats of the built-ins, transformers' helpers, and the sandbox's limits."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -9,9 +10,13 @@ import threading
 import time
 from datetime import datetime
 
+import jinja2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from inference.chat_template import BUILTIN_NAMES, ChatTemplate, builtin_for, validate_messages
 from inference.errors import TemplateError
@@ -449,12 +454,36 @@ def real_templates(smollm2, gemma3, r1) -> list[ChatTemplate]:
     return [smollm2, gemma3, r1] + [ChatTemplate.builtin(n, eos_token="</s>") for n in BUILTIN_NAMES]
 
 
+@functools.lru_cache(maxsize=None)
+def reference_template(source: str) -> jinja2.Template:
+    return reference_environment().from_string(source)
+
+
+def reference_environment() -> jinja2.Environment:
+    """transformers' _compile_jinja_template environment, without any of our guards."""
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(messages=conversation, gen=st.booleans(), tools=st.one_of(st.none(), st.lists(json_value, max_size=2)))
-def test_render_raises_only_template_error(real_templates, messages, gen, tools):
+def test_render_raises_only_template_error_and_matches_plain_jinja(real_templates, messages, gen, tools):
+    """Never anything but TemplateError; and where the guards do not fire, exactly the text the
+    unguarded transformers environment renders."""
     for t in real_templates:
         try:
             out = t.render(messages, add_generation_prompt=gen, tools=tools)
         except TemplateError:
             continue
-        assert isinstance(out, str)
+        ref = reference_template(t.source).render(messages=messages, tools=tools, documents=None,
+                                               add_generation_prompt=gen, **t.special_tokens)
+        assert out == ref
