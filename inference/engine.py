@@ -376,7 +376,7 @@ class Generation:
             st.stop_reason = "cancelled"
             return
         tok = s.engine.tokenizer
-        decoder = tok.decoder()
+        decoder = tok.decoder(special=False)   # control tokens print nothing (llama.cpp)
         sampler = Sampler(p)
         limit = p.max_tokens if p.max_tokens is not None else s.n_ctx - len(self.prompt)
         stopped = False

@@ -303,3 +303,136 @@ def test_weights_are_never_dequantized_wholesale(smollm2_path):
     mem = json.loads(p.stdout)
     limit = smollm2_path.stat().st_size + 200 * 2**20
     assert mem["rss"] <= limit and mem["peak"] <= limit, (mem, limit)
+
+
+# --- generation -------------------------------------------------------------------------------
+def first_divergence(a, b) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def assert_follows_greedy(stem_or_engine, prompt_ids, got, want):
+    """Our greedy tokens equal llama.cpp's up to the end, or up to a near tie (README rule)."""
+    e = engine(stem_or_engine) if isinstance(stem_or_engine, str) else stem_or_engine
+    i = first_divergence(got, want)
+    if i == len(want):
+        return i
+    s = e.session(len(prompt_ids) + len(want) + 1)
+    s.prefill(list(prompt_ids) + list(want[:i]))
+    order = np.argsort(-s.logits)
+    margin = float(s.logits[order[0]] - s.logits[order[1]])
+    assert got[i] == order[0] and want[i] == order[1] and margin < 0.25, \
+        f"step {i}: ours {got[i]}, llama.cpp {want[i]}, margin {margin:.3f}: not a near tie"
+    return i
+
+
+@pytest.mark.parametrize("stem", ARCHS)
+def test_greedy_generation_follows_llama_cpp(stem):
+    r = ref(stem)
+    want = [int(t) for t in r["greedy"]]
+    s = engine(stem).session(256)
+    seen = []
+    gen = s.generate([int(t) for t in r["tokens"]], GREEDY.with_(max_tokens=len(want)),
+                     on_token=seen.append)
+    pieces = list(gen)
+    assert pieces == seen and "".join(pieces) == gen.text
+    assert gen.text == engine(stem).tokenizer.decode(gen.tokens, special=False)
+    assert_follows_greedy(stem, r["tokens"], gen.tokens, want)
+    st = gen.stats
+    assert (st.prompt_tokens, st.reused_tokens, st.prefill_tokens) == (len(r["tokens"]), 0, len(r["tokens"]))
+    assert st.generated_tokens == len(want) and st.decode_tokens == len(want) - 1
+    assert st.stop_reason == "length"
+    assert st.prefill_tokens_per_s > 0 and st.decode_tokens_per_s > 0 and st.time_to_first_token > 0
+    # the last token is not evaluated; the state covers the prompt and the rest of the answer
+    assert s.tokens == [int(t) for t in r["tokens"]] + gen.tokens[:-1]
+
+
+def test_same_seed_same_text_and_the_seed_matters():
+    stem = "tiny-llama-F16"
+    p = prompt(stem, 20)
+    run = lambda seed: engine(stem).session(64).generate(  # noqa: E731
+        p, SamplingParams(seed=seed, max_tokens=12, temperature=1.5)).run().tokens
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_a_stop_string_ends_the_answer_before_it():
+    stem = "tiny-llama-F16"
+    p = [int(t) for t in ref(stem)["tokens"]]
+    full = engine(stem).session(256).generate(p, GREEDY.with_(max_tokens=16)).run()
+    stop = " but2"
+    assert stop in full.text
+    cut = engine(stem).session(256).generate(p, GREEDY.with_(max_tokens=16, stop=(stop, "zzz"))).run()
+    assert cut.text == full.text[:full.text.find(stop)]
+    assert cut.stats.stop_reason == "stop"
+
+
+def test_end_of_generation_token_stops_and_is_not_part_of_the_answer(monkeypatch):
+    stem = "tiny-llama-F16"
+    r = ref(stem)
+    greedy = [int(t) for t in r["greedy"]]
+    tok = engine(stem).tokenizer
+    # declare llama.cpp's 6th greedy token an end-of-generation token
+    monkeypatch.setattr(tok, "is_eog", lambda t: t == greedy[5])
+    gen = engine(stem).session(256).generate([int(t) for t in r["tokens"]], GREEDY.with_(max_tokens=16)).run()
+    assert gen.stats.stop_reason == "eog"
+    assert gen.tokens == greedy[:5]
+
+
+def test_cancel_stops_between_tokens():
+    stem = "tiny-llama-F16"
+    s = engine(stem).session(128)
+    gen = s.generate(prompt(stem, 10), GREEDY.with_(max_tokens=20), cancel=lambda: len(gen.tokens) >= 3)
+    gen.run()
+    assert gen.stats.stop_reason == "cancelled" and len(gen.tokens) == 3
+    assert s.n_past == len(s.tokens) == 13     # consistent: the state holds what was produced
+
+
+def test_repeat_penalty_breaks_loops():
+    stem = "tiny-kimi-linear-F16"
+    r = ref(stem)
+    greedy = [int(t) for t in r["greedy"]]
+    assert len(set(greedy)) < len(greedy)          # llama.cpp's greedy answer repeats itself
+    gen = engine(stem).session(256).generate(
+        [int(t) for t in r["tokens"]], GREEDY.with_(max_tokens=len(greedy), repeat_penalty=50.0)).run()
+    assert len(set(gen.tokens)) == len(gen.tokens)
+
+
+@pytest.mark.parametrize("stem", ["tiny-llama-F16", "tiny-kimi-linear-F16"])
+def test_chat_turns_reuse_the_conversation_so_far(stem):
+    e = engine(stem)
+    s = e.session(512)
+    m1 = [{"role": "user", "content": "hello there"}]
+    g1 = s.chat(m1, GREEDY.with_(max_tokens=6)).run()
+    m2 = m1 + [{"role": "assistant", "content": g1.text}, {"role": "user", "content": "and more"}]
+    g2 = s.chat(m2, GREEDY.with_(max_tokens=6)).run()
+    assert g2.stats.reused_tokens >= len(e.encode_chat(m1))
+    fresh = e.session(512).chat(m2, GREEDY.with_(max_tokens=6)).run()
+    assert g2.tokens == fresh.tokens
+
+
+# --- the real default model --------------------------------------------------------------------
+def smollm2_prompts():
+    from tests.conftest import load_real
+
+    return load_real("smollm2-135m-instruct.json")["prompts"]
+
+
+def test_chat_prompt_tokens_are_llama_cpps(smollm2_path):
+    e = Engine.load(smollm2_path)
+    p0, p1 = smollm2_prompts()
+    assert e.encode_chat([{"role": "user", "content": "What is the capital of France?"}]) == p0["ids"]
+    assert e.encode_chat([{"role": "system", "content": "You are a concise assistant."},
+                          {"role": "user", "content": "Give me three tips for writing clear code."}]) \
+        == p1["ids"]
+
+
+@pytest.mark.slow
+def test_smollm2_greedy_answer_follows_llama_cpp(smollm2_path):
+    e = Engine.load(smollm2_path)
+    p = smollm2_prompts()[1]
+    ids, want = p["ids"], p["greedy_ids"]
+    gen = e.session(256).generate(ids, GREEDY.with_(max_tokens=24)).run()
+    n = assert_follows_greedy(e, ids, gen.tokens, want[:24])
+    if n == 24:
+        assert gen.text == e.tokenizer.decode(want[:24], special=False)
+        assert p["greedy_text"].startswith(gen.text)
