@@ -18,7 +18,7 @@ from . import compile as jc
 from .cpu import CpuInfo, detect
 from .kernels.matvec import SUPPORTED, matvec_ir, symbol
 from .kernels.quantize import BLOCK, quantizers_ir
-from .pool import get_pool
+from .pool import Pool, default_threads
 from .twins import ACTIVATION
 
 QUANT_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
@@ -71,6 +71,31 @@ def enabled() -> bool:
     if choice not in ("jit", "numpy"):
         raise ValueError(f"LECTERN_KERNELS={choice!r}: use 'jit' or 'numpy'")
     return choice == "jit" and available()
+
+
+_pools: dict = {}
+
+
+def get_pool(n_threads: int | None = None):
+    """The shared pool of that size: native (JIT worker loop, futex sleep) where supported,
+    else Python threads; LECTERN_POOL=python|native overrides."""
+    n = n_threads or default_threads()
+    kind = os.environ.get("LECTERN_POOL", "native").strip().lower() or "native"
+    if kind not in ("native", "python"):
+        raise ValueError(f"LECTERN_POOL={kind!r}: use 'native' or 'python'")
+    key = (kind, n)
+    if key not in _pools:
+        pool = None
+        if kind == "native":
+            from .native_pool import NativePool, supported
+
+            if supported():
+                try:
+                    pool = NativePool(n)
+                except jc.JitError as e:
+                    warnings.warn(f"native thread pool unavailable ({e}); using Python threads")
+        _pools[key] = pool or Pool(n)
+    return _pools[key]
 
 
 def quantize_activation(x: np.ndarray, qtype, cpu: CpuInfo | None = None) -> np.ndarray:

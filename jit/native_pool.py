@@ -1,0 +1,208 @@
+"""A native thread pool: workers spin (then sleep on a futex) in JIT-compiled code and take
+row chunks from an atomic counter, so no Python runs per chunk and a call costs a few
+microseconds. Linux only (futex); elsewhere use jit.pool.Pool.
+
+Context block (i64 slots; hot counters on their own cache lines):
+    0   gen        i32 job generation, also the futex word the idle workers sleep on
+   64   next       next chunk to take (atomic fetch-add)
+  128   done       chunks finished
+  192   fn, w, xq, y, rows, n, chunk, nchunks, stop   the job (matvec signature)
+  320   sleeping   workers inside futex_wait
+  328   spin       pause iterations before sleeping
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import sys
+import threading
+
+import numpy as np
+
+from . import compile as jc
+from .cpu import CpuInfo, detect, is_x86
+from .kernels.emit import ModuleText
+from .pool import ALIGN, default_threads
+
+SYS_FUTEX = {"x86_64": 202, "aarch64": 98}
+FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
+CTX_BYTES = 384
+SLOT = {"gen": 0, "next": 64, "done": 128, "fn": 192, "w": 200, "xq": 208, "y": 216, "rows": 224, "n": 232,
+        "chunk": 240, "nchunks": 248, "stop": 256, "sleeping": 320, "spin": 328}
+
+
+def _pause(fn) -> None:
+    if is_x86():
+        fn.declare("declare void @llvm.x86.sse2.pause()")
+        fn.do("call void @llvm.x86.sse2.pause()")
+
+
+@functools.cache
+def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
+    mt = ModuleText(cpu)
+    mt.decls.add("declare i64 @syscall(i64, ...)")
+    kern_ty = "void (ptr, ptr, ptr, i64, i64, i64)"
+
+    def slot(fn, name):
+        return fn.gep("%ctx", str(SLOT[name]))
+
+    # work(ctx): take chunks until none is left
+    fn = mt.function("define internal void @work(ptr %ctx) nounwind")
+    f = fn.load("ptr", slot(fn, "fn"), 8)
+    args = {k: fn.load("i64" if k in ("rows", "n", "chunk", "nchunks") else "ptr", slot(fn, k), 8)
+            for k in ("w", "xq", "y", "rows", "n", "chunk", "nchunks")}
+    fn.do("br label %take")
+    fn.label("take")
+    c = fn.v(f"atomicrmw add ptr {slot(fn, 'next')}, i64 1 acq_rel")
+    more = fn.v(f"icmp slt i64 {c}, {args['nchunks']}")
+    fn.do(f"br i1 {more}, label %run, label %out")
+    fn.label("run")
+    r0 = fn.v(f"mul i64 {c}, {args['chunk']}")
+    r1 = fn.v(f"add i64 {r0}, {args['chunk']}")
+    r1 = fn.call("i64", "llvm.smin.i64", [f"i64 {r1}", f"i64 {args['rows']}"], "i64, i64")
+    fn.do(f"call void {f}(ptr {args['w']}, ptr {args['xq']}, ptr {args['y']}, i64 {r0}, i64 {r1}, i64 {args['n']})")
+    fn.v(f"atomicrmw add ptr {slot(fn, 'done')}, i64 1 release")
+    fn.do("br label %take")
+    fn.label("out")
+    fn.do("ret void")
+    mt.add(fn)
+
+    # worker(ctx): wait for a new generation (spin, then futex), run it; return when stop is set
+    fn = mt.function("define void @pool_worker(ptr %ctx) nounwind")
+    spin = fn.load("i64", slot(fn, "spin"), 8)
+    seen0 = fn.v(f"load atomic i32, ptr %ctx seq_cst, align 4")
+    fn.do("br label %wait")
+    fn.label("wait")
+    fn.do("%seen = phi i32 [" + seen0 + ", %entry], [%g, %dowork], [%seen, %slept], [%seen, %spun]")
+    fn.do("%k = phi i64 [0, %entry], [0, %dowork], [0, %slept], [%k1, %spun]")
+    fn.do("%g = load atomic i32, ptr %ctx seq_cst, align 4")
+    fn.do("%new = icmp ne i32 %g, %seen")
+    fn.do("br i1 %new, label %job, label %idle")
+    fn.label("idle")
+    fn.do(f"%tired = icmp sge i64 %k, {spin}")
+    fn.do("br i1 %tired, label %sleep, label %spun")
+    fn.label("spun")
+    _pause(fn)
+    fn.do("%k1 = add i64 %k, 1")
+    fn.do("br label %wait")
+    fn.label("sleep")
+    fn.v(f"atomicrmw add ptr {slot(fn, 'sleeping')}, i64 1 seq_cst")
+    s64 = fn.v("zext i32 %seen to i64")
+    fn.v(f"call i64 (i64, ...) @syscall(i64 {futex_nr}, ptr %ctx, i64 {FUTEX_WAIT_PRIVATE}, i64 {s64}, ptr null)")
+    fn.v(f"atomicrmw sub ptr {slot(fn, 'sleeping')}, i64 1 seq_cst")
+    fn.do("br label %slept")
+    fn.label("slept")
+    fn.do("br label %wait")
+    fn.label("job")
+    stop = fn.v(f"load atomic i64, ptr {slot(fn, 'stop')} acquire, align 8")
+    halt = fn.v(f"icmp ne i64 {stop}, 0")
+    fn.do(f"br i1 {halt}, label %bye, label %dowork")
+    fn.label("dowork")
+    fn.do("call void @work(ptr %ctx)")
+    fn.do("br label %wait")
+    fn.label("bye")
+    fn.do("ret void")
+    mt.add(fn)
+
+    # run(ctx, fn, w, xq, y, rows, n, chunk): publish the job, wake, work too, wait for the rest
+    fn = mt.function("define void @pool_run(ptr %ctx, ptr %f, ptr %w, ptr %xq, ptr %y, i64 %rows, i64 %n, "
+                     "i64 %chunk) nounwind")
+    fn.do(f"store atomic i64 0, ptr {slot(fn, 'done')} seq_cst, align 8")
+    for k, v in (("fn", "%f"), ("w", "%w"), ("xq", "%xq"), ("y", "%y")):
+        fn.store("ptr", v, slot(fn, k), 8)
+    nch = fn.v("add i64 %rows, %chunk")
+    nch = fn.v(f"sub i64 {nch}, 1")
+    nch = fn.v(f"sdiv i64 {nch}, %chunk")
+    for k, v in (("rows", "%rows"), ("n", "%n"), ("chunk", "%chunk"), ("nchunks", nch)):
+        fn.store("i64", v, slot(fn, k), 8)
+    fn.do(f"store atomic i64 0, ptr {slot(fn, 'next')} seq_cst, align 8")
+    fn.v("atomicrmw add ptr %ctx, i32 1 seq_cst")
+    sl = fn.v(f"load atomic i64, ptr {slot(fn, 'sleeping')} seq_cst, align 8")
+    any_ = fn.v(f"icmp sgt i64 {sl}, 0")
+    fn.do(f"br i1 {any_}, label %wake, label %mine")
+    fn.label("wake")
+    fn.v(f"call i64 (i64, ...) @syscall(i64 {futex_nr}, ptr %ctx, i64 {FUTEX_WAKE_PRIVATE}, i64 2147483647)")
+    fn.do("br label %mine")
+    fn.label("mine")
+    fn.do("call void @work(ptr %ctx)")
+    fn.do("br label %check")
+    fn.label("check")
+    d = fn.v(f"load atomic i64, ptr {slot(fn, 'done')} acquire, align 8")
+    fin = fn.v(f"icmp sge i64 {d}, {nch}")
+    fn.do(f"br i1 {fin}, label %end, label %spin")
+    fn.label("spin")
+    _pause(fn)
+    fn.do("br label %check")
+    fn.label("end")
+    fn.do("ret void")
+    mt.add(fn)
+
+    # stop(ctx): tell every worker to return
+    fn = mt.function("define void @pool_stop(ptr %ctx) nounwind")
+    fn.do(f"store atomic i64 1, ptr {slot(fn, 'stop')} seq_cst, align 8")
+    fn.v("atomicrmw add ptr %ctx, i32 1 seq_cst")
+    fn.v(f"call i64 (i64, ...) @syscall(i64 {futex_nr}, ptr %ctx, i64 {FUTEX_WAKE_PRIVATE}, i64 2147483647)")
+    fn.do("ret void")
+    mt.add(fn)
+    return mt.text()
+
+
+WORKER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+
+
+def supported() -> bool:
+    import platform
+
+    return sys.platform.startswith("linux") and platform.machine() in SYS_FUTEX
+
+
+class NativePool:
+    """Same interface as jit.pool.Pool for matvec-signature kernels (fn(w, xq, y, r0, r1, n))."""
+
+    def __init__(self, n_threads: int | None = None, spin: int = 20000, cpu: CpuInfo | None = None,
+                 chunks_per_thread: int = 4):
+        import platform
+
+        if not supported():
+            raise jc.JitError("the native pool needs Linux on x86-64 or aarch64")
+        cpu = cpu or detect()
+        nr = SYS_FUTEX[platform.machine()]
+        fns = jc.kernel(("native_pool", nr), lambda: pool_ir(cpu, nr),
+                        {"pool_worker": WORKER, "pool_run": RUN, "pool_stop": WORKER}, cpu)
+        self._run, self._stop = fns["pool_run"], fns["pool_stop"]
+        self.n = n_threads or default_threads()
+        self.chunks_per_thread = chunks_per_thread
+        self._ctx = np.zeros(CTX_BYTES // 8 + 8, np.int64)          # + slack to align to 64 bytes
+        base = self._ctx.ctypes.data
+        self.ctx = base + (-base % 64)
+        ctypes.c_int64.from_address(self.ctx + SLOT["spin"]).value = spin
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=fns["pool_worker"], args=(self.ctx,), daemon=True,
+                                          name="lectern-native-kernel") for _ in range(self.n - 1)]
+        for t in self._threads:
+            t.start()
+
+    def chunk_rows(self, rows: int) -> int:
+        per = -(-rows // (self.n * self.chunks_per_thread))
+        return max(ALIGN, -(-per // ALIGN) * ALIGN)
+
+    def run(self, fn, head: tuple, rows: int, tail: tuple) -> None:
+        """fn(*head, r0, r1, *tail) over chunks of [0, rows); head = (w, xq, y), tail = (n,)."""
+        if rows <= 0:
+            return
+        addr = ctypes.cast(fn, ctypes.c_void_p).value
+        with self._lock:
+            if self._threads is None:
+                raise RuntimeError("the pool is closed")
+            self._run(self.ctx, addr, *head, rows, *tail, self.chunk_rows(rows))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._threads is None:
+                return
+            self._stop(self.ctx)
+            for t in self._threads:
+                t.join()
+            self._threads = None
