@@ -34,6 +34,7 @@ from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
 
 MAX_INT_BITS = 10_000         # integers beyond ~3000 decimal digits have no place in a prompt
 MAX_FORMAT_WIDTH = 256        # strftime field widths
@@ -56,6 +57,7 @@ class Budget:
         self.max_chars = max_chars
         self.max_work = max_work
         self.work = 0
+        self._weights: dict[int, tuple[Any, int]] = {}
 
     def tick(self) -> None:
         if time.monotonic() > self.deadline:
@@ -72,11 +74,41 @@ class Budget:
                 f"{self.max_chars:,}): it produces absurd output, use another template"
             )
 
+    def weight(self, value: Any) -> int:
+        """Elements str() or tojson would walk: shared children counted as often as reached."""
+        if isinstance(value, (str, bytes)):
+            return max(1, len(value))
+        if isinstance(value, Namespace):   # mutable: never memoized
+            children: Any = object.__getattribute__(value, "_Namespace__attrs").values()
+        elif isinstance(value, dict):
+            children = [*value.keys(), *value.values()]
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            return 1
+        memo = not isinstance(value, Namespace)
+        if memo and id(value) in self._weights:
+            return self._weights[id(value)][1]
+        types = set(map(type, children))   # fast paths in C for flat lists
+        if types <= _SCALARS:
+            w = 1 + len(children)
+        elif types <= {str}:
+            w = 1 + len(children) + sum(map(len, children))
+        else:
+            w = 1
+            for child in children:
+                w += self.weight(child)
+                self.check_size(w)
+        self.check_size(w)
+        if memo:
+            self._weights[id(value)] = (value, w)   # holds value: its id stays unique
+        return w
+
     def charge(self, value: Any) -> Any:
         """Count a value the template built against the limits; returns it."""
-        if isinstance(value, (str, bytes, list, tuple, dict)):
-            n = len(value)
-            self.check_size(n)
+        if isinstance(value, (str, bytes, list, tuple, dict, Namespace)):
+            self.check_size(self.weight(value))
+            n = len(value) if not isinstance(value, Namespace) else 1
             self.work += n
             if self.work > self.max_work:
                 raise Abort(
@@ -87,6 +119,7 @@ class Budget:
         return value
 
 
+_SCALARS = {int, float, bool, type(None)}
 _active = threading.local()
 _COMPILE_BUDGET = (5.0, 1_000_000, 50_000_000)   # constant folding at compile time
 
@@ -144,7 +177,10 @@ def limited(b: Budget) -> Iterator[Budget]:
 # ---------------------------------------------------------------- size estimates before a call
 
 def _len_str(x: Any) -> int:
-    return len(x) if isinstance(x, (str, bytes)) else len(str(x))
+    if isinstance(x, (str, bytes)):
+        return len(x)
+    budget().check_size(budget().weight(x))   # str() of a container walks all of it
+    return len(str(x))
 
 
 def format_estimate(fmt: Any, args: Any) -> int:
@@ -286,6 +322,7 @@ def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: A
         raise Abort(f"tojson: indent {indent!r} is too large")
     if separators is not None and sum(_len_str(s) for s in separators) > 64:
         raise Abort("tojson: separators are too long")
+    budget().check_size(budget().weight(x))
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                       sort_keys=sort_keys)
 
@@ -308,6 +345,25 @@ class _GuardedCodeGenerator(CodeGenerator):
             self.visit(arg, frame)
             self.write(", ")
         self.write("))")
+
+    # [a, b], (a, b), {k: v} literals: nested ones could otherwise share children into a
+    # structure whose str() or tojson walks 2**n elements in one C call
+    def _guarded_literal(self, visit, node, frame) -> None:
+        self.write("environment.guarded_literal(")
+        visit(node, frame)
+        self.write(")")
+
+    def visit_List(self, node, frame) -> None:
+        self._guarded_literal(super().visit_List, node, frame)
+
+    def visit_Dict(self, node, frame) -> None:
+        self._guarded_literal(super().visit_Dict, node, frame)
+
+    def visit_Tuple(self, node, frame) -> None:
+        if node.ctx == "load":
+            self._guarded_literal(super().visit_Tuple, node, frame)
+        else:   # an assignment target: a, b = ...
+            super().visit_Tuple(node, frame)
 
 
 class ChatSandbox(ImmutableSandboxedEnvironment):
@@ -335,6 +391,9 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
 
     def guarded_str_join(self, parts) -> str:
         return self.concat(map(str, parts))
+
+    def guarded_literal(self, value: Any) -> Any:
+        return budget().charge(value)
 
     def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
         b = budget()

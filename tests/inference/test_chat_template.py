@@ -388,6 +388,11 @@ def test_time_limit_works_in_a_worker_thread_and_restores_tracing():
     "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
     "{% set ns = namespace(l=[]) %}{% set b = 'x' * 900000 %}{% for i in range(100000) %}{% set ns.l = ns.l + [b ~ i] %}{% endfor %}",
     "{% set ns = namespace(x=3) %}{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}{% endfor %}",
+    "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+    "{% set ns = namespace(x=[1]) %}{% for i in range(60) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x }}",
+    "{% set ns = namespace(x=[1]) %}{% for i in range(60) %}{% set ns.x = (ns.x, ns.x) %}{% endfor %}{{ ns.x|tojson }}",
+    "{% set ns = namespace(x={}) %}{% for i in range(60) %}{% set ns.x = {'a': ns.x, 'b': ns.x} %}{% endfor %}{{ ns.x == ns.x }}",
+    "{% set ns = namespace(x=[1], y=[1]) %}{% for i in range(60) %}{% set ns.x = [ns.x, ns.x] %}{% set ns.y = [ns.y, ns.y] %}{% endfor %}{{ ns.x == ns.y }}",
     "{{ strftime_now('%1000000000Y') }}",
     "{{ {'a': 1}|tojson(indent=100000000) }}",
 ])
@@ -396,6 +401,12 @@ def test_absurd_output_is_refused_before_it_is_built(src):
     with pytest.raises(TemplateError, match="absurd output|too large|took too long"):
         render(src)
     assert time.monotonic() - t0 < 3.0
+
+
+def test_literals_and_unpacking_still_work():
+    src = ("{% for a, b in [(1, 2), (3, 4)] %}{{ a }}{{ b }}{% endfor %}{% set x, y = 5, 6 %}{{ x }}{{ y }}"
+           "{{ {'k': [1, (2,)], 'n': none} }}{{ [] }}{{ () }}")
+    assert render(src) == "1234" + "56" + "{'k': [1, (2,)], 'n': None}[]()"
 
 
 def test_output_limit_is_configurable_and_scales_with_the_input():
