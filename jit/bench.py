@@ -20,7 +20,12 @@ from . import api
 from . import compile as jc
 from .cpu import CpuInfo, detect
 from .kernels.emit import ModuleText
+from .native_pool import NativePool, supported
 from .pool import Pool
+
+
+def make_pool(kind: str, n: int):
+    return NativePool(n) if kind == "native" else Pool(n)
 
 
 @functools.cache
@@ -56,14 +61,14 @@ def best_time(f, repeat: int) -> float:
     return best
 
 
-def read_bandwidth(mb: int, threads: int, repeat: int, cpu: CpuInfo) -> float:
+def read_bandwidth(mb: int, threads: int, repeat: int, cpu: CpuInfo, kind: str = "python") -> float:
     kern = jc.kernel(("bench", "stream_read"), lambda: _read_ir(cpu), {"stream_read": api.MATVEC_PROTO}, cpu)[
         "stream_read"]
     row = 1 << 20
     rows = mb
     buf = np.ones(rows * row, np.uint8)
     y = np.empty(rows, np.float32)
-    pool = Pool(threads)
+    pool = make_pool(kind, threads)
     t = best_time(lambda: pool.run(kern, (buf.ctypes.data, 0, y.ctypes.data), rows, (row,)), repeat)
     pool.close()
     return buf.nbytes / t / 1e9
@@ -98,13 +103,14 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--types", default="Q4_K,Q4_0,Q8_0,Q4_1,Q6_K,F16")
+    ap.add_argument("--pool", choices=["native", "python"], default="native" if supported() else "python")
     args = ap.parse_args(argv)
     cpu = detect()
     threads = [int(t) for t in args.threads.split(",")]
-    print(f"CPU: {cpu.tag}")
+    print(f"CPU: {cpu.tag}; pool: {args.pool}")
     bw = {}
     for n in threads:
-        bw[n] = read_bandwidth(args.mb, n, args.repeat, cpu)
+        bw[n] = read_bandwidth(args.mb, n, args.repeat, cpu, args.pool)
         print(f"read bandwidth ({args.mb} MB, JIT streaming read, {n} thread(s)): {bw[n]:.1f} GB/s")
     print(f"numpy copy ({args.mb} MB, read+write counted): {copy_bandwidth(args.mb, args.repeat):.1f} GB/s")
     x = np.random.default_rng(1).standard_normal(args.cols).astype(np.float32)
@@ -112,7 +118,7 @@ def main(argv=None) -> None:
         qt = T[name]
         w = random_matrix(qt, args.rows, args.cols)
         for n in threads:
-            pool = Pool(n)
+            pool = make_pool(args.pool, n)
             y = np.empty(args.rows, np.float32)
             t = best_time(lambda: api.matvec_raw(w, qt, args.rows, args.cols, x, out=y, pool=pool), args.repeat)
             pool.close()
@@ -125,15 +131,17 @@ def main(argv=None) -> None:
     kern = api.matvec_kernel(T.Q8_0)
     xq = api.quantize_activation(x, T.Q8_0)
     y = np.empty(64, np.float32)
-    for n in threads:
-        pool = Pool(n)
-        reps = 2000
-        t0 = time.perf_counter()
-        for _ in range(reps):
+    for kind in ("python", "native") if supported() else ("python",):
+        for n in threads:
+            pool = make_pool(kind, n)
+            reps = 2000
             pool.run(kern, (w.ctypes.data, xq.ctypes.data, y.ctypes.data), 64, (256,))
-        dt = (time.perf_counter() - t0) / reps
-        pool.close()
-        print(f"pool.run on a 64x256 Q8_0 matvec, {n} thread(s): {dt * 1e6:.1f} us per call")
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                pool.run(kern, (w.ctypes.data, xq.ctypes.data, y.ctypes.data), 64, (256,))
+            dt = (time.perf_counter() - t0) / reps
+            pool.close()
+            print(f"{kind} pool.run on a 64x256 Q8_0 matvec, {n} thread(s): {dt * 1e6:.1f} us per call")
     t0 = time.perf_counter()
     for _ in range(2000):
         kern(w.ctypes.data, xq.ctypes.data, y.ctypes.data, 0, 64, 256)
