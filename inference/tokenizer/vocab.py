@@ -212,7 +212,7 @@ def _auto_special(v: Vocab) -> None:
             continue
         found = [v.token_to_id[t] for t in texts if t in v.token_to_id]
         if found:
-            tid = min(found)
+            tid = found[0]
             v.special[attr] = tid
             _promote_control(v, tid)
     # control tokens whose text says "unused" are unused
