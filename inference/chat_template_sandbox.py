@@ -12,8 +12,8 @@ of lists and dicts; on top of that every render runs under a `Budget`:
   gigabytes in one C call (``'x' * 10**10``, ``s.ljust(10**10)``, ``s|replace('', big)``);
 * a limit on the total text built, so a loop cannot hoard memory within the deadline.
 
-A violation raises `Abort`, a BaseException so that no ``except Exception`` inside jinja2
-swallows it; chat_template.py turns it into TemplateError.
+The limits themselves live in chat_template_budget.py; chat_template.py turns a violation
+(`Abort`) into TemplateError.
 """
 from __future__ import annotations
 
@@ -21,12 +21,9 @@ import functools
 import inspect
 import json
 import re
-import sys
 import threading
-import time
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 import jinja2
 from jinja2 import nodes
@@ -34,144 +31,14 @@ from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace
 
-MAX_INT_BITS = 10_000         # integers beyond ~3000 decimal digits have no place in a prompt
+from .chat_template_budget import Abort, Budget, budget, check_bits, limited  # noqa: F401
+
 MAX_FORMAT_WIDTH = 256        # strftime field widths
-
-
-class Abort(BaseException):
-    """The render broke a limit. BaseException: jinja2's own `except Exception` must not catch it."""
 
 
 class RaisedByTemplate(jinja2.TemplateError):
     """raise_exception(msg) called by the template itself: the message is the template's."""
-
-
-class Budget:
-    """Limits of one render: a deadline, the largest value, the total text built."""
-
-    def __init__(self, time_limit: float, max_chars: int, max_work: int):
-        self.time_limit = time_limit
-        self.deadline = time.monotonic() + time_limit
-        self.max_chars = max_chars
-        self.max_work = max_work
-        self.work = 0
-        self._weights: dict[int, tuple[Any, int]] = {}
-
-    def tick(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise Abort(
-                f"the chat template took too long to render (over {self.time_limit:g} s); "
-                "it may loop forever: use another template"
-            )
-
-    def check_size(self, n: int) -> None:
-        """A value of n characters (or items) is about to be built."""
-        if n > self.max_chars:
-            raise Abort(
-                f"the chat template tried to build a value of {n:,} characters (the limit is "
-                f"{self.max_chars:,}): it produces absurd output, use another template"
-            )
-
-    def weight(self, value: Any) -> int:
-        """Elements str() or tojson would walk: shared children counted as often as reached."""
-        if isinstance(value, (str, bytes)):
-            return max(1, len(value))
-        if isinstance(value, Namespace):   # mutable: never memoized
-            children: Any = object.__getattribute__(value, "_Namespace__attrs").values()
-        elif isinstance(value, dict):
-            children = [*value.keys(), *value.values()]
-        elif isinstance(value, (list, tuple)):
-            children = value
-        else:
-            return 1
-        memo = not isinstance(value, Namespace)
-        if memo and id(value) in self._weights:
-            return self._weights[id(value)][1]
-        types = set(map(type, children))   # fast paths in C for flat lists
-        if types <= _SCALARS:
-            w = 1 + len(children)
-        elif types <= {str}:
-            w = 1 + len(children) + sum(map(len, children))
-        else:
-            w = 1
-            for child in children:
-                w += self.weight(child)
-                self.check_size(w)
-        self.check_size(w)
-        if memo:
-            self._weights[id(value)] = (value, w)   # holds value: its id stays unique
-        return w
-
-    def charge(self, value: Any) -> Any:
-        """Count a value the template built against the limits; returns it."""
-        if isinstance(value, (str, bytes, list, tuple, dict, Namespace)):
-            self.check_size(self.weight(value))
-            n = len(value) if not isinstance(value, Namespace) else 1
-            self.work += n
-            if self.work > self.max_work:
-                raise Abort(
-                    f"the chat template built over {self.max_work:,} characters of text while "
-                    "rendering: it produces absurd output, use another template"
-                )
-        self.tick()
-        return value
-
-
-_SCALARS = {int, float, bool, type(None)}
-_active = threading.local()
-_COMPILE_BUDGET = (5.0, 1_000_000, 50_000_000)   # constant folding at compile time
-
-
-def budget() -> Budget:
-    b = getattr(_active, "budget", None)
-    return b if b is not None else Budget(*_COMPILE_BUDGET)   # outside limited(): a safety net
-
-
-@contextmanager
-def limited(b: Budget) -> Iterator[Budget]:
-    """Run the body under budget b: the deadline trace hook is on for this thread only.
-
-    Any tracer already installed (a debugger, coverage) keeps being called.
-    """
-    prev_budget = getattr(_active, "budget", None)
-    prev_trace = sys.gettrace()
-    _active.budget = b
-    deadline, monotonic = b.deadline, time.monotonic
-
-    def expired() -> None:
-        if monotonic() > deadline:
-            b.tick()
-
-    if prev_trace is None:
-        def local(frame, event, arg):
-            expired()
-            return local
-
-        def tracer(frame, event, arg):
-            expired()
-            return local
-    else:
-        def chained(theirs):
-            def local(frame, event, arg):
-                nonlocal theirs
-                expired()
-                if theirs is not None:
-                    theirs = theirs(frame, event, arg)
-                return local
-            return local
-
-        def tracer(frame, event, arg):
-            expired()
-            return chained(prev_trace(frame, event, arg))
-
-    sys.settrace(tracer)
-    try:
-        yield b
-    finally:
-        sys.settrace(prev_trace)
-        _active.budget = prev_budget
 
 
 # ---------------------------------------------------------------- size estimates before a call
@@ -406,10 +273,10 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
                 if isinstance(s, seq) and isinstance(n, int):
                     b.check_size(len(s) * max(0, n))
             if isinstance(left, int) and isinstance(right, int):
-                _check_bits(abs(left).bit_length() + abs(right).bit_length())
+                check_bits(abs(left).bit_length() + abs(right).bit_length())
         elif operator == "**" and isinstance(left, int) and isinstance(right, int):
             if abs(left) > 1 and right > 0:
-                _check_bits(right * abs(left).bit_length())
+                check_bits(right * abs(left).bit_length())
         elif operator == "%" and isinstance(left, (str, bytes)):
             b.check_size(format_estimate(left, right))
         return b.charge(self.binop_table[operator](left, right))
@@ -451,14 +318,6 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
             return budget().charge(wrapper(*args, **kwargs))
 
         return guarded
-
-
-def _check_bits(bits: int) -> None:
-    if bits > MAX_INT_BITS:
-        raise Abort(
-            f"the chat template computes an integer of about {bits:,} bits: "
-            "it produces absurd output, use another template"
-        )
 
 
 _env: ChatSandbox | None = None
