@@ -45,7 +45,8 @@ def dequantize(data: np.ndarray, qtype: GGMLQuantizationType | int, n_elements: 
         raw = raw[:n_blocks * bb]
     elif raw.size % bb:
         raise ValueError(f"{qtype.name}: {raw.size} bytes is not a whole number of {bb}-byte blocks")
-    blocks = np.ascontiguousarray(raw).reshape(-1, bb)
+    raw = np.ascontiguousarray(raw)
+    blocks = raw if bs == 1 else raw.reshape(-1, bb)  # plain numbers: one flat cast
     n_blocks = blocks.shape[0]
     step = max(1, _CHUNK_ELEMENTS // bs) if bs > 1 else n_blocks  # plain casts: one pass
     with np.errstate(all="ignore"):  # junk scales give inf/nan, as they do in ggml
