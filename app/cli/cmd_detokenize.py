@@ -1,4 +1,7 @@
-"""`lectern detokenize [-m FILE] [--no-special] IDS_JSON`: token ids -> text, as llama.cpp detokenizes."""
+"""`lectern detokenize [-m FILE] [--no-special] IDS_JSON`: token ids -> text, as llama.cpp detokenizes.
+
+Prints exactly the text (no newline added). Ids outside the vocabulary are an error (exit 1).
+"""
 from __future__ import annotations
 
 import argparse
@@ -31,5 +34,5 @@ def run(args) -> int:
     if bad:
         raise TokenizerError(f"token id {bad[0]} is outside the vocabulary of {tok.n_vocab} tokens "
                              f"(valid: 0..{tok.n_vocab - 1})")
-    sys.stdout.write(tok.decode(ids, special=not args.no_special) + "\n")
+    sys.stdout.write(tok.decode(ids, special=not args.no_special))   # exactly the text, no newline added
     return 0

@@ -7,6 +7,7 @@ stdin and prints one JSON list per line. Vocabulary-only GGUF files work.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -25,11 +26,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_tokenizer(model: str | None):
-    from inference.gguf_file import open_gguf
     from inference.paths import default_model_path
+
+    return _tokenizer(str(model if model else default_model_path()))
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    """Cached per path, so that many calls in one process (tests, scripts) load it once."""
+    from inference.gguf_file import open_gguf
     from inference.tokenizer import Tokenizer
 
-    return Tokenizer.from_gguf(open_gguf(model if model else default_model_path()))
+    return Tokenizer.from_gguf(open_gguf(path))
 
 
 def run(args) -> int:
