@@ -57,9 +57,12 @@ def run(args) -> int:
             messages.pop()
             print(f"lectern: {e}. Type /reset to start over.", file=sys.stderr)
             continue
-        messages.append({"role": "assistant", "content": answer})
         if stats.stop_reason == "cancelled":
             print("(stopped)", file=sys.stderr)
+            if not answer:          # stopped before a word was said: forget the question too
+                messages.pop()
+                continue
+        messages.append({"role": "assistant", "content": answer})
         if args.stats:
             print(stats.summary(), file=sys.stderr)
 

@@ -32,6 +32,10 @@ def run(args) -> int:
     else:
         messages = [{"role": "system", "content": args.system}] if args.system else []
         tokens = engine.encode_chat(messages + [{"role": "user", "content": prompt}])
+    if not tokens:
+        from inference import LecternError
+
+        raise LecternError("the prompt is empty: give some text to continue")
     gen = session.generate(tokens, params)
     out = sys.stdout
     for piece in gen:
