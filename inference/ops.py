@@ -12,7 +12,7 @@ import numpy as np
 from .gguf_file import Tensor
 from .quants import dequantize
 
-_SLAB_ELEMENTS = 1 << 22  # floats dequantized at once by `linear` (16 MB)
+_SLAB_ELEMENTS = 1 << 18  # floats dequantized at once by `linear` (1 MB: stays in cache)
 
 
 def row_bytes(w: Tensor) -> int:
@@ -41,18 +41,36 @@ def _f16(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float16).astype(np.float32)
 
 
-def quantize_q8_0(x: np.ndarray) -> np.ndarray:
-    """x [..., n] (n % 32 == 0) rounded as ggml's quantize_row_q8_0: per 32-block d = amax/127
-    (stored F16), q = round-half-even(x * 127/amax) -> returns d * q as float32."""
+def _q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ggml's quantize_row_q8_0/q8_1 (x86): per 32-block d = amax/127 (float32), q = rint(x*127/amax).
+    -> q [n_blocks, 32] (integers as float32), d [n_blocks, 1] float32 (before F16 storage)."""
     b = np.asarray(x, np.float32).reshape(-1, 32)
     amax = np.max(np.abs(b), axis=1, keepdims=True)
     with np.errstate(divide="ignore"):
         inv = np.where(amax > 0, np.float32(127.0) / amax, np.float32(0.0)).astype(np.float32)
-    q = np.rint(b * inv)                                    # [n_blocks, 32] in -127..127
-    return (q * _f16(amax / np.float32(127.0))).reshape(np.shape(x))
+    return np.rint(b * inv), amax / np.float32(127.0)
 
 
-quantize_q8_1 = quantize_q8_0   # same d and q; Q8_1 also stores s = d * sum(q) (F16) for the Q4_1 min term
+def quantize_q8_0(x: np.ndarray) -> np.ndarray:
+    """x [..., n] (n % 32 == 0) rounded as ggml's quantize_row_q8_0: returns F16(d) * q as float32."""
+    q, d = _q8_blocks(x)
+    return (q * _f16(d)).reshape(np.shape(x))
+
+
+quantize_q8_1 = quantize_q8_0   # same d and q; Q8_1 also stores s = F16(d * sum(q)), see _q8_1_min_term
+
+
+def _q8_1_min_term(w: Tensor, x: np.ndarray) -> np.ndarray:
+    """Q4_1/Q5_1 . Q8_1: llama.cpp adds min_w * s_a per block with s_a = F16(d_a * sum(q_a)), not the
+    sum of the rounded activations; this is the difference. x: [T, in] -> [T, out]."""
+    n_in = w.shape_ggml[0]
+    nb = n_in // 32
+    q, d = _q8_blocks(x)                                   # [T*nb, 32], [T*nb, 1]
+    sq = q.sum(axis=1, keepdims=True)
+    corr = (_f16(d * sq) - _f16(d) * sq).reshape(-1, nb)  # [T, nb]
+    bb = w.block[1]                                        # block: d f16, m f16, ...
+    mins = w.data.reshape(-1, bb)[:, 2:4].copy().view(np.float16).astype(np.float32).reshape(-1, nb)
+    return corr @ mins.T                                   # [T, out]
 
 
 def quantize_q8_K(x: np.ndarray) -> np.ndarray:
@@ -92,15 +110,28 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
     n_in = w.shape_ggml[0]
     n_out = w.n_elements // n_in
     x = np.asarray(x, dtype=np.float32)
+    x_in = x
     if ROUND_ACTIVATIONS:
         x = round_activations(x, w)
     if w.ggml_type.name == "F32":
         return x @ w.data.view(np.float32).reshape(n_out, n_in).T
     y = np.empty((x.shape[0], n_out), dtype=np.float32)
     step = max(1, _SLAB_ELEMENTS // n_in)
-    for r0 in range(0, n_out, step):
-        r1 = min(n_out, r0 + step)
-        y[:, r0:r1] = x @ dequant_rows(w, r0, r1).T
+    if ROUND_ACTIVATIONS:
+        # float64 sums of the (exact) products: each row's result is then independent of BLAS
+        # blocking and of the number of rows, so a prompt gives the same logits however it is
+        # split into batches (in float32, rounding-level differences are amplified by the
+        # 8-bit activation rounding of the next layers)
+        x64 = x.astype(np.float64)
+        for r0 in range(0, n_out, step):
+            r1 = min(n_out, r0 + step)
+            y[:, r0:r1] = x64 @ dequant_rows(w, r0, r1).T.astype(np.float64)
+    else:
+        for r0 in range(0, n_out, step):
+            r1 = min(n_out, r0 + step)
+            y[:, r0:r1] = x @ dequant_rows(w, r0, r1).T
+    if ROUND_ACTIVATIONS and w.ggml_type.name in ("Q4_1", "Q5_1") and n_in % 32 == 0:
+        y += _q8_1_min_term(w, x_in)
     return y
 
 
@@ -123,9 +154,11 @@ def vector(w: Tensor) -> np.ndarray:
 
 
 def rms_norm(x: np.ndarray, w: np.ndarray | None, eps: float) -> np.ndarray:
-    """x / sqrt(mean(x^2) + eps) * w over the last axis (the sum accumulated in float64)."""
-    ms = np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True)
-    y = (x / np.sqrt(ms + eps)).astype(np.float32)
+    """x * (1 / sqrt(mean(x^2) + eps)) * w over the last axis, rounded as ggml does it: squares in
+    float32 summed in float64, mean and scale in float32."""
+    x = np.asarray(x, np.float32)
+    ms = (np.sum((x * x).astype(np.float64), axis=-1, keepdims=True) / x.shape[-1]).astype(np.float32)
+    y = x * (np.float32(1.0) / np.sqrt(ms + np.float32(eps)))
     return y * w if w is not None else y
 
 
@@ -206,7 +239,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     attention does with its F16 KV cache (kq = k·f16(q); out = v·f16(softmax(kq*scale + mask))).
     """
     if round_f16:
-        q, k, v = _f16(q), _f16(k), _f16(v)
+        return _attention_f16(q, k, v, q_pos, k_pos, scale, window)
     T, Hq, _ = q.shape
     Hkv = k.shape[1]
     g = Hq // Hkv
@@ -219,6 +252,23 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     vh = np.repeat(v, g, axis=1).transpose(1, 0, 2)   # [Hq, S, Dv]
     scores = np.matmul(q.transpose(1, 0, 2), kh) * np.float32(scale) + mask[None]  # [Hq, T, S]
     p = softmax(scores, axis=-1)
-    if round_f16:
-        p = _f16(p)
     return np.matmul(p, vh).transpose(1, 0, 2)        # [T, Hq, Dv]
+
+
+def _attention_f16(q, k, v, q_pos, k_pos, scale, window):
+    """`attention` with llama.cpp's F16 roundings (q, k, v, probabilities), sums in float64 so that
+    a query's result does not depend on how many other keys or queries share the call."""
+    T, Hq, _ = q.shape
+    g = Hq // k.shape[1]
+    diff = q_pos[:, None].astype(np.int64) - k_pos[None, :].astype(np.int64)  # [T, S]
+    visible = diff >= 0
+    if window is not None:
+        visible &= diff < window
+    q64 = _f16(q).astype(np.float64).transpose(1, 0, 2)                        # [Hq, T, Dk]
+    kh = np.repeat(_f16(k).astype(np.float64), g, axis=1).transpose(1, 2, 0)  # [Hq, Dk, S]
+    vh = np.repeat(_f16(v).astype(np.float64), g, axis=1).transpose(1, 0, 2)  # [Hq, S, Dv]
+    kq = np.matmul(q64, kh).astype(np.float32) * np.float32(scale)             # [Hq, T, S] f32
+    kq = np.where(visible[None], kq.astype(np.float64), -np.inf)
+    e = np.exp(kq - kq.max(axis=-1, keepdims=True))
+    p = _f16(e / e.sum(axis=-1, keepdims=True)).astype(np.float64)
+    return np.matmul(p, vh).astype(np.float32).transpose(1, 0, 2)             # [T, Hq, Dv]
