@@ -7,7 +7,8 @@
 Math as llama.cpp computes it: ../shared/docs/kimi-linear-and-step35.md section 1; the mixers are
 in kda.py and mla.py, the MoE routing in moe.py.
 State: per KDA layer `blk.N.conv_{q,k,v}` [d_conv-1, D] and `blk.N.ssm` [H, d, d] (RECURRENT),
-per MLA layer `blk.N.kv` [n_ctx, kv_lora_rank + rope dims] (KV, the compressed latent cache).
+per MLA layer `blk.N.kv` [n_ctx, kv_lora_rank + rope dims] (KV, the compressed latent cache,
+F16 like llama.cpp's default cache unless `cache_type` says otherwise).
 """
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ def _per_layer(value, n_layer: int, what: str, path) -> list[int]:
 
 class Model(base.Model):
     arch = ("kimi-linear",)
+    cache_type = np.float16   # MLA latent cache element type (llama.cpp's default; float32 = exact)
 
     def __init__(self, gguf: GGUFFile):
         super().__init__(gguf)
@@ -181,7 +183,7 @@ class Model(base.Model):
                     st.add(f"blk.{il}.conv_{n}", np.zeros((c.d_conv - 1, D), np.float32), base.RECURRENT)
                 st.add(f"blk.{il}.ssm", np.zeros((c.n_head, d, d), np.float32), base.RECURRENT)
             else:
-                st.add(f"blk.{il}.kv", np.zeros((n_ctx, c.kv_lora_rank + c.n_rope), np.float32), base.KV)
+                st.add(f"blk.{il}.kv", np.zeros((n_ctx, c.kv_lora_rank + c.n_rope), self.cache_type), base.KV)
         return st
 
     # --- forward -------------------------------------------------------------------------------

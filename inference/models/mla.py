@@ -41,7 +41,9 @@ def per_head(w: Tensor, x: np.ndarray) -> np.ndarray:
 
 def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_head: int,
               n_rope: int, key_length: int, eps: float) -> np.ndarray:
-    """x: [T, E] normed hidden; cache: [n_ctx, R + r] rows n_past.. are written -> [T, E]."""
+    """x: [T, E] normed hidden; cache: [n_ctx, R + r], rows n_past.. are written -> [T, E].
+
+    With an F16 cache (llama.cpp's default) attention rounds q and the probabilities to F16 too."""
     T = x.shape[0]
     H, r = n_head, n_rope
     R = cache.shape[1] - r
@@ -54,9 +56,10 @@ def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_he
     q_abs = per_head(w.attn_k_b, q[:, :, :n])                           # [T, H, R]
     Q = np.concatenate([q_abs, q[:, :, n:]], axis=-1)                   # [T, H, R + r]
     S = n_past + T
-    K = cache[:S][:, None, :]                                           # [S, 1, R + r]
-    V = cache[:S, None, :R]                                             # [S, 1, R]
+    K = cache[:S].astype(np.float32)[:, None, :]                        # [S, 1, R + r]
+    V = K[:, :, :R]                                                     # [S, 1, R]
     pos = np.arange(S)
-    lat = ops.attention(Q, K, V, pos[n_past:], pos, 1.0 / np.sqrt(key_length))  # [T, H, R]
+    lat = ops.attention(Q, K, V, pos[n_past:], pos, 1.0 / np.sqrt(key_length),
+                        round_f16=cache.dtype == np.float16)            # [T, H, R]
     out = per_head(w.attn_v_b, lat)                                     # [T, H, dv]
     return ops.linear(w.attn_output, out.reshape(T, -1))                # [T, E]
