@@ -68,13 +68,13 @@ class Layer:
 
 
 def _per_layer(value, n_layer: int, what: str, path) -> list[int]:
-    """A u32 or a per-layer array -> list of n_layer ints."""
+    """A u32 or a per-layer array (block_count entries, MTP layers last) -> n_layer ints."""
     arr = np.atleast_1d(np.asarray(value))
     if arr.size == 1:
         return [int(arr[0])] * n_layer
-    if arr.size != n_layer:
+    if arr.size < n_layer:
         raise UnsupportedModelError(f"{path}: {what} has {arr.size} entries for {n_layer} layers")
-    return [int(a) for a in arr]
+    return [int(a) for a in arr[:n_layer]]
 
 
 class Model(base.Model):

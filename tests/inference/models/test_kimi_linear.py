@@ -250,3 +250,16 @@ def test_causal_conv_state_carries_across_calls():
     np.testing.assert_array_equal(st, u[-3:])                   # the PRE-conv projections
     # tap 3 multiplies the current token, tap 0 the one three back
     np.testing.assert_allclose(whole[5], (w * u[2:6].T).sum(1), rtol=1e-5)
+
+
+def test_fused_attn_qkv_equals_separate_projections():
+    # a KDA layer may carry one attn_qkv [E, 3D] (rows q | k | v) instead of attn_q/k/v
+    g = _edited_f16()
+    parts = [g.tensors.pop(f"blk.1.attn_{n}.weight") for n in "qkv"]
+    E, D = parts[0].shape_ggml
+    g.tensors["blk.1.attn_qkv.weight"] = Tensor("blk.1.attn_qkv.weight", parts[0].ggml_type, (E, 3 * D),
+                                                np.concatenate([p.data for p in parts]))
+    fused = KimiLinear(g)
+    assert fused.layers[1].mixer.attn_q is None and fused.layers[1].mixer.attn_qkv is not None
+    tokens = ref(F16)["tokens"][:40]
+    np.testing.assert_allclose(fused.logits(tokens), model(F16).logits(tokens), rtol=1e-4, atol=1e-4)
