@@ -14,14 +14,16 @@ the collapsed text (gpt2, llama3, qwen2, qwen35: checked against line-by-line po
 tests), except kimi-k2 (Han characters get their own markers here) and the AFMoE digit
 grouping, which has its own function below.
 
-Category data: the `regex` module's Unicode tables (16.0). llama.cpp's tables are Unicode 15.1:
-the ~5k code points first assigned in 16.0 (rare scripts) count as unassigned there.
+Category data: Python's unicodedata (Unicode 14.0 on Python 3.11, 15.1 from 3.13) plus the CJK
+Extension H and I ideographs, to stand in for llama.cpp's Unicode 15.1 tables. Exact for every
+code point assigned by Unicode 14.0 and for those ideographs; the ~300 other code points new in
+15.0/15.1 (Kawi, Nag Mundari, a few emoji, ...) count as unassigned here (before Python 3.13).
+Unicode 16+ additions are unassigned in both.
 """
 from __future__ import annotations
 
 import re
-
-import regex
+import unicodedata
 
 from .pretypes import AFMOE_DIGITS, KIMI_K2, TINY_AYA_DIGITS
 
@@ -32,14 +34,24 @@ HAN_LET, HAN_OTHER = "\xd6", "\xd7"         # kimi-k2 only: Han code points (let
 _ASCII = {NUM: "0-9", LET: "A-Za-z", PUN: r"!-#%-*,-/:-;?-@\[-\]_\{\}", MARK: "", SYM: r"\$\+<-\>\^`\|~"}
 _CLASS = {"N": NUM, "L": LET, "P": PUN, "M": MARK, "S": SYM, "Lu": LET, "Ll": LET, "Lt": LET, "Lm": LET, "Lo": LET}
 
-_CATEGORY = regex.compile(r"(\p{White_Space})|(\p{N})|(\p{L})|(\p{P})|(\p{M})|(\p{S})")
-_MARKERS = (WS, NUM, LET, PUN, MARK, SYM)
+# Unicode White_Space (llama.cpp's unicode_set_whitespace)
+WHITESPACE = frozenset([*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),
+                        0x2028, 0x2029, 0x202F, 0x205F, 0x3000])
+_MAJOR = {"N": NUM, "L": LET, "P": PUN, "M": MARK, "S": SYM}
 
 
 def classify(ch: str) -> str:
-    """The collapsed marker of a non-ASCII character."""
-    m = _CATEGORY.match(ch)
-    return _MARKERS[m.lastindex - 1] if m else OTHER
+    """The collapsed marker of a character, by llama.cpp's categories (Unicode 15.1 tables)."""
+    cp = ord(ch)
+    if cp in WHITESPACE:
+        return WS
+    cat = unicodedata.category(ch)
+    if cat == "Cn" and _LATE_CJK and (0x31350 <= cp <= 0x323AF or 0x2EBF0 <= cp <= 0x2EE5D):
+        return LET          # CJK Extensions H (15.0) and I (15.1): letters (Lo) in llama.cpp's tables
+    return _MAJOR.get(cat[0], OTHER)
+
+
+_LATE_CJK = tuple(int(x) for x in unicodedata.unidata_version.split(".")[:2]) < (15, 1)
 
 
 def is_han(cp: int) -> bool:

@@ -102,3 +102,15 @@ def test_known_and_unknown_pre_names():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resolve_pre("qwen2")
+
+
+@pytest.mark.parametrize("ch,mark", [
+    ("é", "\xd2"), ("\u0301", "\xd4"), ("٣", "\xd1"), ("ⅷ", "\xd1"), ("😀", "\xd5"), ("«", "\xd3"),
+    ("\u00a0", "\x0b"), ("\u3000", "\x0b"), ("\x85", "\x0b"), ("\u200b", "\xd0"), ("\ue000", "\xd0"),
+    ("\U00031350", "\xd2"), ("\U0002ebf0", "\xd2"),      # CJK Ext H / I: letters in llama.cpp's 15.1 tables
+    ("\u1c89", "\xd0"), ("\U000323b0", "\xd0"),          # first assigned in Unicode 16 / 17: not yet there
+])
+def test_character_classes_follow_llama_cpp_tables(ch, mark):
+    from inference.tokenizer.pretokenize import classify
+
+    assert classify(ch) == mark
