@@ -151,7 +151,7 @@ class Layer:
 
 
 # ------------------------------------------------------------------------------- helpers
-def attend(q, k, v, q_pos, k_pos, scale, window=None) -> np.ndarray:
+def attend(q, k, v, q_pos, k_pos, scale, window=None, round_f16=False) -> np.ndarray:
     """ops.attention over query blocks, each against only the keys it can see.
 
     q: [T, Hq, d]; k: [S, Hkv, d]; v: [S, Hkv, dv] -> [T, Hq, dv]
@@ -162,7 +162,7 @@ def attend(q, k, v, q_pos, k_pos, scale, window=None) -> np.ndarray:
         lo = -np.inf if window is None else qp.min() - window + 1
         sel = (k_pos <= qp.max()) & (k_pos >= lo)
         out[t0:t0 + Q_BLOCK] = ops.attention(q[t0:t0 + Q_BLOCK], k[sel], v[sel], qp, k_pos[sel],
-                                             scale, window)
+                                             scale, window, round_f16)
     return out
 
 
@@ -223,6 +223,8 @@ class Model(base.Model):
             raise ContextOverflowError(
                 f"{state.n_past} tokens in context + {T} new exceed the context size {state.n_ctx}; "
                 "start a new conversation or choose a larger context")
+        if T == 0:
+            return np.zeros((0, n_vocab), np.float32)
         pos = np.arange(state.n_past, state.n_past + T, dtype=np.int64)   # [T]
         h = ops.embed(self.token_embd, tokens)                             # h: [T, n_embd]
         for il, L in enumerate(self.layers):
@@ -277,8 +279,10 @@ class Model(base.Model):
             kc[pos[0]:pos[-1] + 1], vc[pos[0]:pos[-1] + 1] = k, v
             n = pos[-1] + 1
             k_all, v_all, k_pos = kc[:n], vc[:n], np.arange(n)
+        # with a half cache, q and the probabilities are rounded to half too (llama.cpp's CPU path)
         o = attend(q, k_all.astype(np.float32), v_all.astype(np.float32), pos, k_pos,
-                   1.0 / np.sqrt(cfg.head_dim), cfg.n_swa if swa else None)   # o: [T, Hq, dv]
+                   1.0 / np.sqrt(cfg.head_dim), cfg.n_swa if swa else None,
+                   round_f16=cache_type == np.float16)                       # o: [T, Hq, dv]
         if L.attn_gate is not None:
             o = o * ops.sigmoid(ops.linear(L.attn_gate, x))[:, :, None]       # gate: [T, Hq, 1]
         return ops.linear(L.attn_output, o.reshape(len(x), hq * cfg.head_dim_v))
