@@ -1,7 +1,6 @@
 """Our dequantizers bit-for-bit against gguf.quants.dequantize (and ggml's C loops where gguf has none)."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -191,26 +190,3 @@ def test_real_model_tensors_bit_identical(request, which):
     assert len(types) >= 3
 
 
-def _cpu_best(fn, repeat=7) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
-
-
-COMMON = [T.F16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K]
-
-
-@pytest.mark.parametrize("q", COMMON, ids=lambda q: q.name)
-def test_common_types_at_least_as_fast_as_gguf(q):
-    """A 1024 x 1024 matrix (the size of a slab ops.linear dequantizes), CPU time, best of 7 (F16 is
-    one numpy cast in both, so only noise separates them: hence the 30 % margin)."""
-    bs, bb = BLOCK_SIZES[q]
-    rows = np.random.default_rng(3).integers(0, 256, size=(1024, 1024 // bs * bb), dtype=np.uint8)
-    rows = finite(rows.reshape(-1, bb), q).reshape(1024, -1)
-    flat = rows.reshape(-1)
-    ours = _cpu_best(lambda: dequantize(flat, q))
-    ref = _cpu_best(lambda: gq.dequantize(rows, q))
-    assert ours <= ref * 1.3, f"{q.name}: ours {ours * 1e3:.1f} ms, gguf {ref * 1e3:.1f} ms"
