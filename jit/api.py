@@ -11,7 +11,10 @@ import functools
 import os
 import warnings
 
+import threading
+
 import numpy as np
+from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
 from . import compile as jc
@@ -74,6 +77,7 @@ def enabled() -> bool:
 
 
 _pools: dict = {}
+_pools_lock = threading.Lock()
 
 
 def get_pool(n_threads: int | None = None):
@@ -84,17 +88,22 @@ def get_pool(n_threads: int | None = None):
     if kind not in ("native", "python"):
         raise ValueError(f"LECTERN_POOL={kind!r}: use 'native' or 'python'")
     key = (kind, n)
-    if key not in _pools:
-        pool = None
-        if kind == "native":
-            from .native_pool import NativePool, supported
+    with _pools_lock:
+        return _pools.get(key) or _make_pool(key)
 
-            if supported():
-                try:
-                    pool = NativePool(n)
-                except jc.JitError as e:
-                    warnings.warn(f"native thread pool unavailable ({e}); using Python threads")
-        _pools[key] = pool or Pool(n)
+
+def _make_pool(key):
+    kind, n = key
+    pool = None
+    if kind == "native":
+        from .native_pool import NativePool, supported
+
+        if supported():
+            try:
+                pool = NativePool(n)
+            except jc.JitError as e:
+                warnings.warn(f"native thread pool unavailable ({e}); using Python threads")
+    _pools[key] = pool or Pool(n)
     return _pools[key]
 
 
@@ -120,8 +129,6 @@ def matvec_raw(w: np.ndarray, qtype, rows: int, n_cols: int, x: np.ndarray, out:
     if x.shape[-1] != n_cols:
         raise ValueError(f"matvec: x has {x.shape[-1]} values, the weight rows have {n_cols}")
     w = np.ascontiguousarray(w).view(np.uint8).reshape(-1)
-    from gguf import GGML_QUANT_SIZES
-
     bs, bb = GGML_QUANT_SIZES[qtype]
     if n_cols % bs or w.size != rows * n_cols // bs * bb:
         raise ValueError(f"matvec: {w.size} weight bytes do not hold {rows} rows of {n_cols} {qtype.name} values")
@@ -147,3 +154,45 @@ def matvec(w, x: np.ndarray, out: np.ndarray | None = None, threads: int | None 
     if x.ndim == 2:
         return np.stack([matvec_raw(w.data, w.ggml_type, rows, n_cols, xi, threads=threads, cpu=cpu) for xi in x])
     return matvec_raw(w.data, w.ggml_type, rows, n_cols, x, out=out, threads=threads, cpu=cpu)
+
+
+class MatvecOp:
+    """A weight prepared for repeated matvecs (decode): kernel, pointers and the activation
+    buffer are looked up once, so a call is one quantizer call plus one pool run.
+
+        op = MatvecOp(tensor); y = op(x)        # x float32 [n_cols] -> y float32 [rows]
+
+    One caller at a time per op (the activation buffer is the op's own).
+    """
+
+    def __init__(self, w, threads: int | None = None, cpu: CpuInfo | None = None, pool=None):
+        if len(w.shape) != 2:
+            raise ValueError(f"MatvecOp: {w.name} has shape {w.shape}, expected a 2-D weight")
+        self.rows, self.n_cols = w.shape
+        self.qtype = T(w.ggml_type)
+        bs, bb = GGML_QUANT_SIZES[self.qtype]
+        data = np.ascontiguousarray(w.data).view(np.uint8).reshape(-1)
+        if self.n_cols % bs or data.size != self.rows * self.n_cols // bs * bb:
+            raise ValueError(f"MatvecOp: {w.name}: {data.size} bytes do not hold {w.shape} {self.qtype.name} values")
+        self._data = data                       # keeps the memory map alive
+        self._kern = matvec_kernel(self.qtype, cpu)
+        self._fmt = ACTIVATION[self.qtype]
+        self._quant = None if self._fmt == "f32" else quantizers(cpu)[self._fmt]
+        qbs, qbb = BLOCK[self._fmt]
+        self._xq = np.empty(self.n_cols // qbs * qbb, np.uint8)
+        self._pool = pool or get_pool(threads)
+        self._w_ptr, self._xq_ptr = data.ctypes.data, self._xq.ctypes.data
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if x.dtype != np.float32 or x.shape != (self.n_cols,) or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            if x.shape != (self.n_cols,):
+                raise ValueError(f"matvec: x has shape {x.shape}, expected ({self.n_cols},)")
+        y = np.empty(self.rows, np.float32) if out is None else out
+        if self._quant is None:
+            xq_ptr = x.ctypes.data
+        else:
+            self._quant(x.ctypes.data, self._xq_ptr, self.n_cols)
+            xq_ptr = self._xq_ptr
+        self._pool.run(self._kern, (self._w_ptr, xq_ptr, y.ctypes.data), self.rows, (self.n_cols,))
+        return y

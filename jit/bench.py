@@ -151,6 +151,19 @@ def main(argv=None) -> None:
         api.matvec_raw(w, T.Q8_0, 64, 256, x, out=y, threads=1)
     print(f"api.matvec_raw (quantize + checks + 1 thread): {(time.perf_counter() - t0) / 2000 * 1e6:.1f} us per call")
 
+    class _W:   # a stand-in for inference.gguf_file.Tensor
+        name, shape, ggml_type, data = "bench", (64, 256), T.Q8_0, w
+
+    for n in threads:
+        op = api.MatvecOp(_W, pool=make_pool("native" if supported() else "python", n))
+        op(x, out=y)
+        t0 = time.perf_counter()
+        for _ in range(2000):
+            op(x, out=y)
+        op._pool.close()
+        print(f"api.MatvecOp call (quantize + {n}-thread native pool run): "
+              f"{(time.perf_counter() - t0) / 2000 * 1e6:.1f} us per call")
+
 
 if __name__ == "__main__":
     main()

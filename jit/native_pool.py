@@ -79,6 +79,11 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
     fn.do("%new = icmp ne i32 %g, %seen")
     fn.do("br i1 %new, label %job, label %idle")
     fn.label("idle")
+    # a worker that starts late may first read a generation that already carries the stop
+    halt0 = fn.v(f"load atomic i64, ptr {slot(fn, 'stop')} acquire, align 8")
+    halt0 = fn.v(f"icmp ne i64 {halt0}, 0")
+    fn.do(f"br i1 {halt0}, label %bye, label %idle2")
+    fn.label("idle2")
     fn.do(f"%tired = icmp sge i64 %k, {spin}")
     fn.do("br i1 %tired, label %sleep, label %spun")
     fn.label("spun")

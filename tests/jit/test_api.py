@@ -57,3 +57,22 @@ def test_unsupported_type_is_a_jit_error():
     assert not api.supports(T.IQ2_XXS)
     with pytest.raises(jc.JitError, match="IQ2_XXS"):
         api.matvec_kernel(T.IQ2_XXS)
+
+
+def test_matvec_op_equals_matvec(smollm2_path):
+    from inference.gguf_file import open_gguf
+
+    g = open_gguf(smollm2_path)
+    rng = np.random.default_rng(4)
+    for name in ("blk.0.attn_q.weight", "blk.0.ffn_down.weight", "output_norm.weight"):
+        t = g.tensors[name]
+        if len(t.shape) != 2:
+            with pytest.raises(ValueError, match="2-D"):
+                api.MatvecOp(t)
+            continue
+        op = api.MatvecOp(t)
+        for _ in range(3):   # the activation buffer is reused between calls
+            x = rng.standard_normal(t.shape[1]).astype(np.float32)
+            assert np.array_equal(op(x), api.matvec(t, x))
+        with pytest.raises(ValueError, match="expected"):
+            op(np.zeros(t.shape[1] + 1, np.float32))

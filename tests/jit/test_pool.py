@@ -63,3 +63,24 @@ def test_native_pool_bit_identical(spin):
         pool.close()   # idempotent
         with pytest.raises(RuntimeError, match="closed"):
             pool.run(None, (0, 0, 0), 1, (0,))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not supported(), reason="the native pool is Linux x86-64/aarch64 only")
+def test_native_pool_closes_with_late_workers(monkeypatch):
+    """A worker thread that only starts after close() must still see the stop and exit."""
+    import threading
+    import time
+
+    import jit.native_pool as npool
+
+    class LateThread(threading.Thread):
+        def run(self):
+            time.sleep(0.3)
+            super().run()
+
+    monkeypatch.setattr(npool.threading, "Thread", LateThread)
+    pool = NativePool(3)
+    t0 = time.perf_counter()
+    pool.close()   # would wait forever if a late worker slept on the final generation
+    assert time.perf_counter() - t0 < 30
