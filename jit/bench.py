@@ -51,13 +51,16 @@ def _read_ir(cpu: CpuInfo) -> str:
     return mt.text()
 
 
+CLOCK = time.perf_counter
+
+
 def best_time(f, repeat: int) -> float:
     f()
     best = float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = CLOCK()
         f()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, CLOCK() - t)
     return best
 
 
@@ -103,10 +106,17 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--types", default="Q4_K,Q4_0,Q8_0,Q4_1,Q6_K,F16")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with the calling thread's CPU clock (1 thread only): meaningful on a loaded machine")
     ap.add_argument("--pool", choices=["native", "python"], default="native" if supported() else "python")
     args = ap.parse_args(argv)
     cpu = detect()
     threads = [int(t) for t in args.threads.split(",")]
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.thread_time
+        threads = [1]
+        print("timing with the thread CPU clock (time off the CPU is not counted)")
     print(f"CPU: {cpu.tag}; pool: {args.pool}")
     bw = {}
     for n in threads:

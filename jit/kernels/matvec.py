@@ -52,6 +52,17 @@ def _pair_scale(fn: Fn, s0: str, s1: str) -> str:
     return fn.v(f"shufflevector <2 x float> {v}, <2 x float> poison, {mask([0] * 8 + [1] * 8)}")
 
 
+PREFETCH = int(__import__("os").environ.get("LECTERN_PREFETCH", "2048"))
+
+
+def _prefetch(fn: Fn, ptr: str) -> None:
+    """Ask for the weights PREFETCH bytes ahead (the stream runs on into the next rows)."""
+    if PREFETCH:
+        ahead = fn.v(f"getelementptr i8, ptr {ptr}, i64 {PREFETCH}")
+        fn.declare("declare void @llvm.prefetch.p0(ptr, i32, i32, i32)")
+        fn.do(f"call void @llvm.prefetch.p0(ptr {ahead}, i32 0, i32 3, i32 1)")
+
+
 def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot) -> str:
     """Sum over 32-blocks of float(int dot) * scale (+ a scalar term per block), two blocks per
     step in one 64-byte dot and a <16 x float> accumulator; an odd last block on its own.
@@ -61,6 +72,7 @@ def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot) -
         acc = B.carry(V16F, "zeroinitializer")
         extra = B.carry("float", "0.0")
         b0 = fn.v(f"shl i64 {B.i}, 1")
+        _prefetch(fn, fn.gep(wrow, fn.v(f"mul i64 {b0}, {wbytes}")))
         parts = []
         for k in range(2):
             bk = fn.v(f"add i64 {b0}, {k}")
@@ -140,6 +152,7 @@ def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
         acc = B.carry(V16F, "zeroinitializer")
         corr = B.carry("float", "0.0")
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
+        _prefetch(fn, wb)
         xb = fn.gep("%xq", fn.v(f"mul i64 {B.i}, 292"))
         isum, scale, sub = per_block(fn, wb, xb)
         pf = fn.v(f"sitofp {V16I} {isum} to {V16F}")
