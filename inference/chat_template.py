@@ -23,7 +23,8 @@ from . import chat_template_sandbox as sb
 from .errors import TemplateError
 
 BUILTIN_NAMES = ("chatml", "gemma", "llama3", "mistral", "phi3")
-DEFAULT_TIME_LIMIT = 2.0          # seconds per render
+DEFAULT_TIME_LIMIT = 2.0          # seconds per render of up to 100 messages
+MAX_TIME_LIMIT = 600.0
 MAX_SOURCE_CHARS = 1_000_000      # real templates are under 30 kB
 MAX_DEPTH = 32                    # nesting of message values (tool-call arguments, parts)
 
@@ -99,7 +100,7 @@ class ChatTemplate:
         return cls.builtin(builtin_for(g.get("general.architecture", "") or "", tokens), **kw)
 
     def _compile(self) -> jinja2.Template:
-        b = sb.Budget(max(self.time_limit, 1.0) * 2, 1_000_000, 20_000_000)
+        b = sb.Budget(max(self.time_limit, 1.0) * 5, 1_000_000, 20_000_000, what="compile")
         try:
             with sb.limited(b):
                 return sb.sandbox().from_string(self.source)
@@ -132,7 +133,7 @@ class ChatTemplate:
         context.update(messages=msgs, tools=tools, add_generation_prompt=bool(add_generation_prompt))
 
         max_chars = self.max_output_chars or 1_000_000 + 4 * size[0]
-        b = sb.Budget(self.time_limit, max_chars, 32 * max_chars)
+        b = sb.Budget(self.time_limit_for(len(msgs)), max_chars, 32 * max_chars)
         try:
             with sb.limited(b):
                 out = []
@@ -161,6 +162,12 @@ class ChatTemplate:
             raise TemplateError(f"chat template {self.name} ran out of memory") from None
         except Exception as e:  # noqa: BLE001 - an untrusted template can raise anything
             raise TemplateError(f"chat template {self.name} failed{_line(e)}: {_describe(e)}") from None
+
+    def time_limit_for(self, n_messages: int) -> float:
+        """`time_limit` holds for up to 100 messages; longer conversations get more, growing
+        with the square of their length (real templates, e.g. Gemma 4's, scan the whole
+        conversation for every message: 400 messages take it ~2 s), at most 10 minutes."""
+        return min(max(self.time_limit, MAX_TIME_LIMIT), self.time_limit * max(1.0, (n_messages / 100) ** 2))
 
     def prompt(self, messages: list[dict], add_generation_prompt: bool = True, tools: Any = None,
                **extra: Any) -> str:

@@ -4,9 +4,8 @@ A chat template comes from a downloaded GGUF file, so it is untrusted code. jinj
 ImmutableSandboxedEnvironment already blocks attribute escapes (``''.__class__``) and mutation
 of lists and dicts; on top of that every render runs under a `Budget`:
 
-* a deadline, checked by a trace hook installed on the rendering thread for the duration of the
-  render (every Python call and line, so pure-jinja loops and recursive macros are stopped) and
-  by every sandbox hook;
+* a deadline, checked at the top of every block of the compiled template (each loop iteration,
+  macro call and branch) and by every sandbox hook;
 * a size limit on every value the template builds (concatenation, ``*``, ``**``, ``%``, filters,
   method calls, slices) and on the output, checked *before* an operation that could allocate
   gigabytes in one C call (``'x' * 10**10``, ``s.ljust(10**10)``, ``s|replace('', big)``);
@@ -27,12 +26,12 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.compiler import CodeGenerator
+from jinja2.compiler import CodeGenerator, CompilerExit
 from jinja2.exceptions import SecurityError
 from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .chat_template_budget import Abort, Budget, budget, check_bits, limited  # noqa: F401
+from .chat_template_budget import Abort, Budget, budget, check_bits, limited, refuse, tick  # noqa: F401
 
 MAX_FORMAT_WIDTH = 256        # strftime field widths
 
@@ -104,9 +103,15 @@ def _f_batch(a):
     n, size = len(v) if hasattr(v, "__len__") else 0, max(1, _int(a["linecount"]))
     return a, (-(-n // size) * size) if a.get("fill_with") is not None else n
 def _f_sum(a):
-    if not isinstance(a.get("start", 0), (int, float)):
-        raise Abort("the sum filter only adds numbers in a chat template")
-    return a, 0
+    start = a.get("start", 0)
+    if not isinstance(start, (list, tuple)):
+        return a, 0   # numbers (anything else fails in sum itself)
+    a["iterable"] = items = _materialize(a["iterable"])
+    return a, len(start) + budget().weight(items)   # concatenating sequences
+def _f_slice(a):
+    a["value"] = v = _materialize(a["value"])
+    n = len(v) if hasattr(v, "__len__") else 0
+    return a, max(n, _int(a["slices"]))
 def _f_truncate(a): return a, _len_str(a["s"]) + _len_str(a.get("end", "..."))
 
 
@@ -117,14 +122,19 @@ def _int(x: Any) -> int:
 _FILTER_ESTIMATES = {
     "center": _f_center, "indent": _f_indent, "format": _f_format, "replace": _f_replace,
     "join": _f_join, "wordwrap": _f_wordwrap, "batch": _f_batch, "sum": _f_sum,
-    "truncate": _f_truncate,
+    "truncate": _f_truncate, "slice": _f_slice,
 }
 _REMOVED_FILTERS = ("urlize",)   # inserts its arguments per URL; no chat template needs it
 
 
 def _guard_filter(name: str, f):
     estimate = _FILTER_ESTIMATES.get(name)
-    sig = inspect.signature(f) if estimate else None
+    sig = inspect.signature(f) if estimate else None   # the sync function's (follows __wrapped__)
+    # an async_variant of a function without a pass-arg receives an eval context first that
+    # its signature does not list
+    inner = getattr(f, "__wrapped__", None)
+    lead = int(bool(getattr(f, "jinja_async_variant", False)) and inner is not None
+               and not hasattr(inner, "jinja_pass_arg"))
 
     @functools.wraps(f)
     def guarded(*args, **kwargs):
@@ -132,14 +142,14 @@ def _guard_filter(name: str, f):
         b.tick()
         if estimate is not None:
             try:
-                bound = sig.bind(*args, **kwargs)
+                bound = sig.bind(*args[lead:], **kwargs)
             except TypeError:
                 return f(*args, **kwargs)   # the filter reports its own usage error
             bound.apply_defaults()
             arguments, n = estimate(dict(bound.arguments))
             b.check_size(n)
             bound.arguments.update(arguments)
-            args, kwargs = bound.args, bound.kwargs
+            args, kwargs = (*args[:lead], *bound.args), bound.kwargs
         return b.charge(f(*args, **kwargs))
 
     return guarded
@@ -178,7 +188,7 @@ def strftime_now(fmt: Any) -> str:
     budget().check_size(len(fmt))
     for w in re.findall(r"%[-_0^#]*(\d+)", fmt):
         if len(w) > 3 or int(w) > MAX_FORMAT_WIDTH:
-            raise Abort(f"strftime_now: field width {w} is too large")
+            refuse(f"strftime_now: field width {w} is too large")
     return datetime.now().strftime(fmt)
 
 
@@ -186,9 +196,9 @@ def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: A
            sort_keys: bool = False) -> str:
     """transformers' tojson: plain json.dumps (no HTML escaping), non-ASCII kept."""
     if isinstance(indent, int) and indent > 64 or isinstance(indent, str) and len(indent) > 64:
-        raise Abort(f"tojson: indent {indent!r} is too large")
+        refuse(f"tojson: indent {indent!r} is too large")
     if separators is not None and sum(_len_str(s) for s in separators) > 64:
-        raise Abort("tojson: separators are too long")
+        refuse("tojson: separators are too long")
     budget().check_size(budget().weight(x))
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                       sort_keys=sort_keys)
@@ -206,6 +216,15 @@ class GenerationTag(Extension):
 
 
 class _GuardedCodeGenerator(CodeGenerator):
+    def blockvisit(self, nodes, frame) -> None:
+        """Every block (loop body, macro body, branch) starts with a deadline check."""
+        try:
+            self.writeline("environment.tick()")
+            for node in nodes:
+                self.visit(node, frame)
+        except CompilerExit:
+            pass
+
     def visit_Concat(self, node: nodes.Concat, frame) -> None:   # the ~ operator
         self.write("environment.guarded_str_join((")
         for arg in node.nodes:
@@ -244,12 +263,17 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
                          extensions=[loopcontrols, GenerationTag])
         for name in _REMOVED_FILTERS:
             self.filters.pop(name, None)
+        self.globals.pop("lipsum", None)   # loops n times in Python: no chat template uses it
         self.filters["tojson"] = tojson
         self.filters = {k: _guard_filter(k, f) for k, f in self.filters.items()}
         self.globals["raise_exception"] = raise_exception
         self.globals["strftime_now"] = strftime_now
 
     # every piece of text a template assembles passes through one of these two
+    @staticmethod
+    def tick() -> None:
+        tick()
+
     def concat(self, parts) -> str:   # type: ignore[override]
         b = budget()
         parts = list(parts)
@@ -292,13 +316,8 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
         return b.charge(super().call(__context, __obj, *args, **kwargs))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        budget().tick()
         value = super().getitem(obj, argument)
-        return budget().charge(value) if isinstance(argument, slice) else value
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        budget().tick()
-        return super().getattr(obj, attribute)
+        return budget().charge(value) if isinstance(argument, slice) else value   # a copy
 
     def unsafe_undefined(self, obj: Any, attribute: str):
         """Fail at the access itself, not at the first use of the undefined value."""

@@ -317,7 +317,8 @@ def test_bad_tools_are_rejected():
     "{{ ''.__class__ }}",
     "{{ cycler.__init__.__globals__ }}",
     "{{ joiner.__init__.__globals__['os'] }}",
-    "{{ lipsum.__globals__ }}",
+    "{{ range.__globals__ }}",
+    "{{ namespace.__init__.__globals__ }}",
     "{{ messages.__class__.__base__.__subclasses__() }}",
     "{{ '{0.__class__.__mro__}'.format('') }}",
     "{{ self.__init__ }}",
@@ -335,7 +336,8 @@ def test_sandbox_escapes_are_blocked(src):
     "{% set r = range(100000)|list %}{% for i in r %}{% for j in r %}{% for k in r %}{% endfor %}{% endfor %}{% endfor %}",
     "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
     "{% for i in range(100000) %}{% for j in range(100000) %}{% if i < 0 %}x{% endif %}{% endfor %}{% endfor %}",
-    "{{ range(3)|slice(1000000000)|list|length }}",
+    "{% for i in range(100000) %}{% for j in range(100000) if j < 0 %}{% endfor %}{% endfor %}",
+    "{% macro f(n) %}{% for i in range(100000) %}{{ caller() if n < 0 }}{% endfor %}{{ f(n + 1) if n < 3 }}{% endmacro %}{{ f(0) }}",
 ])
 def test_endless_templates_are_stopped_in_time(src):
     t = ChatTemplate(src, time_limit=0.3)
@@ -381,6 +383,8 @@ def test_time_limit_works_in_a_worker_thread_and_restores_tracing():
     "{{ ('\n' * 900000)|indent(900000) }}",
     "{{ ('\t' * 900000).expandtabs(900000) }}",
     "{{ range(10)|batch(1000000000, 'x')|list|length }}",
+    "{{ range(3)|slice(1000000000)|list|length }}",
+    "{% set b = range(100000)|list %}{{ ([b] * 1000)|sum(start=[])|length }}",
     "{% set b = 'x' * 900000 %}{{ ([b] * 100000)|join }}",
     "{% set b = 'x' * 900000 %}{{ ''.join([b] * 100000) }}",
     "{% set ns = namespace(s='xxxxxxxxxx') %}{% for i in range(30) %}{% set ns.s = ns.s|replace('', ns.s) %}{% endfor %}",
@@ -403,10 +407,47 @@ def test_absurd_output_is_refused_before_it_is_built(src):
     assert time.monotonic() - t0 < 3.0
 
 
+@pytest.mark.parametrize("src", [
+    "{{ range(10)|slice(3)|list }}{{ range(10)|slice(3, 'x')|list }}",
+    "{{ [1, 2, 3]|sum }}{{ [[1], [2]]|sum(start=[]) if false }}{{ [{'a': 2}]|sum(attribute='a') }}",
+    "{{ ['a', 'b']|join(',') }}{{ [{'n': 'x'}, {'n': 'y'}]|join('-', attribute='n') }}",
+    "{{ range(5)|batch(2, 0)|list }}{{ range(5)|batch(2)|list }}",
+    "{{ 'a b c'|wordwrap(1) }}{{ 'a b c'|wordwrap(3, wrapstring='|') }}",
+    "{{ 'abcb'|replace('b', 'x') }}{{ 'abcb'|replace('b', 'x', 1) }}{{ 'ab'|replace('', '.') }}",
+    "{{ 'x'|center(5) }}|{{ 'a\nb'|indent(2) }}|{{ 'a\nb'|indent('> ', first=true) }}",
+    "{{ 'hello world'|truncate(8, end='~', leeway=0) }}{{ '%s-%d'|format('a', 3) }}",
+    "{{ 'a\tb'.expandtabs(4) }}{{ 'x'.ljust(3) }}|{{ '-'.join(['a', 'b']) }}{{ 'ab'.replace('a', 'cc') }}",
+    "{{ '{}:{:>4}'.format('k', 7) }}{{ '%05.1f' % 3.14159 }}{{ 'ab' * 3 }}{{ [0] * 3 }}{{ 2 ** 10 }}",
+    "{{ messages[1:] }}{{ 'abcdef'[::2] }}{{ (1, 2) + (3,) }}{{ 'a' ~ 1 ~ [2] }}",
+    "{% for k, v in {'b': 1, 'a': 2}|dictsort %}{{ k }}{{ v }}{% endfor %}{{ {'x': [1, {'y': none}]} }}",
+])
+def test_guarded_operations_give_jinjas_results(src):
+    msgs = [user("a"), {"role": "assistant", "content": "b"}]
+    want = reference_template(src).render(messages=msgs, tools=None, documents=None,
+                                          add_generation_prompt=True, bos_token="", eos_token="")
+    assert render(src, msgs) == want
+
+
+def test_absurd_constants_are_refused_only_when_reached():
+    dead = ChatTemplate("{% if false %}{{ 'x'|center(10**10) }}{{ [[1]]|sum(start=[]) }}{% endif %}ok")
+    assert dead.render([user("x")]) == "ok"
+    with pytest.raises(TemplateError, match="absurd output"):
+        render("{{ '%1000000000d'|format(1) }}")
+
+
 def test_literals_and_unpacking_still_work():
     src = ("{% for a, b in [(1, 2), (3, 4)] %}{{ a }}{{ b }}{% endfor %}{% set x, y = 5, 6 %}{{ x }}{{ y }}"
            "{{ {'k': [1, (2,)], 'n': none} }}{{ [] }}{{ () }}")
     assert render(src) == "1234" + "56" + "{'k': [1, (2,)], 'n': None}[]()"
+
+
+def test_time_limit_grows_with_the_conversation(r1):
+    t = ChatTemplate("{{ messages|length }}", time_limit=2.0)
+    assert t.time_limit_for(1) == t.time_limit_for(100) == 2.0
+    assert t.time_limit_for(400) == 32.0
+    assert t.time_limit_for(100_000) == 600.0
+    many = [user(f"q{i}") if i % 2 == 0 else {"role": "assistant", "content": f"a{i}"} for i in range(2000)]
+    assert r1.render(many).count("<｜User｜>") == 1000
 
 
 def test_output_limit_is_configurable_and_scales_with_the_input():
