@@ -539,3 +539,21 @@ def test_render_raises_only_template_error_and_matches_plain_jinja(real_template
         ref = reference_template(t.source).render(messages=messages, tools=tools, documents=None,
                                                add_generation_prompt=gen, **t.special_tokens)
         assert out == ref
+
+
+FRAGMENTS = ["{{ ", " }}", "{% ", " %}", "{%- ", " -%}", "for ", "x ", "in ", "range(", ")", "(", "messages",
+             "[0]", ".content", "|join", "|tojson", "|length", "|center(", "'a'", "9", "99999", " * ", " ** ",
+             " ~ ", " + ", " % ", "endfor", "if ", "endif", "set ", "= ", "macro ", "m(", "endmacro", "m()",
+             "namespace(", "ns.", "__class__", ".format(", ", ", "[", "]", "{", "}", ":", "\n", "raise_exception(",
+             "loop.", "break", "continue", "none", "true", "-", "/", "//", "not ", "and ", "is ", "defined"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=25))
+def test_random_template_sources_raise_only_template_error(parts):
+    try:
+        t = ChatTemplate("".join(parts), time_limit=0.2)
+        out = t.render([user("hi"), {"role": "assistant", "content": "yo"}])
+    except TemplateError:
+        return
+    assert isinstance(out, str)
