@@ -436,3 +436,25 @@ def test_smollm2_greedy_answer_follows_llama_cpp(smollm2_path):
     if n == 24:
         assert gen.text == e.tokenizer.decode(want[:24], special=False)
         assert p["greedy_text"].startswith(gen.text)
+
+
+def test_gemma3_chat_and_raw_prompt_tokens_are_llama_cpps(gemma3_path):
+    from tests.conftest import load_real
+
+    e = Engine.load(gemma3_path)
+    p0, p1, p2 = load_real("gemma3-270m.json")["prompts"]
+    assert e.encode_chat([{"role": "user", "content": "What is the capital of France?"}]) == p0["ids"]
+    assert e.encode_chat([{"role": "user", "content": "Write a haiku about the sea."}]) == p1["ids"]
+    assert e.encode_text(p2["text"]) == p2["ids"]       # one BOS, as llama.cpp
+
+
+@pytest.mark.slow
+def test_gemma3_greedy_continuation_follows_llama_cpp(gemma3_path):
+    from tests.conftest import load_real
+
+    e = Engine.load(gemma3_path)
+    p = load_real("gemma3-270m.json")["prompts"][2]
+    gen = e.session(128).generate(p["text"], GREEDY.with_(max_tokens=12)).run()
+    n = assert_follows_greedy(e, p["ids"], gen.tokens, p["greedy_ids"][:12])
+    if n == 12:
+        assert p["greedy_text"].startswith(gen.text)
