@@ -26,7 +26,7 @@ BUILTIN_NAMES = ("chatml", "gemma", "llama3", "mistral", "phi3")
 DEFAULT_TIME_LIMIT = 2.0          # seconds per render of up to 100 messages
 MAX_TIME_LIMIT = 600.0
 MAX_SOURCE_CHARS = 1_000_000      # real templates are under 30 kB
-MAX_DEPTH = 32                    # nesting of message values (tool-call arguments, parts)
+MAX_DEPTH = 64                    # nesting of message values (tool-call arguments, parts)
 
 
 class ChatTemplate:
