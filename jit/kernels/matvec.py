@@ -19,6 +19,7 @@ Weight blocks (bytes):
 from __future__ import annotations
 
 import functools
+import os
 
 from gguf import GGMLQuantizationType as T
 
@@ -52,7 +53,7 @@ def _pair_scale(fn: Fn, s0: str, s1: str) -> str:
     return fn.v(f"shufflevector <2 x float> {v}, <2 x float> poison, {mask([0] * 8 + [1] * 8)}")
 
 
-PREFETCH = int(__import__("os").environ.get("LECTERN_PREFETCH", "2048"))
+PREFETCH = int(os.environ.get("LECTERN_PREFETCH", "2048"))
 
 
 def _prefetch(fn: Fn, ptr: str) -> None:
@@ -154,9 +155,12 @@ def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
         _prefetch(fn, wb)
         xb = fn.gep("%xq", fn.v(f"mul i64 {B.i}, 292"))
-        isum, scale, sub = per_block(fn, wb, xb)
-        pf = fn.v(f"sitofp {V16I} {isum} to {V16F}")
-        B.set(acc, fn.fmadd_v(16, pf, fn.splat(16, "float", scale), acc))
+        isum, scale, sub = per_block(fn, wb, xb, acc)
+        if scale is None:    # per_block accumulated in float itself
+            B.set(acc, isum)
+        else:
+            pf = fn.v(f"sitofp {V16I} {isum} to {V16F}")
+            B.set(acc, fn.fmadd_v(16, pf, fn.splat(16, "float", scale), acc))
         B.set(corr, fn.v(f"fadd float {corr}, {sub}"))
     total = fn.hsum_f(16, acc)
     return fn.v(f"fsub float {total}, {corr}")
@@ -171,7 +175,7 @@ def _u32x2_to_i32x8(fn: Fn, lo: str, hi: str) -> str:
 
 
 def _q4_K(fn: Fn):
-    def blk(fn, wb, xb):
+    def blk(fn, wb, xb, acc):
         dx = fn.load("float", xb)
         # 12 bytes of packed 6-bit scales/mins -> sc[0..7] in the bytes of u0,u1; m[0..7] in u2,u3
         u = [fn.load("i32", fn.gep(wb, str(4 + 4 * k))) for k in range(3)]
@@ -197,23 +201,25 @@ def _q4_K(fn: Fn):
         bo = fn.v(f"shufflevector <16 x i32> {bs}, <16 x i32> poison, {mask(range(1, 16, 2))}")
         mp = fn.v(f"mul {V8I} {m}, {fn.v(f'add {V8I} {be}, {bo}')}")
         msum = fn.call("i32", "llvm.vector.reduce.add.v8i32", [f"{V8I} {mp}"], V8I)
+        d = fn.v(f"fmul float {_half(fn, wb)}, {dx}")
+        dmin = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {dx}")
+        # float scale of each sub-block: d * dx * sc_j (exact integer dot, one rounding per scale)
+        dsc = fn.v(f"uitofp {V8I} {sc} to {V8F}")
+        dsc = fn.v(f"fmul {V8F} {dsc}, {fn.splat(8, 'float', d)}")
         # chunk c: 32 bytes of qs = sub-blocks 2c (low nibbles) and 2c+1 (high), 64 activations
-        isum = "zeroinitializer"
         for c in range(4):
             qb = fn.load(V32B, fn.gep(wb, str(16 + 32 * c)))
             q = fn.concat("i8", 32, fn.v(f"and {V32B} {qb}, splat (i8 15)"), fn.v(f"lshr {V32B} {qb}, splat (i8 4)"))
             x = fn.load(V64B, fn.gep(xb, str(4 + 64 * c)))
-            p = fn.dot_u8s8("zeroinitializer", q, x, 64)
-            s = fn.v(f"shufflevector {V8I} {sc}, {V8I} poison, {mask([2 * c] * 8 + [2 * c + 1] * 8)}")
-            isum = fn.v(f"add {V16I} {isum}, {fn.v(f'mul {V16I} {p}, {s}')}")
-        d = fn.v(f"fmul float {_half(fn, wb)}, {dx}")
-        dmin = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {dx}")
-        return isum, d, fn.v(f"fmul float {dmin}, {fn.v(f'sitofp i32 {msum} to float')}")
+            pf = fn.v(f"sitofp {V16I} {fn.dot_u8s8('zeroinitializer', q, x, 64)} to {V16F}")
+            s = fn.v(f"shufflevector {V8F} {dsc}, {V8F} poison, {mask([2 * c] * 8 + [2 * c + 1] * 8)}")
+            acc = fn.fmadd_v(16, pf, s, acc)
+        return acc, None, fn.v(f"fmul float {dmin}, {fn.v(f'sitofp i32 {msum} to float')}")
     return 144, lambda fn, wrow, nb: _superblocks(fn, wrow, 144, nb, blk)
 
 
 def _q6_K(fn: Fn):
-    def blk(fn, wb, xb):
+    def blk(fn, wb, xb, acc):
         dx = fn.load("float", xb)
         sc = fn.load("<16 x i8>", fn.gep(wb, "192"))
         sc = fn.v(f"sext <16 x i8> {sc} to <16 x i32>")
@@ -223,7 +229,9 @@ def _q6_K(fn: Fn):
         off = fn.call("i32", "llvm.vector.reduce.add.v16i32", [f"<16 x i32> {fn.v(f'mul <16 x i32> {sc}, {bs}')}"],
                       "<16 x i32>")
         off = fn.v(f"shl i32 {off}, 5")
-        isum = "zeroinitializer"
+        d = fn.v(f"fmul float {_half(fn, fn.gep(wb, '208'))}, {dx}")
+        dsc = fn.v(f"sitofp <16 x i32> {sc} to {V16F}")
+        dsc = fn.v(f"fmul {V16F} {dsc}, {fn.splat(16, 'float', d)}")
         for h in range(2):
             L = fn.load(V64B, fn.gep(wb, str(64 * h)))            # ql[64h .. 64h+63]
             H = fn.load(V32B, fn.gep(wb, str(128 + 32 * h)))      # qh[32h .. 32h+31]
@@ -236,13 +244,12 @@ def _q6_K(fn: Fn):
                 hb = fn.v(f"shl {V64B} {hb}, splat (i8 4)")
                 q = fn.v(f"or {V64B} {low}, {hb}")
                 x = fn.load(V64B, fn.gep(xb, str(4 + 128 * h + 64 * pair)))
-                p = fn.dot_u8s8("zeroinitializer", q, x, 64)
+                pf = fn.v(f"sitofp {V16I} {fn.dot_u8s8('zeroinitializer', q, x, 64)} to {V16F}")
                 j = 8 * h + 4 * pair   # lanes 4k..4k+3 hold sub-block j + k
-                s = fn.v(f"shufflevector <16 x i32> {sc}, <16 x i32> poison, "
+                s = fn.v(f"shufflevector {V16F} {dsc}, {V16F} poison, "
                          f"{mask([j + k for k in range(4) for _ in range(4)])}")
-                isum = fn.v(f"add {V16I} {isum}, {fn.v(f'mul {V16I} {p}, {s}')}")
-        d = fn.v(f"fmul float {_half(fn, fn.gep(wb, '208'))}, {dx}")
-        return isum, d, fn.v(f"fmul float {d}, {fn.v(f'sitofp i32 {off} to float')}")
+                acc = fn.fmadd_v(16, pf, s, acc)
+        return acc, None, fn.v(f"fmul float {d}, {fn.v(f'sitofp i32 {off} to float')}")
     return 210, lambda fn, wrow, nb: _superblocks(fn, wrow, 210, nb, blk)
 
 
