@@ -46,11 +46,11 @@ def _half(fn: Fn, ptr: str) -> str:
 V16F, V16I, V64B = vec(16, "float"), vec(16, "i32"), vec(64, "i8")
 
 
-def _pair_scale(fn: Fn, s0: str, s1: str) -> str:
-    """<16 x float> [s0 x8, s1 x8]: the scales of two 32-blocks sharing one 512-bit dot."""
+def _pair_scale(fn: Fn, s0: str, s1: str, lanes: list[int]) -> str:
+    """<16 x float> of s0/s1 by lane: the scales of two 32-blocks sharing one 512-bit dot."""
     v = fn.v(f"insertelement <2 x float> poison, float {s0}, i64 0")
     v = fn.v(f"insertelement <2 x float> {v}, float {s1}, i64 1")
-    return fn.v(f"shufflevector <2 x float> {v}, <2 x float> poison, {mask([0] * 8 + [1] * 8)}")
+    return fn.v(f"shufflevector <2 x float> {v}, <2 x float> poison, {mask(lanes)}")
 
 
 PREFETCH = int(os.environ.get("LECTERN_PREFETCH", "2048"))
@@ -64,37 +64,68 @@ def _prefetch(fn: Fn, ptr: str) -> None:
         fn.do(f"call void @llvm.prefetch.p0(ptr {ahead}, i32 0, i32 3, i32 1)")
 
 
-def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot) -> str:
-    """Sum over 32-blocks of float(int dot) * scale (+ a scalar term per block), two blocks per
-    step in one 64-byte dot and a <16 x float> accumulator; an odd last block on its own.
-    load(fn, wb, xb) -> (q <32 x i8>, x <32 x i8>, scale, extra or None); dot(fn, q, x, nbytes)."""
-    npairs = fn.v(f"lshr i64 {nb}, 1")
-    with fn.loop("0", npairs, stem="bp") as B:
-        acc = B.carry(V16F, "zeroinitializer")
-        extra = B.carry("float", "0.0")
-        b0 = fn.v(f"shl i64 {B.i}, 1")
-        _prefetch(fn, fn.gep(wrow, fn.v(f"mul i64 {b0}, {wbytes}")))
-        parts = []
-        for k in range(2):
-            bk = fn.v(f"add i64 {b0}, {k}")
-            parts.append(load(fn, fn.gep(wrow, fn.v(f"mul i64 {bk}, {wbytes}")),
-                              fn.gep("%xq", fn.v(f"mul i64 {bk}, {xbytes}"))))
+def _pair(fn: Fn, wrow: str, wbytes: int, xbytes: int, b0: str, load, dot, acc: str, extra: str, nib: int | None):
+    """Blocks b0, b0+1 in one 64-byte dot: returns the updated (<16 x float> acc, float extra).
+    nib: offset of 16 bytes of packed nibbles (Q4_0/Q4_1) in each block; they are unpacked for
+    both blocks at once as [lo0 lo1 hi0 hi1] and the activations permuted to match."""
+    parts, wbs = [], []
+    for k in range(2):
+        bk = fn.v(f"add i64 {b0}, {k}")
+        wbs.append(fn.gep(wrow, fn.v(f"mul i64 {bk}, {wbytes}")))
+        parts.append(load(fn, wbs[-1], fn.gep("%xq", fn.v(f"mul i64 {bk}, {xbytes}"))))
+    x = fn.concat("i8", 32, parts[0][1], parts[1][1])
+    if nib is None:
         q = fn.concat("i8", 32, parts[0][0], parts[1][0])
-        x = fn.concat("i8", 32, parts[0][1], parts[1][1])
-        pf = fn.v(f"sitofp {V16I} {dot(fn, q, x, 64)} to {V16F}")
-        B.set(acc, fn.fmadd_v(16, pf, _pair_scale(fn, parts[0][2], parts[1][2]), acc))
-        e = extra
-        for part in parts:
-            if part[3] is not None:
-                e = fn.v(f"fadd float {e}, {part[3]}")
+        lanes = [0] * 8 + [1] * 8
+    else:
+        qs = fn.concat("i8", 16, *(fn.load(vec(16, "i8"), fn.gep(wb, str(nib))) for wb in wbs))
+        q = fn.concat("i8", 32, fn.v(f"and {V32B} {qs}, splat (i8 15)"), fn.v(f"lshr {V32B} {qs}, splat (i8 4)"))
+        x = fn.v(f"shufflevector {V64B} {x}, {V64B} poison, "
+                 f"{mask([*range(0, 16), *range(32, 48), *range(16, 32), *range(48, 64)])}")
+        lanes = [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4
+    pf = fn.v(f"sitofp {V16I} {dot(fn, q, x, 64)} to {V16F}")
+    acc = fn.fmadd_v(16, pf, _pair_scale(fn, parts[0][2], parts[1][2], lanes), acc)
+    for part in parts:
+        if part[3] is not None:
+            extra = fn.v(f"fadd float {extra}, {part[3]}")
+    return acc, extra
+
+
+def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot, nib: int | None = None) -> str:
+    """Sum over 32-blocks of float(int dot) * scale (+ a scalar term per block): four blocks per
+    step as two 64-byte dots into two <16 x float> accumulators, then a leftover pair, then an
+    odd last block on its own.
+    load(fn, wb, xb) -> (q <32 x i8>, x <32 x i8>, scale, extra or None); dot(fn, q, x, nbytes)."""
+    nquads = fn.v(f"lshr i64 {nb}, 2")
+    with fn.loop("0", nquads, stem="bq") as B:
+        accs = [B.carry(V16F, "zeroinitializer") for _ in range(2)]
+        extra = B.carry("float", "0.0")
+        b0 = fn.v(f"shl i64 {B.i}, 2")
+        _prefetch(fn, fn.gep(wrow, fn.v(f"mul i64 {b0}, {wbytes}")))
+        a0, e = _pair(fn, wrow, wbytes, xbytes, b0, load, dot, accs[0], extra, nib)
+        a1, e = _pair(fn, wrow, wbytes, xbytes, fn.v(f"add i64 {b0}, 2"), load, dot, accs[1], e, nib)
+        B.set(accs[0], a0)
+        B.set(accs[1], a1)
         B.set(extra, e)
-    total = fn.v(f"fadd float {fn.hsum_f(16, acc)}, {extra}")
+    acc = fn.v(f"fadd reassoc {V16F} {accs[0]}, {accs[1]}")
+    # a leftover pair (nb % 4 >= 2)
+    pair_at = fn.v(f"shl i64 {nquads}, 2")
+    pair_end = fn.v(f"add i64 {pair_at}, {fn.v(f'and i64 {nb}, 2')}")
+    with fn.loop(pair_at, pair_end, step=2, stem="bp") as B:
+        acc2 = B.carry(V16F, acc)
+        extra2 = B.carry("float", extra)
+        a, e = _pair(fn, wrow, wbytes, xbytes, B.i, load, dot, acc2, extra2, nib)
+        B.set(acc2, a)
+        B.set(extra2, e)
+    total = fn.v(f"fadd float {fn.hsum_f(16, acc2)}, {extra2}")
     # odd block count: the last block alone
     odd = fn.v(f"and i64 {nb}, 1")
     with fn.loop(fn.v(f"sub i64 {nb}, {odd}"), nb, stem="bt") as B:
         tot = B.carry("float", total)
-        q, x, scale, add = load(fn, fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}")),
-                                fn.gep("%xq", fn.v(f"mul i64 {B.i}, {xbytes}")))
+        wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
+        q, x, scale, add = load(fn, wb, fn.gep("%xq", fn.v(f"mul i64 {B.i}, {xbytes}")))
+        if nib is not None:
+            q = _nibbles16(fn, fn.gep(wb, str(nib)))
         pf = fn.v(f"sitofp {V8I} {dot(fn, q, x, 32)} to {V8F}")
         t = fn.v(f"fmul {V8F} {pf}, {fn.splat(8, 'float', scale)}")
         t = fn.v(f"fadd float {tot}, {fn.hsum_f(8, t)}")
@@ -134,17 +165,16 @@ def _q8_0(fn: Fn):
 
 def _q4_0(fn: Fn):
     def load(fn, wb, xb):
-        return (_nibbles16(fn, fn.gep(wb, "2")), fn.load(V32B, fn.gep(xb, "2")),
-                fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None)
-    return 18, lambda fn, wrow, nb: _blocks32(fn, wrow, 18, 34, nb, load, _dot_u_minus8)
+        return (None, fn.load(V32B, fn.gep(xb, "2")), fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None)
+    return 18, lambda fn, wrow, nb: _blocks32(fn, wrow, 18, 34, nb, load, _dot_u_minus8, nib=2)
 
 
 def _q4_1(fn: Fn):
     def load(fn, wb, xb):
         scale = fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}")
         mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {_half(fn, fn.gep(xb, '2'))}")
-        return _nibbles16(fn, fn.gep(wb, "4")), fn.load(V32B, fn.gep(xb, "4")), scale, mins
-    return 20, lambda fn, wrow, nb: _blocks32(fn, wrow, 20, 36, nb, load, _dot_u)
+        return None, fn.load(V32B, fn.gep(xb, "4")), scale, mins
+    return 20, lambda fn, wrow, nb: _blocks32(fn, wrow, 20, 36, nb, load, _dot_u, nib=4)
 
 
 def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
