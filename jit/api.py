@@ -32,15 +32,22 @@ FORMATS = ("q8_0", "q8_1", "q8_K", "f16")
 
 def quantizers(cpu: CpuInfo | None = None) -> dict:
     """name ("q8_0", ...) -> quantize(x_ptr, out_ptr, n)."""
-    cpu = cpu or detect()
+    return _quantizers(cpu or detect())
+
+
+@functools.cache
+def _quantizers(cpu: CpuInfo) -> dict:
     fns = jc.kernel(("quantize",), lambda: quantizers_ir(cpu), {f"quantize_{f}": QUANT_PROTO for f in FORMATS}, cpu)
     return {f: fns[f"quantize_{f}"] for f in FORMATS}
 
 
 def matvec_kernel(qtype: T, cpu: CpuInfo | None = None):
     """matvec_<type>(w, xq, y, row_begin, row_end, n_cols) for this weight type."""
-    cpu = cpu or detect()
-    qtype = T(qtype)
+    return _matvec_kernel(T(qtype), cpu or detect())
+
+
+@functools.cache
+def _matvec_kernel(qtype: T, cpu: CpuInfo):
     if qtype not in SUPPORTED:
         raise jc.JitError(f"no JIT matvec kernel for {qtype.name} yet")
     return jc.kernel(("matvec", qtype.name), lambda: matvec_ir(qtype, cpu), {symbol(qtype): MATVEC_PROTO}, cpu)[

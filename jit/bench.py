@@ -141,20 +141,21 @@ def main(argv=None) -> None:
     kern = api.matvec_kernel(T.Q8_0)
     xq = api.quantize_activation(x, T.Q8_0)
     y = np.empty(64, np.float32)
+    ptrs = (w.ctypes.data, xq.ctypes.data, y.ctypes.data)
     for kind in ("python", "native") if supported() else ("python",):
         for n in threads:
             pool = make_pool(kind, n)
             reps = 2000
-            pool.run(kern, (w.ctypes.data, xq.ctypes.data, y.ctypes.data), 64, (256,))
+            pool.run(kern, ptrs, 64, (256,))
             t0 = time.perf_counter()
             for _ in range(reps):
-                pool.run(kern, (w.ctypes.data, xq.ctypes.data, y.ctypes.data), 64, (256,))
+                pool.run(kern, ptrs, 64, (256,))
             dt = (time.perf_counter() - t0) / reps
             pool.close()
             print(f"{kind} pool.run on a 64x256 Q8_0 matvec, {n} thread(s): {dt * 1e6:.1f} us per call")
     t0 = time.perf_counter()
     for _ in range(2000):
-        kern(w.ctypes.data, xq.ctypes.data, y.ctypes.data, 0, 64, 256)
+        kern(*ptrs, 0, 64, 256)
     print(f"direct ctypes call of the same kernel: {(time.perf_counter() - t0) / 2000 * 1e6:.1f} us per call")
     t0 = time.perf_counter()
     for _ in range(2000):
