@@ -1,0 +1,17 @@
+"""JIT kernels: LLVM IR built in Python, compiled by llvmlite for the CPU we run on.
+
+  cpu.py          what LLVM says about the CPU (CpuInfo); LECTERN_CPU=host|avx2|generic
+  kernels/        IR builders (pure, cached): emit.py (IR text helpers, the u8 x s8 dot on
+                  vpdpbusd / vpmaddubsw / portable IR), quantize.py (activation quantizers
+                  Q8_0/Q8_1/Q8_K/F16 as llama.cpp's x86 backend rounds), matvec.py (F32, F16,
+                  Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)
+  compile.py      IR -> O3 (new pass manager) -> object code, cached on disk under
+                  cache_dir()/kernels (checksummed, atomic writes) -> MCJIT -> ctypes
+  twins.py        numpy twins of every kernel (test oracles)
+  pool.py         Python thread pool splitting rows (LECTERN_THREADS)
+  native_pool.py  JIT-compiled worker loop: atomic chunk counter, spin then futex sleep
+  api.py          matvec(tensor, x), MatvecOp (prepared weight), available()/enabled()
+                  (LECTERN_KERNELS=jit|numpy, LECTERN_POOL=native|python)
+  bench.py        python -m jit.bench: bandwidth, matvec GB/s, per-call overheads
+LECTERN_PREFETCH (bytes, default 2048) tunes the matvec kernels' software prefetch distance.
+"""
