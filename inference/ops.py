@@ -113,7 +113,7 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
     x_in = x
     if ROUND_ACTIVATIONS:
         x = round_activations(x, w)
-    if w.ggml_type.name == "F32":
+    if w.ggml_type.name == "F32" and not ROUND_ACTIVATIONS:
         return x @ w.data.view(np.float32).reshape(n_out, n_in).T
     y = np.empty((x.shape[0], n_out), dtype=np.float32)
     step = max(1, _SLAB_ELEMENTS // n_in)
