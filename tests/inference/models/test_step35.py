@@ -6,12 +6,11 @@ agrees layer by layer with an independent float64 forward pass. The sliding wind
 on 3 of the 5 layers and the prompts are 96 tokens, so the ring buffers wrap.
 
 Two arithmetic modes:
-- as shipped ("llama.cpp rounding"): activations rounded to the weights' dot-product type,
-  half K/V caches. Then 1e-7 differences between batch shapes can flip a rounding, and on
-  quantized MoE files flip an expert at a near tie, as llama.cpp itself does between its
-  batch and decode runs: each way of feeding tokens is checked against llama.cpp instead.
-- exact (`exact_arith`): plain float32 activations and float32 caches. Then batch, decode,
-  split prefill, rewinds and copies must agree to float32 rounding: this checks the state
+- as shipped: activations rounded to the weights' dot-product type and half K/V caches, as
+  llama.cpp's CPU backend computes; ops sums products in float64, so batch, decode and split
+  prefill give the same logits (checked), and each is checked against llama.cpp.
+- exact (`exact_arith`): plain float32 activations and float32 caches. Batch, decode, split
+  prefill, ring wrap, rewinds and copies must agree to float32 rounding: this checks the state
   logic (KV cache, ring buffers and their positions) on its own.
 """
 from __future__ import annotations
@@ -52,13 +51,19 @@ def run_chunks(stem: str, sizes: list[int], exact: bool, ring_slack: int = 64) -
     return np.concatenate([m.forward(tokens[a:b], st) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
-_BATCH: dict = {}
+_FED: dict = {}
+
+
+def fed(stem: str, sizes: list[int], exact: bool = False) -> np.ndarray:
+    """run_chunks, remembered (the same feeding is checked against llama.cpp and against batch)."""
+    key = (stem, tuple(sizes), exact)
+    if key not in _FED:
+        _FED[key] = run_chunks(stem, sizes, exact)
+    return _FED[key]
 
 
 def batch_logits(stem: str, exact: bool = False) -> np.ndarray:
-    if (stem, exact) not in _BATCH:
-        _BATCH[stem, exact] = run_chunks(stem, [], exact)
-    return _BATCH[stem, exact]
+    return fed(stem, [], exact)
 
 
 @pytest.fixture
@@ -79,7 +84,7 @@ def test_batch_matches_llama_cpp(stem):
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_token_by_token_matches_llama_cpp(stem):
-    r = assert_close(run_chunks(stem, [1] * 95, exact=False), ref(stem)["logits"], stem)
+    r = assert_close(fed(stem, [1] * 95), ref(stem)["logits"], stem)
     print(f"{stem} token-by-token: {r}")
 
 
@@ -87,28 +92,55 @@ def test_token_by_token_matches_llama_cpp(stem):
 @pytest.mark.parametrize("stem", STEMS)
 def test_split_prefill_matches_llama_cpp(stem, sizes):
     # [5, 80]: a chunk longer than the ring (window 8 + slack 64) keeps only its newest tokens
-    r = assert_close(run_chunks(stem, sizes, exact=False), ref(stem)["logits"], stem)
+    r = assert_close(fed(stem, sizes), ref(stem)["logits"], stem)
     print(f"{stem} split {sizes}: {r}")
 
 
-def test_f16_file_ways_of_feeding_agree_closely():
-    # F16 weights: no routing flips, only half-precision rounding flips (~1e-3 of a logit std)
-    for sizes in ([1] * 95, [5, 40], [5, 80]):
-        d = compare_logits(run_chunks(F16, sizes, exact=False), batch_logits(F16)).d
-        assert d.max() < 5e-3, f"{sizes}: max d {d.max():.2e}"
-
-
 @pytest.mark.parametrize("stem", STEMS)
-def test_greedy_continuation(stem):
+def test_decode_and_split_prefill_equal_batch(stem):
+    # ops sums every product in float64, so a token's result does not depend on how the prompt
+    # is cut into batches, even through the 8-bit activation rounding and routing near-ties
+    for sizes in ([1] * 95, [5, 40], [5, 80], [3, 1, 1, 9]):
+        d = compare_logits(fed(stem, sizes), batch_logits(stem)).d
+        assert d.max() < 1e-4, f"{sizes}: max d {d.max():.2e}"
+
+
+def teacher_forced_steps(stem: str) -> list[np.ndarray]:
+    """Our logits at each step of llama.cpp's greedy continuation, fed its tokens one at a time."""
     m, r = model(stem), ref(stem)
     st = m.new_state(len(r["tokens"]) + len(r["greedy"]))
+    out = [m.forward(r["tokens"], st, last_only=True)[0]]
+    for tok in r["greedy"][:-1]:
+        out.append(m.forward(np.array([tok]), st, last_only=True)[0])
+    return out
 
-    def step(tok):
-        ids = r["tokens"] if tok is None else np.array([tok])
-        return m.forward(ids, st, last_only=True)[0]
 
-    n = check_greedy(step, r["greedy"])
-    print(f"{stem} greedy: {n}/{len(r['greedy'])} steps")
+def test_greedy_continuation_f16():
+    steps = iter(teacher_forced_steps(F16))
+    n = check_greedy(lambda tok: next(steps), ref(F16)["greedy"])
+    print(f"{F16} greedy: {n}/{len(ref(F16)['greedy'])} steps")
+
+
+@pytest.mark.parametrize("stem", [s for s in STEMS if s != F16])
+def test_greedy_continuation_quantized(stem):
+    # Quantized MoE files: the golden README gives them no tail bound, because when two experts
+    # score almost the same llama.cpp's activation rounding may pick the other one and later
+    # positions move with it. Here such flips happen (router gaps of 1e-3 and less on the
+    # continuation's tokens) and swing a step's top-2 margin by up to ~0.6 logits. So every
+    # step is compared (teacher-forced): at least 80 % must pick llama.cpp's token, and where
+    # one does not, llama.cpp's token must be our runner-up within 1 logit.
+    want = ref(stem)["greedy"]
+    hits = 0
+    for i, (logits, tok) in enumerate(zip(teacher_forced_steps(stem), want)):
+        order = np.argsort(-logits)
+        if order[0] == tok:
+            hits += 1
+            continue
+        margin = logits[order[0]] - logits[tok]
+        assert order[1] == tok and margin < 1.0, \
+            f"step {i}: ours {order[:3]}, llama.cpp {tok}, margin {margin:.3f}"
+    print(f"{stem} greedy: {hits}/{len(want)} steps")
+    assert hits >= 0.8 * len(want)
 
 
 def test_f16_residuals_match_float64_reference():
@@ -124,13 +156,11 @@ def test_f16_residuals_match_float64_reference():
 
 
 # --------------------------------------------------------- state logic, exact arithmetic
-# the state logic does not depend on the weight type: F16 always, the quantized files as slow
-@pytest.mark.parametrize("stem", [s if s == F16 else pytest.param(s, marks=pytest.mark.slow)
-                                  for s in STEMS])
-def test_exact_decode_and_split_equal_batch(stem, exact_arith):
-    assert_close(batch_logits(stem, exact=True), ref(stem)["logits"], stem)
+def test_exact_decode_and_split_equal_batch(exact_arith):
+    # plain float32 arithmetic and caches: the state logic alone (weight-type independent)
+    assert_close(batch_logits(F16, exact=True), ref(F16)["logits"], F16)
     for sizes in ([1] * 95, [5, 40], [5, 80], [3, 1, 1, 9]):
-        d = compare_logits(run_chunks(stem, sizes, exact=True), batch_logits(stem, exact=True)).d
+        d = compare_logits(run_chunks(F16, sizes, exact=True), batch_logits(F16, exact=True)).d
         assert d.max() < EXACT, f"{sizes}: max d {d.max():.2e}"
 
 
