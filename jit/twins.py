@@ -110,6 +110,12 @@ def _q4_nibbles_32(qs: np.ndarray) -> np.ndarray:
     return np.concatenate([qs & 15, qs >> 4], axis=-1).astype(np.int32)
 
 
+def _fifth_bits_32(qh: np.ndarray) -> np.ndarray:
+    """[..., 4] bytes of a little-endian u32 -> [..., 32]: 16 where bit j is set."""
+    h = np.ascontiguousarray(qh).view("<u4")[..., 0].astype(np.int64)
+    return (((h[..., None] >> np.arange(32)) & 1) * 16).astype(np.int32)
+
+
 def k_scales_mins(sc12: np.ndarray):
     """Q4_K/Q5_K 12-byte packed 6-bit scales -> (sc [..., 8], m [..., 8]) int32."""
     q = sc12.astype(np.int32)
@@ -139,8 +145,8 @@ def q6_K_values(b: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- dot products
 
 ACTIVATION = {  # weight type -> activation format (llama.cpp's vec_dot_type)
-    T.F32: "f32", T.F16: "f16", T.Q8_0: "q8_0", T.Q4_0: "q8_0", T.Q4_1: "q8_1",
-    T.Q4_K: "q8_K", T.Q6_K: "q8_K",
+    T.F32: "f32", T.F16: "f16", T.Q8_0: "q8_0", T.Q4_0: "q8_0", T.Q4_1: "q8_1", T.Q5_0: "q8_0",
+    T.Q5_1: "q8_1", T.Q4_K: "q8_K", T.Q5_K: "q8_K", T.Q6_K: "q8_K",
 }
 
 QUANTIZE = {"f32": lambda x: np.ascontiguousarray(x, F32).view(np.uint8), "f16": quantize_f16,
@@ -168,19 +174,30 @@ def block_terms(w: np.ndarray, qtype: T, n_cols: int, xq: np.ndarray) -> np.ndar
         qw = b[..., 2:].view(np.int8).astype(np.int32) if qtype == T.Q8_0 else _q4_nibbles_32(b[..., 2:]) - 8
         isum = (qw * qx[None]).sum(-1)
         return (dw * dx[None]).astype(np.float64) * isum
-    if qtype == T.Q4_1:
+    if qtype == T.Q5_0:
+        dx, _, qx = unpack_q8_32(xq, False)
+        b = w.reshape(-1, n_cols // 32, 22)
+        qw = _q4_nibbles_32(b[..., 6:]) + _fifth_bits_32(b[..., 2:6]) - 16
+        return (_f16(b[..., 0:2]) * dx[None]).astype(np.float64) * (qw * qx[None]).sum(-1)
+    if qtype in (T.Q4_1, T.Q5_1):
         dx, sx, qx = unpack_q8_32(xq, True)
-        b = w.reshape(-1, n_cols // 32, 20)
+        five = qtype == T.Q5_1
+        b = w.reshape(-1, n_cols // 32, 24 if five else 20)
         dw, mw = _f16(b[..., 0:2]), _f16(b[..., 2:4])
-        isum = (_q4_nibbles_32(b[..., 4:]) * qx[None]).sum(-1)
+        qw = _q4_nibbles_32(b[..., 8:]) + _fifth_bits_32(b[..., 4:8]) if five else _q4_nibbles_32(b[..., 4:])
+        isum = (qw * qx[None]).sum(-1)
         return (dw * dx[None]).astype(np.float64) * isum + (mw * sx[None]).astype(np.float64)
-    if qtype == T.Q4_K:
+    if qtype in (T.Q4_K, T.Q5_K):
         dx, qx, bsx = unpack_q8_K(xq)
-        b = w.reshape(-1, n_cols // 256, 144)
+        five = qtype == T.Q5_K
+        b = w.reshape(-1, n_cols // 256, 176 if five else 144)
         d, dmin = _f16(b[..., 0:2]), _f16(b[..., 2:4])
         sc, m = k_scales_mins(b[..., 4:16])
-        qs = b[..., 16:].reshape(b.shape[:2] + (4, 32)).astype(np.int32)
+        qs = b[..., 48 if five else 16:].reshape(b.shape[:2] + (4, 32)).astype(np.int32)
         vals = np.stack([qs & 15, qs >> 4], axis=3).reshape(b.shape[:2] + (8, 32))  # sub-block j = 2c + hi
+        if five:   # bit j of qh[l] -> +16 on element l of sub-block j
+            qh = b[..., 16:48].astype(np.int32)
+            vals = vals + ((qh[..., None, :] >> np.arange(8)[:, None]) & 1) * 16
         isum = (sc * (vals * qx.reshape(1, -1, 8, 32)).sum(-1)).sum(-1)
         msum = (m * (bsx[:, 0::2] + bsx[:, 1::2])[None]).sum(-1)
         return (d * dx[None]).astype(np.float64) * isum - (dmin * dx[None]).astype(np.float64) * msum

@@ -12,8 +12,11 @@ Weight blocks (bytes):
   Q8_0  34: f16 d, i8 q[32]                          w = d*q
   Q4_0  18: f16 d, u8 qs[16]                         w_j = d*((qs[j]&15)-8), w_{16+j} = d*((qs[j]>>4)-8)
   Q4_1  20: f16 d, f16 m, u8 qs[16]                  w = d*q + m
+  Q5_0  22: f16 d, u32 qh, u8 qs[16]                like Q4_0 plus bit j of qh as 16s; w = d*(q-16)
+  Q5_1  24: f16 d, f16 m, u32 qh, u8 qs[16]         w = d*q + m, q 5-bit as in Q5_0
   Q4_K 144: f16 d, f16 dmin, u8 scales[12], u8 qs[128]; 8 sub-blocks of 32 with 6-bit (sc, m):
             w = d*sc_j*q - dmin*m_j; chunk c (32 bytes) holds sub-block 2c (low) and 2c+1 (high nibbles)
+  Q5_K 176: as Q4_K with u8 qh[32] before qs: bit j of qh[l] is the 5th bit of element l of sub-block j
   Q6_K 210: u8 ql[128], u8 qh[64], i8 scales[16], f16 d; 16 sub-blocks of 16: w = d*sc_j*(q-32)
 """
 from __future__ import annotations
@@ -78,10 +81,15 @@ def _pair(fn: Fn, wrow: str, wbytes: int, xbytes: int, b0: str, load, dot, acc: 
         q = fn.concat("i8", 32, parts[0][0], parts[1][0])
         lanes = [0] * 8 + [1] * 8
     else:
-        qs = fn.concat("i8", 16, *(fn.load(vec(16, "i8"), fn.gep(wb, str(nib))) for wb in wbs))
+        qs_off, qh_off = nib if isinstance(nib, tuple) else (nib, None)
+        qs = fn.concat("i8", 16, *(fn.load(vec(16, "i8"), fn.gep(wb, str(qs_off))) for wb in wbs))
         q = fn.concat("i8", 32, fn.v(f"and {V32B} {qs}, splat (i8 15)"), fn.v(f"lshr {V32B} {qs}, splat (i8 4)"))
-        x = fn.v(f"shufflevector {V64B} {x}, {V64B} poison, "
-                 f"{mask([*range(0, 16), *range(32, 48), *range(16, 32), *range(48, 64)])}")
+        # [lo0 lo1 hi0 hi1]: block elements 0-15 of both blocks, then 16-31 of both
+        order = mask([*range(0, 16), *range(32, 48), *range(16, 32), *range(48, 64)])
+        x = fn.v(f"shufflevector {V64B} {x}, {V64B} poison, {order}")
+        if qh_off is not None:
+            hb = fn.concat("i8", 32, *(_fifth_bits(fn, fn.gep(wb, str(qh_off))) for wb in wbs))
+            q = fn.v(f"or {V64B} {q}, {fn.v(f'shufflevector {V64B} {hb}, {V64B} poison, {order}')}")
         lanes = [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4
     pf = fn.v(f"sitofp {V16I} {dot(fn, q, x, 64)} to {V16F}")
     acc = fn.fmadd_v(16, pf, _pair_scale(fn, parts[0][2], parts[1][2], lanes), acc)
@@ -125,7 +133,10 @@ def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot, n
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
         q, x, scale, add = load(fn, wb, fn.gep("%xq", fn.v(f"mul i64 {B.i}, {xbytes}")))
         if nib is not None:
-            q = _nibbles16(fn, fn.gep(wb, str(nib)))
+            qs_off, qh_off = nib if isinstance(nib, tuple) else (nib, None)
+            q = _nibbles16(fn, fn.gep(wb, str(qs_off)))
+            if qh_off is not None:
+                q = fn.v(f"or {V32B} {q}, {_fifth_bits(fn, fn.gep(wb, str(qh_off)))}")
         pf = fn.v(f"sitofp {V8I} {dot(fn, q, x, 32)} to {V8F}")
         t = fn.v(f"fmul {V8F} {pf}, {fn.splat(8, 'float', scale)}")
         t = fn.v(f"fadd float {tot}, {fn.hsum_f(8, t)}")
@@ -145,11 +156,22 @@ def _dot_u(fn, q, x, n):
     return fn.dot_u8s8("zeroinitializer", q, x, n)
 
 
-def _dot_u_minus8(fn, q, x, n):
-    """sum (q - 8) x = sum q x - 8 sum x"""
-    p = fn.dot_u8s8("zeroinitializer", q, x, n)
-    p8 = fn.dot_u8s8("zeroinitializer", f"splat (i8 8)", x, n)
-    return fn.v(f"sub {vec(n // 4, 'i32')} {p}, {p8}")
+def _fifth_bits(fn: Fn, ptr: str) -> str:
+    """Q5_0/Q5_1 qh (u32, bit j for element j) -> <32 x i8> of 16 where the bit is set."""
+    m = fn.v(f"bitcast i32 {fn.load('i32', ptr)} to <32 x i1>")
+    return fn.v(f"select <32 x i1> {m}, {V32B} splat (i8 16), {V32B} zeroinitializer")
+
+
+def _dot_u_minus(offset: int):
+    def dot(fn, q, x, n):
+        """sum (q - offset) x = sum q x - offset sum x"""
+        p = fn.dot_u8s8("zeroinitializer", q, x, n)
+        po = fn.dot_u8s8("zeroinitializer", f"splat (i8 {offset})", x, n)
+        return fn.v(f"sub {vec(n // 4, 'i32')} {p}, {po}")
+    return dot
+
+
+_dot_u_minus8 = _dot_u_minus(8)
 
 
 def _dot_s(fn, q, x, n):
@@ -175,6 +197,20 @@ def _q4_1(fn: Fn):
         mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {_half(fn, fn.gep(xb, '2'))}")
         return None, fn.load(V32B, fn.gep(xb, "4")), scale, mins
     return 20, lambda fn, wrow, nb: _blocks32(fn, wrow, 20, 36, nb, load, _dot_u, nib=4)
+
+
+def _q5_0(fn: Fn):
+    def load(fn, wb, xb):
+        return (None, fn.load(V32B, fn.gep(xb, "2")), fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None)
+    return 22, lambda fn, wrow, nb: _blocks32(fn, wrow, 22, 34, nb, load, _dot_u_minus(16), nib=(6, 2))
+
+
+def _q5_1(fn: Fn):
+    def load(fn, wb, xb):
+        scale = fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}")
+        mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {_half(fn, fn.gep(xb, '2'))}")
+        return None, fn.load(V32B, fn.gep(xb, "4")), scale, mins
+    return 24, lambda fn, wrow, nb: _blocks32(fn, wrow, 24, 36, nb, load, _dot_u, nib=(8, 4))
 
 
 def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
@@ -204,7 +240,10 @@ def _u32x2_to_i32x8(fn: Fn, lo: str, hi: str) -> str:
     return fn.v(f"zext <8 x i8> {v} to {V8I}")
 
 
-def _q4_K(fn: Fn):
+def _q4_K(fn: Fn, five: bool = False):
+    """Q4_K (144 B) and Q5_K (176 B: qh[32] at 16 adds bit j of qh[l] to element l of sub-block j)."""
+    qs_at = 48 if five else 16
+
     def blk(fn, wb, xb, acc):
         dx = fn.load("float", xb)
         # 12 bytes of packed 6-bit scales/mins -> sc[0..7] in the bytes of u0,u1; m[0..7] in u2,u3
@@ -237,15 +276,32 @@ def _q4_K(fn: Fn):
         dsc = fn.v(f"uitofp {V8I} {sc} to {V8F}")
         dsc = fn.v(f"fmul {V8F} {dsc}, {fn.splat(8, 'float', d)}")
         # chunk c: 32 bytes of qs = sub-blocks 2c (low nibbles) and 2c+1 (high), 64 activations
+        qh = fn.load(V32B, fn.gep(wb, "16")) if five else None
         for c in range(4):
-            qb = fn.load(V32B, fn.gep(wb, str(16 + 32 * c)))
-            q = fn.concat("i8", 32, fn.v(f"and {V32B} {qb}, splat (i8 15)"), fn.v(f"lshr {V32B} {qb}, splat (i8 4)"))
+            qb = fn.load(V32B, fn.gep(wb, str(qs_at + 32 * c)))
+            lo = fn.v(f"and {V32B} {qb}, splat (i8 15)")
+            hi = fn.v(f"lshr {V32B} {qb}, splat (i8 4)")
+            if five:
+                lo, hi = (fn.v(f"or {V32B} {part}, {_bit_to_16(fn, qh, 2 * c + k)}") for k, part in enumerate((lo, hi)))
+            q = fn.concat("i8", 32, lo, hi)
             x = fn.load(V64B, fn.gep(xb, str(4 + 64 * c)))
             pf = fn.v(f"sitofp {V16I} {fn.dot_u8s8('zeroinitializer', q, x, 64)} to {V16F}")
             s = fn.v(f"shufflevector {V8F} {dsc}, {V8F} poison, {mask([2 * c] * 8 + [2 * c + 1] * 8)}")
             acc = fn.fmadd_v(16, pf, s, acc)
         return acc, None, fn.v(f"fmul float {dmin}, {fn.v(f'sitofp i32 {msum} to float')}")
-    return 144, lambda fn, wrow, nb: _superblocks(fn, wrow, 144, nb, blk)
+    size = 176 if five else 144
+    return size, lambda fn, wrow, nb: _superblocks(fn, wrow, size, nb, blk)
+
+
+def _bit_to_16(fn: Fn, qh: str, bit: int) -> str:
+    """<32 x i8> ((qh >> bit) & 1) << 4"""
+    t = fn.v(f"lshr {V32B} {qh}, splat (i8 {bit})") if bit else qh
+    t = fn.v(f"and {V32B} {t}, splat (i8 1)")
+    return fn.v(f"shl {V32B} {t}, splat (i8 4)")
+
+
+def _q5_K(fn: Fn):
+    return _q4_K(fn, five=True)
 
 
 def _q6_K(fn: Fn):
@@ -299,7 +355,8 @@ def _float_row(fn: Fn, wrow: str, elem: int) -> str:
     return acc
 
 
-BUILDERS = {T.Q8_0: (_q8_0, 32), T.Q4_0: (_q4_0, 32), T.Q4_1: (_q4_1, 32), T.Q4_K: (_q4_K, 256),
+BUILDERS = {T.Q8_0: (_q8_0, 32), T.Q4_0: (_q4_0, 32), T.Q4_1: (_q4_1, 32), T.Q5_0: (_q5_0, 32), T.Q5_1: (_q5_1, 32),
+            T.Q4_K: (_q4_K, 256), T.Q5_K: (_q5_K, 256),
             T.Q6_K: (_q6_K, 256)}
 SUPPORTED = (T.F32, T.F16, *BUILDERS)
 

@@ -45,6 +45,11 @@ def test_matvec_agrees_with_ops_linear_smollm2(smollm2_path):
 
 
 @pytest.mark.parametrize("stem", ["tiny-llama-Q4_K_M", "tiny-llama-Q4_0", "tiny-llama-Q8_0", "tiny-llama-F16",
-                                  "tiny-gemma3-Q6_K", "tiny-step35-Q4_K_M"])
+                                  "tiny-gemma3-Q6_K", "tiny-step35-Q4_K_M", "tiny-kimi-linear-Q4_K_M"])
 def test_matvec_agrees_with_ops_linear(stem):
     assert check_file(golden_dir() / "models" / f"{stem}.gguf")
+
+
+@pytest.mark.slow
+def test_matvec_agrees_with_ops_linear_gemma3_270m(gemma3_path):
+    assert {"Q5_0", "Q4_K", "Q6_K", "Q8_0"} <= check_file(gemma3_path, max_rows=8192)

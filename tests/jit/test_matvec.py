@@ -30,9 +30,9 @@ def dequantized(w: np.ndarray, qtype: T, rows: int, n_cols: int) -> np.ndarray:
 def abs_dequantized(w: np.ndarray, qtype: T, rows: int, n_cols: int) -> np.ndarray:
     """|d|*|q| (+ |min| terms): each element's magnitude before scale and min can cancel, which
     bounds the lanes the kernels sum in float."""
-    if qtype in (T.Q4_1, T.Q4_K):
+    if qtype in (T.Q4_1, T.Q5_1, T.Q4_K, T.Q5_K):
         b = w.reshape(-1, GGML_QUANT_SIZES[qtype][1]).copy()
-        for off, sign in ((0, 1), (2, 1 if qtype == T.Q4_1 else -1)):
+        for off, sign in ((0, 1), (2, 1 if qtype in (T.Q4_1, T.Q5_1) else -1)):
             f = b[:, off:off + 2].copy().view(np.float16)
             b[:, off:off + 2] = (np.abs(f) * sign).astype(np.float16).view(np.uint8)
         w = b.reshape(-1)
@@ -58,9 +58,9 @@ def check_matvec(qtype: T, cpu, w: np.ndarray, rows: int, n_cols: int, x: np.nda
     W = dequantized(w, qtype, rows, n_cols)
     x64 = x.astype(np.float64)
     bound_b = np.abs(W) @ np.abs(x64 - xhat) + bound_a + 2.0**-20 * (np.abs(W) @ np.abs(x64))
-    if qtype == T.Q4_1:
+    if qtype in (T.Q4_1, T.Q5_1):
         d, s, q = twins.unpack_q8_32(xq, True)
-        m = twins._f16(w.reshape(rows, -1, 20)[..., 2:4]).astype(np.float64)
+        m = twins._f16(w.reshape(rows, -1, GGML_QUANT_SIZES[qtype][1])[..., 2:4]).astype(np.float64)
         bound_b = bound_b + np.abs(m) @ np.abs(s - d.astype(np.float64) * q.sum(axis=1))
     err_b = np.abs(y - W @ x64)
     assert (err_b <= bound_b).all(), f"vs dequantize(W) @ x: worst {np.max(err_b / bound_b):.3g} of the bound"
