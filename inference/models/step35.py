@@ -27,7 +27,8 @@ from .base import KV, RING, State
 KV_DTYPE = np.float16   # llama.cpp's default cache type: K and V are stored rounded to half
                         # (half the memory of float32; new_state(kv_dtype=np.float32) for exactness)
 RING_SLACK = 64         # extra ring slots beyond the window, so short rewinds keep the window
-Q_BLOCK = 256           # queries attended at once (bounds the [heads, T, S] score matrix)
+Q_BLOCK = 256           # queries attended at once, at most ...
+SCORE_BUDGET = 1 << 22  # ... and at most this many scores [heads, queries, keys] per block
 
 
 # ---------------------------------------------------------------------------------- config
@@ -149,6 +150,28 @@ class Layer:
         self.ffn_up_shexp = t("ffn_up_shexp.weight", False)
         self.ffn_down_shexp = t("ffn_down_shexp.weight", False)  # [n_embd, n_ff_sh]
 
+    def check(self, cfg: "Config", il: int) -> None:
+        """Every present tensor has the shape the metadata implies (numpy order)."""
+        E, d, dv, hq, hkv = cfg.n_embd, cfg.head_dim, cfg.head_dim_v, cfg.n_head[il], cfg.n_head_kv[il]
+        ff = (self.ffn_gate or self.ffn_gate_exps or self.ffn_gate_shexp)
+        n_ff = None if ff is None else ff.shape[-2]
+        n_sh = None if self.ffn_gate_shexp is None else self.ffn_gate_shexp.shape[0]
+        want = {"attn_norm": (E,), "ffn_norm": (E,), "attn_qkv": ((hq + hkv) * d + hkv * dv, E),
+                "attn_q": (hq * d, E), "attn_k": (hkv * d, E), "attn_v": (hkv * dv, E),
+                "attn_q_norm": (d,), "attn_k_norm": (d,), "attn_gate": (hq, E), "attn_output": (E, hq * dv),
+                "ffn_gate": (n_ff, E), "ffn_up": (n_ff, E), "ffn_down": (E, n_ff),
+                "ffn_gate_inp": (cfg.n_expert, E), "exp_probs_b": (cfg.n_expert,),
+                "ffn_gate_exps": (cfg.n_expert, n_ff, E), "ffn_up_exps": (cfg.n_expert, n_ff, E),
+                "ffn_down_exps": (cfg.n_expert, E, n_ff),
+                "ffn_gate_shexp": (n_sh, E), "ffn_up_shexp": (n_sh, E), "ffn_down_shexp": (E, n_sh)}
+        for name, shape in want.items():
+            w = getattr(self, name)
+            if w is not None and tuple(w.shape) != shape:
+                raise UnsupportedModelError(f"step35: blk.{il}.{name} has shape {tuple(w.shape)}, the "
+                                            f"metadata implies {shape}; the file is inconsistent")
+        if len({x is None for x in (self.ffn_gate_shexp, self.ffn_up_shexp, self.ffn_down_shexp)}) > 1:
+            raise UnsupportedModelError(f"step35: blk.{il} has only part of the shared expert")
+
 
 # ------------------------------------------------------------------------------- helpers
 def attend(q, k, v, q_pos, k_pos, scale, window=None, round_f16=False) -> np.ndarray:
@@ -157,12 +180,14 @@ def attend(q, k, v, q_pos, k_pos, scale, window=None, round_f16=False) -> np.nda
     q: [T, Hq, d]; k: [S, Hkv, d]; v: [S, Hkv, dv] -> [T, Hq, dv]
     """
     out = np.empty(q.shape[:2] + (v.shape[-1],), np.float32)
-    for t0 in range(0, len(q), Q_BLOCK):
-        qp = q_pos[t0:t0 + Q_BLOCK]
+    n_keys = len(k) if window is None else min(len(k), Q_BLOCK + window)   # keys a block sees
+    blk = max(1, min(Q_BLOCK, SCORE_BUDGET // (q.shape[1] * max(1, n_keys))))
+    for t0 in range(0, len(q), blk):
+        qp = q_pos[t0:t0 + blk]
         lo = -np.inf if window is None else qp.min() - window + 1
         sel = (k_pos <= qp.max()) & (k_pos >= lo)
-        out[t0:t0 + Q_BLOCK] = ops.attention(q[t0:t0 + Q_BLOCK], k[sel], v[sel], qp, k_pos[sel],
-                                             scale, window, round_f16)
+        out[t0:t0 + blk] = ops.attention(q[t0:t0 + blk], k[sel], v[sel], qp, k_pos[sel],
+                                         scale, window, round_f16)
     return out
 
 
@@ -179,7 +204,10 @@ class Model(base.Model):
         rf = self.tensor("rope_freqs.weight", False)                # [n_rot_max/2] divisors
         self.rope_freqs = None if rf is None else ops.vector(rf).astype(np.float64)
         self.layers = [Layer(self, il) for il in range(cfg.n_layer)]
+        if self.rope_freqs is not None and len(self.rope_freqs) < cfg.n_rot_full // 2:
+            raise UnsupportedModelError("step35: rope_freqs is shorter than the rotated dimensions")
         for il, L in enumerate(self.layers):
+            L.check(cfg, il)
             if L.ffn_gate_inp is not None and (cfg.n_expert_used < 1 or cfg.n_expert < cfg.n_expert_used):
                 raise UnsupportedModelError(f"step35: layer {il} is MoE but expert_count / "
                                             "expert_used_count are missing or inconsistent")

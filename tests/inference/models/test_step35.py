@@ -248,6 +248,15 @@ def test_missing_required_key_is_refused(key):
         load_model(g)
 
 
+def test_tensor_of_wrong_shape_is_refused():
+    g = open_gguf(golden_dir() / "models" / f"{F16}.gguf")
+    heads = [int(h) for h in g.arch_get("attention.head_count")]
+    i = next(i for i, h in enumerate(heads) if h != heads[0])      # a layer with other head count
+    g.tensors[f"blk.{i}.attn_gate.weight"] = g.tensors["blk.0.attn_gate.weight"]
+    with pytest.raises(UnsupportedModelError, match="attn_gate"):
+        load_model(g)
+
+
 def test_expert_weights_norm_defaults_to_false():
     g = open_gguf(golden_dir() / "models" / f"{F16}.gguf")
     del g.metadata["step35.expert_weights_norm"]
