@@ -59,12 +59,14 @@ def _pair_scale(fn: Fn, s0: str, s1: str, lanes: list[int]) -> str:
 PREFETCH = int(os.environ.get("LECTERN_PREFETCH", "2048"))
 
 
-def _prefetch(fn: Fn, ptr: str) -> None:
-    """Ask for the weights PREFETCH bytes ahead (the stream runs on into the next rows)."""
+def _prefetch(fn: Fn, ptr: str, nbytes: int) -> None:
+    """Ask for the weights PREFETCH bytes ahead (the stream runs on into the next rows): one
+    prefetch per cache line the step consumes."""
     if PREFETCH:
-        ahead = fn.v(f"getelementptr i8, ptr {ptr}, i64 {PREFETCH}")
         fn.declare("declare void @llvm.prefetch.p0(ptr, i32, i32, i32)")
-        fn.do(f"call void @llvm.prefetch.p0(ptr {ahead}, i32 0, i32 3, i32 1)")
+        for k in range(0, nbytes, 64):
+            ahead = fn.v(f"getelementptr i8, ptr {ptr}, i64 {PREFETCH + k}")
+            fn.do(f"call void @llvm.prefetch.p0(ptr {ahead}, i32 0, i32 3, i32 1)")
 
 
 def _pair(fn: Fn, wrow: str, wbytes: int, xbytes: int, b0: str, load, dot, acc: str, extra: str, nib: int | None):
@@ -109,7 +111,7 @@ def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot, n
         accs = [B.carry(V16F, "zeroinitializer") for _ in range(2)]
         extra = B.carry("float", "0.0")
         b0 = fn.v(f"shl i64 {B.i}, 2")
-        _prefetch(fn, fn.gep(wrow, fn.v(f"mul i64 {b0}, {wbytes}")))
+        _prefetch(fn, fn.gep(wrow, fn.v(f"mul i64 {b0}, {wbytes}")), 4 * wbytes)
         a0, e = _pair(fn, wrow, wbytes, xbytes, b0, load, dot, accs[0], extra, nib)
         a1, e = _pair(fn, wrow, wbytes, xbytes, fn.v(f"add i64 {b0}, 2"), load, dot, accs[1], e, nib)
         B.set(accs[0], a0)
@@ -219,7 +221,7 @@ def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
         acc = B.carry(V16F, "zeroinitializer")
         corr = B.carry("float", "0.0")
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
-        _prefetch(fn, wb)
+        _prefetch(fn, wb, wbytes)
         xb = fn.gep("%xq", fn.v(f"mul i64 {B.i}, 292"))
         isum, scale, sub = per_block(fn, wb, xb, acc)
         if scale is None:    # per_block accumulated in float itself
