@@ -199,6 +199,19 @@ def test_ring_rewind_then_refeed_equals_never_rewinding(exact_arith):
     assert st.n_past == len(tokens)
 
 
+def test_engine_session_reuses_ring_state_by_prefix():
+    # the engine rewinds ring layers when the window's tokens are still in the ring, and
+    # otherwise falls back to its snapshot or a fresh state: every path must give batch logits
+    from inference.engine import Engine
+
+    m, tokens = model(F16), [int(t) for t in ref(F16)["tokens"]]
+    s = Engine(m).session(96)
+    want = batch_logits(F16)
+    for n in (90, 60, 96, 10, 96):          # 60: ring rewind; 10: beyond the ring; 96: refeed
+        s.prefill(tokens[:n], chunk=32)
+        assert compare_logits(s.logits[None], want[n - 1:n]).d.max() < 1e-4, n
+
+
 # ------------------------------------------------------------------- config and refusals
 def test_config_from_metadata():
     c = model(F16).cfg
