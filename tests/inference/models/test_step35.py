@@ -22,7 +22,7 @@ import pytest
 
 from inference import ops
 from inference.errors import ContextOverflowError, TokenizerError, UnsupportedModelError
-from inference.gguf_file import open_gguf
+from inference.gguf_file import Tensor, open_gguf
 from inference.models import load_model
 from inference.models.base import RING
 from tests.conftest import golden_dir, golden_models
@@ -268,6 +268,31 @@ def test_tensor_of_wrong_shape_is_refused():
     g.tensors[f"blk.{i}.attn_gate.weight"] = g.tensors["blk.0.attn_gate.weight"]
     with pytest.raises(UnsupportedModelError, match="attn_gate"):
         load_model(g)
+
+
+def test_mtp_layers_are_not_run():
+    g = open_gguf(golden_dir() / "models" / f"{F16}.gguf")
+    g.metadata["step35.nextn_predict_layers"] = 1      # the last block becomes an MTP block
+    m = load_model(g)
+    assert m.cfg.n_layer == len(m.layers) == g.arch_get("block_count") - 1
+    trace: dict = {}
+    m.forward(ref(F16)["tokens"][:8], m.new_state(8), trace=trace)
+    assert max(int(k.split("_")[1]) for k in trace) == m.cfg.n_layer - 1
+
+
+def test_rope_freqs_divide_the_full_layers_frequencies():
+    from gguf import GGMLQuantizationType
+
+    def with_factors(f: np.ndarray):
+        g = open_gguf(golden_dir() / "models" / f"{F16}.gguf")
+        f = np.asarray(f, np.float32)
+        g.tensors["rope_freqs.weight"] = Tensor("rope_freqs.weight", GGMLQuantizationType.F32,
+                                                (len(f),), f.view(np.uint8))
+        return load_model(g).logits(ref(F16)["tokens"][:24])
+
+    n = model(F16).cfg.n_rot_swa // 2                   # llama.cpp sizes it for the widest rope
+    np.testing.assert_array_equal(with_factors(np.ones(n)), batch_logits(F16)[:24])
+    assert not np.allclose(with_factors(np.full(n, 4.0)), batch_logits(F16)[:24], atol=1e-3)
 
 
 def test_expert_weights_norm_defaults_to_false():
