@@ -342,18 +342,34 @@ def _q6_K(fn: Fn):
 
 
 def _float_row(fn: Fn, wrow: str, elem: int) -> str:
-    """F32 / F16 weights against an F32 / F16 activation: a reassociable scalar loop that the
-    loop vectoriser turns into wide FMAs (and an exact tail for any n)."""
+    """F32 / F16 weights against an F32 / F16 activation: 32 values per step into two
+    <16 x float> FMA chains (prefetching the weights), then a scalar tail for any n."""
     ty = "float" if elem == 4 else "i16"
-    with fn.loop("0", "%n", stem="e") as E:
-        acc = E.carry("float", "0.0")
+    v32 = vec(32, ty)
+
+    def as_float(v, n):
+        return fn.half_to_float(v, n) if elem == 2 else v
+
+    nvec = fn.v("lshr i64 %n, 5")
+    with fn.loop("0", nvec, stem="ev") as E:
+        accs = [E.carry(V16F, "zeroinitializer") for _ in range(2)]
+        off = fn.v(f"mul i64 {E.i}, {32 * elem}")
+        wp = fn.gep(wrow, off)
+        _prefetch(fn, wp, 32 * elem)
+        a = as_float(fn.load(v32, wp, elem), 32)
+        b = as_float(fn.load(v32, fn.gep("%xq", off), elem), 32)
+        for h in range(2):
+            idx = mask(range(16 * h, 16 * h + 16))
+            ah = fn.v(f"shufflevector <32 x float> {a}, <32 x float> poison, {idx}")
+            bh = fn.v(f"shufflevector <32 x float> {b}, <32 x float> poison, {idx}")
+            E.set(accs[h], fn.fmadd_v(16, ah, bh, accs[h]))
+    total = fn.hsum_f(16, fn.v(f"fadd reassoc {V16F} {accs[0]}, {accs[1]}"))
+    with fn.loop(fn.v(f"shl i64 {nvec}, 5"), "%n", stem="et") as E:
+        acc = E.carry("float", total)
         off = fn.v(f"mul i64 {E.i}, {elem}")
-        a = fn.load(ty, fn.gep(wrow, off), elem)
-        b = fn.load(ty, fn.gep("%xq", off), elem)
-        if elem == 2:
-            a, b = fn.half_to_float(a), fn.half_to_float(b)
-        p = fn.v(f"fmul reassoc contract float {a}, {b}")
-        E.set(acc, fn.v(f"fadd reassoc contract float {acc}, {p}"))
+        a = as_float(fn.load(ty, fn.gep(wrow, off), elem), 0)
+        b = as_float(fn.load(ty, fn.gep("%xq", off), elem), 0)
+        E.set(acc, fn.v(f"fadd float {acc}, {fn.v(f'fmul float {a}, {b}')}"))
     return acc
 
 
