@@ -46,9 +46,10 @@ def _q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     -> q [n_blocks, 32] (integers as float32), d [n_blocks, 1] float32 (before F16 storage)."""
     b = np.asarray(x, np.float32).reshape(-1, 32)
     amax = np.max(np.abs(b), axis=1, keepdims=True)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         inv = np.where(amax > 0, np.float32(127.0) / amax, np.float32(0.0)).astype(np.float32)
-    return np.rint(b * inv), amax / np.float32(127.0)
+        q = np.clip(np.nan_to_num(np.rint(b * inv)), -127, 127)   # subnormal amax: d is 0 anyway
+    return q, amax / np.float32(127.0)
 
 
 def quantize_q8_0(x: np.ndarray) -> np.ndarray:
@@ -80,10 +81,10 @@ def quantize_q8_K(x: np.ndarray) -> np.ndarray:
     b = np.asarray(x, np.float32).reshape(-1, 256)
     idx = np.argmax(np.abs(b), axis=1)
     mx = b[np.arange(b.shape[0]), idx][:, None]             # signed value of largest magnitude
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         iscale = np.where(mx != 0, np.float32(-127.0) / mx, np.float32(0.0)).astype(np.float32)
         d = np.where(mx != 0, np.float32(1.0) / iscale, np.float32(0.0)).astype(np.float32)
-    q = np.minimum(np.rint(iscale * b), 127)
+        q = np.clip(np.nan_to_num(np.rint(iscale * b)), -128, 127)
     return (q * d).reshape(np.shape(x))
 
 
