@@ -12,10 +12,12 @@ Context block (i64 slots; hot counters on their own cache lines):
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import sys
 import threading
+import weakref
 
 import numpy as np
 
@@ -188,6 +190,7 @@ class NativePool:
                                           name="lectern-native-kernel") for _ in range(self.n - 1)]
         for t in self._threads:
             t.start()
+        _live.add(self)
 
     def chunk_rows(self, rows: int) -> int:
         per = -(-rows // (self.n * self.chunks_per_thread))
@@ -203,11 +206,27 @@ class NativePool:
                 raise RuntimeError("the pool is closed")
             self._run(self.ctx, addr, *head, rows, *tail, self.chunk_rows(rows))
 
+    def __del__(self):   # the workers watch self._ctx: stop them before it is freed
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
     def close(self) -> None:
         with self._lock:
-            if self._threads is None:
+            if getattr(self, "_threads", None) is None:
                 return
             self._stop(self.ctx)
             for t in self._threads:
                 t.join()
             self._threads = None
+
+
+_live: "weakref.WeakSet[NativePool]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Stop the workers before the interpreter frees the memory they watch."""
+    for pool in list(_live):
+        pool.close()

@@ -84,3 +84,17 @@ def test_native_pool_closes_with_late_workers(monkeypatch):
     t0 = time.perf_counter()
     pool.close()   # would wait forever if a late worker slept on the final generation
     assert time.perf_counter() - t0 < 30
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not supported(), reason="the native pool is Linux x86-64/aarch64 only")
+def test_native_pool_dropped_without_close_stops_its_workers():
+    import gc
+    import threading
+
+    before = threading.active_count()
+    pool = NativePool(3)
+    assert threading.active_count() == before + 2
+    del pool
+    gc.collect()
+    assert threading.active_count() == before
