@@ -109,7 +109,13 @@ def load_object(obj: bytes, cpu: CpuInfo, names: list[str]) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- disk cache
 
+CACHE_OVERRIDE: Path | None = None   # tests point this at a temporary directory
+
+
 def cache_root() -> Path:
+    """<inference.paths.cache_dir()>/kernels (LECTERN_CACHE_DIR or the platform's user cache)."""
+    if CACHE_OVERRIDE is not None:
+        return CACHE_OVERRIDE
     from inference.paths import cache_dir
 
     return cache_dir() / "kernels"

@@ -2,8 +2,6 @@
 the CPU paths this machine can run, and random *valid* GGUF weight blocks."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from gguf import GGML_QUANT_SIZES
@@ -14,13 +12,13 @@ from jit import cpu as jcpu
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_kernel_cache(tmp_path_factory):
-    old = os.environ.get("LECTERN_CACHE_DIR")
-    os.environ["LECTERN_CACHE_DIR"] = str(tmp_path_factory.mktemp("lectern-cache"))
+    """Compiled kernels go to a temporary cache shared by the session (models stay where they are)."""
+    from jit import compile as jc
+
+    old = jc.CACHE_OVERRIDE
+    jc.CACHE_OVERRIDE = tmp_path_factory.mktemp("lectern-kernels")
     yield
-    if old is None:
-        os.environ.pop("LECTERN_CACHE_DIR", None)
-    else:
-        os.environ["LECTERN_CACHE_DIR"] = old
+    jc.CACHE_OVERRIDE = old
 
 
 CPU_PRESETS = jcpu.usable_presets()   # host, avx2 (if the machine has it), generic

@@ -37,7 +37,7 @@ def run_scale(obj, cpu):
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LECTERN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(jc, "CACHE_OVERRIDE", tmp_path / "kernels")
     before = dict(jc.stats)
     yield tmp_path / "kernels"
     jc.stats.update(before)
@@ -60,6 +60,12 @@ def test_miss_then_hit(cache, make_cpu):
     assert delta("compiled", s0) == 1 and delta("disk_hits", s0) == 1
     assert again == obj
     assert run_scale(again, cpu).tolist() == [0, 3, 6, 9, 12]
+
+
+def test_cache_lives_in_the_lectern_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(jc, "CACHE_OVERRIDE", None)
+    monkeypatch.setenv("LECTERN_CACHE_DIR", str(tmp_path))
+    assert jc.cache_root() == tmp_path / "kernels"
 
 
 def test_key_covers_cpu_and_kernel(cache):
