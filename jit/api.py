@@ -20,7 +20,7 @@ from gguf import GGMLQuantizationType as T
 from . import compile as jc
 from .cpu import CpuInfo, detect
 from .kernels.matvec import SUPPORTED, matvec_ir, symbol
-from .kernels.quantize import BLOCK, quantizers_ir
+from .kernels.quantize import BLOCK, activation_bytes, quantizers_ir
 from .pool import Pool, default_threads
 from .twins import ACTIVATION
 
@@ -123,7 +123,7 @@ def quantize_activation(x: np.ndarray, qtype, cpu: CpuInfo | None = None) -> np.
     bs, bb = BLOCK[fmt]
     if x.size % bs:
         raise ValueError(f"activation of {x.size} values is not a whole number of {bs}-blocks ({fmt})")
-    out = np.empty(x.size // bs * bb, np.uint8)
+    out = np.empty(activation_bytes(fmt, x.size), np.uint8)
     quantizers(cpu)[fmt](x.ctypes.data, out.ctypes.data, x.size)
     return out
 
@@ -185,8 +185,7 @@ class MatvecOp:
         self._kern = matvec_kernel(self.qtype, cpu)
         self._fmt = ACTIVATION[self.qtype]
         self._quant = None if self._fmt == "f32" else quantizers(cpu)[self._fmt]
-        qbs, qbb = BLOCK[self._fmt]
-        self._xq = np.empty(self.n_cols // qbs * qbb, np.uint8)
+        self._xq = np.empty(activation_bytes(self._fmt, self.n_cols), np.uint8)
         self._pool = pool or get_pool(threads)
         self._w_ptr, self._xq_ptr = data.ctypes.data, self._xq.ctypes.data
 

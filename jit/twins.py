@@ -25,11 +25,14 @@ def _q8_32(x: np.ndarray, with_sum: bool) -> np.ndarray:
     with np.errstate(divide="ignore"):
         inv = np.where(amax != 0, F32(127) / amax, F32(0)).astype(F32)
     q = np.clip(np.rint(xb * inv[:, None]), -128, 127).astype(np.int8)
-    head = [d.astype(np.float16).view(np.uint8).reshape(-1, 2)]
+    d16 = d.astype(np.float16)
+    head, aux = [d16.view(np.uint8).reshape(-1, 2)], [d16.astype(F32)]
     if with_sum:
         s = (d * q.astype(np.int32).sum(axis=1).astype(F32)).astype(np.float16)
         head.append(s.view(np.uint8).reshape(-1, 2))
-    return np.concatenate(head + [q.view(np.uint8)], axis=1).reshape(-1)
+        aux.append(s.astype(F32))
+    blocks = np.concatenate(head + [q.view(np.uint8)], axis=1).reshape(-1)
+    return np.concatenate([blocks, np.stack(aux, axis=1).reshape(-1).view(np.uint8)])
 
 
 def quantize_q8_0(x: np.ndarray) -> np.ndarray:
@@ -73,9 +76,10 @@ def _f16(b: np.ndarray) -> np.ndarray:
 
 
 def unpack_q8_32(xq: np.ndarray, with_sum: bool):
-    """-> d f32 [nb], s f32 [nb] or None, q int32 [nb, 32]"""
+    """-> d f32 [nb], s f32 [nb] or None, q int32 [nb, 32] (the f32 scale copies are ignored)"""
     bb = 36 if with_sum else 34
-    b = xq.reshape(-1, bb)
+    nb = xq.size // (bb + (8 if with_sum else 4))
+    b = xq[: nb * bb].reshape(-1, bb)
     d = _f16(b[:, 0:2])
     s = _f16(b[:, 2:4]) if with_sum else None
     q = b[:, bb - 32:].view(np.int8).astype(np.int32)

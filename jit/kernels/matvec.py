@@ -69,7 +69,14 @@ def _prefetch(fn: Fn, ptr: str, nbytes: int) -> None:
             fn.do(f"call void @llvm.prefetch.p0(ptr {ahead}, i32 0, i32 3, i32 1)")
 
 
-def _pair(fn: Fn, wrow: str, wbytes: int, xbytes: int, b0: str, load, dot, acc: str, extra: str, nib: int | None):
+def _aux(fn: Fn, xaux: tuple, b: str) -> str:
+    """Pointer to block b's f32 scale copies after the activation blocks."""
+    base, size = xaux
+    return fn.gep(base, fn.v(f"mul i64 {b}, {size}"))
+
+
+def _pair(fn: Fn, wrow: str, wbytes: int, xbytes: int, b0: str, load, dot, acc: str, extra: str, nib: int | None,
+          xaux: tuple):
     """Blocks b0, b0+1 in one 64-byte dot: returns the updated (<16 x float> acc, float extra).
     nib: offset of 16 bytes of packed nibbles (Q4_0/Q4_1) in each block; they are unpacked for
     both blocks at once as [lo0 lo1 hi0 hi1] and the activations permuted to match."""
@@ -77,7 +84,7 @@ def _pair(fn: Fn, wrow: str, wbytes: int, xbytes: int, b0: str, load, dot, acc: 
     for k in range(2):
         bk = fn.v(f"add i64 {b0}, {k}")
         wbs.append(fn.gep(wrow, fn.v(f"mul i64 {bk}, {wbytes}")))
-        parts.append(load(fn, wbs[-1], fn.gep("%xq", fn.v(f"mul i64 {bk}, {xbytes}"))))
+        parts.append(load(fn, wbs[-1], fn.gep("%xq", fn.v(f"mul i64 {bk}, {xbytes}")), _aux(fn, xaux, bk)))
     x = fn.concat("i8", 32, parts[0][1], parts[1][1])
     if nib is None:
         q = fn.concat("i8", 32, parts[0][0], parts[1][0])
@@ -105,15 +112,17 @@ def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot, n
     """Sum over 32-blocks of float(int dot) * scale (+ a scalar term per block): four blocks per
     step as two 64-byte dots into two <16 x float> accumulators, then a leftover pair, then an
     odd last block on its own.
-    load(fn, wb, xb) -> (q <32 x i8>, x <32 x i8>, scale, extra or None); dot(fn, q, x, nbytes)."""
+    load(fn, wb, xb, xa) -> (q <32 x i8>, x <32 x i8>, scale, extra or None), xa pointing at the
+    block's f32 activation scales; dot(fn, q, x, nbytes)."""
+    xaux = (fn.gep("%xq", fn.v(f"mul i64 {nb}, {xbytes}")), 4 if xbytes == 34 else 8)
     nquads = fn.v(f"lshr i64 {nb}, 2")
     with fn.loop("0", nquads, stem="bq") as B:
         accs = [B.carry(V16F, "zeroinitializer") for _ in range(2)]
         extra = B.carry("float", "0.0")
         b0 = fn.v(f"shl i64 {B.i}, 2")
         _prefetch(fn, fn.gep(wrow, fn.v(f"mul i64 {b0}, {wbytes}")), 4 * wbytes)
-        a0, e = _pair(fn, wrow, wbytes, xbytes, b0, load, dot, accs[0], extra, nib)
-        a1, e = _pair(fn, wrow, wbytes, xbytes, fn.v(f"add i64 {b0}, 2"), load, dot, accs[1], e, nib)
+        a0, e = _pair(fn, wrow, wbytes, xbytes, b0, load, dot, accs[0], extra, nib, xaux)
+        a1, e = _pair(fn, wrow, wbytes, xbytes, fn.v(f"add i64 {b0}, 2"), load, dot, accs[1], e, nib, xaux)
         B.set(accs[0], a0)
         B.set(accs[1], a1)
         B.set(extra, e)
@@ -124,7 +133,7 @@ def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot, n
     with fn.loop(pair_at, pair_end, step=2, stem="bp") as B:
         acc2 = B.carry(V16F, acc)
         extra2 = B.carry("float", extra)
-        a, e = _pair(fn, wrow, wbytes, xbytes, B.i, load, dot, acc2, extra2, nib)
+        a, e = _pair(fn, wrow, wbytes, xbytes, B.i, load, dot, acc2, extra2, nib, xaux)
         B.set(acc2, a)
         B.set(extra2, e)
     total = fn.v(f"fadd float {fn.hsum_f(16, acc2)}, {extra2}")
@@ -133,7 +142,7 @@ def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot, n
     with fn.loop(fn.v(f"sub i64 {nb}, {odd}"), nb, stem="bt") as B:
         tot = B.carry("float", total)
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
-        q, x, scale, add = load(fn, wb, fn.gep("%xq", fn.v(f"mul i64 {B.i}, {xbytes}")))
+        q, x, scale, add = load(fn, wb, fn.gep("%xq", fn.v(f"mul i64 {B.i}, {xbytes}")), _aux(fn, xaux, B.i))
         if nib is not None:
             qs_off, qh_off = nib if isinstance(nib, tuple) else (nib, None)
             q = _nibbles16(fn, fn.gep(wb, str(qs_off)))
@@ -181,36 +190,38 @@ def _dot_s(fn, q, x, n):
 
 
 def _q8_0(fn: Fn):
-    def load(fn, wb, xb):
+    def load(fn, wb, xb, xa):
         return (fn.load(V32B, fn.gep(wb, "2")), fn.load(V32B, fn.gep(xb, "2")),
-                fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None)
+                fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}"), None)
     return 34, lambda fn, wrow, nb: _blocks32(fn, wrow, 34, 34, nb, load, _dot_s)
 
 
 def _q4_0(fn: Fn):
-    def load(fn, wb, xb):
-        return (None, fn.load(V32B, fn.gep(xb, "2")), fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None)
+    def load(fn, wb, xb, xa):
+        return (None, fn.load(V32B, fn.gep(xb, "2")), fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}"),
+                None)
     return 18, lambda fn, wrow, nb: _blocks32(fn, wrow, 18, 34, nb, load, _dot_u_minus8, nib=2)
 
 
 def _q4_1(fn: Fn):
-    def load(fn, wb, xb):
-        scale = fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}")
-        mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {_half(fn, fn.gep(xb, '2'))}")
+    def load(fn, wb, xb, xa):
+        scale = fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}")
+        mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {fn.load('float', fn.gep(xa, '4'))}")
         return None, fn.load(V32B, fn.gep(xb, "4")), scale, mins
     return 20, lambda fn, wrow, nb: _blocks32(fn, wrow, 20, 36, nb, load, _dot_u, nib=4)
 
 
 def _q5_0(fn: Fn):
-    def load(fn, wb, xb):
-        return (None, fn.load(V32B, fn.gep(xb, "2")), fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}"), None)
+    def load(fn, wb, xb, xa):
+        return (None, fn.load(V32B, fn.gep(xb, "2")), fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}"),
+                None)
     return 22, lambda fn, wrow, nb: _blocks32(fn, wrow, 22, 34, nb, load, _dot_u_minus(16), nib=(6, 2))
 
 
 def _q5_1(fn: Fn):
-    def load(fn, wb, xb):
-        scale = fn.v(f"fmul float {_half(fn, wb)}, {_half(fn, xb)}")
-        mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {_half(fn, fn.gep(xb, '2'))}")
+    def load(fn, wb, xb, xa):
+        scale = fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}")
+        mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {fn.load('float', fn.gep(xa, '4'))}")
         return None, fn.load(V32B, fn.gep(xb, "4")), scale, mins
     return 24, lambda fn, wrow, nb: _blocks32(fn, wrow, 24, 36, nb, load, _dot_u, nib=(8, 4))
 

@@ -4,6 +4,7 @@ As llama.cpp's x86 CPU backend computes them (ggml-cpu/arch/x86/quants.c, AVX2 p
 what a llama.cpp build on any AVX2 machine runs; ggml-quants.c *_ref for Q8_K):
   Q8_0  32-blocks, 34 B: f16 d, i8 qs[32].   d = amax/127, q = roundeven(x * (127/amax))
   Q8_1  32-blocks, 36 B: f16 d, f16 s, i8 qs[32]; s = f16(d * sum(q))
+  (Q8_0 and Q8_1 blocks are followed by their scales as f32: d (Q8_0) or d, s (Q8_1) per block)
   Q8_K  256-blocks, 292 B: f32 d, i8 qs[256], i16 bsums[16] (sums of 16 consecutive q).
         max = the x of largest |x| (first one), iscale = -127/max, q = min(127, roundeven(iscale*x)),
         d = 1/iscale; an all-zero block stores d = 0, q = 0, bsums = 0
@@ -18,6 +19,15 @@ from ..cpu import CpuInfo
 from .emit import ModuleText, mask, vec
 
 BLOCK = {"q8_0": (32, 34), "q8_1": (32, 36), "q8_K": (256, 292), "f16": (1, 2), "f32": (1, 4)}
+# After the blocks, Q8_0 and Q8_1 activations carry their f16 scales again as f32 (Q8_0: d;
+# Q8_1: d, s per block), so the matvec kernels need not convert them once per weight row.
+AUX = {"q8_0": 4, "q8_1": 8}
+
+
+def activation_bytes(fmt: str, n: int) -> int:
+    """Bytes of the activation buffer for n values in format fmt (blocks + f32 scales)."""
+    bs, bb = BLOCK[fmt]
+    return n // bs * (bb + AUX.get(fmt, 0))
 
 
 def _round_to_i8(fn, n: int, v: str, scale: str, lo: int, hi: int) -> str:
@@ -49,13 +59,18 @@ def _q8_32(mt: ModuleText, with_sum: bool) -> None:
         inv = fn.v(f"select i1 {nz}, float {inv}, float 0.0")
         q = _round_to_i8(fn, 32, v, inv, -128, 127)
         ob = fn.gep("%out", fn.v(f"mul i64 {L.i}, {bb}"))
-        fn.store("i16", fn.float_to_half(d), ob)
+        aux = fn.gep(fn.gep("%out", fn.v(f"mul i64 {nb}, {bb}")), fn.v(f"mul i64 {L.i}, {AUX[name]}"))
+        dh = fn.float_to_half(d)
+        fn.store("i16", dh, ob)
+        fn.store("float", fn.half_to_float(dh), aux)
         q8 = fn.v(f"trunc <32 x i32> {q} to <32 x i8>")
         if with_sum:
             s = fn.call("i32", "llvm.vector.reduce.add.v32i32", [f"<32 x i32> {q}"], "<32 x i32>")
             sf = fn.v(f"sitofp i32 {s} to float")
             sf = fn.v(f"fmul float {d}, {sf}")
-            fn.store("i16", fn.float_to_half(sf), fn.gep(ob, "2"))
+            sh = fn.float_to_half(sf)
+            fn.store("i16", sh, fn.gep(ob, "2"))
+            fn.store("float", fn.half_to_float(sh), fn.gep(aux, "4"))
             fn.store("<32 x i8>", q8, fn.gep(ob, "4"))
         else:
             fn.store("<32 x i8>", q8, fn.gep(ob, "2"))

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jit import api, twins
-from jit.kernels.quantize import BLOCK
+from jit.kernels.quantize import BLOCK, activation_bytes
 
 from .conftest import CPU_PRESETS, cpu_of
 
@@ -48,7 +48,7 @@ def test_jit_quantizer_equals_twin(preset, fmt):
     @example(x=np.zeros(256, np.float32))
     @example(x=np.full(256, -1.0, np.float32))
     def check(x):
-        out = np.empty(x.size // bs * bb, np.uint8)
+        out = np.empty(activation_bytes(fmt, x.size), np.uint8)
         kern(x.ctypes.data, out.ctypes.data, x.size)
         ref = twins.QUANTIZE[fmt](x)
         assert np.array_equal(out, ref), f"first differing byte {np.flatnonzero(out != ref)[:4]}"
