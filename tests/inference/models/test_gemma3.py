@@ -40,7 +40,7 @@ def test_token_by_token_matches_llama_cpp(stem):
 def test_split_prefill_equals_batch(stem):
     golden_split_prefill(stem, (37,))
     golden_split_prefill(stem, (37,), ring_slack=0)      # ring exactly the window
-    golden_split_prefill(stem, (3, 20, 4, 30))
+    golden_split_prefill(stem, (3, 20, 1, 1, 30))
 
 
 @pytest.mark.parametrize("stem", STEMS)
