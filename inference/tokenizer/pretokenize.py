@@ -12,7 +12,8 @@ whitespace -> \\x0B). Matching is ASCII-only (\\s, \\d) like std::regex in the C
 llama.cpp hand-codes some regexes; those hand-written splitters are equivalent to the regex on
 the collapsed text (gpt2, llama3, qwen2, qwen35: checked against line-by-line ports in the
 tests), except kimi-k2 (Han characters get their own markers here) and the AFMoE digit
-grouping, which has its own function below.
+grouping, which has its own function below. Every family was also compared with llama.cpp's own
+unicode_regex_split on thousands of random texts: no difference.
 
 Category data: Python's unicodedata (Unicode 14.0 on Python 3.11, 15.1 from 3.13) plus the CJK
 Extension H and I ideographs, to stand in for llama.cpp's Unicode 15.1 tables. Exact for every
