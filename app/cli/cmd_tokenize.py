@@ -59,6 +59,5 @@ def run(args) -> int:
             raise TokenizerError(f"stdin line {n} is not a JSON string ({e.msg}); write texts with json.dumps") from None
         if not isinstance(text, str):
             raise TokenizerError(f"stdin line {n} holds a JSON {type(text).__name__}, not a string")
-        print(json.dumps(tok.encode(text, add_bos=add_bos, special=args.special)), flush=False)
-    sys.stdout.flush()
+        print(json.dumps(tok.encode(text, add_bos=add_bos, special=args.special)), flush=True)  # line by line
     return 0

@@ -79,3 +79,18 @@ def test_batch_through_a_real_process():
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert lines[0] == [19556, 905] and lines[1][0] == 1 and lines[1][-1] == 2 and lines[2] == []
+
+
+def test_batch_answers_line_by_line():
+    """A caller may write one text and wait for its ids before writing the next."""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    p = subprocess.Popen([sys.executable, "-m", "app", "tokenize", "-m", QWEN2, "--batch"], cwd=REPO, env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for e in load_real("qwen2-bpe.json")["tokenize"][:3]:
+            p.stdin.write(json.dumps(e["text"]) + "\n")
+            p.stdin.flush()
+            assert json.loads(p.stdout.readline()) == e["ids"]
+    finally:
+        p.stdin.close()
+        assert p.wait(timeout=60) == 0
