@@ -64,6 +64,9 @@ def _available(cpu: CpuInfo) -> bool:
         quantizers(cpu)
         for qt in SUPPORTED:
             matvec_kernel(qt, cpu)
+        from .linear import tiles   # the batch driver ops.linear uses
+
+        tiles(cpu)
     except Exception as e:  # noqa: BLE001 - any failure: use numpy
         warnings.warn(f"JIT kernels unavailable on {cpu.tag}, using numpy: {e}")
         return False

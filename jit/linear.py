@@ -1,0 +1,128 @@
+"""`linear(w, x)` on the JIT kernels: what inference.ops.linear delegates to.
+
+y[t] = W x[t] for x [T, in] -> [T, out]. Each token's activation is quantized by the JIT
+quantizer (bit for bit ops.round_activations) and multiplied by the matvec kernel; a batch runs
+the same matvec per token through `matmul_tiles` (weight rows reused from cache across the
+batch), so a prompt gives identical bits whether it is evaluated at once, in chunks or token by
+token. Prepared ops are cached per weight tensor: a decode step allocates only its outputs.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import weakref
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType as T
+
+from . import compile as jc
+from .api import MATVEC_PROTO, get_pool, matvec_kernel, quantizers, supports
+from .cpu import CpuInfo, detect
+from .kernels.quantize import activation_bytes
+from .kernels.tiles import P_NTOK, P_XQ, tiles_ir
+from .twins import ACTIVATION
+
+QROWS_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                               ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+STEP_BYTES = 16 << 10     # weight bytes per matmul step: stays in L1 while every token of the tile uses it
+TILE_TOKENS = 64          # tokens per matmul call: their activations stay in L2
+
+
+def _addr(f) -> int:
+    return ctypes.cast(f, ctypes.c_void_p).value
+
+
+def tiles(cpu: CpuInfo | None = None) -> dict:
+    cpu = cpu or detect()
+    return jc.kernel(("tiles",), lambda: tiles_ir(cpu), {"matmul_tiles": MATVEC_PROTO, "quantize_rows": QROWS_PROTO},
+                     cpu)
+
+
+class LinearOp:
+    """A weight prepared for the JIT: op(x) with x [T, in] (or [in]) -> float32 [T, out] (or [out]).
+    One caller at a time per op (it owns its activation buffer)."""
+
+    def __init__(self, w, threads: int | None = None, cpu: CpuInfo | None = None, pool=None):
+        self.qtype = T(w.ggml_type)
+        if not supports(self.qtype):
+            raise jc.JitError(f"no JIT kernel for {self.qtype.name} weights")
+        self.n_in = int(w.shape_ggml[0])
+        self.n_out = w.n_elements // self.n_in
+        bs, bb = GGML_QUANT_SIZES[self.qtype]
+        data = np.ascontiguousarray(w.data).view(np.uint8).reshape(-1)
+        if self.n_in % bs or data.size != self.n_out * (self.n_in // bs) * bb:
+            raise ValueError(f"{w.name}: {data.size} bytes do not hold {self.n_out} x {self.n_in} "
+                             f"{self.qtype.name} values")
+        self._data = data                       # keeps the memory map alive
+        self._w = data.ctypes.data
+        self._kern = matvec_kernel(self.qtype, cpu)
+        fmt = ACTIVATION[self.qtype]
+        self._quant = None if fmt == "f32" else quantizers(cpu)[fmt]
+        self._xbytes = 4 * self.n_in if fmt == "f32" else activation_bytes(fmt, self.n_in)
+        self._xq = np.empty(self._xbytes, np.uint8)
+        self._pool = pool or get_pool(threads)
+        t = tiles(cpu)
+        self._tiles, self._qrows = t["matmul_tiles"], t["quantize_rows"]
+        step = max(1, STEP_BYTES // (self.n_in // bs * bb))
+        self._p = np.array([_addr(self._kern), 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)
+        self._quant_addr = _addr(self._quant) if self._quant is not None else 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape[-1] != self.n_in:
+            raise ValueError(f"linear: x has {x.shape[-1]} values per row, the weight rows have {self.n_in}")
+        if x.ndim == 1:
+            return self._one(x)
+        x2 = x.reshape(-1, self.n_in)
+        y = np.empty((x2.shape[0], self.n_out), np.float32)
+        if x2.shape[0] == 1:
+            self._one(x2[0], y[0])
+        else:
+            for t0 in range(0, x2.shape[0], TILE_TOKENS):
+                self._many(x2[t0:t0 + TILE_TOKENS], y[t0:t0 + TILE_TOKENS])
+        return y.reshape(*x.shape[:-1], self.n_out)
+
+    def _one(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        y = np.empty(self.n_out, np.float32) if out is None else out
+        if self._quant is None:
+            xq = x.ctypes.data
+        else:
+            self._quant(x.ctypes.data, self._xq.ctypes.data, self.n_in)
+            xq = self._xq.ctypes.data
+        self._pool.run(self._kern, (self._w, xq, y.ctypes.data), self.n_out, (self.n_in,))
+        return y
+
+    def _many(self, x: np.ndarray, y: np.ndarray) -> None:
+        n_tok = x.shape[0]
+        if self._quant is None:
+            xq = x.ctypes.data
+        else:
+            if self._xq.size < n_tok * self._xbytes:
+                self._xq = np.empty(n_tok * self._xbytes, np.uint8)
+            xq = self._xq.ctypes.data
+            self._qrows(self._quant_addr, x.ctypes.data, xq, self.n_in, n_tok, 4 * self.n_in, self._xbytes)
+        p = self._p
+        p[P_XQ], p[P_NTOK] = xq, n_tok
+        self._pool.run(self._tiles, (self._w, p.ctypes.data, y.ctypes.data), self.n_out, (self.n_in,))
+
+
+_ops: dict[int, tuple] = {}
+_lock = threading.Lock()
+
+
+def op_for(w) -> LinearOp:
+    """The cached LinearOp of tensor w (dropped when the tensor is)."""
+    key = id(w)
+    hit = _ops.get(key)
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    op = LinearOp(w)
+    with _lock:
+        _ops[key] = (weakref.ref(w, lambda _r, k=key: _ops.pop(k, None)), op)
+    return op
+
+
+def linear(w, x: np.ndarray) -> np.ndarray:
+    """y = x @ W.T for a GGUF weight w (numpy shape (out, in)): x [T, in] -> [T, out] float32."""
+    return op_for(w)(x)
