@@ -3,12 +3,16 @@
 Like llama-bench: prefill P random token ids as one batch, then decode N tokens one at a time
 (random ids again: the speed does not depend on which tokens). Decode is bound by memory
 bandwidth, so next to tokens/s it reports the bytes of weights one token reads and the
-resulting GB/s.
+resulting GB/s. `--bandwidth` measures the machine's memory read bandwidth (a JIT streaming
+kernel over 128 MB, same threads) and reports the fraction of it decode reaches;
+`--llama-bench PATH` runs llama.cpp's llama-bench on the same file with the same threads and
+sizes in the same run and prints our speed as a fraction of llama.cpp's.
 """
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -27,10 +31,45 @@ def register(sub) -> None:
     p.add_argument("-n", "--gen-tokens", type=int, default=128, metavar="N",
                    help="tokens to decode one by one (default 128)")
     p.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1, metavar="THREADS",
-                   help="threads (the numpy path passes this to its BLAS; default: all cores)")
+                   help="threads (JIT kernels: LECTERN_THREADS; numpy: its BLAS; default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random token ids")
+    p.add_argument("--bandwidth", action="store_true",
+                   help="also measure the memory read bandwidth and report the fraction of it reached")
+    p.add_argument("--llama-bench", metavar="PATH",
+                   help="also run llama.cpp's llama-bench at PATH on the same file and compare")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
+
+
+def measure_bandwidth(threads: int) -> float:
+    """Memory read bandwidth in bytes/s: best of 3 streaming reads of 128 MB (JIT kernel)."""
+    from jit.bench import read_bandwidth
+    from jit.cpu import detect
+    from jit.native_pool import supported
+
+    return read_bandwidth(128, threads, 3, detect(), "native" if supported() else "python") * 1e9
+
+
+def llama_bench(exe: str, model: str, p: int, n: int, threads: int) -> tuple[float, float]:
+    """Run llama-bench (-p P -n N -t THREADS -o json) -> (prefill tokens/s, decode tokens/s)."""
+    from inference import LecternError
+
+    cmd = [exe, "-m", model, "-p", str(p), "-n", str(n), "-t", str(threads), "-o", "json"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    except OSError as e:
+        raise LecternError(f"could not run llama-bench at {exe}: {e}") from e
+    if out.returncode != 0:
+        raise LecternError(f"llama-bench failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    try:
+        rows = json.loads(out.stdout)
+        pre = [r["avg_ts"] for r in rows if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0]
+        dec = [r["avg_ts"] for r in rows if r.get("n_gen", 0) > 0 and r.get("n_prompt", 0) == 0]
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise LecternError(f"llama-bench printed no JSON results ({e}): {out.stdout[:300]!r}") from e
+    if (p and not pre) or (n and not dec):
+        raise LecternError(f"llama-bench gave no pp{p}/tg{n} result: {out.stdout[:300]!r}")
+    return (float(pre[0]) if pre else 0.0), (float(dec[0]) if dec else 0.0)
 
 
 def run(args) -> int:
@@ -41,12 +80,16 @@ def run(args) -> int:
     if "numpy" not in sys.modules:     # BLAS reads these once, when numpy is first imported
         for var in _THREAD_VARS:
             os.environ[var] = str(args.threads)
+    os.environ["LECTERN_THREADS"] = str(args.threads)    # the JIT kernels' thread pool
     import numpy as np
 
     from inference.engine import Engine, weight_bytes_per_token
+    from inference.ops import _jit_linear
 
     engine = Engine.load(model_path(args))
     model = engine.model
+    out_w = model.gguf.tensors.get("output.weight") or model.gguf.tensors["token_embd.weight"]
+    backend = "jit" if _jit_linear(out_w) is not None else "numpy"
     p, n = args.prompt_tokens, args.gen_tokens
     session = engine.session(p + n)
     rng = np.random.default_rng(args.seed)
@@ -66,7 +109,7 @@ def run(args) -> int:
         "architecture": engine.gguf.architecture,
         "file_bytes": engine.path.stat().st_size,
         "threads": args.threads,
-        "backend": "numpy",
+        "backend": backend,
         "prompt_tokens": p,
         "gen_tokens": n,
         "prefill_seconds": round(pre.seconds, 4),
@@ -74,16 +117,45 @@ def run(args) -> int:
         "prefill_tokens_per_s": round(prefill_tps, 3),
         "decode_tokens_per_s": round(decode_tps, 3),
         "weight_bytes_per_token": wbytes,
+        # a prefill batch reads the weights once for all its tokens
+        "prefill_weight_bytes_per_token": round(wbytes / p, 1),
+        "prefill_gb_per_s": round(wbytes / p * prefill_tps / 1e9, 4),
         "decode_gb_per_s": round(wbytes * decode_tps / 1e9, 4),
     }
+    if args.bandwidth:
+        bw = measure_bandwidth(args.threads)
+        result["bandwidth_bytes_per_s"] = round(bw)
+        result["prefill_bandwidth_fraction"] = round(result["prefill_gb_per_s"] * 1e9 / bw, 4)
+        result["decode_bandwidth_fraction"] = round(result["decode_gb_per_s"] * 1e9 / bw, 4)
+    if args.llama_bench:
+        lp, ld = llama_bench(args.llama_bench, str(engine.path), p, n, args.threads)
+        result["llama_prefill_tokens_per_s"] = round(lp, 3)
+        result["llama_decode_tokens_per_s"] = round(ld, 3)
+        result["prefill_ratio_to_llama"] = round(prefill_tps / lp, 4) if lp else None
+        result["decode_ratio_to_llama"] = round(decode_tps / ld, 4) if ld else None
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"model    {engine.path.name} ({result['architecture']}, "
-          f"{result['file_bytes'] / 1e6:.1f} MB), {args.threads} threads, numpy backend")
-    print(f"prefill  {p} tokens in {pre.seconds:.2f} s: {prefill_tps:.2f} tokens/s")
-    if n:
-        print(f"decode   {n} tokens in {decode_s:.2f} s: {decode_tps:.2f} tokens/s")
-    print(f"weights  {wbytes / 1e6:.2f} MB read per token: "
-          f"{result['decode_gb_per_s']:.3f} GB/s while decoding")
+    print_report(result, engine.path.name, p, n, pre.seconds, decode_s)
     return 0
+
+
+def print_report(r: dict, name: str, p: int, n: int, pre_s: float, dec_s: float) -> None:
+    bw = r.get("bandwidth_bytes_per_s")
+
+    def frac(key):
+        return f" = {100 * r[key]:.1f}% of {bw / 1e9:.2f} GB/s measured" if bw else ""
+
+    print(f"model    {name} ({r['architecture']}, {r['file_bytes'] / 1e6:.1f} MB), "
+          f"{r['threads']} threads, {r['backend']} backend")
+    print(f"prefill  {p} tokens in {pre_s:.2f} s: {r['prefill_tokens_per_s']:.2f} tokens/s, "
+          f"{r['prefill_weight_bytes_per_token'] / 1e6:.3f} MB of weights per token, "
+          f"{r['prefill_gb_per_s']:.3f} GB/s{frac('prefill_bandwidth_fraction')}")
+    if n:
+        print(f"decode   {n} tokens in {dec_s:.2f} s: {r['decode_tokens_per_s']:.2f} tokens/s")
+    print(f"weights  {r['weight_bytes_per_token'] / 1e6:.2f} MB read per token: "
+          f"{r['decode_gb_per_s']:.3f} GB/s while decoding{frac('decode_bandwidth_fraction')}")
+    if "llama_prefill_tokens_per_s" in r:
+        lp, ld = r["llama_prefill_tokens_per_s"], r["llama_decode_tokens_per_s"]
+        print(f"llama.cpp pp{p} {lp:.2f} tokens/s (ours {r['prefill_ratio_to_llama'] or 0:.2f}x), "
+              f"tg{n} {ld:.2f} tokens/s (ours {r['decode_ratio_to_llama'] or 0:.2f}x)")

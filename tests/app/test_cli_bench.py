@@ -47,3 +47,54 @@ def test_bench_rejects_impossible_sizes(capsys):
 
     assert main(["bench", "-m", str(golden_dir() / "models" / "tiny-llama-F16.gguf"), "-p", "0"]) == 1
     assert "-p >= 1" in capsys.readouterr().err
+
+
+FAKE_LLAMA_BENCH = '''#!{python}
+import json, sys
+a = sys.argv[1:]
+assert a[0] == "-m" and a[2:4] == ["-p", "{p}"] and a[4:6] == ["-n", "{n}"] and a[6:] == ["-t", "1", "-o", "json"], a
+open(sys.argv[0] + ".model", "w").write(a[1])
+print(json.dumps([{{"n_prompt": {p}, "n_gen": 0, "n_threads": 1, "avg_ts": 300.5, "stddev_ts": 1.0}},
+                  {{"n_prompt": 0, "n_gen": {n}, "n_threads": 1, "avg_ts": 150.25, "stddev_ts": 0.5}}]))
+'''
+
+
+def test_bench_bandwidth_and_llama_bench(tmp_path):
+    # llama-bench is stood in for by a script printing llama-bench-shaped JSON; it checks the
+    # arguments it gets (same file, sizes and threads) and records the model path
+    path = golden_dir() / "models" / "tiny-llama-Q4_0.gguf"
+    exe = tmp_path / "llama-bench"
+    exe.write_text(FAKE_LLAMA_BENCH.format(python=sys.executable, p=16, n=3))
+    exe.chmod(0o755)
+    r = json.loads(run_bench("-m", str(path), "-p", "16", "-n", "3", "-t", "1", "--json", "--bandwidth",
+                             "--llama-bench", str(exe)))
+    assert (tmp_path / "llama-bench.model").read_text() == str(path)
+    assert (r["llama_prefill_tokens_per_s"], r["llama_decode_tokens_per_s"]) == (300.5, 150.25)
+    assert abs(r["decode_ratio_to_llama"] - r["decode_tokens_per_s"] / 150.25) < 1e-3
+    assert abs(r["prefill_ratio_to_llama"] - r["prefill_tokens_per_s"] / 300.5) < 1e-3
+    bw = r["bandwidth_bytes_per_s"]
+    assert 1e8 < bw < 1e12            # a real machine's read bandwidth
+    assert abs(r["decode_bandwidth_fraction"] - r["decode_gb_per_s"] * 1e9 / bw) < 1e-3
+    out = run_bench("-m", str(path), "-p", "16", "-n", "3", "-t", "1", "--bandwidth", "--llama-bench", str(exe))
+    assert "llama.cpp pp16 300.50 tokens/s" in out and "tg3 150.25 tokens/s" in out and "% of" in out
+
+
+def test_bench_llama_bench_failure_is_clear(tmp_path):
+    from app.cli import main
+
+    exe = tmp_path / "llama-bench"
+    exe.write_text("#!/bin/sh\necho 'error: unknown model' >&2\nexit 3\n")
+    exe.chmod(0o755)
+    path = golden_dir() / "models" / "tiny-llama-Q4_0.gguf"
+    assert main(["bench", "-m", str(path), "-p", "4", "-n", "1", "-t", "1", "--llama-bench", str(exe)]) == 1
+
+
+def test_bench_reports_the_kernel_path():
+    path = golden_dir() / "models" / "tiny-llama-Q8_0.gguf"
+    import os
+    for kernels in ("numpy", "jit"):
+        p = subprocess.run([sys.executable, "-m", "app", "bench", "-m", str(path), "-p", "8", "-n", "1", "-t", "1",
+                            "--json"], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "LECTERN_KERNELS": kernels})
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["backend"] == kernels
