@@ -1,0 +1,228 @@
+"""The inference worker: one long-lived QObject on its own QThread that owns the engine.
+
+Slots are commands (load, prompt, unload), queued from the GUI thread and run one after another
+here. Signals are events (loading progress, token, done, error), delivered to the GUI thread.
+Cancelling cannot wait in the queue behind the work it cancels, so `stop(rid)` and
+`cancel_load(lid)` are plain thread-safe methods the GUI calls directly: they record the id, and
+the running generation (which checks `cancel` between tokens and prefill chunks) or load (which
+checks between its stages) ends at the next boundary.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from .qt_compat import emit
+
+LOAD_STAGES = ("checking the file", "reading the model", "preparing the chat template",
+               "allocating the context", "ready")
+
+
+def stats_dict(st, n_ctx: int, seconds: float) -> dict:
+    return {
+        "prompt_tokens": st.prompt_tokens, "reused_tokens": st.reused_tokens,
+        "generated_tokens": st.generated_tokens, "prefill_tokens_per_s": st.prefill_tokens_per_s,
+        "tokens_per_s": st.decode_tokens_per_s, "ttft": st.time_to_first_token,
+        "stop_reason": st.stop_reason, "seconds": seconds, "n_ctx": n_ctx,
+        "used": st.prompt_tokens + st.generated_tokens,
+    }
+
+
+class InferenceWorker(QObject):
+    loadProgress = Signal(int, int, int, str)   # load id, step, steps, what
+    loaded = Signal(int, object)                  # load id, {path, name, n_ctx, architecture}
+    loadFailed = Signal(int, str, str)          # load id, kind (missing|memory|cancelled|error), message
+    unloaded = Signal()
+    promptProgress = Signal(int, int, int)      # request id, prompt tokens done, to do
+    token = Signal(int, str)                    # request id, text piece
+    done = Signal(int, str, object)               # request id, whole answer, stats
+    error = Signal(int, str, str)               # request id, kind (context|nomodel|memory|error), message
+
+    def __init__(self, ram_bytes: int | None = None):
+        super().__init__()
+        self.engine = None
+        self.session = None
+        self.path = ""
+        self.ram_bytes = ram_bytes
+        self._stopped = set()
+        self._load_cancelled = set()
+        self._lock = threading.Lock()
+        self.busy = False
+        self.closing = False
+
+    # --- called directly from any thread --------------------------------------------------------
+    def stop(self, rid: int) -> None:
+        with self._lock:
+            self._stopped.add(int(rid))
+
+    def cancel_load(self, lid: int) -> None:
+        with self._lock:
+            self._load_cancelled.add(int(lid))
+
+    def _is_stopped(self, rid: int) -> bool:
+        return self.closing or rid in self._stopped
+
+    # --- commands (run on the worker thread) ----------------------------------------------------
+    @Slot(int, str, int)
+    def load(self, lid: int, path: str, n_ctx: int) -> None:
+        from inference import LecternError
+        from inference.engine import Engine
+        from inference.models import load_model
+
+        from .library import inspect, total_ram
+
+        steps = len(LOAD_STAGES) - 1
+
+        def stage(i):
+            if lid in self._load_cancelled or self.closing:
+                raise _Cancelled()
+            emit(self.loadProgress, lid, i, steps, LOAD_STAGES[i])
+
+        try:
+            stage(0)
+            entry = inspect(path, n_ctx=n_ctx)
+            if entry.error:
+                kind = "missing" if "not found" in entry.error else "error"
+                emit(self.loadFailed, lid, kind, entry.error)
+                return
+            ram = self.ram_bytes or total_ram()
+            if entry.memory_bytes > 0.9 * ram:
+                from inference.model_info import human_bytes
+
+                emit(self.loadFailed, lid, "memory", (
+                    f"{entry.name} needs about {human_bytes(entry.memory_bytes)} with a context of "
+                    f"{n_ctx:,} tokens, but this machine has {human_bytes(ram)} of RAM. Pick a smaller "
+                    "model or a smaller context size in Settings."))
+                return
+            stage(1)
+            engine = Engine(load_model(path))
+            stage(2)
+            _ = engine.template
+            stage(3)
+            n = min(int(n_ctx), engine.n_ctx_train) if n_ctx else None
+            session = engine.session(n)
+            if lid in self._load_cancelled:
+                raise _Cancelled()
+            self.engine, self.session, self.path = engine, session, str(path)
+            emit(self.loadProgress, lid, steps, steps, LOAD_STAGES[-1])
+            emit(self.loaded, lid, {"path": str(path), "name": entry.name, "n_ctx": session.n_ctx,
+                                   "architecture": entry.architecture})
+        except _Cancelled:
+            emit(self.loadFailed, lid, "cancelled", "loading was cancelled")
+        except MemoryError:
+            emit(self.loadFailed, lid, "memory", "out of memory while loading the model; pick a smaller "
+                                                "model or context size")
+        except FileNotFoundError as e:
+            emit(self.loadFailed, lid, "missing", str(e))
+        except LecternError as e:
+            emit(self.loadFailed, lid, "error", str(e))
+        except Exception as e:  # noqa: BLE001 (any failure must reach the window, not kill the thread)
+            traceback.print_exc()
+            emit(self.loadFailed, lid, "error", f"{type(e).__name__}: {e}")
+
+    @Slot()
+    def unload(self) -> None:
+        self.engine = self.session = None
+        self.path = ""
+        emit(self.unloaded)
+
+    @Slot(int, object, object)
+    def prompt(self, rid: int, messages: list, params: dict) -> None:
+        """Answer the last message of `messages` ([{role, content}]) with sampling `params`."""
+        from inference import ContextOverflowError, LecternError
+        from inference.sampling import SamplingParams
+
+        if self._is_stopped(rid):
+            emit(self.done, rid, "", {"stop_reason": "cancelled", "generated_tokens": 0})
+            return
+        if self.session is None:
+            emit(self.error, rid, "nomodel", "No model is loaded. Pick one in the toolbar.")
+            return
+        t0 = time.perf_counter()
+        self.busy = True
+        try:
+            sp = SamplingParams(**params)
+            gen = self.session.chat(
+                messages, sp, cancel=lambda: self._is_stopped(rid),
+                progress=lambda d, n: emit(self.promptProgress, rid, d, n))
+            for piece in gen:
+                emit(self.token, rid, piece)
+            emit(self.done, rid, gen.text, stats_dict(gen.stats, self.session.n_ctx,
+                                                      time.perf_counter() - t0))
+        except ContextOverflowError as e:
+            emit(self.error, rid, "context", str(e))
+        except MemoryError:
+            emit(self.error, rid, "memory", "out of memory while answering; use a smaller context size")
+        except (LecternError, ValueError) as e:
+            emit(self.error, rid, "error", str(e))
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            emit(self.error, rid, "error", f"{type(e).__name__}: {e}")
+        finally:
+            self.busy = False
+            with self._lock:
+                self._stopped.discard(rid)
+
+    @Slot(int, object)
+    def count(self, rid: int, messages: list) -> None:
+        """How many tokens the conversation takes (for the context meter); reported as `done`
+        with stats {"used", "n_ctx", "stop_reason": "count"}."""
+        if self.engine is None or not messages:
+            return
+        try:
+            n = len(self.engine.encode_chat(messages, add_generation_prompt=False))
+        except Exception:  # noqa: BLE001 (only a meter)
+            return
+        emit(self.done, rid, "", {"used": n, "n_ctx": self.session.n_ctx, "stop_reason": "count"})
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class WorkerThread(QObject):
+    """Owns the QThread and the worker; `call` queues a command onto the worker thread."""
+
+    _load = Signal(int, str, int)
+    _prompt = Signal(int, object, object)
+    _count = Signal(int, object)
+    _unload = Signal()
+
+    def __init__(self, ram_bytes: int | None = None, parent=None):
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("lectern-inference")
+        self.worker = InferenceWorker(ram_bytes)
+        self.worker.moveToThread(self.thread)
+        self._load.connect(self.worker.load)
+        self._prompt.connect(self.worker.prompt)
+        self._count.connect(self.worker.count)
+        self._unload.connect(self.worker.unload)
+        self.thread.start()
+
+    def load(self, lid: int, path: str, n_ctx: int) -> None:
+        emit(self._load, lid, str(path), int(n_ctx))
+
+    def prompt(self, rid: int, messages: list, params: dict) -> None:
+        emit(self._prompt, rid, list(messages), dict(params))
+
+    def count(self, rid: int, messages: list) -> None:
+        emit(self._count, rid, list(messages))
+
+    def unload(self) -> None:
+        emit(self._unload)
+
+    def stop(self, rid: int) -> None:
+        self.worker.stop(rid)
+
+    def cancel_load(self, lid: int) -> None:
+        self.worker.cancel_load(lid)
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Stop whatever runs and end the thread (the current token finishes first)."""
+        self.worker.closing = True
+        self.thread.quit()
+        self.thread.wait(timeout_ms)
