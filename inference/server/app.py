@@ -34,26 +34,31 @@ class Server:
 
     Server(engine, host="127.0.0.1", port=8080, api_key=None).start() -> serves in background
     threads; .url; .stats (dict); .stop(). Port 0 picks a free port. Binding to anything but a
-    loopback address requires an api_key (LecternError otherwise).
+    loopback address requires an api_key (LecternError otherwise). A Server runs once: after
+    stop(), make a new one. `engine_lock`: a lock the generation worker holds during each
+    request; pass the one you hold while generating with the same Engine elsewhere (the app).
     """
 
     def __init__(self, engine, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None,
                  n_ctx: int | None = None, queue_size: int = 8, max_body: int = MAX_BODY,
-                 model_id: str | None = None, log=None):
+                 model_id: str | None = None, log=None, engine_lock=None):
         if not api_key and not _is_loopback(host):
             raise LecternError(f"binding to {host} exposes the model to the network: give an API "
                                "key (--api-key) or bind to 127.0.0.1")
         self.engine, self.host, self.api_key, self.max_body = engine, host, api_key or None, max_body
         self.model_id = model_id or engine.path.name
-        self.worker = Worker(engine, n_ctx, queue_size, log)
+        self.worker = Worker(engine, n_ctx, queue_size, log, engine_lock)
         self.created = int(time.time())
         self._requested_port = port
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     @property
     def port(self) -> int:
-        return self._httpd.server_address[1] if self._httpd else self._requested_port
+        if self._httpd is not None:
+            return self._httpd.server_address[1]
+        return getattr(self, "_port_after", self._requested_port)
 
     @property
     def url(self) -> str:
@@ -69,6 +74,8 @@ class Server:
     def start(self) -> "Server":
         if self._httpd is not None:
             return self
+        if self._stopped:
+            raise LecternError("this server was stopped; create a new Server to serve again")
         handler = type("Handler", (Handler,), {"server_ref": self})
         cls = _V6Server if ":" in self.host else ThreadingHTTPServer
         try:
@@ -88,6 +95,8 @@ class Server:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self._stopped = True
+        self._port_after = httpd.server_address[1]
         httpd.shutdown()
         httpd.server_close()
         self.worker.stop()
@@ -120,6 +129,7 @@ class Handler(BaseHTTPRequestHandler):
     server_ref: Server
     protocol_version = "HTTP/1.1"
     server_version = "Lectern"
+    timeout = 300              # seconds a silent or stalled connection may hold its thread
 
     def log_message(self, fmt, *args):   # quiet: the worker logs what matters
         pass
@@ -260,13 +270,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def events(self, job: Job):
         """The worker's events for this job; notices a client that left while we wait."""
+        last_check = time.monotonic()
         while True:
             try:
                 ev = job.events.get(timeout=0.1)
             except queue.Empty:
+                ev = None
+            now = time.monotonic()
+            if now - last_check >= 0.1:      # pieces may flow without pause: check by the clock
+                last_check = now
                 if self.client_gone():
                     job.cancel.set()
-                    raise ClientGone from None
+                    raise ClientGone
+            if ev is None:
                 continue
             yield ev
             if ev[0] != "piece":

@@ -6,6 +6,10 @@ reads the Job's events: ("piece", text) as the text comes, then ("done", Generat
 chunk (a client that went away); a job cancelled while still waiting is skipped.
 The worker keeps one Session, so a request that extends the previous one (a chat's next turn)
 reuses the evaluated prefix.
+
+`lock`: held for the whole of each job. The engine's compute (model forward, the JIT thread pool)
+is not safe to run from two threads at once: a caller that also generates with the same Engine
+(the desktop app) passes its own lock here and holds it while it generates.
 """
 from __future__ import annotations
 
@@ -51,8 +55,9 @@ class Stats:
 
 
 class Worker:
-    def __init__(self, engine, n_ctx: int | None = None, queue_size: int = 8, log=None):
+    def __init__(self, engine, n_ctx: int | None = None, queue_size: int = 8, log=None, lock=None):
         self.engine = engine
+        self.lock = lock if lock is not None else threading.Lock()
         self.session = engine.session(n_ctx)
         self.n_ctx = self.session.n_ctx
         self.jobs: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
@@ -112,11 +117,12 @@ class Worker:
                 self.stats.cancelled += 1
                 self.log(f"{job.id}: client went away while waiting; skipped")
                 continue
-            self._current, self.stats.busy = job, True
-            try:
-                self._run(job)
-            finally:
-                self._current, self.stats.busy = None, False
+            with self.lock:
+                self._current, self.stats.busy = job, True
+                try:
+                    self._run(job)
+                finally:
+                    self._current, self.stats.busy = None, False
 
     def _run(self, job: Job) -> None:
         st = self.stats

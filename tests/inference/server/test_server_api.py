@@ -260,3 +260,25 @@ def test_full_queue_answers_503_with_retry_after():
         assert (st["refused_busy"], st["cancelled"], st["completed"]) == (1, 1, 1)
     finally:
         srv.stop()
+
+
+def test_engine_lock_is_held_while_generating_and_a_stopped_server_stays_stopped():
+    lock = threading.Lock()
+    srv = Server(Engine.load(TINY), "127.0.0.1", 0, n_ctx=64, engine_lock=lock).start()
+    try:
+        got = {}
+        with lock:                                           # the app is generating
+            t = threading.Thread(target=lambda: got.update(r=request(
+                srv.url, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 3})))
+            t.start()
+            wait_for(lambda: srv.stats["requests"] == 1)
+            t.join(0.5)
+            assert not got and not srv.stats["busy"]          # waits for the lock
+        t.join(60)
+        assert got["r"][0] == 200 and srv.stats["completed"] == 1
+    finally:
+        srv.stop()
+    port = srv.port
+    assert srv.url.endswith(f":{port}") and port != 0
+    with pytest.raises(LecternError, match="new Server"):
+        srv.start()
