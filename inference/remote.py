@@ -12,7 +12,9 @@ goes; .stats is a GenerationStats with prompt_tokens / generated_tokens from the
 counts (when it sends them), time_to_first_token, decode_seconds, and stop_reason in the
 engine's vocabulary: "eog" (the model ended), "length", "stop" (never distinguishable from eog
 remotely: OpenAI reports both as "stop", we report "eog"), "cancelled" (cancel() returned True:
-the connection is closed, which makes a well-behaved server stop generating). .tokens stays
+the connection is closed, which makes a well-behaved server stop generating). cancel() is
+consulted as events arrive; to stop from another thread while nothing arrives (a long prompt
+being evaluated), call gen.abort(): it shuts the connection down at once. .tokens stays
 empty (the API does not send token ids).
 
 SamplingParams map to OpenAI fields (temperature, top_p, max_tokens, stop, seed, frequency and
@@ -154,6 +156,19 @@ class RemoteGeneration:
         self.tokens: list[int] = []
         self.stats = GenerationStats()
         self._started = False
+        self._aborted = False
+        self._resp = None
+
+    def abort(self) -> None:
+        """Stop now, from any thread: the iteration ends with stop_reason "cancelled"."""
+        self._aborted = True
+        resp = self._resp
+        sock = getattr(getattr(getattr(resp, "fp", None), "raw", None), "_sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def run(self) -> "RemoteGeneration":
         for _ in self:
@@ -167,10 +182,17 @@ class RemoteGeneration:
         st = self.stats
         t0 = time.perf_counter()
         where = f"POST {self.backend.base}{self.path}"
-        resp = self.backend._open("POST", self.path, self.body)
+        if self._aborted:
+            st.stop_reason = "cancelled"
+            return
+        resp = self._resp = self.backend._open("POST", self.path, self.body)
+        if self._aborted:                       # abort() came while connecting
+            resp.close()
+            st.stop_reason = "cancelled"
+            return
         try:
             for event in _sse_events(resp, where, self.backend.timeout):
-                if self.cancel is not None and self.cancel():
+                if self._aborted or (self.cancel is not None and self.cancel()):
                     st.stop_reason = "cancelled"
                     return
                 if "error" in event:
@@ -194,8 +216,14 @@ class RemoteGeneration:
                         yield piece
                     if choice.get("finish_reason"):
                         st.stop_reason = FINISH.get(choice["finish_reason"], "eog")
-            if not st.stop_reason:
+            if self._aborted:
+                st.stop_reason = "cancelled"
+            elif not st.stop_reason:
                 raise RemoteProtocolError(f"{where}: the stream ended without a finish reason")
+        except (RemoteConnectionError, RemoteProtocolError):
+            if not self._aborted:               # a shut-down socket may fail either way
+                raise
+            st.stop_reason = "cancelled"
         finally:
             st.decode_seconds = time.perf_counter() - t0 - st.time_to_first_token
             resp.close()

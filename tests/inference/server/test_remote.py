@@ -146,3 +146,64 @@ def test_a_stream_that_stalls_times_out():
 def test_bad_url():
     with pytest.raises(RemoteError, match="http://"):
         RemoteBackend("localhost:8080")
+
+
+def test_abort_from_another_thread_stops_at_once(served):
+    url = served[1]
+    before = health(url)["stats"]["cancelled"]
+    gen = RemoteBackend(url, KEY).complete("the", GREEDY.with_(max_tokens=400))
+    first = threading.Event()
+    done = threading.Event()
+
+    def consume():
+        for _ in gen:
+            first.set()
+        done.set()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    assert first.wait(60)
+    gen.abort()
+    assert done.wait(10), "abort() did not end the iteration"
+    t.join()
+    assert gen.stats.stop_reason == "cancelled" and len(gen.text) > 0
+    st = wait_for(lambda: (s := health(url)["stats"])["cancelled"] > before and not s["busy"] and s)
+    assert st["last_cancelled_tokens"] < 400
+
+
+def test_abort_unblocks_a_silent_stream():
+    """Nothing arrives after the first event: abort() must not wait for the (long) read timeout."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    conns = []
+
+    def serve():
+        c, _ = srv.accept()
+        conns.append(c)
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+                  b'data: {"choices": [{"index": 0, "text": "hi", "finish_reason": null}]}\n\n')
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        gen = RemoteBackend(f"http://127.0.0.1:{srv.getsockname()[1]}", timeout=60).complete("x")
+        pieces, done = [], threading.Event()
+
+        def consume():
+            pieces.extend(gen)
+            done.set()
+
+        c = threading.Thread(target=consume)
+        c.start()
+        wait_for(lambda: pieces or gen.text)
+        gen.abort()
+        assert done.wait(5)
+        assert gen.stats.stop_reason == "cancelled" and gen.text == "hi"
+        c.join()
+    finally:
+        t.join()
+        for c in conns:
+            c.close()
+        srv.close()
