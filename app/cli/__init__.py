@@ -28,9 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    if not getattr(args, "func", None):   # no subcommand: the desktop app
+        args = parser.parse_args(["gui"])
     try:
         return int(args.func(args) or 0)
     except LecternError as e:

@@ -46,8 +46,9 @@ def make_window(qtbot, data_dir, tiny_model):
         win.show()
         made.append(win)
         if load:
-            with qtbot.waitSignal(win.worker.worker.loaded, timeout=60_000):
-                win.load_model(path)
+            win.load_model(path)
+            qtbot.waitUntil(lambda: win.loading_lid is None, timeout=60_000)   # handled by the window
+            assert win.model_path == path, win.banner.text()
             fast_settings(win)
         return win
 
