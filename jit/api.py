@@ -78,12 +78,21 @@ def available(cpu: CpuInfo | None = None) -> bool:
     return _available(cpu or detect())
 
 
+_enabled: dict = {}   # (LECTERN_KERNELS, LECTERN_CPU) as set -> answer (ops.linear asks per call)
+
+
 def enabled() -> bool:
     """LECTERN_KERNELS: 'jit' (default, if available) or 'numpy'."""
-    choice = os.environ.get("LECTERN_KERNELS", "jit").strip().lower() or "jit"
+    env = os.environ
+    key = (env.get("LECTERN_KERNELS"), env.get("LECTERN_CPU"))
+    hit = _enabled.get(key)
+    if hit is not None:
+        return hit
+    choice = (key[0] or "jit").strip().lower() or "jit"
     if choice not in ("jit", "numpy"):
         raise ValueError(f"LECTERN_KERNELS={choice!r}: use 'jit' or 'numpy'")
-    return choice == "jit" and available()
+    _enabled[key] = ok = choice == "jit" and available()
+    return ok
 
 
 _pools: dict = {}

@@ -9,6 +9,7 @@ token. Prepared ops are cached per weight tensor: a decode step allocates only i
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 import weakref
 
@@ -20,9 +21,10 @@ from . import compile as jc
 from .api import MATVEC_PROTO, get_pool, matvec_kernel, quantizers, supports
 from .cpu import CpuInfo, detect
 from .kernels.quantize import activation_bytes
-from .kernels.tiles import P_NTOK, P_XQ, tiles_ir
+from .kernels.tiles import LO_FIELDS, P_NTOK, P_XQ, tiles_ir
 from .twins import ACTIVATION
 
+ONE_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 QROWS_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 STEP_BYTES = 16 << 10     # weight bytes per matmul step: stays in L1 while every token of the tile uses it
@@ -35,7 +37,8 @@ def _addr(f) -> int:
 
 def tiles(cpu: CpuInfo | None = None) -> dict:
     cpu = cpu or detect()
-    return jc.kernel(("tiles",), lambda: tiles_ir(cpu), {"matmul_tiles": MATVEC_PROTO, "quantize_rows": QROWS_PROTO},
+    return jc.kernel(("tiles",), lambda: tiles_ir(cpu), {"matmul_tiles": MATVEC_PROTO, "quantize_rows": QROWS_PROTO,
+                                                  "linear_one": ONE_PROTO},
                      cpu)
 
 
@@ -67,6 +70,19 @@ class LinearOp:
         step = max(1, STEP_BYTES // (self.n_in // bs * bb))
         self._p = np.array([_addr(self._kern), 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)
         self._quant_addr = _addr(self._quant) if self._quant is not None else 0
+        self._fast = None
+        if hasattr(self._pool, "raw"):
+            # decode: x is copied into _x, one native call quantizes it and runs the matvec on
+            # the pool into _y (no array pointers looked up per call)
+            run, ctx, self._lock = self._pool.raw()
+            self._x = np.empty(self.n_in, np.float32)
+            self._y = np.empty(self.n_out, np.float32)
+            xq = self._xq.ctypes.data if self._quant is not None else self._x.ctypes.data
+            slots = dict(quant=self._quant_addr, x=self._x.ctypes.data, xq=xq, n=self.n_in, run=run, ctx=ctx,
+                         kern=_addr(self._kern), w=self._w, y=self._y.ctypes.data, rows=self.n_out,
+                         chunk=self._pool.chunk_rows(self.n_out))
+            self._one_p = np.array([slots[k] for k in LO_FIELDS], np.int64)
+            self._fast = functools.partial(t["linear_one"], self._one_p.ctypes.data)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -84,6 +100,14 @@ class LinearOp:
         return y.reshape(*x.shape[:-1], self.n_out)
 
     def _one(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if self._fast is not None:
+            with self._lock:
+                np.copyto(self._x, x)
+                self._fast()
+                if out is None:
+                    return self._y.copy()
+                out[...] = self._y
+                return out
         y = np.empty(self.n_out, np.float32) if out is None else out
         if self._quant is None:
             xq = x.ctypes.data

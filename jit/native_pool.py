@@ -206,6 +206,11 @@ class NativePool:
                 raise RuntimeError("the pool is closed")
             self._run(self.ctx, addr, *head, rows, *tail, self.chunk_rows(rows))
 
+    def raw(self) -> tuple[int, int, threading.Lock]:
+        """(address of pool_run, ctx, lock) for native code that runs jobs on this pool itself
+        (jit.linear's linear_one); hold the lock around each such call."""
+        return ctypes.cast(self._run, ctypes.c_void_p).value, self.ctx, self._lock
+
     def __del__(self):   # the workers watch self._ctx: stop them before it is freed
         try:
             self.close()

@@ -5,6 +5,8 @@
         for each step of `rows per step` rows in [row_begin, row_end):
             for t in [0, n_tok): matvec(w, xq + t*xq_stride, y + t*y_stride, step_begin, step_end, n_cols)
 
+    void linear_one(const i64 *p)       see LO_FIELDS: quantize x, then run the matvec on the native pool
+
     void quantize_rows(quantize fn, const float *x, void *out, i64 n, i64 n_tok, i64 x_stride, i64 out_stride)
         for t in [0, n_tok): quantize(x + t*x_stride, out + t*out_stride, n)
 
@@ -24,6 +26,10 @@ from .emit import ModuleText
 
 MV_TY = "void (ptr, ptr, ptr, i64, i64, i64)"
 P_FN, P_XQ, P_NTOK, P_XSTRIDE, P_YSTRIDE, P_STEP = range(6)
+# linear_one's i64 slots: quantize x[n] into xq (skipped if quant is null: xq is x), then the
+# native pool's run(ctx, kern, w, xq, y, rows, n, chunk)
+LO_FIELDS = ("quant", "x", "xq", "n", "run", "ctx", "kern", "w", "y", "rows", "chunk")
+LO_PTRS = ("quant", "x", "xq", "run", "ctx", "kern", "w", "y")
 
 
 @functools.cache
@@ -53,6 +59,20 @@ def tiles_ir(cpu: CpuInfo) -> str:
         xt = fn.gep("%x", fn.v(f"mul i64 {K.i}, %xs"))
         ot = fn.gep("%out", fn.v(f"mul i64 {K.i}, %os"))
         fn.do(f"call void %f(ptr {xt}, ptr {ot}, i64 %n) noinline")
+    fn.do("ret void")
+    mt.add(fn)
+
+    # linear_one(p): a decode step's whole linear in one call from Python (native pool only)
+    fn = mt.function("define void @linear_one(ptr noalias %p) nounwind")
+    a = {k: fn.load("ptr" if k in LO_PTRS else "i64", fn.gep("%p", str(8 * i)), 8) for i, k in enumerate(LO_FIELDS)}
+    has_q = fn.v(f"icmp ne ptr {a['quant']}, null")
+    fn.do(f"br i1 {has_q}, label %quant, label %mul")
+    fn.label("quant")
+    fn.do(f"call void {a['quant']}(ptr {a['x']}, ptr {a['xq']}, i64 {a['n']})")
+    fn.do("br label %mul")
+    fn.label("mul")
+    fn.do(f"call void {a['run']}(ptr {a['ctx']}, ptr {a['kern']}, ptr {a['w']}, ptr {a['xq']}, ptr {a['y']}, "
+          f"i64 {a['rows']}, i64 {a['n']}, i64 {a['chunk']})")
     fn.do("ret void")
     mt.add(fn)
     return mt.text()
