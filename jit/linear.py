@@ -63,7 +63,8 @@ class LinearOp:
         fmt = ACTIVATION[self.qtype]
         self._quant = None if fmt == "f32" else quantizers(cpu)[fmt]
         self._xbytes = 4 * self.n_in if fmt == "f32" else activation_bytes(fmt, self.n_in)
-        self._xq = np.empty(self._xbytes, np.uint8)
+        self._xq = np.empty(self._xbytes, np.uint8)          # one token (linear_one keeps its address)
+        self._xq_batch = np.empty(0, np.uint8)               # a batch's, grown as needed
         self._pool = pool or get_pool(threads)
         t = tiles(cpu)
         self._tiles, self._qrows = t["matmul_tiles"], t["quantize_rows"]
@@ -122,9 +123,9 @@ class LinearOp:
         if self._quant is None:
             xq = x.ctypes.data
         else:
-            if self._xq.size < n_tok * self._xbytes:
-                self._xq = np.empty(n_tok * self._xbytes, np.uint8)
-            xq = self._xq.ctypes.data
+            if self._xq_batch.size < n_tok * self._xbytes:
+                self._xq_batch = np.empty(n_tok * self._xbytes, np.uint8)
+            xq = self._xq_batch.ctypes.data
             self._qrows(self._quant_addr, x.ctypes.data, xq, self.n_in, n_tok, 4 * self.n_in, self._xbytes)
         p = self._p
         p[P_XQ], p[P_NTOK] = xq, n_tok

@@ -88,3 +88,16 @@ def test_prepared_ops_are_cached_per_tensor_and_dropped_with_it():
     key = id(w)
     del w
     assert key not in jl._ops
+
+
+@pytest.mark.parametrize("qtype", SUPPORTED, ids=lambda q: q.name)
+def test_decode_after_a_batch_on_the_same_op(qtype):
+    # a batch grows its own activation buffer; the decode path keeps using its fixed one
+    n_cols = 2 * block(qtype)
+    w = tensor(qtype, 48, n_cols)
+    x = np.random.default_rng(3).standard_normal((70, n_cols)).astype(np.float32)
+    op = jl.LinearOp(w)
+    one = op(x[5])
+    for _ in range(3):
+        batch = op(x)
+        assert np.array_equal(op(x[5]), one) and np.array_equal(batch[5], one)
