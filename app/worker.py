@@ -9,6 +9,7 @@ checks between its stages) ends at the next boundary.
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import traceback
@@ -107,6 +108,10 @@ class InferenceWorker(QObject):
             if lid in self._load_cancelled:
                 raise _Cancelled()
             self.engine, self.session, self.path = engine, session, str(path)
+            # the model's many small objects live as long as it does: keep them out of the
+            # garbage collector's full passes, which hold the GIL (and so the GUI) meanwhile
+            gc.collect()
+            gc.freeze()
             emit(self.loadProgress, lid, steps, steps, LOAD_STAGES[-1])
             emit(self.loaded, lid, {"path": str(path), "name": entry.name, "n_ctx": session.n_ctx,
                                    "architecture": entry.architecture})
