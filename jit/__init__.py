@@ -4,7 +4,9 @@
   kernels/        IR builders (pure, cached): emit.py (IR text helpers, the u8 x s8 dot on
                   vpdpbusd / vpmaddubsw / portable IR), quantize.py (activation quantizers
                   Q8_0/Q8_1/Q8_K/F16 as llama.cpp's x86 backend rounds), matvec.py (F32, F16,
-                  Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)
+                  Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), tiles.py (matmul_tiles:
+                  a batch as per-token matvec calls over L1-sized row steps; quantize_rows;
+                  linear_one: a decode linear in one native call)
   compile.py      IR -> O3 (new pass manager) -> object code, cached on disk under
                   cache_dir()/kernels (checksummed, atomic writes) -> MCJIT -> ctypes
   twins.py        numpy twins of every kernel (test oracles)
@@ -12,6 +14,8 @@
   native_pool.py  JIT-compiled worker loop: atomic chunk counter, spin then futex sleep
   api.py          matvec(tensor, x), MatvecOp (prepared weight), available()/enabled()
                   (LECTERN_KERNELS=jit|numpy, LECTERN_POOL=native|python)
+  linear.py       linear(tensor, x [T, in]): what inference.ops.linear delegates to; LinearOp
+                  cached per tensor; batch, split and decode give identical bits
   bench.py        python -m jit.bench: bandwidth, matvec GB/s, per-call overheads
 LECTERN_PREFETCH (bytes, default 2048) tunes the matvec kernels' software prefetch distance.
 """
