@@ -31,6 +31,8 @@ class ChatMixin:
         w.done.connect(self._on_done)
         w.error.connect(self._on_error)
         w.promptProgress.connect(self._on_prompt_progress)
+        w.started.connect(self._on_started)
+        self.live_used = 0
         self.chat.editRequested.connect(self.start_edit)
         self.chat.regenerateRequested.connect(lambda _mid: self.regenerate())
         self.chat.copyRequested.connect(lambda _mid: self.statusBar().showMessage("Copied", 2000))
@@ -135,11 +137,19 @@ class ChatMixin:
         self.refresh_list(select=cid)
         self.worker.prompt(self.active_rid, self.prompt_messages(history), self.sampling_params())
 
+    def _on_started(self, rid: int, prompt_tokens: int, n_ctx: int) -> None:
+        if rid == self.active_rid:
+            self.live_used = prompt_tokens
+            self.set_context_meter(prompt_tokens, n_ctx)
+
     def _on_token(self, rid: int, piece: str) -> None:
         if rid != self.active_rid:
             return
         self.writer.add(piece)
         self.chat.update_text(self.active_mid, self.writer.text)
+        self.live_used += 1                    # about one piece per token; exact at the end
+        if self.live_used <= self.meter.maximum():
+            self.meter.setValue(self.live_used)
 
     def _on_prompt_progress(self, rid: int, done: int, total: int) -> None:
         if rid == self.active_rid and total > 64:

@@ -38,6 +38,7 @@ class MainWindow(ChatMixin, QMainWindow):
         self.lid = 0
         self.loading_lid: int | None = None
         self.server_toggle: Callable[[bool], str] | None = None
+        self.model_text = ""
         self.setWindowTitle("Lectern")
         self.setAcceptDrops(True)
         self._build()
@@ -231,7 +232,8 @@ class MainWindow(ChatMixin, QMainWindow):
         self.store.set("last_model", self.model_path)
         self.load_bar.setVisible(False)
         self.load_cancel.setVisible(False)
-        self.model_label.setText(f"{info['name']} · {info['architecture']} · context {self.n_ctx:,}")
+        self.model_text = f"{info['name']} · {info['architecture']} · context {self.n_ctx:,}"
+        self.model_label.setText(self.model_text)
         self.clear_banner()
         if self.meter.value() <= 0:
             self.set_context_meter(0, self.n_ctx)
@@ -252,7 +254,7 @@ class MainWindow(ChatMixin, QMainWindow):
         self.model_path = loaded
         self.model_entry = self.library.entry(loaded) if loaded else None
         self.picker.set_current(loaded)
-        self.model_label.setText(self.model_entry.name if self.model_entry else "No model loaded")
+        self.model_label.setText(self.model_text if loaded else "No model loaded")
         if kind == "cancelled":
             self.statusBar().showMessage("Loading cancelled", 4000)
         else:

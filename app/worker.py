@@ -38,6 +38,7 @@ class InferenceWorker(QObject):
     loadFailed = Signal(int, str, str)          # load id, kind (missing|memory|cancelled|error), message
     unloaded = Signal()
     promptProgress = Signal(int, int, int)      # request id, prompt tokens done, to do
+    started = Signal(int, int, int)             # request id, prompt tokens, context size
     token = Signal(int, str)                    # request id, text piece
     done = Signal(int, str, object)               # request id, whole answer, stats
     error = Signal(int, str, str)               # request id, kind (context|nomodel|memory|error), message
@@ -153,6 +154,7 @@ class InferenceWorker(QObject):
             gen = self.session.chat(
                 messages, sp, cancel=lambda: self._is_stopped(rid),
                 progress=lambda d, n: emit(self.promptProgress, rid, d, n))
+            emit(self.started, rid, len(gen.prompt), self.session.n_ctx)
             for piece in gen:
                 emit(self.token, rid, piece)
             emit(self.done, rid, gen.text, stats_dict(gen.stats, self.session.n_ctx,

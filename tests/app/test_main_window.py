@@ -260,3 +260,38 @@ def test_smollm2_answers_in_the_window(qtbot, make_window, smollm2_path):
     wait_idle(qtbot, win, timeout=300_000)
     a = win.store.messages(win.current)[-1]
     assert a.state == "complete" and a.stats["generated_tokens"] >= 1 and a.content.strip()
+
+
+def test_settings_dialog_round_trip_and_system_prompt(qtbot, make_window):
+    from app.settings_dialog import SettingsDialog
+
+    win = make_window()
+    d = SettingsDialog(str(win.library.models_dir), win.model_entry, win.model_settings(), win)
+    qtbot.addWidget(d)
+    assert d.values() == {k: win.model_settings()[k] for k in d.values()}
+    d.system_prompt.setPlainText("Answer in French.")
+    d.temperature.setValue(0.3)
+    win.apply_settings(d.models_dir.text(), d.values())
+    assert win.model_settings()["system_prompt"] == "Answer in French."
+    assert win.sampling_params()["temperature"] == 0.3
+    from app.store import Message
+
+    msgs = win.prompt_messages([Message(1, 1, "user", "Bonjour")])
+    assert msgs == [{"role": "system", "content": "Answer in French."},
+                    {"role": "user", "content": "Bonjour"}]
+    d._defaults()
+    assert d.values()["system_prompt"] == "" and d.values()["temperature"] == 0.7
+
+
+def test_context_meter_follows_the_answer_and_warns(qtbot, make_window):
+    win = make_window()
+    win.apply_settings("", dict(win.model_settings(), n_ctx=128, max_tokens=40))
+    qtbot.waitUntil(lambda: win.loading_lid is None and win.n_ctx == 128, timeout=30_000)
+    values = []
+    win.meter.valueChanged.connect(values.append)
+    type_and_send(qtbot, win, "Hello there")
+    wait_idle(qtbot, win)
+    a = win.store.messages(win.current)[-1]
+    assert win.meter.value() == a.stats["used"] and win.meter.maximum() == 128
+    assert values[0] == a.stats["prompt_tokens"] and len(values) > 3      # it moved while streaming
+    assert "context" in win.meter.toolTip() and "nearly fills" in win.meter.toolTip()
