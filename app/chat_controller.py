@@ -65,7 +65,7 @@ class ChatMixin:
         self.clear_banner()
         last = next((m for m in reversed(msgs) if m.role == "assistant" and m.stats.get("used")), None)
         if last is not None:
-            self.set_context_meter(last.stats["used"], last.stats.get("n_ctx", 0))
+            self.set_context_meter(last.stats["used"], self.n_ctx or last.stats.get("n_ctx", 0))
         else:
             self.set_context_meter(0, self.n_ctx)
         if msgs and self.model_path:
@@ -188,7 +188,11 @@ class ChatMixin:
         hint = {"context": " Start a new chat (Ctrl+N), edit an earlier message, or raise the context "
                            "size in Settings (Ctrl+,).",
                 "nomodel": "", "memory": ""}.get(kind, "")
-        self.show_banner(message + hint)
+        if kind == "context" and cid is not None:        # show how full it is now
+            self.count_rid = self._next_rid()
+            self.worker.count(self.count_rid, self.prompt_messages(self.store.messages(cid)))
+        message = message[:1].upper() + message[1:]
+        self.show_banner(message.rstrip(".") + "." + hint)
 
     def _finish(self, state: str, stats: dict) -> None:
         self.writer.finish(state, stats)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QColor, QGuiApplication, QKeySequence, QPalette
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget)
 
@@ -168,7 +168,11 @@ class MainWindow(ChatMixin, QMainWindow):
         self.meter.setValue(min(int(used), total))
         max_tokens = int(self.model_settings().get("max_tokens", 0) or 0)
         full = used >= CONTEXT_WARN * total or (used and used + max_tokens > total)
-        self.meter.setStyleSheet("QProgressBar::chunk { background: #d9534f; }" if full else "")
+        pal = QGuiApplication.palette()
+        if full:
+            pal.setColor(QPalette.Highlight, QColor("#c9302c"))
+        self.meter.setPalette(pal)
+        self.meter.setProperty("warning", bool(full))
         if full:
             self.meter.setToolTip("The conversation nearly fills the context: the next answers may "
                                   "not fit. Start a new chat or raise the context size in Settings.")
@@ -235,8 +239,7 @@ class MainWindow(ChatMixin, QMainWindow):
         self.model_text = f"{info['name']} · {info['architecture']} · context {self.n_ctx:,}"
         self.model_label.setText(self.model_text)
         self.clear_banner()
-        if self.meter.value() <= 0:
-            self.set_context_meter(0, self.n_ctx)
+        self.set_context_meter(max(self.meter.value(), 0), self.n_ctx)
         if self.current is not None:
             self.store.set_conversation_model(self.current, self.model_path)
             msgs = self.store.messages(self.current)

@@ -5,7 +5,7 @@
 Uses a throw-away LECTERN_DATA_DIR. States: first start with the built-in model, a streamed
 SmolLM2 answer (short), an answer being streamed (Stop button), a stored answer with markdown,
 a code block and a folded thinking section, the thinking unfolded, the settings dialog, a model
-that failed to load, the dark theme. Each PNG is written with QWidget.grab().
+that failed to load, a conversation too long for the context, the dark theme. Each PNG is written with QWidget.grab().
 """
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ def main(argv: list[str]) -> int:
     wait(app, lambda: not win.busy, 300)
     pause(app)
     shot(win, out, "04-answer")
+    cid_first = win.current
 
     # rendering of markdown, code and thinking (a stored answer, written above)
     cid = win.store.new_conversation("Reverse the words of a sentence").id
@@ -114,10 +115,21 @@ def main(argv: list[str]) -> int:
     shot(win, out, "08-load-error")
     win.clear_banner()
 
+    # a conversation that no longer fits: a small context, then one more question
+    win.apply_settings("", dict(win.model_settings(), n_ctx=96))
+    wait(app, lambda: win.loading_lid is None and win.n_ctx == 96)
+    win.conversations.list.setCurrentRow(win.conversations.ids().index(cid_first))
+    win.input.edit.setPlainText("And what is the capital of Italy? Answer in one long sentence.")
+    win.input._send()
+    wait(app, lambda: not win.busy)
+    pause(app)
+    shot(win, out, "09-context-overflow")
+    win.clear_banner()
+
     theme.apply(app, dark=True)
     win.chat.render()
     pause(app)
-    shot(win, out, "09-dark")
+    shot(win, out, "10-dark")
     win.close()
     return 0
 

@@ -209,6 +209,8 @@ def test_context_overflow_shows_a_message(qtbot, make_window):
     wait_idle(qtbot, win)
     assert win.banner_box.isVisible() and "context" in win.banner.text()
     assert [m.role for m in win.store.messages(win.current)] == ["user"]      # no empty answer
+    qtbot.waitUntil(lambda: win.meter.value() == 96, timeout=5_000)      # the meter shows it full
+    assert win.meter.property("warning") is True
 
 
 def test_too_big_for_ram_shows_a_message(qtbot, data_dir, tiny_model):
@@ -295,3 +297,4 @@ def test_context_meter_follows_the_answer_and_warns(qtbot, make_window):
     assert win.meter.value() == a.stats["used"] and win.meter.maximum() == 128
     assert values[0] == a.stats["prompt_tokens"] and len(values) > 3      # it moved while streaming
     assert "context" in win.meter.toolTip() and "nearly fills" in win.meter.toolTip()
+    assert win.meter.property("warning") is True
