@@ -298,3 +298,57 @@ def test_context_meter_follows_the_answer_and_warns(qtbot, make_window):
     assert values[0] == a.stats["prompt_tokens"] and len(values) > 3      # it moved while streaming
     assert "context" in win.meter.toolTip() and "nearly fills" in win.meter.toolTip()
     assert win.meter.property("warning") is True
+
+
+def test_export_and_import_through_the_dialogs(qtbot, make_window, tmp_path, monkeypatch):
+    import json
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from .conftest import TINY
+
+    win = make_window()
+    type_and_send(qtbot, win, "Export me")
+    wait_idle(qtbot, win)
+    for kind in ("md", "json"):
+        target = tmp_path / f"chat.{kind}"
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, t=target, **k: (str(t), ""))
+        win.export_dialog(kind)
+    assert (tmp_path / "chat.md").read_text().startswith("# Export me\n")
+    data = json.loads((tmp_path / "chat.json").read_text())
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
+    other = TINY.with_name("tiny-kimi-linear-Q8_0.gguf")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(other), ""))
+    win.import_dialog()
+    qtbot.waitUntil(lambda: win.loading_lid is None, timeout=30_000)
+    assert win.model_path == str(other) and "kimi-linear" in win.model_label.text()
+
+
+def test_cancel_loading(qtbot, make_window):
+    from .conftest import TINY
+
+    win = make_window()
+    fast_settings(win, max_tokens=900)
+    type_and_send(qtbot, win, "Keep the worker busy")
+    qtbot.waitUntil(lambda: win.writer is not None and len(win.writer.text) > 5, timeout=30_000)
+    win.load_model(str(TINY.with_name("tiny-gemma3-Q8_0.gguf")))   # stops the answer, queues the load
+    assert win.load_cancel.isVisible()
+    qtbot.mouseClick(win.load_cancel, Qt.LeftButton)
+    qtbot.waitUntil(lambda: win.loading_lid is None, timeout=30_000)
+    assert win.statusBar().currentMessage() == "Loading cancelled" and not win.banner_box.isVisible()
+    assert win.model_path == str(TINY) and "llama" in win.model_label.text()   # the old model stays
+
+
+def test_dark_theme_recolours_the_chat(qtbot, make_window):
+    from app import theme
+
+    win = make_window()
+    type_and_send(qtbot, win, "Colours")
+    wait_idle(qtbot, win)
+    app = QGuiApplication.instance()
+    try:
+        theme.apply(app, dark=True)
+        qtbot.waitUntil(lambda: "#e6edf3" in win.chat.toHtml().lower(), timeout=3_000)
+    finally:
+        theme.apply(app, dark=False)
+    qtbot.waitUntil(lambda: "#e6edf3" not in win.chat.toHtml().lower(), timeout=3_000)
