@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QColor, QGuiApplication, QKeySequence, QPalette
+from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget)
 
@@ -168,7 +168,7 @@ class MainWindow(ChatMixin, QMainWindow):
         self.meter.setValue(min(int(used), total))
         max_tokens = int(self.model_settings().get("max_tokens", 0) or 0)
         full = used >= CONTEXT_WARN * total or (used and used + max_tokens > total)
-        pal = QGuiApplication.palette()
+        pal = QPalette()        # only the roles set here override the application's (theme) palette
         if full:
             pal.setColor(QPalette.Highlight, QColor("#c9302c"))
         self.meter.setPalette(pal)
