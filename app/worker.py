@@ -85,6 +85,7 @@ class InferenceWorker(QObject):
 
         try:
             stage(0)
+            gc.unfreeze()         # objects of a model loaded before may be collected again
             entry = inspect(path, n_ctx=n_ctx)
             if entry.error:
                 kind = "missing" if "not found" in entry.error else "error"

@@ -352,3 +352,14 @@ def test_dark_theme_recolours_the_chat(qtbot, make_window):
     finally:
         theme.apply(app, dark=False)
     qtbot.waitUntil(lambda: "#e6edf3" not in win.chat.toHtml().lower(), timeout=3_000)
+
+
+def test_stop_button(qtbot, make_window):
+    win = make_window()
+    fast_settings(win, max_tokens=900)
+    type_and_send(qtbot, win, "Count to one hundred")
+    qtbot.waitUntil(lambda: win.writer is not None and len(win.writer.text) > 5, timeout=30_000)
+    assert win.input.button.text() == "Stop"
+    qtbot.mouseClick(win.input.button, Qt.LeftButton)
+    assert not win.busy and win.input.button.text() == "Send"
+    assert win.store.messages(win.current)[-1].state == "stopped"
