@@ -60,7 +60,8 @@ def llama_bench(exe: str, model: str, p: int, n: int, threads: int) -> tuple[flo
     except OSError as e:
         raise LecternError(f"could not run llama-bench at {exe}: {e}") from e
     if out.returncode != 0:
-        raise LecternError(f"llama-bench failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+        why = f"killed by signal {-out.returncode}" if out.returncode < 0 else f"exit status {out.returncode}"
+        raise LecternError(f"llama-bench failed ({why}): {out.stderr.strip()[-500:]}")
     try:
         rows = json.loads(out.stdout)
         pre = [r["avg_ts"] for r in rows if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0]
@@ -127,16 +128,24 @@ def run(args) -> int:
         result["bandwidth_bytes_per_s"] = round(bw)
         result["prefill_bandwidth_fraction"] = round(result["prefill_gb_per_s"] * 1e9 / bw, 4)
         result["decode_bandwidth_fraction"] = round(result["decode_gb_per_s"] * 1e9 / bw, 4)
+    failed = None
     if args.llama_bench:
-        lp, ld = llama_bench(args.llama_bench, str(engine.path), p, n, args.threads)
-        result["llama_prefill_tokens_per_s"] = round(lp, 3)
-        result["llama_decode_tokens_per_s"] = round(ld, 3)
-        result["prefill_ratio_to_llama"] = round(prefill_tps / lp, 4) if lp else None
-        result["decode_ratio_to_llama"] = round(decode_tps / ld, 4) if ld else None
+        try:
+            lp, ld = llama_bench(args.llama_bench, str(engine.path), p, n, args.threads)
+        except LecternError as e:     # keep our own figures: print them, then fail
+            failed = e
+            result["llama_bench_error"] = str(e)
+        else:
+            result["llama_prefill_tokens_per_s"] = round(lp, 3)
+            result["llama_decode_tokens_per_s"] = round(ld, 3)
+            result["prefill_ratio_to_llama"] = round(prefill_tps / lp, 4) if lp else None
+            result["decode_ratio_to_llama"] = round(decode_tps / ld, 4) if ld else None
     if args.json:
         print(json.dumps(result))
-        return 0
-    print_report(result, engine.path.name, p, n, pre.seconds, decode_s)
+    else:
+        print_report(result, engine.path.name, p, n, pre.seconds, decode_s)
+    if failed is not None:
+        raise failed
     return 0
 
 

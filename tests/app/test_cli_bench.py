@@ -87,6 +87,12 @@ def test_bench_llama_bench_failure_is_clear(tmp_path):
     exe.chmod(0o755)
     path = golden_dir() / "models" / "tiny-llama-Q4_0.gguf"
     assert main(["bench", "-m", str(path), "-p", "4", "-n", "1", "-t", "1", "--llama-bench", str(exe)]) == 1
+    # our own figures are still reported, and the JSON says why llama-bench gave none
+    p = subprocess.run([sys.executable, "-m", "app", "bench", "-m", str(path), "-p", "4", "-n", "1", "-t", "1",
+                        "--json", "--llama-bench", str(exe)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1 and "exit status 3" in p.stderr and "unknown model" in p.stderr
+    r = json.loads(p.stdout)
+    assert r["prefill_tokens_per_s"] > 0 and "unknown model" in r["llama_bench_error"]
 
 
 def test_bench_reports_the_kernel_path():
