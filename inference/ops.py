@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import ggml_cpu
 from .gguf_file import Tensor
 from .quants import dequantize
 
@@ -135,6 +136,16 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
         return x @ w.data.view(np.float32).reshape(n_out, n_in).T
     y = np.empty((x.shape[0], n_out), dtype=np.float32)
     step = max(1, _SLAB_ELEMENTS // n_in)
+    if ROUND_ACTIVATIONS and w.ggml_type.name == "Q4_1" and n_in % 32 == 0:
+        # llama.cpp's own kernel, same float32 order (ggml_cpu.vec_dot_q4_1_q8_1): bit-identical
+        q, d = _q8_blocks(x_in)
+        nb = n_in // 32
+        q, d = q.reshape(-1, nb, 32), d.reshape(-1, nb)
+        blocks = w.data.reshape(n_out, nb, w.block[1])
+        step = max(1, _SLAB_ELEMENTS // (8 * max(1, x.shape[0])))
+        for r0 in range(0, n_out, step):
+            y[:, r0:r0 + step] = ggml_cpu.vec_dot_q4_1_q8_1(blocks[r0:r0 + step], q, d)
+        return y
     if ROUND_ACTIVATIONS:
         # float64 sums of the (exact) products: each row's result is then independent of BLAS
         # blocking and of the number of rows, so a prompt gives the same logits however it is
@@ -148,7 +159,7 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
         for r0 in range(0, n_out, step):
             r1 = min(n_out, r0 + step)
             y[:, r0:r1] = x @ dequant_rows(w, r0, r1).T
-    if ROUND_ACTIVATIONS and w.ggml_type.name in ("Q4_1", "Q5_1") and n_in % 32 == 0:
+    if ROUND_ACTIVATIONS and w.ggml_type.name == "Q5_1" and n_in % 32 == 0:
         y += _q8_1_min_term(w, x_in)
     return y
 
@@ -184,6 +195,12 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
+def silu_ggml(x: np.ndarray) -> np.ndarray:
+    """silu over float32 rows with llama.cpp's own exp (ggml_cpu.silu): bit-identical to its CPU
+    backend. Used by the llama forward, which matches llama.cpp bit for bit (Q4_1 files)."""
+    return ggml_cpu.silu(x)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -214,11 +231,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 def _rope_angles(pos: np.ndarray, n_dims: int, base: float, freq_scale: float,
                  freq_factors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     # theta_i = p * freq_scale * base^(-2i/n_dims) / ff[i]   -> cos, sin: [T, n_dims/2]
-    inv = base ** (-np.arange(0, n_dims, 2, dtype=np.float64) / n_dims)
-    if freq_factors is not None:
-        inv = inv / freq_factors[: n_dims // 2]
-    theta = np.asarray(pos, np.float64)[:, None] * freq_scale * inv[None, :]
-    return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    # computed as ggml does (float32 powers built pair by pair, the C library's cosf/sinf)
+    return ggml_cpu.rope_angles(pos, n_dims, base, freq_scale, freq_factors)
 
 
 def rope_neox(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_scale: float = 1.0,
@@ -227,10 +241,9 @@ def rope_neox(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_sca
     cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
     cos, sin = cos[:, None, :], sin[:, None, :]
     half = n_dims // 2
-    x0, x1 = x[..., :half], x[..., half:n_dims]
+    x = np.asarray(x, np.float32)
     out = x.copy()
-    out[..., :half] = x0 * cos - x1 * sin
-    out[..., half:n_dims] = x0 * sin + x1 * cos
+    out[..., :half], out[..., half:n_dims] = ggml_cpu.rotate(x[..., :half], x[..., half:n_dims], cos, sin)
     return out
 
 
@@ -239,15 +252,15 @@ def rope_norm(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_sca
     """Llama ("normal") rotation: adjacent pairs (2i, 2i+1); x: [T, H, D]."""
     cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
     cos, sin = cos[:, None, :], sin[:, None, :]
-    x0, x1 = x[..., 0:n_dims:2], x[..., 1:n_dims:2]
+    x = np.asarray(x, np.float32)
     out = x.copy()
-    out[..., 0:n_dims:2] = x0 * cos - x1 * sin
-    out[..., 1:n_dims:2] = x0 * sin + x1 * cos
+    out[..., 0:n_dims:2], out[..., 1:n_dims:2] = ggml_cpu.rotate(x[..., 0:n_dims:2], x[..., 1:n_dims:2], cos, sin)
     return out
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_pos: np.ndarray,
-              scale: float, window: int | None = None, round_f16: bool = False) -> np.ndarray:
+              scale: float, window: int | None = None, round_f16: bool = False,
+              decode_order: bool = False) -> np.ndarray:
     """Causal (optionally sliding-window) attention with grouped KV heads.
 
     q: [T, Hq, Dk]; k: [S, Hkv, Dk]; v: [S, Hkv, Dv]; positions q_pos [T], k_pos [S].
@@ -255,9 +268,11 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     Query head h reads KV head h // (Hq / Hkv).  -> [T, Hq, Dv]
     round_f16: round q, k, v and the softmax probabilities to F16 first, as llama.cpp's CPU
     attention does with its F16 KV cache (kq = k·f16(q); out = v·f16(softmax(kq*scale + mask))).
+    decode_order: with round_f16, a single query sums in llama.cpp's decode order (_attention_f16).
     """
     if round_f16:
-        return _attention_f16(q, k, v, q_pos, k_pos, scale, window)
+        return _attention_f16(q, k, v, q_pos, k_pos, scale, window,
+                              decode_order and SINGLE_QUERY_DECODE_ORDER)
     T, Hq, _ = q.shape
     Hkv = k.shape[1]
     g = Hq // Hkv
@@ -273,20 +288,50 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     return np.matmul(p, vh).transpose(1, 0, 2)        # [T, Hq, Dv]
 
 
-def _attention_f16(q, k, v, q_pos, k_pos, scale, window):
-    """`attention` with llama.cpp's F16 roundings (q, k, v, probabilities), sums in float64 so that
-    a query's result does not depend on how many other keys or queries share the call."""
-    T, Hq, _ = q.shape
+# llama.cpp sums a single query's attention dot products in another order than a batch's (see
+# _attention_f16); attention(decode_order=True) follows it. False here uses the batch order for
+# every query, so that any split of a prompt computes the batch's bits (tests of the row-by-row
+# math set it)
+SINGLE_QUERY_DECODE_ORDER = True
+
+
+def _attention_f16(q, k, v, q_pos, k_pos, scale, window, decode_order=False):
+    """`attention` as llama.cpp's CPU backend computes it without flash attention, bit for bit
+    (llama-graph.cpp build_attn_mha: kq = mul_mat(k, q), soft_max_ext(kq, mask, scale),
+    kqv = mul_mat(v, kq)): q and the probabilities rounded to F16, F16 dot products in tinyBLAS's
+    order, ggml's softmax (ggml_cpu.dot_f16, softmax_rows). With decode_order, like llama.cpp, a
+    single query (T == 1, decoding) sums its dot products in ggml_vec_dot_f16's order instead (llamafile_sgemm declines
+    n < 2, llamafile/sgemm.cpp:3820), so decoding a token differs from the same row of a batch in
+    the last float32 bits, exactly as llama.cpp's own decoding does."""
+    T, Hq, Dk = q.shape
     g = Hq // k.shape[1]
-    diff = q_pos[:, None].astype(np.int64) - k_pos[None, :].astype(np.int64)  # [T, S]
+    decode = T == 1 and decode_order
+    # llama.cpp's cache holds the key of position p in cell p (one sequence, no wrap-around), and the
+    # summation order follows the cell: lay the keys out by position (from a multiple of 64, which
+    # keeps every lane and 16-group of the sums; missing cells are zeros and masked)
+    k_pos = np.asarray(k_pos, np.int64)
+    base = int(k_pos.min()) // 64 * 64 if len(k_pos) else 0
+    if len(k_pos) and not np.array_equal(k_pos, np.arange(base, base + len(k_pos))):
+        span = int(k_pos.max()) - base + 1
+        kf, vf = np.zeros((span,) + k.shape[1:], np.float32), np.zeros((span,) + v.shape[1:], np.float32)
+        kf[k_pos - base], vf[k_pos - base] = k, v
+        present = np.zeros(span, bool)
+        present[k_pos - base] = True
+        k, v, k_pos = kf, vf, np.where(present, np.arange(base, base + span), np.iinfo(np.int64).max)
+    diff = q_pos[:, None].astype(np.int64) - k_pos[None, :]                     # [T, S]
     visible = diff >= 0
     if window is not None:
         visible &= diff < window
-    q64 = _f16(q).astype(np.float64).transpose(1, 0, 2)                        # [Hq, T, Dk]
-    kh = np.repeat(_f16(k).astype(np.float64), g, axis=1).transpose(1, 2, 0)  # [Hq, Dk, S]
-    vh = np.repeat(_f16(v).astype(np.float64), g, axis=1).transpose(1, 0, 2)  # [Hq, S, Dv]
-    kq = np.matmul(q64, kh).astype(np.float32) * np.float32(scale)             # [Hq, T, S] f32
-    kq = np.where(visible[None], kq.astype(np.float64), -np.inf)
-    e = np.exp(kq - kq.max(axis=-1, keepdims=True))
-    p = _f16(e / e.sum(axis=-1, keepdims=True)).astype(np.float64)
-    return np.matmul(p, vh).astype(np.float32).transpose(1, 0, 2)             # [T, Hq, Dv]
+    S = k.shape[0]
+    kh = np.repeat(_f16(k), g, axis=1).transpose(1, 0, 2)[:, None]            # [Hq, 1, S, Dk]
+    vh = np.repeat(_f16(v), g, axis=1).transpose(1, 2, 0)[:, None]            # [Hq, 1, Dv, S]
+    out = np.empty((T, Hq, v.shape[2]), np.float32)
+    tb = max(1, (1 << 22) // (Hq * max(S, v.shape[2]) * 16))                  # bounded lane arrays
+    for t0 in range(0, T, tb):
+        t1 = min(T, t0 + tb)
+        qh = _f16(q[t0:t1]).transpose(1, 0, 2)[:, :, None, :]                # [Hq, t, 1, Dk]
+        kq = ggml_cpu.dot_f16(qh, kh, decode=decode) * np.float32(scale)      # [Hq, t, S]
+        kq = np.where(visible[None, t0:t1], kq, -np.inf).astype(np.float32)
+        p = _f16(ggml_cpu.softmax_rows(kq))[:, :, None, :]                   # [Hq, t, 1, S]
+        out[t0:t1] = ggml_cpu.dot_f16(p, vh, decode=decode).transpose(1, 0, 2)
+    return out

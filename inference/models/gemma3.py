@@ -220,12 +220,12 @@ class Model(BaseModel):
         k, v = to_f16(k), to_f16(v)                                          # the F16 cache
         if c.is_swa[il]:
             keys, vals, k_pos = self.ring_update(state, il, k, v, pos)
-            o = ops.attention(q, keys, vals, pos, k_pos, 1.0, window=c.n_swa, round_f16=True)
+            o = ops.attention(q, keys, vals, pos, k_pos, 1.0, window=c.n_swa, round_f16=True, decode_order=True)
         else:
             kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]        # [n_ctx, Hkv, D]
             n = int(pos[-1]) + 1
             kc[pos[0]:n], vc[pos[0]:n] = k, v
-            o = ops.attention(q, kc[:n], vc[:n], pos, np.arange(n), 1.0, round_f16=True)
+            o = ops.attention(q, kc[:n], vc[:n], pos, np.arange(n), 1.0, round_f16=True, decode_order=True)
         return ops.linear(L.attn_output, o.reshape(T, -1))                   # [T, n_embd]
 
     @staticmethod

@@ -224,11 +224,12 @@ class Model(BaseModel):
         kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]            # [n_ctx, Hkv, D]
         n = int(pos[-1]) + 1
         kc[pos[0]:n], vc[pos[0]:n] = to_f16(k), to_f16(v)
-        o = ops.attention(q, kc[:n], vc[:n], pos, np.arange(n), 1.0 / np.sqrt(c.head_dim), round_f16=True)
+        o = ops.attention(q, kc[:n], vc[:n], pos, np.arange(n), 1.0 / np.sqrt(c.head_dim), round_f16=True,
+                          decode_order=True)   # llama.cpp's sums, single-token decoding included
         return self.linear(L.attn_output, o.reshape(T, -1), L.attn_output_b)  # [T, n_embd]
 
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
-        g = ops.silu(ops.linear(L.ffn_gate, h))                               # [T, n_ff]
+        g = ops.silu_ggml(ops.linear(L.ffn_gate, h))                          # [T, n_ff]
         return ops.linear(L.ffn_down, g * ops.linear(L.ffn_up, h))            # [T, n_embd]
 
 

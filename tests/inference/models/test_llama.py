@@ -6,12 +6,13 @@ greedy continuation agree with llama.cpp within the golden README's bounds. The 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 import pytest
 
-from inference import load_model
+from inference import load_model, ops
 from inference.errors import ContextOverflowError, UnsupportedModelError
 from inference.gguf_file import open_gguf
 from inference.models.base import KV
@@ -51,19 +52,33 @@ def golden_batch(stem: str) -> None:
     print(f"{stem} batch: {r}")
 
 
+@contextmanager
+def batch_order():
+    """Single queries sum attention in the batch's order (ops.SINGLE_QUERY_DECODE_ORDER): the math
+    is then the same row by row, so any split must give the batch's logits up to float64 sums."""
+    saved, ops.SINGLE_QUERY_DECODE_ORDER = ops.SINGLE_QUERY_DECODE_ORDER, False
+    try:
+        yield
+    finally:
+        ops.SINGLE_QUERY_DECODE_ORDER = saved
+
+
 def golden_token_by_token(stem: str, **state_kw) -> None:
     tokens = ref(stem)["tokens"]
-    out = run_chunks(model(stem), tokens, [1] * (len(tokens) - 1), **state_kw)
+    out = run_chunks(model(stem), tokens, [1] * (len(tokens) - 1), **state_kw)   # llama.cpp's decode order
     r = assert_close(out, ref(stem)["logits"], stem)
     print(f"{stem} token by token: {r}")
-    full = batch_logits(stem)       # float64 sums: decoding computes what the batch computes
+    with batch_order():
+        out = run_chunks(model(stem), tokens, [1] * (len(tokens) - 1), **state_kw)
+    full = batch_logits(stem)       # same order, float64 sums: decoding computes what the batch computes
     assert np.abs(out - full).max() <= 1e-4 * full.std(), f"{stem}: token by token differs from the batch"
 
 
 def golden_split_prefill(stem: str, sizes=(37,), **state_kw) -> None:
     """A prefill in pieces computes the same logits as one batch (the same math, row by row)."""
     full = batch_logits(stem)
-    out = run_chunks(model(stem), ref(stem)["tokens"], list(sizes), **state_kw)
+    with batch_order():
+        out = run_chunks(model(stem), ref(stem)["tokens"], list(sizes), **state_kw)
     err = np.abs(out - full).max() / full.std()
     assert err < 1e-4, f"{stem}: split prefill {sizes} differs from the batch by {err:.2e} std"
 
