@@ -12,6 +12,9 @@ from inference import ops
 from inference.gguf_file import Tensor
 
 finite = st.floats(-1e3, 1e3, width=32, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+# Activations of a real layer: zero or at least 2^-100 in magnitude. Blocks whose largest value is
+# near FLT_MIN overflow -127/max to inf in ggml too (quantize_row_q8_K_ref): not a case to compare.
+activation = st.one_of(st.just(0.0), st.floats(2.0**-100, 1e3, width=32), st.floats(-1e3, -(2.0**-100), width=32))
 
 
 @settings(max_examples=60, deadline=None)
@@ -28,7 +31,7 @@ def test_q8_0_is_ggmls_quantizer(x):
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(np.float32, (2, 512), elements=finite))
+@given(arrays(np.float32, (2, 512), elements=activation))
 def test_q8_k_rounding(x):
     """Q8_K: per 256 block the element of largest magnitude maps to -127 exactly; error <= d/2."""
     y = ops.quantize_q8_K(x)
