@@ -5,6 +5,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
+import numpy as np
+
 from .errors import ContextOverflowError
 from .sampling import Sampler, SamplingParams
 
@@ -97,7 +99,11 @@ class Generation:
             if self.cancel is not None and self.cancel():
                 st.stop_reason = "cancelled"
                 break
-            t = sampler.sample(s.logits, s.tokens)
+            logits = s.logits
+            if p.ignore_eos and tok.eog_ids:             # as llama.cpp: EOG logits to -inf
+                logits = logits.copy()
+                logits[..., sorted(tok.eog_ids)] = -np.inf
+            t = sampler.sample(logits, s.tokens)
             if not self.tokens:
                 st.time_to_first_token = time.perf_counter() - t0
             if tok.is_eog(t):

@@ -32,6 +32,7 @@ class SamplingParams:
     seed: int | None = None       # None: a fresh random seed
     max_tokens: int | None = None  # None: until an end-of-generation token or the context is full
     stop: tuple[str, ...] = field(default_factory=tuple)
+    ignore_eos: bool = False      # never pick an end-of-generation token (llama.cpp --ignore-eos)
 
     def __post_init__(self):
         if isinstance(self.stop, str):

@@ -35,6 +35,8 @@ def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int | None) -> Non
                         f"default {limit})")
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when this text is produced (repeatable)")
+    g.add_argument("--ignore-eos", action="store_true",
+                   help="never end the answer with an end-of-generation token (runs to -n or a full context)")
 
 
 def sampling_params(args):
@@ -47,7 +49,8 @@ def sampling_params(args):
             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
             repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n,
             frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
-            seed=args.seed, max_tokens=None if n is None or n < 0 else n, stop=tuple(args.stop))
+            seed=args.seed, max_tokens=None if n is None or n < 0 else n, stop=tuple(args.stop),
+            ignore_eos=args.ignore_eos)
     except ValueError as e:
         raise LecternError(f"bad sampling option: {e}") from None
 

@@ -90,3 +90,15 @@ def test_default_model_answers_like_llama_cpp():
     want = Engine.load(default_model_path()).tokenizer.decode(p["greedy_ids"][:24], special=False)
     assert out == want
     assert p["greedy_text"].startswith(out)
+
+
+def test_ignore_eos_runs_past_the_end_token():
+    """Greedy on the tiny model ends with its EOS; with --ignore-eos the same answer goes on to -n,
+    starting with exactly the text the plain run produced (EOS only masked where it would win)."""
+    base = ("generate", "-m", TINY, "--temperature", "0", "-c", "2048", "-n", "300", "--stats",
+            "tell me everything")
+    code, plain, err = lectern(*base)
+    assert code == 0 and "stop: eog" in err, err
+    code, longer, err = lectern(*base, "--ignore-eos")
+    assert code == 0 and "stop: length" in err and "300 generated" in err, err
+    assert longer.startswith(plain) and len(longer) > len(plain)
