@@ -18,6 +18,7 @@ from .conversation_list import ConversationList
 from .library import Library, ModelEntry
 from .message_input import MessageInput
 from .model_picker import ModelPicker
+from .server_control import ServerControl
 from .store import Store, export_json, export_markdown
 from .worker import WorkerThread
 
@@ -37,7 +38,8 @@ class MainWindow(ChatMixin, QMainWindow):
         self.n_ctx = 0
         self.lid = 0
         self.loading_lid: int | None = None
-        self.server_toggle: Callable[[bool], str] | None = None
+        self.server = ServerControl(self)
+        self.server_toggle: Callable[[bool], str] | None = self.server
         self.model_text = ""
         self.setWindowTitle("Lectern")
         self.setAcceptDrops(True)
@@ -102,6 +104,9 @@ class MainWindow(ChatMixin, QMainWindow):
         self.meter.setToolTip("Tokens of the conversation / the model's context size")
         for wdg in (self.model_label, self.load_bar, self.load_cancel):
             sb.addWidget(wdg)
+        self.server_label = QLabel()
+        self.server_label.setVisible(False)
+        sb.addPermanentWidget(self.server_label)
         sb.addPermanentWidget(self.meter)
         self.load_bar.setVisible(False)
         self.load_cancel.setVisible(False)
@@ -239,6 +244,9 @@ class MainWindow(ChatMixin, QMainWindow):
         self.model_text = f"{info['name']} · {info['architecture']} · context {self.n_ctx:,}"
         self.model_label.setText(self.model_text)
         self.clear_banner()
+        if self.server.running:             # serve the model just loaded, on the same port
+            self.server.stop()
+            self.statusBar().showMessage(self.server.start(), 6000)
         self.set_context_meter(max(self.meter.value(), 0), self.n_ctx)
         if self.current is not None:
             self.store.set_conversation_model(self.current, self.model_path)
@@ -362,5 +370,6 @@ class MainWindow(ChatMixin, QMainWindow):
         self._closed = True
         self.stop()
         self.save_state()
+        self.server.stop()
         self.worker.shutdown()
         super().closeEvent(ev)

@@ -52,6 +52,9 @@ class InferenceWorker(QObject):
         self._stopped = set()
         self._load_cancelled = set()
         self._lock = threading.Lock()
+        # held while the engine computes; the app's API server (server_control) shares it, so the
+        # model and the JIT pool's single job slot serve one caller at a time
+        self.engine_lock = threading.Lock()
         self.busy = False
         self.closing = False
 
@@ -152,12 +155,13 @@ class InferenceWorker(QObject):
         self.busy = True
         try:
             sp = SamplingParams(**params)
-            gen = self.session.chat(
-                messages, sp, cancel=lambda: self._is_stopped(rid),
-                progress=lambda d, n: emit(self.promptProgress, rid, d, n))
-            emit(self.started, rid, len(gen.prompt), self.session.n_ctx)
-            for piece in gen:
-                emit(self.token, rid, piece)
+            with self.engine_lock:
+                gen = self.session.chat(
+                    messages, sp, cancel=lambda: self._is_stopped(rid),
+                    progress=lambda d, n: emit(self.promptProgress, rid, d, n))
+                emit(self.started, rid, len(gen.prompt), self.session.n_ctx)
+                for piece in gen:
+                    emit(self.token, rid, piece)
             emit(self.done, rid, gen.text, stats_dict(gen.stats, self.session.n_ctx,
                                                       time.perf_counter() - t0))
         except ContextOverflowError as e:
