@@ -18,6 +18,7 @@ from .conversation_list import ConversationList
 from .library import Library, ModelEntry
 from .message_input import MessageInput
 from .model_picker import ModelPicker
+from .remote_models import RemoteModelsMixin, is_remote
 from .server_control import ServerControl
 from .store import Store, export_json, export_markdown
 from .worker import WorkerThread
@@ -25,7 +26,7 @@ from .worker import WorkerThread
 CONTEXT_WARN = 0.8      # the meter turns red above this share of the context
 
 
-class MainWindow(ChatMixin, QMainWindow):
+class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
     def __init__(self, store: Store, library: Library, ram_bytes: int | None = None):
         super().__init__()
         from inference import __version__
@@ -118,6 +119,7 @@ class MainWindow(ChatMixin, QMainWindow):
         self.conversations.searchChanged.connect(lambda _t: self.refresh_list(select=self.current))
         self.picker.modelChosen.connect(self.load_model)
         self.picker.importRequested.connect(self.import_dialog)
+        self.picker.remoteRequested.connect(self.add_remote_dialog)
 
     def _act(self, menu, text, slot, shortcut=None, tip="") -> QAction:
         a = QAction(text, self)
@@ -195,7 +197,7 @@ class MainWindow(ChatMixin, QMainWindow):
 
     # --- models -------------------------------------------------------------------------------
     def refresh_models(self) -> None:
-        self.picker.set_entries(self.library.entries(), self.model_path)
+        self.picker.set_entries(self.library.entries() + self.remote_entries(), self.model_path)
 
     def model_settings(self) -> dict:
         if self.model_entry is None:
@@ -211,6 +213,8 @@ class MainWindow(ChatMixin, QMainWindow):
         self.stop()
         if self.loading_lid is not None:
             self.worker.cancel_load(self.loading_lid)
+        if is_remote(path):
+            return self.load_remote(path)
         entry = self.library.entry(path)
         self.lid += 1
         self.loading_lid = self.lid
@@ -241,7 +245,8 @@ class MainWindow(ChatMixin, QMainWindow):
         self.store.set("last_model", self.model_path)
         self.load_bar.setVisible(False)
         self.load_cancel.setVisible(False)
-        self.model_text = f"{info['name']} · {info['architecture']} · context {self.n_ctx:,}"
+        ctx = f" · context {self.n_ctx:,}" if self.n_ctx else ""
+        self.model_text = f"{info['name']} · {info['architecture']}{ctx}"
         self.model_label.setText(self.model_text)
         self.clear_banner()
         if self.server.running:             # serve the model just loaded, on the same port

@@ -8,11 +8,13 @@ from .library import ModelEntry
 from .qt_compat import emit
 
 IMPORT = "__import__"
+REMOTE = "__remote__"
 
 
 class ModelPicker(QComboBox):
     modelChosen = Signal(str)        # path
     importRequested = Signal()
+    remoteRequested = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -31,6 +33,7 @@ class ModelPicker(QComboBox):
             self.addItem(label, e.path)
             self.setItemData(self.count() - 1, e.summary(), 3)   # Qt.ToolTipRole
         self.addItem("Import a .gguf file…", IMPORT)
+        self.addItem("Add remote endpoint…", REMOTE)
         self.blockSignals(False)
         self.set_current(current)
 
@@ -41,13 +44,16 @@ class ModelPicker(QComboBox):
             self.setCurrentIndex(i)
 
     def paths(self) -> list[str]:
-        return [self.itemData(i) for i in range(self.count()) if self.itemData(i) != IMPORT]
+        return [self.itemData(i) for i in range(self.count()) if self.itemData(i) not in (IMPORT, REMOTE)]
 
     def _activated(self, i: int) -> None:
         path = self.itemData(i)
         if path == IMPORT:
             self.set_current(self._current)
             emit(self.importRequested)
+        elif path == REMOTE:
+            self.set_current(self._current)
+            emit(self.remoteRequested)
         elif path and path != self._current:
             self._current = path
             emit(self.modelChosen, path)

@@ -47,6 +47,7 @@ class InferenceWorker(QObject):
         super().__init__()
         self.engine = None
         self.session = None
+        self.remote = None          # (RemoteBackend, model id) when a remote endpoint answers
         self.path = ""
         self.ram_bytes = ram_bytes
         self._stopped = set()
@@ -113,6 +114,7 @@ class InferenceWorker(QObject):
             if lid in self._load_cancelled:
                 raise _Cancelled()
             self.engine, self.session, self.path = engine, session, str(path)
+            self.remote = None
             # the model's many small objects live as long as it does: keep them out of the
             # garbage collector's full passes, which hold the GIL (and so the GUI) meanwhile
             gc.collect()
@@ -133,9 +135,24 @@ class InferenceWorker(QObject):
             traceback.print_exc()
             emit(self.loadFailed, lid, "error", f"{type(e).__name__}: {e}")
 
+    @Slot(int, str, object)
+    def load_remote(self, lid: int, path: str, ep: dict) -> None:
+        """Answer from now on through a remote OpenAI-compatible endpoint (app.remote_models)."""
+        from inference.remote import RemoteBackend, RemoteError
+
+        try:
+            backend = RemoteBackend(ep["url"], ep.get("api_key") or None, ep.get("timeout", 60.0))
+        except RemoteError as e:
+            emit(self.loadFailed, lid, "error", str(e))
+            return
+        self.engine = self.session = None
+        self.remote, self.path = (backend, ep["model"]), path
+        emit(self.loaded, lid, {"path": path, "name": f"{ep['model']} (remote)", "n_ctx": 0,
+                                "architecture": f"remote {ep['url']}"})
+
     @Slot()
     def unload(self) -> None:
-        self.engine = self.session = None
+        self.engine = self.session = self.remote = None
         self.path = ""
         emit(self.unloaded)
 
@@ -148,6 +165,8 @@ class InferenceWorker(QObject):
         if self._is_stopped(rid):
             emit(self.done, rid, "", {"stop_reason": "cancelled", "generated_tokens": 0})
             return
+        if self.remote is not None:
+            return self._prompt_remote(rid, messages, params)
         if self.session is None:
             emit(self.error, rid, "nomodel", "No model is loaded. Pick one in the toolbar.")
             return
@@ -178,6 +197,30 @@ class InferenceWorker(QObject):
             with self._lock:
                 self._stopped.discard(rid)
 
+    def _prompt_remote(self, rid: int, messages: list, params: dict) -> None:
+        from inference import LecternError
+        from inference.sampling import SamplingParams
+
+        backend, model = self.remote
+        t0 = time.perf_counter()
+        self.busy = True
+        try:
+            gen = backend.chat(messages, SamplingParams(**params), model=model,
+                               cancel=lambda: self._is_stopped(rid))
+            emit(self.started, rid, 0, 0)
+            for piece in gen:
+                emit(self.token, rid, piece)
+            emit(self.done, rid, gen.text, stats_dict(gen.stats, 0, time.perf_counter() - t0))
+        except (LecternError, ValueError) as e:      # RemoteError: connection, timeout, HTTP
+            emit(self.error, rid, "error", str(e))
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            emit(self.error, rid, "error", f"{type(e).__name__}: {e}")
+        finally:
+            self.busy = False
+            with self._lock:
+                self._stopped.discard(rid)
+
     @Slot(int, object)
     def count(self, rid: int, messages: list) -> None:
         """How many tokens the conversation takes (for the context meter); reported as `done`
@@ -199,6 +242,7 @@ class WorkerThread(QObject):
     """Owns the QThread and the worker; `call` queues a command onto the worker thread."""
 
     _load = Signal(int, str, int)
+    _load_remote = Signal(int, str, object)
     _prompt = Signal(int, object, object)
     _count = Signal(int, object)
     _unload = Signal()
@@ -210,6 +254,7 @@ class WorkerThread(QObject):
         self.worker = InferenceWorker(ram_bytes)
         self.worker.moveToThread(self.thread)
         self._load.connect(self.worker.load)
+        self._load_remote.connect(self.worker.load_remote)
         self._prompt.connect(self.worker.prompt)
         self._count.connect(self.worker.count)
         self._unload.connect(self.worker.unload)
@@ -217,6 +262,9 @@ class WorkerThread(QObject):
 
     def load(self, lid: int, path: str, n_ctx: int) -> None:
         emit(self._load, lid, str(path), int(n_ctx))
+
+    def load_remote(self, lid: int, path: str, ep: dict) -> None:
+        emit(self._load_remote, lid, str(path), dict(ep))
 
     def prompt(self, rid: int, messages: list, params: dict) -> None:
         emit(self._prompt, rid, list(messages), dict(params))
