@@ -53,6 +53,7 @@ class InferenceWorker(QObject):
         self._stopped = set()
         self._load_cancelled = set()
         self._lock = threading.Lock()
+        self._remote_gen = None     # (rid, RemoteGeneration) while a remote answer streams
         # held while the engine computes; the app's API server (server_control) shares it, so the
         # model and the JIT pool's single job slot serve one caller at a time
         self.engine_lock = threading.Lock()
@@ -63,6 +64,9 @@ class InferenceWorker(QObject):
     def stop(self, rid: int) -> None:
         with self._lock:
             self._stopped.add(int(rid))
+            gen = self._remote_gen
+        if gen is not None and gen[0] == int(rid):
+            gen[1].abort()          # a remote answer may be silent (a long prompt): cut the line
 
     def cancel_load(self, lid: int) -> None:
         with self._lock:
@@ -207,6 +211,8 @@ class InferenceWorker(QObject):
         try:
             gen = backend.chat(messages, SamplingParams(**params), model=model,
                                cancel=lambda: self._is_stopped(rid))
+            with self._lock:
+                self._remote_gen = (rid, gen)
             emit(self.started, rid, 0, 0)
             for piece in gen:
                 emit(self.token, rid, piece)
@@ -220,6 +226,7 @@ class InferenceWorker(QObject):
             self.busy = False
             with self._lock:
                 self._stopped.discard(rid)
+                self._remote_gen = None
 
     @Slot(int, object)
     def count(self, rid: int, messages: list) -> None:

@@ -86,3 +86,18 @@ def test_picker_add_remote_dialog_and_restart_keeps_the_endpoint(qtbot, make_win
     assert win.model_path == entry_path
     win2 = make_window(load=False)              # same data dir: the endpoint is remembered
     assert entry_path in win2.picker.paths()
+
+
+def test_stop_a_remote_answer(qtbot, make_window, served):
+    srv, _ = served
+    win = make_window(load=False)
+    win.load_model(win.add_remote(srv.url, "sekrit").path)
+    qtbot.waitUntil(lambda: win.loading_lid is None, timeout=30_000)
+    fast_settings(win, max_tokens=4000)
+    type_and_send(qtbot, win, "Tell me a long story")
+    qtbot.waitUntil(lambda: bool(win.writer and win.writer.text), timeout=30_000)
+    win.stop()
+    wait_idle(qtbot, win, timeout=5_000)
+    m = win.store.messages(win.current)[-1]
+    assert m.role == "assistant" and m.state == "stopped" and m.content
+    qtbot.waitUntil(lambda: srv.stats.get("queued", 0) == 0, timeout=10_000)
