@@ -38,8 +38,7 @@ _Q8_1_TYPES = ("Q4_1", "Q5_1", "Q8_1")
 _Q8_0_TYPES = ("Q1_0", "Q2_0", "Q4_0", "Q5_0", "Q8_0", "IQ4_NL", "MXFP4", "NVFP4")
 
 
-def _f16(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float16).astype(np.float32)
+_f16 = ggml_cpu.f16   # round to float16 precision, kept as float32
 
 
 def _q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

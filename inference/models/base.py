@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
+from ..errors import ContextOverflowError, UnsupportedModelError
 from ..gguf_file import GGUFFile, Tensor
 
 # Kinds of per-layer state buffers, which decide how a State can be rewound:
@@ -39,6 +39,13 @@ class State:
             self.arrays[f"pos.{name}"] = np.full(arr.shape[0], -1, np.int64)
             self.kinds[f"pos.{name}"] = RING
         return arr
+
+    def check_room(self, T: int) -> None:
+        """Refuse T new tokens that would not fit in the context (ContextOverflowError)."""
+        if self.n_past + T > self.n_ctx:
+            raise ContextOverflowError(
+                f"context is full: {self.n_past} tokens held + {T} new > context size {self.n_ctx}; "
+                "start a new conversation, shorten the input or raise the context size")
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays.values())

@@ -29,7 +29,8 @@ from .. import ops
 from ..errors import UnsupportedModelError
 from ..gguf_file import Tensor
 from .base import KV, RING, Model as BaseModel, State
-from .llama import check_room, check_shape, check_tokens, rope_scaling, to_f16
+from ..ggml_cpu import f16
+from .llama import check_shape, check_tokens, rope_scaling
 
 RING_SLACK = 256   # ring entries kept beyond the window, so rewinds of up to this many tokens work
 
@@ -187,7 +188,7 @@ class Model(BaseModel):
         c = self.config
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         T, p0 = len(tokens), state.n_past
-        check_room(state, T)
+        state.check_room(T)
         check_tokens(tokens, c.n_vocab)
         pos = np.arange(p0, p0 + T)
         x = ops.embed(self.token_embd, tokens) * np.float32(np.sqrt(c.n_embd))   # x: [T, n_embd]
@@ -217,7 +218,7 @@ class Model(BaseModel):
             base, fscale = c.rope_base, c.rope_freq_scale
         q = ops.rope_neox(q, pos, c.rope_dim, base, fscale) * np.float32(c.attn_scale)
         k = ops.rope_neox(k, pos, c.rope_dim, base, fscale)
-        k, v = to_f16(k), to_f16(v)                                          # the F16 cache
+        k, v = f16(k), f16(v)                                          # the F16 cache
         if c.is_swa[il]:
             keys, vals, k_pos = self.ring_update(state, il, k, v, pos)
             o = ops.attention(q, keys, vals, pos, k_pos, 1.0, window=c.n_swa, round_f16=True, decode_order=True)

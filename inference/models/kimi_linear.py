@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ops
-from ..errors import ContextOverflowError, TokenizerError, UnsupportedModelError
+from ..errors import TokenizerError, UnsupportedModelError
 from ..gguf_file import GGUFFile, Tensor
 from . import base, moe
 from .kda import KDAWeights, kda_mixer
@@ -196,9 +196,7 @@ class Model(base.Model):
         c = self.config
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         T, p0 = len(tokens), state.n_past
-        if p0 + T > state.n_ctx:
-            raise ContextOverflowError(f"{p0} + {T} tokens exceed the context of {state.n_ctx}; "
-                                       "start a new state with a larger n_ctx or shorten the input")
+        state.check_room(T)
         if T and (tokens.min() < 0 or tokens.max() >= self.n_vocab):
             raise TokenizerError(f"token id out of range [0, {self.n_vocab}): {tokens.min()}..{tokens.max()}")
         h = ops.embed(self.token_embd, tokens)                                  # [T, E]

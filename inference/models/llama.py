@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ops
-from ..errors import ContextOverflowError, UnsupportedModelError
+from ..errors import UnsupportedModelError
+from ..ggml_cpu import f16
 from ..gguf_file import Tensor
 from .base import KV, Model as BaseModel, State
 
@@ -196,7 +197,7 @@ class Model(BaseModel):
         c = self.config
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         T, p0 = len(tokens), state.n_past
-        check_room(state, T)
+        state.check_room(T)
         check_tokens(tokens, c.n_vocab)
         pos = np.arange(p0, p0 + T)
         x = ops.embed(self.token_embd, tokens)                               # x: [T, n_embd]
@@ -223,7 +224,7 @@ class Model(BaseModel):
         q, k = self.rope(q, pos), self.rope(k, pos)
         kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]            # [n_ctx, Hkv, D]
         n = int(pos[-1]) + 1
-        kc[pos[0]:n], vc[pos[0]:n] = to_f16(k), to_f16(v)
+        kc[pos[0]:n], vc[pos[0]:n] = f16(k), f16(v)   # llama.cpp's F16 KV cache
         o = ops.attention(q, kc[:n], vc[:n], pos, np.arange(n), 1.0 / np.sqrt(c.head_dim), round_f16=True,
                           decode_order=True)   # llama.cpp's sums, single-token decoding included
         return self.linear(L.attn_output, o.reshape(T, -1), L.attn_output_b)  # [T, n_embd]
@@ -231,18 +232,6 @@ class Model(BaseModel):
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
         g = ops.silu_ggml(ops.linear(L.ffn_gate, h))                          # [T, n_ff]
         return ops.linear(L.ffn_down, g * ops.linear(L.ffn_up, h))            # [T, n_embd]
-
-
-def to_f16(x: np.ndarray) -> np.ndarray:
-    """Round to float16 precision (llama.cpp's F16 KV cache), kept as float32."""
-    return x.astype(np.float16).astype(np.float32)
-
-
-def check_room(state: State, T: int) -> None:
-    if state.n_past + T > state.n_ctx:
-        raise ContextOverflowError(
-            f"context is full: {state.n_past} tokens held + {T} new > context size {state.n_ctx}; "
-            "start a new conversation, shorten the input or raise the context size")
 
 
 def check_tokens(tokens: np.ndarray, n_vocab: int) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ops
-from ..errors import ContextOverflowError, TokenizerError, UnsupportedModelError
+from ..errors import TokenizerError, UnsupportedModelError
 from ..gguf_file import Tensor
 from . import base, moe
 from .base import KV, RING, State
@@ -247,10 +247,7 @@ class Model(base.Model):
         T, n_vocab = len(tokens), self.n_vocab
         if T and (tokens.min() < 0 or tokens.max() >= n_vocab):
             raise TokenizerError(f"token id out of range [0, {n_vocab}) in the input")
-        if state.n_past + T > state.n_ctx:
-            raise ContextOverflowError(
-                f"{state.n_past} tokens in context + {T} new exceed the context size {state.n_ctx}; "
-                "start a new conversation or choose a larger context")
+        state.check_room(T)
         if T == 0:
             return np.zeros((0, n_vocab), np.float32)
         pos = np.arange(state.n_past, state.n_past + T, dtype=np.int64)   # [T]
