@@ -86,8 +86,13 @@ def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
     return o
 
 
+CHUNK = 64              # tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA; same math)
+CHUNKED_MIN_TOKENS = 16  # shorter calls (decode, small batches) run the recurrence itself
+_SAFE_LOG = 600.0        # |cumulative log decay| within a chunk up to which e^{+-G} fits float64
+
+
 def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
-                        beta: np.ndarray, S: np.ndarray, chunk: int = 16) -> np.ndarray:
+                        beta: np.ndarray, S: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     """The same recurrence in chunked WY form (llama.cpp delta-net-base.cpp); S updated in place.
 
     Per head and chunk of C tokens (local i, j), with q pre-scaled by 1/sqrt(d) and
@@ -97,34 +102,55 @@ def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarr
         Tm = (I + A)^-1;  U = Tm (beta V);  W = Tm (beta K e^G)
         V' = U - W S0;  O = (Q e^G) S0 + Kq V';  S1 = e^{G_C} S0 + (K e^{G_C - G})^T V'
     Shapes as gated_delta_rule.  Computed in float64 per chunk, state kept in float32.
+    The decay sums factor as (x_i e^{G_i}) . (k_j e^{-G_j}) (two matmuls) unless |G| is too large
+    for float64 in a chunk; then the [C, C, dk] pairwise exponentials are formed explicitly.
     """
     T, H, dv = v.shape
     o = np.empty((T, H, dv), np.float32)
     qs = q.astype(np.float64) / np.sqrt(dv)
+    k64, v64 = k.astype(np.float64), v.astype(np.float64)
     for t0 in range(0, T, chunk):
         sl = slice(t0, min(T, t0 + chunk))
-        Q, K, V = (a[sl].transpose(1, 0, 2) for a in (qs, k.astype(np.float64), v.astype(np.float64)))
+        Q, K, V = (a[sl].transpose(1, 0, 2) for a in (qs, k64, v64))       # [H, C, d]
         B = beta[sl].T.astype(np.float64)[:, :, None]                       # [H, C, 1]
         G = np.cumsum(g[sl].astype(np.float64), axis=0).transpose(1, 0, 2)  # [H, C, dk]
         C = G.shape[1]
         eG = np.exp(G)
-        Gd = G[:, :, None, :] - G[:, None, :, :]                            # [H, C, C, dk] G_i - G_j
-        causal = np.tril(np.ones((C, C), bool))
-        E = np.exp(np.where(causal[None, :, :, None], Gd, -np.inf))         # 0 above the diagonal
-        KK = np.einsum("hic,hjc,hijc->hij", K, K, E)                        # [H, C, C]
-        QK = np.einsum("hic,hjc,hijc->hij", Q, K, E)
+        if -G[:, -1].min() <= _SAFE_LOG:
+            Kn = K * np.exp(-G)                                             # k_j e^{-G_j}
+            KK = np.matmul(K * eG, Kn.transpose(0, 2, 1))                   # [H, C, C]
+            QK = np.matmul(Q * eG, Kn.transpose(0, 2, 1))
+        else:
+            KK, QK = _pairwise(Q, K, G)
         A = np.tril(KK, -1) * B
+        QK = np.tril(QK)
         IA = np.eye(C)[None] + A                                            # unit lower-triangular
-        U = np.linalg.solve(IA, B * V)                                      # [H, C, dv]  Tm (beta V)
-        W = np.linalg.solve(IA, B * K * eG)                                 # [H, C, dk]
+        UW = np.linalg.solve(IA, np.concatenate([B * V, B * K * eG], axis=2))
+        U, W = UW[:, :, :dv], UW[:, :, dv:]                                 # Tm (beta V), Tm (beta K e^G)
         S0 = S.astype(np.float64)
-        Vn = U - np.matmul(W, S0)
+        Vn = U - np.matmul(W, S0)                                           # [H, C, dv]
         O = np.matmul(Q * eG, S0) + np.matmul(QK, Vn)
         GC = G[:, -1:, :]                                                   # [H, 1, dk]
         S[...] = np.exp(GC).transpose(0, 2, 1) * S0 + \
             np.matmul((K * np.exp(GC - G)).transpose(0, 2, 1), Vn)
         o[sl] = O.transpose(1, 0, 2)
     return o
+
+
+def _pairwise(Q, K, G):
+    """KK[h,i,j] = sum_c K_i K_j e^{G_i - G_j}, QK likewise (j <= i; 0 above the diagonal)."""
+    C = G.shape[1]
+    Gd = G[:, :, None, :] - G[:, None, :, :]                                # [H, C, C, dk]
+    causal = np.tril(np.ones((C, C), bool))
+    E = np.exp(np.where(causal[None, :, :, None], Gd, -np.inf))
+    return np.einsum("hic,hjc,hijc->hij", K, K, E), np.einsum("hic,hjc,hijc->hij", Q, K, E)
+
+
+def gated_delta(q, k, v, g, beta, S) -> np.ndarray:
+    """The delta rule for a call of T tokens: chunked WY form for long calls, else the recurrence."""
+    if q.shape[0] >= CHUNKED_MIN_TOKENS:
+        return gated_delta_chunked(q, k, v, g, beta, S)
+    return gated_delta_rule(q, k, v, g, beta, S)
 
 
 def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -145,7 +171,7 @@ def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, 
     f = ops.linear(w.ssm_f_b, ops.linear(w.ssm_f_a, x)) + w.ssm_dt         # [T, D]
     g = ops.softplus(f).reshape(T, H, d) * w.ssm_a[None, :, None]           # [T, H, d]  <= 0
     beta = ops.sigmoid(ops.linear(w.ssm_beta, x))                           # [T, H]
-    o = gated_delta_rule(q, k, v, g, beta, S)                               # [T, H, d]
+    o = gated_delta(q, k, v, g, beta, S)                                    # [T, H, d]
     gate = ops.linear(w.ssm_g_b, ops.linear(w.ssm_g_a, x)).reshape(T, H, d)
     o = ops.rms_norm(o, w.ssm_norm, eps) * ops.sigmoid(gate)                # [T, H, d]
     return ops.linear(w.attn_output, o.reshape(T, D))                       # [T, E]
