@@ -153,6 +153,21 @@ def gated_delta(q, k, v, g, beta, S) -> np.ndarray:
     return gated_delta_rule(q, k, v, g, beta, S)
 
 
+def _jit_step(head_dim: int):
+    """jit.kda.step when the JIT kernels are selected and available (and d % 8 == 0), else None."""
+    if head_dim % 8:
+        return None
+    try:
+        from jit import api
+        if not api.enabled():
+            return None
+        from jit import kda as jit_kda
+        jit_kda.kernel()
+    except Exception:  # noqa: BLE001 - no llvmlite / no compile: the numpy path
+        return None
+    return jit_kda.step
+
+
 def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, np.ndarray],
               S: np.ndarray, n_head: int, head_dim: int, eps: float) -> np.ndarray:
     """x: [T, E] normed hidden; conv: 3 x [K-1, D] and S: [H, d, d] updated in place -> [T, E]."""
@@ -164,14 +179,19 @@ def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, 
         u_q, u_k, u_v = qkv[:, :D], qkv[:, D:2 * D], qkv[:, 2 * D:]
     else:
         u_q, u_k, u_v = (ops.linear(m, x) for m in (w.attn_q, w.attn_k, w.attn_v))  # [T, D]
+    f = ops.linear(w.ssm_f_b, ops.linear(w.ssm_f_a, x))                    # [T, D]
+    beta_logit = ops.linear(w.ssm_beta, x)                                  # [T, H]
+    gate = ops.linear(w.ssm_g_b, ops.linear(w.ssm_g_a, x))                  # [T, D]
+    if T == 1 and (step := _jit_step(d)) is not None:                       # decode: one fused kernel
+        o = step((u_q, u_k, u_v), conv, (w.ssm_conv1d_q, w.ssm_conv1d_k, w.ssm_conv1d_v), f, w.ssm_dt,
+                 w.ssm_a, beta_logit, gate, w.ssm_norm, S, eps)
+        return ops.linear(w.attn_output, o.reshape(1, D))
     q = ops.silu(causal_conv(u_q, conv[0], w.ssm_conv1d_q)).reshape(T, H, d)
     k = ops.silu(causal_conv(u_k, conv[1], w.ssm_conv1d_k)).reshape(T, H, d)
     v = ops.silu(causal_conv(u_v, conv[2], w.ssm_conv1d_v)).reshape(T, H, d)
     q, k = l2_norm(q, eps), l2_norm(k, eps)
-    f = ops.linear(w.ssm_f_b, ops.linear(w.ssm_f_a, x)) + w.ssm_dt         # [T, D]
-    g = ops.softplus(f).reshape(T, H, d) * w.ssm_a[None, :, None]           # [T, H, d]  <= 0
-    beta = ops.sigmoid(ops.linear(w.ssm_beta, x))                           # [T, H]
+    g = ops.softplus(f + w.ssm_dt).reshape(T, H, d) * w.ssm_a[None, :, None]   # [T, H, d]  <= 0
+    beta = ops.sigmoid(beta_logit)                                          # [T, H]
     o = gated_delta(q, k, v, g, beta, S)                                    # [T, H, d]
-    gate = ops.linear(w.ssm_g_b, ops.linear(w.ssm_g_a, x)).reshape(T, H, d)
-    o = ops.rms_norm(o, w.ssm_norm, eps) * ops.sigmoid(gate)                # [T, H, d]
+    o = ops.rms_norm(o, w.ssm_norm, eps) * ops.sigmoid(gate.reshape(T, H, d))  # [T, H, d]
     return ops.linear(w.attn_output, o.reshape(T, D))                       # [T, E]
