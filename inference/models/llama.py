@@ -225,8 +225,8 @@ class Model(BaseModel):
         kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]            # [n_ctx, Hkv, D]
         n = int(pos[-1]) + 1
         kc[pos[0]:n], vc[pos[0]:n] = f16(k), f16(v)   # llama.cpp's F16 KV cache
-        o = ops.attention(q, kc[:n], vc[:n], pos, np.arange(n), 1.0 / np.sqrt(c.head_dim), round_f16=True,
-                          decode_order=True)   # llama.cpp's sums, single-token decoding included
+        # llama.cpp's sums, single-token decoding included
+        o = ops.cached_attention(q, kc, vc, pos, 1.0 / np.sqrt(c.head_dim))
         return self.linear(L.attn_output, o.reshape(T, -1), L.attn_output_b)  # [T, n_embd]
 
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
