@@ -200,6 +200,18 @@ def silu_ggml(x: np.ndarray) -> np.ndarray:
     return ggml_cpu.silu(x)
 
 
+def swiglu_ggml(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """silu_ggml(g) * u (llama.cpp's ggml_vec_swiglu_f32); on the JIT kernel when selected (same bits)."""
+    try:
+        from jit import api
+        from jit import elementwise as je
+    except ImportError:
+        je = None
+    if je is not None and je.usable(g.shape[-1]) and api.enabled():
+        return je.swiglu(g, u)
+    return silu_ggml(g) * u
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 

@@ -230,8 +230,8 @@ class Model(BaseModel):
         return self.linear(L.attn_output, o.reshape(T, -1), L.attn_output_b)  # [T, n_embd]
 
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
-        g = ops.silu_ggml(ops.linear(L.ffn_gate, h))                          # [T, n_ff]
-        return ops.linear(L.ffn_down, g * ops.linear(L.ffn_up, h))            # [T, n_embd]
+        g = ops.swiglu_ggml(ops.linear(L.ffn_gate, h), ops.linear(L.ffn_up, h))   # [T, n_ff]
+        return ops.linear(L.ffn_down, g)                                          # [T, n_embd]
 
 
 def check_tokens(tokens: np.ndarray, n_vocab: int) -> None:
