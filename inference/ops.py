@@ -200,6 +200,18 @@ def silu_ggml(x: np.ndarray) -> np.ndarray:
     return ggml_cpu.silu(x)
 
 
+def swiglu_ggml(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """silu_ggml(g) * u (llama.cpp's ggml_vec_swiglu_f32); on the JIT kernel when selected (same bits)."""
+    try:
+        from jit import api
+        from jit import elementwise as je
+    except ImportError:
+        je = None
+    if je is not None and je.usable(g.shape[-1]) and api.enabled():
+        return je.swiglu(g, u)
+    return silu_ggml(g) * u
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -285,6 +297,42 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     scores = np.matmul(q.transpose(1, 0, 2), kh) * np.float32(scale) + mask[None]  # [Hq, T, S]
     p = softmax(scores, axis=-1)
     return np.matmul(p, vh).transpose(1, 0, 2)        # [T, Hq, Dv]
+
+
+def _jit_attention(dk: int, dv: int, ring: int):
+    """jit.attention.attend if the JIT kernels are selected and cover these head sizes, else None."""
+    try:
+        from jit import api
+    except ImportError:
+        return None
+    if not api.enabled():
+        return None
+    from jit import attention as ja
+    return ja.attend if ja.usable(dk, dv, ring) else None
+
+
+def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndarray, scale: float,
+                     window: int | None = None, single: bool | None = None) -> np.ndarray:
+    """`attention(..., round_f16=True, decode_order=True)` of q [T, Hq, Dk] at positions pos
+    (consecutive) against a cache kc [R, Hkv, Dk], vc [R, Hkv, Dv] that already holds every key
+    the queries see, position p in slot p % R (R = the context for a plain cache, a ring for a
+    sliding window). single: sum in llama.cpp's single-query order (default: T == 1; a caller that
+    splits a batch passes the batch's answer). On the JIT kernel when selected (same bits), else numpy."""
+    T = q.shape[0]
+    pos = np.asarray(pos, np.int64)
+    R = kc.shape[0]
+    k_begin = np.zeros(T, np.int64) if window is None else np.maximum(0, pos - window + 1)
+    single = T == 1 if single is None else single
+    decode = single and SINGLE_QUERY_DECODE_ORDER
+    attend = _jit_attention(q.shape[2], vc.shape[2], R)
+    if attend is not None:
+        return attend(q, kc, vc, pos, k_begin, scale, decode)
+    k_pos = np.arange(int(k_begin[0]), int(pos[-1]) + 1)
+    if k_pos[-1] < R:
+        keys, vals = kc[k_pos[0]:k_pos[-1] + 1], vc[k_pos[0]:k_pos[-1] + 1]
+    else:
+        keys, vals = kc[k_pos % R], vc[k_pos % R]
+    return attention(q, keys, vals, pos, k_pos, scale, window, round_f16=True, decode_order=single)
 
 
 # llama.cpp sums a single query's attention dot products in another order than a batch's (see

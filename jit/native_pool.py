@@ -196,15 +196,16 @@ class NativePool:
         per = -(-rows // (self.n * self.chunks_per_thread))
         return max(ALIGN, -(-per // ALIGN) * ALIGN)
 
-    def run(self, fn, head: tuple, rows: int, tail: tuple) -> None:
-        """fn(*head, r0, r1, *tail) over chunks of [0, rows); head = (w, xq, y), tail = (n,)."""
+    def run(self, fn, head: tuple, rows: int, tail: tuple, chunk: int | None = None) -> None:
+        """fn(*head, r0, r1, *tail) over chunks of [0, rows); head = (w, xq, y), tail = (n,);
+        chunks of `chunk` rows if given (else chunk_rows)."""
         if rows <= 0:
             return
         addr = ctypes.cast(fn, ctypes.c_void_p).value
         with self._lock:
             if self._threads is None:
                 raise RuntimeError("the pool is closed")
-            self._run(self.ctx, addr, *head, rows, *tail, self.chunk_rows(rows))
+            self._run(self.ctx, addr, *head, rows, *tail, chunk or self.chunk_rows(rows))
 
     def raw(self) -> tuple[int, int, threading.Lock]:
         """(address of pool_run, ctx, lock) for native code that runs jobs on this pool itself

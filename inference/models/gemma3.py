@@ -220,34 +220,31 @@ class Model(BaseModel):
         k = ops.rope_neox(k, pos, c.rope_dim, base, fscale)
         k, v = f16(k), f16(v)                                          # the F16 cache
         if c.is_swa[il]:
-            keys, vals, k_pos = self.ring_update(state, il, k, v, pos)
-            o = ops.attention(q, keys, vals, pos, k_pos, 1.0, window=c.n_swa, round_f16=True, decode_order=True)
+            o = self.ring_attention(state, il, q, k, v, pos)
         else:
             kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]        # [n_ctx, Hkv, D]
             n = int(pos[-1]) + 1
             kc[pos[0]:n], vc[pos[0]:n] = k, v
-            o = ops.attention(q, kc[:n], vc[:n], pos, np.arange(n), 1.0, round_f16=True, decode_order=True)
+            o = ops.cached_attention(q, kc, vc, pos, 1.0)
         return ops.linear(L.attn_output, o.reshape(T, -1))                   # [T, n_embd]
 
-    @staticmethod
-    def ring_update(state: State, il: int, k: np.ndarray, v: np.ndarray, pos: np.ndarray):
-        """Keys for this batch: the ring's earlier entries + the new ones; then store the new ones.
-
-        The ring holds position p in slot p % R; a batch longer than R keeps its last R entries.
-        -> keys [S, Hkv, D], values [S, Hkv, D], their positions [S]
-        """
+    def ring_attention(self, state: State, il: int, q, k, v, pos) -> np.ndarray:
+        """Sliding-window attention through the ring (position p in slot p % R): the batch's keys
+        are written in pieces of at most R - n_swa + 1 queries, so no piece overwrites a key its
+        own queries still see. The same bits as attending over the ring's entries + the batch."""
+        c = self.config
         kr, vr = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]           # [R, Hkv, D]
         kp, vp = state.arrays[f"pos.k.{il}"], state.arrays[f"pos.v.{il}"]   # [R] (-1: empty)
-        old = (kp >= 0) & (kp < pos[0])
-        keys = np.concatenate([kr[old], k])
-        vals = np.concatenate([vr[old], v])
-        k_pos = np.concatenate([kp[old], pos])
-        R = kr.shape[0]
-        keep = slice(max(0, len(pos) - R), None)
-        slots = pos[keep] % R
-        kr[slots], vr[slots] = k[keep], v[keep]
-        kp[slots] = vp[slots] = pos[keep]
-        return keys, vals, k_pos
+        R, T = kr.shape[0], len(pos)
+        piece = T if pos[-1] < R else max(1, R - c.n_swa + 1)
+        out = np.empty((T, c.n_head, c.head_dim), np.float32)
+        for s in range(0, T, piece):
+            sl = slice(s, s + piece)
+            slots = pos[sl] % R
+            kr[slots], vr[slots] = k[sl], v[sl]
+            kp[slots] = vp[slots] = pos[sl]
+            out[sl] = ops.cached_attention(q[sl], kr, vr, pos[sl], 1.0, window=c.n_swa, single=T == 1)
+        return out
 
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
         g = ops.gelu_tanh_f16(ops.linear(L.ffn_gate, h))                      # [T, n_ff]
