@@ -88,7 +88,7 @@ def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
 
 CHUNK = 64              # tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA; same math)
 CHUNKED_MIN_TOKENS = 16  # shorter calls (decode, small batches) run the recurrence itself
-_SAFE_LOG = 600.0        # |cumulative log decay| within a chunk up to which e^{+-G} fits float64
+_SAFE_SPAN = 700.0       # a chunk's log-decay spread up to which every e^{G_i - G_j} (upper triangle too) fits float64
 
 
 def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
@@ -102,48 +102,44 @@ def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarr
         Tm = (I + A)^-1;  U = Tm (beta V);  W = Tm (beta K e^G)
         V' = U - W S0;  O = (Q e^G) S0 + Kq V';  S1 = e^{G_C} S0 + (K e^{G_C - G})^T V'
     Shapes as gated_delta_rule.  Computed in float64 per chunk, state kept in float32.
-    The decay sums factor as (x_i e^{G_i}) . (k_j e^{-G_j}) (two matmuls) unless |G| is too large
-    for float64 in a chunk; then the [C, C, dk] pairwise exponentials are formed explicitly.
+    The decay sums factor as (x_i e^{G_i - m}) . (k_j e^{m - G_j}) (m: the chunk's mid log decay),
+    two matmuls; a chunk whose decay spreads too far for float64 is split in halves (a single
+    token always fits).
     """
     T, H, dv = v.shape
     o = np.empty((T, H, dv), np.float32)
-    qs = q.astype(np.float64) / np.sqrt(dv)
-    k64, v64 = k.astype(np.float64), v.astype(np.float64)
+    qs = (q.astype(np.float64) / np.sqrt(dv)).transpose(1, 0, 2)             # [H, T, d]
+    k64, v64 = k.astype(np.float64).transpose(1, 0, 2), v.astype(np.float64).transpose(1, 0, 2)
+    b64, g64 = beta.T.astype(np.float64)[:, :, None], g.astype(np.float64).transpose(1, 0, 2)
+    S64 = S.astype(np.float64)
     for t0 in range(0, T, chunk):
-        sl = slice(t0, min(T, t0 + chunk))
-        Q, K, V = (a[sl].transpose(1, 0, 2) for a in (qs, k64, v64))       # [H, C, d]
-        B = beta[sl].T.astype(np.float64)[:, :, None]                       # [H, C, 1]
-        G = np.cumsum(g[sl].astype(np.float64), axis=0).transpose(1, 0, 2)  # [H, C, dk]
-        C = G.shape[1]
-        eG = np.exp(G)
-        if -G[:, -1].min() <= _SAFE_LOG:
-            Kn = K * np.exp(-G)                                             # k_j e^{-G_j}
-            KK = np.matmul(K * eG, Kn.transpose(0, 2, 1))                   # [H, C, C]
-            QK = np.matmul(Q * eG, Kn.transpose(0, 2, 1))
-        else:
-            KK, QK = _pairwise(Q, K, G)
-        A = np.tril(KK, -1) * B
-        QK = np.tril(QK)
-        IA = np.eye(C)[None] + A                                            # unit lower-triangular
-        UW = np.linalg.solve(IA, np.concatenate([B * V, B * K * eG], axis=2))
-        U, W = UW[:, :, :dv], UW[:, :, dv:]                                 # Tm (beta V), Tm (beta K e^G)
-        S0 = S.astype(np.float64)
-        Vn = U - np.matmul(W, S0)                                           # [H, C, dv]
-        O = np.matmul(Q * eG, S0) + np.matmul(QK, Vn)
-        GC = G[:, -1:, :]                                                   # [H, 1, dk]
-        S[...] = np.exp(GC).transpose(0, 2, 1) * S0 + \
-            np.matmul((K * np.exp(GC - G)).transpose(0, 2, 1), Vn)
-        o[sl] = O.transpose(1, 0, 2)
+        t1 = min(T, t0 + chunk)
+        S64 = _wy_chunk(qs, k64, v64, b64, g64, S64, t0, t1, o)
+    S[...] = S64
     return o
 
 
-def _pairwise(Q, K, G):
-    """KK[h,i,j] = sum_c K_i K_j e^{G_i - G_j}, QK likewise (j <= i; 0 above the diagonal)."""
-    C = G.shape[1]
-    Gd = G[:, :, None, :] - G[:, None, :, :]                                # [H, C, C, dk]
-    causal = np.tril(np.ones((C, C), bool))
-    E = np.exp(np.where(causal[None, :, :, None], Gd, -np.inf))
-    return np.einsum("hic,hjc,hijc->hij", K, K, E), np.einsum("hic,hjc,hijc->hij", Q, K, E)
+def _wy_chunk(Q, K, V, B, g, S0, t0: int, t1: int, o: np.ndarray) -> np.ndarray:
+    """Tokens t0..t1 of [H, T, .] inputs from state S0 [H, dk, dv] -> S1; writes o[t0:t1]."""
+    G = np.cumsum(g[:, t0:t1], axis=1)                                      # [H, C, dk]
+    mid = 0.5 * (G[:, :1] + G[:, -1:])
+    if np.max(G[:, 0] - G[:, -1]) > _SAFE_SPAN and t1 - t0 > 1:
+        h = (t0 + t1) // 2
+        return _wy_chunk(Q, K, V, B, g, _wy_chunk(Q, K, V, B, g, S0, t0, h, o), h, t1, o)
+    Q, K, V, B = Q[:, t0:t1], K[:, t0:t1], V[:, t0:t1], B[:, t0:t1]
+    C, dv = G.shape[1], V.shape[2]
+    eG = np.exp(G)
+    Kn = (K * np.exp(mid - G)).transpose(0, 2, 1)                           # k_j e^{m - G_j}
+    ePos = np.exp(G - mid)
+    KK = np.matmul(K * ePos, Kn)                                            # [H, C, C]
+    QK = np.tril(np.matmul(Q * ePos, Kn))
+    IA = np.eye(C)[None] + np.tril(KK, -1) * B                              # unit lower-triangular
+    UW = np.linalg.solve(IA, np.concatenate([B * V, B * K * eG], axis=2))
+    U, W = UW[:, :, :dv], UW[:, :, dv:]                                     # Tm (beta V), Tm (beta K e^G)
+    Vn = U - np.matmul(W, S0)                                               # [H, C, dv]
+    o[t0:t1] = (np.matmul(Q * eG, S0) + np.matmul(QK, Vn)).transpose(1, 0, 2)
+    GC = G[:, -1:, :]                                                       # [H, 1, dk]
+    return np.exp(GC).transpose(0, 2, 1) * S0 + np.matmul((K * np.exp(GC - G)).transpose(0, 2, 1), Vn)
 
 
 def gated_delta(q, k, v, g, beta, S) -> np.ndarray:

@@ -88,10 +88,12 @@ def test_dispatch_equals_plain_loop_on_long_inputs(T):
     assert_rel(S, S_ref)
 
 
-def test_extreme_decay_takes_the_pairwise_path():
-    """Cumulative log decay beyond float64's e^x range inside a chunk: still exact (and finite)."""
-    q, k, v, g, beta, S0 = inputs(3, 70, g_scale=40.0)
-    assert -np.cumsum(g[:64], axis=0).min() > kda._SAFE_LOG
+@pytest.mark.parametrize("g_scale", [40.0, 2000.0])
+def test_extreme_decay_splits_the_chunk(g_scale):
+    """Cumulative log decay beyond float64's e^x range inside a chunk (and even in one step):
+    still exact and finite."""
+    q, k, v, g, beta, S0 = inputs(3, 70, g_scale=g_scale)
+    assert -np.cumsum(g[:64], axis=0).min() > kda._SAFE_SPAN
     o_ref, S_ref = plain_loop(q, k, v, g, beta, S0)
     S = S0.copy()
     o = kda.gated_delta_chunked(q, k, v, g, beta, S, 64)
