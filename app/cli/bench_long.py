@@ -14,7 +14,17 @@ import time
 from pathlib import Path
 
 
+MIX_EPILOG = """Q4_K_M (llama.cpp's mix, as in inference/synthetic_blocks.py): output Q6_K; attn_k and attn_v
+Q8_0 and attn_output Q5_K (models with >= 8 experts); ffn_down* Q6_K on llama.cpp's use_more_bits
+layers, else Q4_K; all other matrices Q4_K; rows not a multiple of 256 fall back (Q4_K -> Q5_0,
+Q5_K -> Q5_1, Q6_K -> Q8_0); vectors, router, conv taps, ssm_a and dt bias F32."""
+
+
 def add_args(p) -> None:
+    import argparse
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = MIX_EPILOG
     g = p.add_argument_group("long documents")
     g.add_argument("--synthetic", metavar="NAME",
                    help="write a synthetic model of real shapes (kimi-linear-48b-slice, "
@@ -32,7 +42,7 @@ def add_args(p) -> None:
     g.add_argument("--max-gb", type=float, default=8.0,
                    help="write the synthetic model only below this size; else print the estimate (default 8)")
     g.add_argument("--contexts", metavar="N,N,...",
-                   help="context sizes to prefill one after another (each followed by -n decode steps)")
+                   help="context sizes to prefill one after another (each followed by --decode-after decode steps)")
     g.add_argument("--chunk", type=int, default=512, help="prefill chunk size for --contexts (default 512)")
 
 
