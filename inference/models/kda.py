@@ -11,7 +11,9 @@ Per token t and head h (d = kda.head_dim, D = H*d, channel c = h*d + j):
     out           = W_o concat_h o'
 State per layer: the last d_conv-1 PRE-conv projections of q, k and v, and S for every head.
 `gated_delta_rule` is the exact sequential recurrence (llama.cpp's fused op); `gated_delta_chunked`
-is the chunked WY form of the same thing (for fast prefill), equal up to rounding.
+is the chunked WY form of the same thing, equal up to rounding; `gated_delta` picks the WY form for
+long calls (>= CHUNKED_MIN_TOKENS). A one-token call (decode) runs the fused JIT step
+(jit/kda.py) when the JIT kernels are selected.
 """
 from __future__ import annotations
 
