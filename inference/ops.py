@@ -337,9 +337,9 @@ def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndar
     return attention(q, keys, vals, pos, k_pos, scale, window, round_f16=True, decode_order=single)
 
 
-# Long contexts: above this many scores (queries x heads x keys) `attention` runs
+# Long contexts: above this many scores (4M: a 512-token chunk of 32 heads over 256 keys) (queries x heads x keys) `attention` runs
 # attention_blocked (BLAS matmuls over query blocks) instead of the llama.cpp-order emulation
-EXACT_ATTENTION_MAX = 1 << 24
+EXACT_ATTENTION_MAX = 1 << 22
 _BLOCK_SCORES = 1 << 23      # floats of scores per block (32 MB)
 
 
