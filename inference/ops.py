@@ -337,8 +337,9 @@ def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndar
     return attention(q, keys, vals, pos, k_pos, scale, window, round_f16=True, decode_order=single)
 
 
-# Long contexts: above this many scores (4M: a 512-token chunk of 32 heads over 256 keys) (queries x heads x keys) `attention` runs
-# attention_blocked (BLAS matmuls over query blocks) instead of the llama.cpp-order emulation
+# Long contexts: above this many scores (queries x heads x keys; 4M = a 512-token chunk of 32
+# heads over 256 keys) `attention` runs attention_blocked (BLAS matmuls over query blocks)
+# instead of the llama.cpp-order emulation
 EXACT_ATTENTION_MAX = 1 << 22
 _BLOCK_SCORES = 1 << 23      # floats of scores per block (32 MB)
 
@@ -352,7 +353,7 @@ def attention_blocked(q, k, v, q_pos, k_pos, scale, window=None, round_f16=False
     S, Hkv, Dv = v.shape
     g = Hq // Hkv
     rnd = _f16 if round_f16 else (lambda a: np.asarray(a, np.float32))
-    kf, vf = rnd(k), rnd(v)
+    kf, vf = (a.astype(np.float32) if a.dtype == np.float16 else rnd(a) for a in (k, v))   # an F16 cache: exact
     q_pos, k_pos = np.asarray(q_pos, np.int64), np.asarray(k_pos, np.int64)
     out = np.empty((T, Hq, Dv), np.float32)
     tb = max(1, _BLOCK_SCORES // max(1, g * S))

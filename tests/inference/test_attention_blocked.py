@@ -25,3 +25,17 @@ def test_blocked_attention_equals_the_exact_one(monkeypatch, round_f16, T, S, Hq
     monkeypatch.setattr(ops, "EXACT_ATTENTION_MAX", 0)              # the dispatch picks it
     np.testing.assert_array_equal(ops.attention(q, k, v, q_pos, k_pos, 0.17, window, round_f16),
                                   ops.attention_blocked(q, k, v, q_pos, k_pos, 0.17, window, round_f16))
+
+
+def test_mla_on_the_blocked_path_matches_the_exact_one(monkeypatch):
+    """The tiny kimi-linear (F16) with every MLA call on the blocked path (the F16 latent cache
+    read as is) gives the exact path's logits to F16-probability rounding."""
+    from inference.models import load_model
+    from tests.conftest import golden_dir
+
+    m = load_model(golden_dir() / "models" / "tiny-kimi-linear-F16.gguf")
+    toks = np.random.default_rng(0).integers(0, m.n_vocab, 120)
+    want = m.logits(toks)
+    monkeypatch.setattr(ops, "EXACT_ATTENTION_MAX", 0)
+    got = m.logits(toks)
+    assert np.abs(got - want).max() < 0.02 and np.isfinite(got).all()
