@@ -8,6 +8,7 @@ decode a few tokens after it, and record tokens/s both ways and the resident mem
 """
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -152,6 +153,7 @@ def measure_contexts(engine, sizes: list[int], n_decode: int, chunk: int, seed: 
                      "decode_tokens": n_decode,
                      "decode_tokens_per_s": round(n_decode / dec, 3) if n_decode and dec > 0 else 0.0,
                      "rss_bytes": rss_bytes(), "state_bytes": session.state.nbytes()})
+        print(f"context {n}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)   # progress of a long sweep
         del session
     out = {"contexts": rows, "state_bytes_per_token": per_token}
     if len(rows) > 1 and rows[-1]["tokens"] > rows[0]["tokens"]:
