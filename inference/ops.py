@@ -369,13 +369,15 @@ def attention_blocked(q, k, v, q_pos, k_pos, scale, window=None, round_f16=False
             continue
         lo, hi = int(cols[0]), int(cols[-1]) + 1
         mask = np.where(visible[:, lo:hi], np.float32(0), np.float32(-np.inf))[:, None, :]   # [t, 1, s]
-        for h in range(Hkv):
-            qh = rnd(q[t0:t1, h * g:(h + 1) * g])                                 # [t, g, Dk]
-            sc = np.matmul(qh, kf[lo:hi, h].T) * np.float32(scale) + mask          # [t, g, s]
+        t = t1 - t0
+        for h in range(Hkv):                                                       # one 2-D GEMM each way
+            qh = np.ascontiguousarray(rnd(q[t0:t1, h * g:(h + 1) * g])).reshape(t * g, Dk)
+            kh, vh = np.ascontiguousarray(kf[lo:hi, h]), np.ascontiguousarray(vf[lo:hi, h])
+            sc = (qh @ kh.T).reshape(t, g, hi - lo) * np.float32(scale) + mask     # [t, g, s]
             sc -= sc.max(axis=-1, keepdims=True)
             np.exp(sc, out=sc)
             sc /= sc.sum(axis=-1, keepdims=True, dtype=np.float32)
-            out[t0:t1, h * g:(h + 1) * g] = np.matmul(rnd(sc), vf[lo:hi, h])      # [t, g, Dv]
+            out[t0:t1, h * g:(h + 1) * g] = (rnd(sc).reshape(t * g, hi - lo) @ vh).reshape(t, g, Dv)
     return out
 
 
