@@ -281,7 +281,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     attention does with its F16 KV cache (kq = k·f16(q); out = v·f16(softmax(kq*scale + mask))).
     decode_order: with round_f16, a single query sums in llama.cpp's decode order (_attention_f16).
     """
-    if q.shape[0] * q.shape[1] * k.shape[0] > EXACT_ATTENTION_MAX:
+    if attention_is_long(q.shape[0], q.shape[1], k.shape[0]):
         return attention_blocked(q, k, v, q_pos, k_pos, scale, window, round_f16)
     if round_f16:
         return _attention_f16(q, k, v, q_pos, k_pos, scale, window,
@@ -341,6 +341,11 @@ def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndar
 # heads over 256 keys) `attention` runs attention_blocked (BLAS matmuls over query blocks)
 # instead of the llama.cpp-order emulation
 EXACT_ATTENTION_MAX = 1 << 22
+EXACT_ATTENTION_KEYS = 1024  # ... or over more keys than this (a decode step over a long cache)
+
+
+def attention_is_long(T: int, Hq: int, S: int) -> bool:
+    return T * Hq * S > EXACT_ATTENTION_MAX or S > EXACT_ATTENTION_KEYS
 _BLOCK_SCORES = 1 << 23      # floats of scores per block (32 MB)
 
 

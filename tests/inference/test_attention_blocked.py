@@ -22,6 +22,8 @@ def test_blocked_attention_equals_the_exact_one(monkeypatch, round_f16, T, S, Hq
     got = ops.attention_blocked(q, k, v, q_pos, k_pos, 0.17, window, round_f16)
     tol = 2e-3 if round_f16 else 1e-5
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert not ops.attention_is_long(T, Hq, S)
+    assert ops.attention_is_long(1, 1, ops.EXACT_ATTENTION_KEYS + 1)   # a decode step over a long cache
     monkeypatch.setattr(ops, "EXACT_ATTENTION_MAX", 0)              # the dispatch picks it
     np.testing.assert_array_equal(ops.attention(q, k, v, q_pos, k_pos, 0.17, window, round_f16),
                                   ops.attention_blocked(q, k, v, q_pos, k_pos, 0.17, window, round_f16))
