@@ -203,14 +203,6 @@ def _q4_0(fn: Fn):
     return 18, lambda fn, wrow, nb: _blocks32(fn, wrow, 18, 34, nb, load, _dot_u_minus8, nib=2)
 
 
-def _q4_1(fn: Fn):
-    def load(fn, wb, xb, xa):
-        scale = fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}")
-        mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {fn.load('float', fn.gep(xa, '4'))}")
-        return None, fn.load(V32B, fn.gep(xb, "4")), scale, mins
-    return 20, lambda fn, wrow, nb: _blocks32(fn, wrow, 20, 36, nb, load, _dot_u, nib=4)
-
-
 def _q5_0(fn: Fn):
     def load(fn, wb, xb, xa):
         return (None, fn.load(V32B, fn.gep(xb, "2")), fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}"),
@@ -384,7 +376,13 @@ def _float_row(fn: Fn, wrow: str, elem: int) -> str:
     return acc
 
 
-BUILDERS = {T.Q8_0: (_q8_0, 32), T.Q4_0: (_q4_0, 32), T.Q4_1: (_q4_1, 32), T.Q5_0: (_q5_0, 32), T.Q5_1: (_q5_1, 32),
+def _q4_1_ggml(fn: Fn):
+    """llama.cpp's own order (jit/kernels/q4_1.py), shared with the batch kernel mm_q4_1."""
+    from .q4_1 import q4_1_matvec_row
+    return 20, q4_1_matvec_row
+
+
+BUILDERS = {T.Q8_0: (_q8_0, 32), T.Q4_0: (_q4_0, 32), T.Q4_1: (_q4_1_ggml, 32), T.Q5_0: (_q5_0, 32), T.Q5_1: (_q5_1, 32),
             T.Q4_K: (_q4_K, 256), T.Q5_K: (_q5_K, 256),
             T.Q6_K: (_q6_K, 256)}
 SUPPORTED = (T.F32, T.F16, *BUILDERS)
