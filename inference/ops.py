@@ -212,6 +212,18 @@ def swiglu_ggml(g: np.ndarray, u: np.ndarray) -> np.ndarray:
     return silu_ggml(g) * u
 
 
+def gelu_f16_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """gelu_tanh_f16(g) * u; on the JIT kernel (llama.cpp's F16 table) when selected (same bits)."""
+    try:
+        from jit import api
+        from jit import elementwise as je
+    except ImportError:
+        je = None
+    if je is not None and je.usable(g.shape[-1]) and api.enabled():
+        return je.gelu_mul(g, u)
+    return gelu_tanh_f16(g) * u
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 

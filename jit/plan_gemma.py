@@ -19,7 +19,7 @@ from .cpu import detect
 from .kernels import attention as ka
 from .kernels.gemma_layer import SLOTS, G, GemmaShape, gemma_layer_ir, supported
 from .linear import _addr, op_for, tiles
-from .plan import LO, ids_of
+from .plan import LO, StateRefs
 
 LAYERS_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
 WEIGHTS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
@@ -54,14 +54,14 @@ def plannable(model, state) -> bool:
 class GemmaPlan:
     def __init__(self, model, state):
         c = model.config
-        self.model, self.n_layer, self.state = model, c.n_layer, state
+        self.model, self.n_layer = model, c.n_layer
         self.shape = shape_of(model)
         cpu = detect()
         self._fn = jc.kernel(("gemma_layers", self.shape), lambda: gemma_layer_ir(self.shape, cpu),
                              {"gemma_layers": LAYERS_PROTO}, cpu)["gemma_layers"]
         pool = api.get_pool()
         run, ctx, self._lock = pool.raw()
-        self.state_ids = ids_of(state, c.n_layer)
+        self.refs = StateRefs(state)
         E, F, D = c.n_embd, c.n_ff, c.head_dim
         qd, kvd, half = c.n_head * D, c.n_head_kv * D, c.rope_dim // 2
         self.buf = buf = {name: np.zeros(n, np.float32) for name, n in
@@ -114,11 +114,12 @@ class GemmaPlan:
         self._blocks.append((op, b))
         return b.ctypes.data
 
-    def step(self, x: np.ndarray, pos: int) -> np.ndarray:
-        """x [n_embd] (the scaled embedding) through every layer at position pos -> [n_embd]."""
+    def step(self, x: np.ndarray, pos: int, st) -> np.ndarray:
+        """x [n_embd] (the scaled embedding) through every layer of state st (the plan's, see
+        refs) at position pos -> [n_embd]."""
         from inference import ggml_cpu
 
-        c, st = self.model.config, self.state
+        c = self.model.config
         p = np.array([pos])
         for (cn, sn), base, fs in ((("cos", "sin"), c.rope_base, c.rope_freq_scale),
                                    (("cos_swa", "sin_swa"), c.rope_base_swa, 1.0)):

@@ -197,7 +197,7 @@ class Model(BaseModel):
         x = ops.embed(self.token_embd, tokens) * np.float32(np.sqrt(c.n_embd))   # x: [T, n_embd]
         plan = self.decode_plan(state) if T == 1 else None
         if plan is not None:                 # every layer in one native call, the same bits
-            x = plan.step(x[0], p0)[None]
+            x = plan.step(x[0], p0, state)[None]
         else:
             for il, L in enumerate(self.layers):
                 a = self.attention(il, L, self.norm(x, L.attn_norm), pos, state)    # a: [T, n_embd]
@@ -214,16 +214,15 @@ class Model(BaseModel):
 
     def decode_plan(self, state: State):
         """jit.plan_gemma.GemmaPlan for this state when the JIT runs this model (cached), else None."""
-        if not USE_PLAN:
+        if not (USE_PLAN and ops.SINGLE_QUERY_DECODE_ORDER):      # the plan sums in decode order
             return None
         try:
             from jit import api
             from jit import plan_gemma as jp
-            from jit.plan import ids_of
         except ImportError:
             return None
         plan = getattr(self, "_plan", None)
-        if plan is not None and plan.state is state and plan.state_ids == ids_of(state, self.config.n_layer):
+        if plan is not None and plan.refs.matches(state):
             return plan if api.enabled() else None
         self._plan = None
         if not jp.plannable(self, state):
@@ -273,5 +272,5 @@ class Model(BaseModel):
         return out
 
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
-        g = ops.gelu_tanh_f16(ops.linear(L.ffn_gate, h))                      # [T, n_ff]
-        return ops.linear(L.ffn_down, g * ops.linear(L.ffn_up, h))           # [T, n_embd]
+        g = ops.gelu_f16_mul(ops.linear(L.ffn_gate, h), ops.linear(L.ffn_up, h))   # [T, n_ff]
+        return ops.linear(L.ffn_down, g)                                            # [T, n_embd]

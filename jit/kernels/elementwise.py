@@ -2,6 +2,8 @@
 
     void swiglu(const float *g, const float *u, float *out, i64 n)
         out = g / (1 + ggml_v_expf(-g)) * u     ggml_vec_swiglu_f32 (AVX512 path), n % 16 == 0
+    void gelu_mul(const float *g, const float *u, float *out, i64 n, const float *table)
+        out = gelu_f16(g) * u                   GGML_GELU_FP16: table[f16 bits] (gemma_layer.gelu_mul)
 """
 from __future__ import annotations
 
@@ -23,6 +25,13 @@ def elementwise_ir(cpu: CpuInfo) -> str:
         s = fn.v(f"fdiv {V16F} {x}, {fn.v(f'fadd {V16F} {splatf(1.0)}, {e}')}")
         y = fn.v(f"fmul {V16F} {s}, {fn.load(V16F, fn.gep('%u', off), 4)}")
         fn.store(V16F, y, fn.gep("%out", off), 4)
+    fn.do("ret void")
+    mt.add(fn)
+    from .gemma_layer import gelu_mul
+    fn = mt.function("define void @gelu_mul(ptr noalias %g, ptr noalias %u, ptr noalias %out, i64 %n, "
+                     "ptr noalias %table) nounwind")
+    nv = fn.v("and i64 %n, -16")
+    gelu_mul(fn, "%g", "%u", "%out", "%table", nv)
     fn.do("ret void")
     mt.add(fn)
     return mt.text()

@@ -56,7 +56,7 @@ def scale_into(fn: Fn, buf: str, n: int, scale: float) -> None:
         fn.store(V16F, fn.v(f"fmul {V16F} {fn.load(V16F, p, 4)}, {splatf(scale)}"), p, 4)
 
 
-def gelu_mul(fn: Fn, gate: str, up: str, out: str, table: str, n: int) -> None:
+def gelu_mul(fn: Fn, gate: str, up: str, out: str, table: str, n) -> None:
     """out = gelu_f16(gate) * up: table[f16 bits of x] (F16-rounded gelu values), 0 at x <= -10,
     x itself at x >= 10 (ops.gelu_tanh_f16)."""
     V16I, V16P = vec(16, "i32"), vec(16, "ptr")

@@ -41,3 +41,24 @@ def test_swiglu_refuses_mismatched_shapes():
         je.swiglu(np.zeros(32, np.float32), np.zeros(16, np.float32))
     with pytest.raises(ValueError):
         je.swiglu(np.zeros(24, np.float32), np.zeros(24, np.float32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 4), n16=st.integers(1, 100), scale=st.sampled_from([1e-3, 1.0, 6.0, 1e3]),
+       seed=st.integers(0, 10_000))
+def test_gelu_mul_same_bits_as_the_numpy_gelu(rows, n16, scale, seed):
+    rng = np.random.default_rng(seed)
+    g = (rng.standard_normal((rows, 16 * n16)) * scale).astype(np.float32)
+    u = rng.standard_normal((rows, 16 * n16)).astype(np.float32)
+    g.reshape(-1)[:6] = [0.0, -0.0, 10.0, -10.0, 9.999, -9.999][:g.size]
+    assert np.array_equal(je.gelu_mul(g, u), ops.gelu_tanh_f16(g) * u)
+
+
+def test_ops_gelu_f16_mul_on_both_paths(monkeypatch):
+    rng = np.random.default_rng(4)
+    g, u = (rng.standard_normal((2, 5, 48)) * 3).astype(np.float32)
+    out = {}
+    for path in ("jit", "numpy"):
+        monkeypatch.setenv("LECTERN_KERNELS", path)
+        out[path] = ops.gelu_f16_mul(g, u)
+    assert np.array_equal(out["jit"], out["numpy"])

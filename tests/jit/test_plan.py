@@ -122,3 +122,33 @@ def test_gemma_plan_gives_the_per_op_bits_on_gemma3_270m(gemma3_path):
     m = load_model(gemma3_path)
     out = gemma_both(m, 40, 4, 128, ring_slack=256)
     assert np.array_equal(out[False][0], out[True][0])
+
+
+def test_a_plan_never_outlives_its_state():
+    """States made and dropped one after another (their arrays' ids may be reused): every decode
+    still equals the per-op path's, never a stale plan's writes into freed buffers."""
+    import gc
+
+    m = load_model(golden_dir() / "models" / "tiny-llama-Q4_0.gguf")
+    ids = np.array([1, 5, 9, 33, 2, 7])
+    for _ in range(4):
+        outs = []
+        for use in (True, False):
+            llama.USE_PLAN = use
+            try:
+                st = m.new_state(70)
+                m.forward(ids[:4], st)
+                outs.append(np.concatenate([m.forward(ids[i:i + 1], st) for i in (4, 5)]))
+                del st
+                gc.collect()
+            finally:
+                llama.USE_PLAN = True
+        assert np.array_equal(outs[0], outs[1])
+
+
+def test_no_plan_when_single_queries_sum_in_batch_order(monkeypatch):
+    from inference import ops
+
+    m = load_model(golden_dir() / "models" / "tiny-llama-Q8_0.gguf")
+    monkeypatch.setattr(ops, "SINGLE_QUERY_DECODE_ORDER", False)
+    assert m.decode_plan(m.new_state(80)) is None
