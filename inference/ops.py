@@ -181,9 +181,24 @@ def vector(w: Tensor) -> np.ndarray:
     return w.numpy()
 
 
+BIG = 1       # elements from which rms_norm / rope go to the JIT (always: one kernel, one set of bits)
+
+
+def _jit_elementwise():
+    """jit.elementwise if the JIT kernels are selected and have what these kernels need, else None."""
+    try:
+        from jit import api
+        from jit import elementwise as je
+    except ImportError:
+        return None
+    return je if je.usable(16) and api.enabled() else None
+
+
 def rms_norm(x: np.ndarray, w: np.ndarray | None, eps: float) -> np.ndarray:
     """x * (1 / sqrt(mean(x^2) + eps)) * w over the last axis, rounded as ggml does it: squares in
     float32 summed in float64, mean and scale in float32."""
+    if w is not None and x.shape[-1] % 16 == 0 and x.size >= BIG and (je := _jit_elementwise()) is not None:
+        return je.rms_norm(x, w, eps)
     x = np.asarray(x, np.float32)
     ms = (np.sum((x * x).astype(np.float64), axis=-1, keepdims=True) / x.shape[-1]).astype(np.float32)
     y = x * (np.float32(1.0) / np.sqrt(ms + np.float32(eps)))
@@ -262,6 +277,8 @@ def rope_neox(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_sca
               freq_factors: np.ndarray | None = None) -> np.ndarray:
     """NEOX rotation: x: [T, H, D]; pairs (i, i + n_dims/2) for i < n_dims/2; dims >= n_dims pass."""
     cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
+    if np.ndim(x) == 3 and np.size(x) >= BIG and (je := _jit_elementwise()) is not None:
+        return je.rope(x, cos, sin, n_dims, True)
     cos, sin = cos[:, None, :], sin[:, None, :]
     half = n_dims // 2
     x = np.asarray(x, np.float32)
@@ -274,6 +291,8 @@ def rope_norm(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_sca
               freq_factors: np.ndarray | None = None) -> np.ndarray:
     """Llama ("normal") rotation: adjacent pairs (2i, 2i+1); x: [T, H, D]."""
     cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
+    if np.ndim(x) == 3 and np.size(x) >= BIG and (je := _jit_elementwise()) is not None:
+        return je.rope(x, cos, sin, n_dims, False)
     cos, sin = cos[:, None, :], sin[:, None, :]
     x = np.asarray(x, np.float32)
     out = x.copy()
