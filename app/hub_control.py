@@ -1,0 +1,70 @@
+"""Part of MainWindow: the model hub (File > Download models…, the picker's "Download models…").
+
+The window owns one HubService (thread pool for hub requests) and, once needed, one
+DownloadBridge (the download queue). A queue saved by an earlier run is resumed at start; a
+finished download refreshes the library so the model is in the picker at once."""
+from __future__ import annotations
+
+from .hub_service import DownloadBridge, HubService, error_text, has_saved_jobs
+
+
+class HubMixin:
+    def _init_hub(self) -> None:
+        self.hub_service = HubService(self)
+        self.downloads: DownloadBridge | None = None
+        self.hub_window = None
+        self._announced: set = set()
+
+    def resume_downloads(self) -> None:
+        """At start: only if an earlier run left a queue (no hub import otherwise)."""
+        if has_saved_jobs():
+            self.ensure_downloads()
+
+    def ensure_downloads(self) -> DownloadBridge | None:
+        if self.downloads is None:
+            try:
+                self.downloads = DownloadBridge(self.library.models_dir, parent=self)
+            except Exception as e:  # a broken state file or install: the rest of the app works
+                self.show_banner(f"Downloads are unavailable: {error_text(e)}")
+                return None
+            self.downloads.jobUpdated.connect(self._on_download_update)
+            for st in self.downloads.jobs():
+                if st.state == "done":
+                    self._announced.add(st.job_id)
+        return self.downloads
+
+    def open_hub(self):
+        from .hub_dialog import HubWindow
+        from .library import DEFAULT_N_CTX, total_ram
+
+        if self.hub_window is None:
+            bridge = self.ensure_downloads()
+            n_ctx = int(self.model_settings().get("n_ctx") or DEFAULT_N_CTX)
+            ram = self.worker.worker.ram_bytes or total_ram()
+            self.hub_window = HubWindow(self.hub_service, bridge, ram, n_ctx, self)
+            self.hub_window.loadRequested.connect(self._load_downloaded)
+        self.hub_window.show()
+        self.hub_window.raise_()
+        self.hub_window.activateWindow()
+        return self.hub_window
+
+    def _on_download_update(self, st) -> None:
+        if st.state == "done" and st.job_id not in self._announced:
+            self._announced.add(st.job_id)
+            self.refresh_models()
+            self.statusBar().showMessage(f"Downloaded {st.repo_id} {st.name}: it is in the model "
+                                         "picker now", 10000)
+        elif st.state == "failed" and st.job_id not in self._announced:
+            self.statusBar().showMessage(f"Download of {st.repo_id} {st.name} failed: {st.error}",
+                                         10000)
+
+    def _load_downloaded(self, path: str) -> None:
+        self.refresh_models()
+        self.load_model(path)
+
+    def close_hub(self) -> None:
+        if self.hub_window is not None:
+            self.hub_window.close()
+        self.hub_service.close()
+        if self.downloads is not None:
+            self.downloads.close()

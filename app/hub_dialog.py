@@ -1,0 +1,399 @@
+"""The "Find models" window: search GGUF repositories on Hugging Face, read a repository's page,
+pick a quantization by size and fit, and follow the downloads.
+
+Layout (vertical splitter):
+    notice bar (offline / errors, Retry)  ·  token bar (gated or private repositories)
+    [ search box + sort          |  repository title                                  ]
+    [ "Curated models"/results   |  model card (markdown)                             ]
+    [ result list                |  context length [spin]   this computer: N GiB RAM  ]
+    [                            |  variants table (size, RAM, fit)      [Download]   ]
+    -------------------------------------------------------------------------------------
+    downloads panel (one row per job: progress, bytes, speed, ETA, Pause/Resume/Cancel)
+
+Every network call goes through HubService (a thread pool); answers arrive as signals, and an
+answer for a request that is no longer current (older search, other repository, other context)
+is dropped.
+"""
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+                               QListWidgetItem, QPushButton, QSpinBox, QSplitter, QTextBrowser,
+                               QVBoxLayout, QWidget)
+
+from .hub_downloads import DownloadsPanel
+from .hub_notice import NoticeBar, TokenBar
+from .hub_service import HubService
+from .hub_variants import VariantsTable, human
+from .qt_compat import emit
+
+SEARCH_DELAY_MS = 350          # debounce: search once typing pauses
+ESTIMATE_DELAY_MS = 400        # and re-estimate once the context spin box settles
+SORTS = (("Most downloaded", "downloads"), ("Most liked", "likes"), ("Recently updated", "recent"))
+OFFLINE = ("Hugging Face cannot be reached: you seem to be offline, or the hub is down ({}). "
+           "Models already downloaded still work.")
+
+
+def summary_line(r) -> str:
+    parts = [f"↓ {int(r.downloads or 0):,}", f"♥ {int(r.likes or 0):,}"]
+    when = r.last_modified
+    if when:
+        parts.append(f"updated {str(when)[:10]}")
+    if r.gated:
+        parts.append("gated: needs a token")
+    return "  ·  ".join(parts)
+
+
+class HubWindow(QDialog):
+    loadRequested = Signal(str)          # a finished download to load in the main window
+
+    def __init__(self, service: HubService, bridge, ram_bytes: int, n_ctx: int, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Find models on Hugging Face")
+        self.setWindowFlag(Qt.Window, True)
+        self.service, self.bridge, self.ram = service, bridge, int(ram_bytes)
+        self.repo: str | None = None
+        self._search_rid = self._variants_rid = self._card_rid = self._token_rid = 0
+        self._estimates: dict[int, tuple[str, str, int]] = {}   # rid -> (repo, variant, n_ctx)
+        self._retry = None              # what to run again after Retry / a saved token
+        self._card_code: list[str] = []     # code blocks of the card, for its "Copy code" links
+        self._build(n_ctx)
+        service.done.connect(self._on_done)
+        service.failed.connect(self._on_failed)
+        if bridge is not None:
+            self.downloads.set_bridge(bridge)
+        self.show_curated()
+        self.resize(1100, 760)
+
+    # --- layout -------------------------------------------------------------------------------
+    def _build(self, n_ctx: int) -> None:
+        self.notice = NoticeBar()
+        self.notice.retryRequested.connect(self.retry)
+        self.token_bar = TokenBar()
+        self.token_bar.tokenEntered.connect(self.save_token)
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search GGUF models…")
+        self.search.setClearButtonEnabled(True)
+        self.sort = QComboBox()
+        for label, key in SORTS:
+            self.sort.addItem(label, key)
+        self.list_title = QLabel()
+        self.results = QListWidget()
+        self.results.setWordWrap(True)
+        # a light selection: the entries are rich-text labels that keep their own text colours
+        self.results.setStyleSheet("QListWidget::item:selected { background: rgba(47, 111, 235, 60); }"
+                                   "QListWidget::item { border-bottom: 1px solid rgba(128, 128, 128, 50); }")
+        self.results.currentItemChanged.connect(self._on_result_chosen)
+        self._debounce = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
+        self._debounce.timeout.connect(self.search_now)
+        self.search.textChanged.connect(lambda _t: self._debounce.start())
+        self.search.returnPressed.connect(self.search_now)
+        self.sort.currentIndexChanged.connect(lambda _i: self.search_now())
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(self.sort)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addLayout(top)
+        ll.addWidget(self.list_title)
+        ll.addWidget(self.results, 1)
+
+        self.repo_title = QLabel("<b>Choose a model on the left</b>")
+        self.repo_title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.card = QTextBrowser()
+        self.card.setOpenLinks(False)
+        self.card.anchorClicked.connect(self._on_card_link)
+        self.ctx_spin = QSpinBox()
+        self.ctx_spin.setRange(256, 1 << 20)
+        self.ctx_spin.setSingleStep(1024)
+        self.ctx_spin.setValue(max(256, int(n_ctx)))
+        self.ctx_spin.setSuffix(" tokens")
+        self.ctx_spin.setToolTip("The context length you will use: the cache grows with it")
+        self._ctx_timer = QTimer(self, singleShot=True, interval=ESTIMATE_DELAY_MS)
+        self._ctx_timer.timeout.connect(self.estimate_all)
+        self.ctx_spin.valueChanged.connect(lambda _v: self._ctx_timer.start())
+        self.ram_label = QLabel(f"This computer: {human(self.ram)} RAM")
+        self.variants = VariantsTable()
+        self.variants.set_context(self.ctx_spin.value())
+        self.variants.itemSelectionChanged.connect(self._update_download_button)
+        self.variants.doubleClicked.connect(lambda _i: self.download())
+        self.variant_note = QLabel()
+        self.variant_note.setWordWrap(True)
+        self.download_btn = QPushButton("Download")
+        self.download_btn.setDefault(False)
+        self.download_btn.setAutoDefault(False)
+        self.download_btn.clicked.connect(self.download)
+        ctx_row = QHBoxLayout()
+        ctx_row.addWidget(QLabel("Context length:"))
+        ctx_row.addWidget(self.ctx_spin)
+        ctx_row.addStretch(1)
+        ctx_row.addWidget(self.ram_label)
+        dl_row = QHBoxLayout()
+        dl_row.addWidget(self.variant_note, 1)
+        dl_row.addWidget(self.download_btn)
+        vbox = QWidget()
+        vl = QVBoxLayout(vbox)
+        vl.setContentsMargins(0, 0, 0, 0)
+        vl.addLayout(ctx_row)
+        vl.addWidget(self.variants, 1)
+        vl.addLayout(dl_row)
+        page = QSplitter(Qt.Vertical)      # model card above the variants
+        page.addWidget(self.card)
+        page.addWidget(vbox)
+        page.setSizes([260, 300])
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.repo_title)
+        rl.addWidget(page, 1)
+
+        main = QSplitter(Qt.Horizontal)
+        main.addWidget(left)
+        main.addWidget(right)
+        main.setStretchFactor(1, 1)
+        main.setSizes([330, 770])
+        self.downloads = DownloadsPanel()
+        self.downloads.loadRequested.connect(lambda p: emit(self.loadRequested, p))
+        self.downloads.failed.connect(lambda m: self.notice.show_message("error", m))
+        outer = QSplitter(Qt.Vertical)
+        outer.addWidget(main)
+        outer.addWidget(self.downloads)
+        outer.setStretchFactor(0, 1)
+        outer.setSizes([560, 180])
+        self.splitter = outer
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.notice)
+        lay.addWidget(self.token_bar)
+        lay.addWidget(outer, 1)
+        self._update_download_button()
+
+    # --- left: curated list and search --------------------------------------------------------
+    def show_curated(self) -> None:
+        self._search_rid = 0
+        self.list_title.setText("<b>Curated models</b> — or search above")
+        self.results.clear()
+        try:
+            curated = self.service.curated()
+        except Exception as e:  # the list is local; a broken install still must not crash
+            self.notice.show_message("error", f"The curated list is unavailable: {e}")
+            return
+        for c in curated:
+            self._add_result(c.repo_id, f"<b>{html.escape(c.title)}</b><br>"
+                             f'<span style="color: gray;">{html.escape(c.repo_id)}</span><br>'
+                             f"{html.escape(c.note)}")
+
+    def search_now(self) -> None:
+        self._debounce.stop()
+        text = self.search.text().strip()
+        if not text:
+            self.show_curated()
+            return
+        self.list_title.setText(f"Searching for “{text}”…")
+        self._search_rid = self.service.search(text, self.sort.currentData())
+
+    def _show_results(self, text: str, repos: list) -> None:
+        self.results.clear()
+        sort = self.sort.currentText().lower()
+        self.list_title.setText(f"<b>{len(repos)}</b> GGUF repositories for “{text}” ({sort})"
+                                if repos else f"No GGUF repositories match “{text}”.")
+        for r in repos:
+            self._add_result(r.repo_id, f"<b>{html.escape(r.repo_id)}</b><br>"
+                             f'<span style="color: gray;">{html.escape(summary_line(r))}</span>')
+
+    def _add_result(self, repo_id: str, rich: str) -> None:
+        """One list entry: the item holds the repo id, a rich-text label shows it."""
+        it = QListWidgetItem()
+        it.setData(Qt.UserRole, repo_id)
+        it.setToolTip(repo_id)
+        label = QLabel(rich)
+        label.setTextFormat(Qt.RichText)
+        label.setWordWrap(True)
+        label.setContentsMargins(6, 4, 6, 4)
+        label.setAttribute(Qt.WA_TransparentForMouseEvents)
+        self.results.addItem(it)
+        self.results.setItemWidget(it, label)
+        it.setSizeHint(label.sizeHint())
+
+    def result_ids(self) -> list[str]:
+        return [self.results.item(i).data(Qt.UserRole) for i in range(self.results.count())]
+
+    def _on_result_chosen(self, item, _prev=None) -> None:
+        if item is not None:
+            self.open_repo(item.data(Qt.UserRole))
+
+    # --- right: a repository page -------------------------------------------------------------
+    def open_repo(self, repo_id: str) -> None:
+        self.repo = repo_id
+        self._retry = None
+        self.repo_title.setText(f'<b>{repo_id}</b> &nbsp; <a href="https://huggingface.co/'
+                                f'{repo_id}">open on huggingface.co</a>')
+        self.repo_title.setOpenExternalLinks(True)
+        self.card.setPlainText("Loading the model card…")
+        self.variants.set_variants([])
+        self.variant_note.setText("Reading the repository's files…")
+        self._estimates.clear()
+        self._variants_rid = self.service.variants(repo_id)
+        self._card_rid = self.service.card(repo_id)
+        self._update_download_button()
+
+    def estimate_all(self) -> None:
+        """RAM estimates for every variant at the context length in the spin box."""
+        self._ctx_timer.stop()
+        n_ctx = self.ctx_spin.value()
+        self.variants.set_context(n_ctx)
+        self._estimates.clear()
+        if not self.variants.variants:
+            return
+        self.variants.clear_estimates()
+        self.variant_note.setText("Estimating the memory each variant needs…")
+        for v in self.variants.variants:
+            rid = self.service.estimate(self.repo, v, n_ctx)
+            self._estimates[rid] = (self.repo, v.name, n_ctx)
+
+    def _on_estimate(self, rid: int, result) -> None:
+        repo, name, n_ctx = self._estimates.pop(rid)
+        _name, _ctx, est = result
+        self.variants.set_estimate(name, est, self.service.fit_verdict(est.total, self.ram))
+        self._maybe_recommend()
+
+    def _maybe_recommend(self) -> None:
+        if self._estimates or not self.variants.all_estimated():
+            return
+        t = self.variants
+        known = [v for v in t.variants if t.estimates.get(v.name) is not None]
+        best = self.service.recommend(known, [t.estimates[v.name] for v in known], self.ram) \
+            if known else None
+        t.mark_recommended(best.name if best else None)
+        if best:
+            self.variant_note.setText(f"Recommended: <b>{best.name}</b>, the largest variant that "
+                                      f"fits comfortably in {human(self.ram)} of RAM.")
+        elif known:
+            self.variant_note.setText("No variant fits this computer's memory at this context "
+                                      "length: try a shorter context or a smaller model.")
+        else:
+            self.variant_note.setText("The memory needed could not be estimated.")
+        self._update_download_button()
+
+    def _update_download_button(self) -> None:
+        v = self.variants.selected_variant()
+        self.download_btn.setEnabled(v is not None and self.bridge is not None)
+        self.download_btn.setText(f"Download {v.name} ({human(v.size)})" if v else "Download")
+
+    def download(self) -> None:
+        v = self.variants.selected_variant()
+        if v is None or self.repo is None or self.bridge is None:
+            return
+        from .hub_service import error_kind, error_text
+
+        try:
+            self.bridge.add(self.repo, v)
+        except Exception as e:  # full disk, bad state file…: say so in the window
+            if error_kind(e) == "auth":
+                self._retry = self.download
+                self.token_bar.ask(error_text(e))
+            else:
+                self.notice.show_message("error", f"Cannot download {v.name}: {error_text(e)}")
+            return
+        self.notice.clear()
+
+    # --- answers from the service -------------------------------------------------------------
+    def _on_done(self, rid: int, kind: str, result) -> None:
+        if kind == "search" and rid == self._search_rid:
+            self._clear_network_notice()
+            self._show_results(self.search.text().strip(), result)
+        elif kind == "variants" and rid == self._variants_rid:
+            self._clear_network_notice()
+            self.variants.set_variants(result)
+            if not result:
+                self.variant_note.setText("This repository has no GGUF files.")
+            self.estimate_all()
+            self._update_download_button()
+        elif kind == "card" and rid == self._card_rid:
+            self._show_card(result)
+        elif kind == "estimate" and rid in self._estimates:
+            self._on_estimate(rid, result)
+        elif kind == "token" and rid == self._token_rid:
+            self._token_rid = 0
+            self.token_bar.setVisible(False)
+            self.token_bar.field.clear()
+            self.retry()
+
+    def _on_failed(self, rid: int, kind: str, ekind: str, message: str) -> None:
+        if kind == "estimate" and rid in self._estimates:
+            _repo, name, _ctx = self._estimates.pop(rid)
+            self.variants.set_estimate_failed(name, message)
+            self._maybe_recommend()
+            if ekind not in ("offline", "auth"):
+                return
+        elif kind == "token" and rid == self._token_rid:
+            self._token_rid = 0
+            self.token_bar.save_failed(message)
+            return
+        elif kind == "card" and rid == self._card_rid:
+            self.card.setPlainText(f"The model card could not be loaded: {message}")
+            if ekind not in ("offline", "auth"):
+                return
+        elif not ((kind == "search" and rid == self._search_rid)
+                  or (kind == "variants" and rid == self._variants_rid)):
+            return
+        self._retry = self.search_now if kind == "search" else \
+            (lambda repo=self.repo: self.open_repo(repo))
+        if kind == "search":
+            self.list_title.setText("The search failed.")
+        if kind == "variants":
+            self.variant_note.setText(f"The repository's files could not be listed: {message}")
+        self.show_error(ekind, message)
+
+    def show_error(self, ekind: str, message: str) -> None:
+        if ekind == "auth":
+            self.token_bar.ask(message)
+        elif ekind == "offline":
+            self.notice.show_message("offline", OFFLINE.format(message.rstrip(".")), retry=True)
+        elif ekind == "notfound":
+            self.notice.show_message("error", message)
+        else:
+            self.notice.show_message("error", message, retry=True)
+
+    def _clear_network_notice(self) -> None:
+        if self.notice.kind in ("offline", "error"):
+            self.notice.clear()
+
+    def _show_card(self, text: str) -> None:
+        from .chat_view import colors_for
+        from .markdown import render
+
+        body = (text or "").strip()
+        if body.startswith("---"):         # YAML front matter: metadata, not for reading
+            end = body.find("\n---", 3)
+            body = body[end + 4:].strip() if end > 0 else body
+        r = render(body, colors_for(self.card.palette()))
+        self._card_code = r.code_blocks
+        self.card.setHtml(r.html if body else "<p><i>This repository has no model card.</i></p>")
+
+    def _on_card_link(self, url) -> None:
+        from PySide6.QtGui import QDesktopServices, QGuiApplication
+
+        text = url.toString()
+        if text.startswith("lectern:code/"):
+            i = int(text.rsplit("/", 1)[1])
+            if i < len(self._card_code):
+                QGuiApplication.clipboard().setText(self._card_code[i])
+        elif url.scheme() in ("http", "https"):
+            QDesktopServices.openUrl(url)
+
+    # --- retry and tokens ---------------------------------------------------------------------
+    def retry(self) -> None:
+        self.notice.clear()
+        again, self._retry = self._retry, None
+        if again is not None:
+            again()
+        elif self.search.text().strip():
+            self.search_now()
+
+    def save_token(self, token: str) -> None:
+        self.token_bar.saving()
+        self._token_rid = self.service.save_token(token)
