@@ -8,6 +8,7 @@ the store. No Qt here.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ def inspect(path: str | Path, source: str = "folder", n_ctx: int = DEFAULT_N_CTX
     try:
         e.size = p.stat().st_size
         g = open_gguf(p)
+        e.size = int(getattr(g, "file_size", e.size))     # all parts of a split model
         d = describe(g)
         e.architecture = d["architecture"] or "?"
         e.name = d["name"] or p.stem
@@ -93,6 +95,12 @@ def inspect(path: str | Path, source: str = "folder", n_ctx: int = DEFAULT_N_CTX
     except Exception as ex:  # a broken file must not break the library
         e.error = f"{p.name}: cannot read this GGUF file ({ex})"
     return e
+
+
+def later_split_part(name: str) -> bool:
+    """NAME-0000K-of-0000N.gguf with K > 1: a part the first part already stands for."""
+    m = re.match(r"^.*-(\d{5})-of-(\d{5})\.gguf$", name, re.IGNORECASE)
+    return bool(m) and int(m.group(1)) > 1
 
 
 def default_settings(entry: ModelEntry) -> dict:
@@ -143,7 +151,8 @@ class Library:
             add(b, "builtin")
         if self.models_dir.is_dir():
             for f in sorted(self.models_dir.rglob("*.gguf")):
-                add(f, "folder")
+                if not later_split_part(f.name):      # a split model is listed once, by part 1
+                    add(f, "folder")
         for f in self.store.imported_models():
             add(f, "imported")
         return out
