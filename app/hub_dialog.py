@@ -92,9 +92,14 @@ class HubWindow(QDialog):
         self.search.textChanged.connect(lambda _t: self._debounce.start())
         self.search.returnPressed.connect(self.search_now)
         self.sort.currentIndexChanged.connect(lambda _i: self.search_now())
+        self.token_btn = QPushButton("Token…")
+        self.token_btn.setToolTip("Enter a Hugging Face token for gated or private repositories")
+        self.token_btn.clicked.connect(lambda: self.token_bar.ask(
+            "It is sent only to the Hub, with every request.", "Hugging Face token."))
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
         top.addWidget(self.sort)
+        top.addWidget(self.token_btn)
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
@@ -321,6 +326,8 @@ class HubWindow(QDialog):
             self.token_bar.setVisible(False)
             self.token_bar.field.clear()
             self.retry()
+            who = f" for the account {result}" if isinstance(result, str) and result else ""
+            self.notice.show_message("info", f"Hugging Face token saved{who}.")
 
     def _on_failed(self, rid: int, kind: str, ekind: str, message: str) -> None:
         if kind == "estimate" and rid in self._estimates:

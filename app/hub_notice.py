@@ -3,6 +3,8 @@ bar shown for gated or private repositories (HubAuthError): a password field who
 with huggingface_hub's own token storage, then the failed request is retried."""
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout
 
@@ -85,9 +87,9 @@ class TokenBar(QFrame):
         self.status.setVisible(False)
         self.setVisible(False)
 
-    def ask(self, reason: str) -> None:
+    def ask(self, reason: str, headline: str = "This repository needs a Hugging Face token.") -> None:
         self.message.setText(
-            f"<b>This repository needs a Hugging Face token.</b> {reason}<br>Gated models ask you "
+            f"<b>{headline}</b> {html.escape(reason)}<br>Gated models ask you "
             f"to accept their terms on the model's page first. Create a token at "
             f'<a href="{TOKEN_URL}">{TOKEN_URL}</a>; it is stored where huggingface_hub keeps it.')
         self.save.setEnabled(True)
