@@ -8,14 +8,15 @@ from .client import (CuratedModel, RepoSummary, curated, endpoint, list_variants
 from .download import DownloadManager, JobStatus, local_path, repo_dir_name
 from .errors import (ChecksumError, DiskFullError, DownloadError, HubAuthError, HubError,
                      HubNotFoundError, HubOfflineError)
-from .estimate import RamEstimate, estimate_ram, fit_verdict, recommend
+from .estimate import RamEstimate, estimate_all, estimate_ram, fit_verdict, recommend
 from .token import clear_token, get_token, save_token
 from .variants import RepoFile, Variant, find_variant, group_variants, parse_quant
 
 __all__ = [
     "ChecksumError", "CuratedModel", "DiskFullError", "DownloadError", "DownloadManager",
     "HubAuthError", "HubError", "HubNotFoundError", "HubOfflineError", "JobStatus", "RamEstimate",
-    "RepoFile", "RepoSummary", "Variant", "clear_token", "curated", "endpoint", "estimate_ram",
+    "RepoFile", "RepoSummary", "Variant", "clear_token", "curated", "endpoint", "estimate_all",
+    "estimate_ram",
     "find_variant", "fit_verdict", "get_token", "group_variants", "list_variants", "local_path",
     "model_card", "parse_quant", "recommend", "repo_dir_name", "repo_files", "save_token",
     "search_repos",

@@ -8,6 +8,7 @@ back to one from the file size (exact=False).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,3 +172,30 @@ def recommend(variants: list[Variant], estimates: list[RamEstimate], ram_bytes: 
     ok = [(e.total, v.size, v) for v, e in zip(variants, estimates)
           if e is not None and fit_verdict(e.total, ram_bytes) == "fits"]
     return max(ok, key=lambda t: (t[1], t[0]))[2] if ok else None
+
+
+def model_stem(path: str) -> str:
+    """The model a file belongs to: its name without folder, split suffix and quantization."""
+    from .variants import QUANT, split_base
+
+    base = split_base(path)[0].rsplit("/", 1)[-1]
+    tokens = [t for t in re.split(r"([-.])", base)]
+    kept = [t for t in tokens if not QUANT.match(t) and t.upper() != "UD"]
+    return re.sub(r"[-.]+", "-", "".join(kept)).strip("-.").lower()
+
+
+def estimate_all(repo_id: str, variants: list[Variant], n_ctx: int,
+                 token: str | None = None) -> list[RamEstimate]:
+    """estimate_ram for every variant, reading one header per model: quantizations of one model
+    share its shape, so the cache computed from the smallest file holds for all of them."""
+    cache: dict[str, RamEstimate] = {}
+    out = []
+    for v in variants:
+        stem = model_stem(v.first.path)
+        known = cache.get(stem)
+        if known is None or not known.exact:
+            known = cache[stem] = estimate_ram(repo_id, v, n_ctx, token)
+        else:
+            known = RamEstimate(v.size, known.cache, v.size + known.cache, True, known.n_ctx)
+        out.append(known)
+    return out
