@@ -116,7 +116,8 @@ class FakeHub:
         Handler.hub = hub
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="fake-hub").start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True,
+                         name="fake-hub").start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         return self.url
 

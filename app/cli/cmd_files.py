@@ -45,6 +45,7 @@ def run(args) -> int:
              "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in v.files],
              "ram": {"weights": e.weights, "cache": e.cache, "total": e.total, "exact": e.exact,
                      "n_ctx": e.n_ctx},
+             "architecture": e.architecture or None, "supported": e.supported,
              "fit": verdict, "recommended": v is best}
             for v, e, verdict in zip(variants, estimates, verdicts)]}, indent=2))
         return 0
@@ -61,6 +62,9 @@ def run(args) -> int:
         fit = {"fits": "fits", "tight": "tight", "no": "does not fit"}[verdict]
         print(f"{mark} {v.name:{width}s}  {len(v.files):>5d}  {human_bytes(v.size):>10s}  "
               f"{human_bytes(e.total):>11s}  {fit}{approx}{'  (recommended)' if v is best else ''}")
+    archs = {e.architecture for e in estimates if e.supported is False}
+    if archs:
+        print(f"Note: Lectern cannot run the architecture {', '.join(sorted(archs))} of this model.")
     if best is None:
         print("No variant fits comfortably in this machine's RAM.")
     return 0

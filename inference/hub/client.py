@@ -35,7 +35,7 @@ class CuratedModel:
 
 
 CURATED = [
-    CuratedModel("unsloth/SmolLM2-135M-Instruct-GGUF", "SmolLM2 135M Instruct",
+    CuratedModel("bartowski/SmolLM2-135M-Instruct-GGUF", "SmolLM2 135M Instruct",
                  "Tiny and fast; runs anywhere (about 100 MB)."),
     CuratedModel("bartowski/SmolLM2-360M-Instruct-GGUF", "SmolLM2 360M Instruct",
                  "Small English chat model; runs anywhere."),
@@ -46,12 +46,12 @@ CURATED = [
     CuratedModel("unsloth/Qwen3-0.6B-GGUF", "Qwen3 0.6B", "Small multilingual model with a thinking mode."),
     CuratedModel("unsloth/Qwen3-1.7B-GGUF", "Qwen3 1.7B", "Good quality for its size; about 1 GB at Q4."),
     CuratedModel("bartowski/Llama-3.2-1B-Instruct-GGUF", "Llama 3.2 1B Instruct",
-                 "Meta's small model, 128k context (gated: accept the licence on the website)."),
-    CuratedModel("unsloth/Kimi-Linear-48B-A3B-Instruct-GGUF", "Kimi Linear 48B-A3B",
+                 "Meta's small model with a 128k context."),
+    CuratedModel("ymcki/Kimi-Linear-48B-A3B-Instruct-GGUF", "Kimi Linear 48B-A3B",
                  "Long documents: linear attention keeps the cache small; 3B active parameters, "
-                 "needs about 32 GB of RAM at Q4."),
-    CuratedModel("unsloth/Step-3.5-Flash-GGUF", "Step 3.5 Flash",
-                 "Large mixture-of-experts model for big machines (100+ GB at Q4)."),
+                 "about 30 GB at Q4_K_M: needs a machine with 48 GB of RAM or more."),
+    CuratedModel("AesSedai/Step-3.5-Flash-GGUF", "Step 3.5 Flash",
+                 "196B mixture-of-experts (11B active) for big machines: 65 GB and up."),
 ]
 
 

@@ -30,6 +30,14 @@ class RamEstimate:
     total: int
     exact: bool       # False: guessed from the file size (header unreadable)
     n_ctx: int = 0    # the context the cache was computed for (clamped to the training context)
+    architecture: str = ""   # general.architecture from the header ("" if unread)
+
+    @property
+    def supported(self) -> bool | None:
+        """Whether this engine runs the architecture (None when the header was not read)."""
+        from ..models import ARCHITECTURES
+
+        return self.architecture in ARCHITECTURES if self.architecture else None
 
 
 class _NeedMore(Exception):
@@ -155,7 +163,7 @@ def estimate_ram(repo_id: str, variant: Variant, n_ctx: int, token: str | None =
     if meta is None or not meta.arch_get("block_count"):
         return size_estimate(variant.size, n_ctx)
     cache, ctx = cache_bytes(meta, n_ctx)
-    return RamEstimate(variant.size, cache, variant.size + cache, True, ctx)
+    return RamEstimate(variant.size, cache, variant.size + cache, True, ctx, meta.architecture)
 
 
 def fit_verdict(total_bytes: int, ram_bytes: int) -> str:
@@ -196,6 +204,7 @@ def estimate_all(repo_id: str, variants: list[Variant], n_ctx: int,
         if known is None or not known.exact:
             known = cache[stem] = estimate_ram(repo_id, v, n_ctx, token)
         else:
-            known = RamEstimate(v.size, known.cache, v.size + known.cache, True, known.n_ctx)
+            known = RamEstimate(v.size, known.cache, v.size + known.cache, True, known.n_ctx,
+                                known.architecture)
         out.append(known)
     return out
