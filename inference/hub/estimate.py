@@ -1,0 +1,210 @@
+"""RAM needed by a variant before downloading it: weights plus the cache at a context length.
+
+The cache depends on the model's shape, which lives in the GGUF header at the start of the
+first file. The header is fetched with HTTP Range requests, growing the range until the metadata
+parses (a 262k-token vocabulary makes a header of several MiB), up to READ_CAP. Reading stops at
+the metadata: tensor infos are not needed. When the header cannot be read the estimate falls
+back to one from the file size (exact=False).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import GGUFError
+from ..gguf_file import _MIN_KV_BYTES, _Part
+from .errors import HubError, offline_error, status_error
+from .variants import Variant
+
+FIRST_READ = 1 << 20       # first range: 1 MiB holds most headers but large vocabularies
+READ_CAP = 32 << 20        # never read more than this to estimate
+SIZE_CACHE_FRACTION = 0.15  # fallback: cache at 4096 tokens ~ 15% of a Q4 file (GQA models)
+FALLBACK_CTX = 4096
+
+
+@dataclass
+class RamEstimate:
+    weights: int      # bytes of the model data (files on disk)
+    cache: int        # KV cache + recurrent state at n_ctx
+    total: int
+    exact: bool       # False: guessed from the file size (header unreadable)
+    n_ctx: int = 0    # the context the cache was computed for (clamped to the training context)
+    architecture: str = ""   # general.architecture from the header ("" if unread)
+
+    @property
+    def supported(self) -> bool | None:
+        """Whether this engine runs the architecture (None when the header was not read)."""
+        from ..models import ARCHITECTURES
+
+        return self.architecture in ARCHITECTURES if self.architecture else None
+
+
+class _NeedMore(Exception):
+    """The buffer ends before the metadata does."""
+
+
+class _Header(_Part):
+    """The metadata of a GGUF file from its first bytes (a prefix of a file of `total` bytes).
+
+    Bounds are checked against the whole file, so a corrupt length still fails like a local
+    file would; running out of the prefix raises _NeedMore instead.
+    """
+
+    def __init__(self, buf: bytes, total: int, name: str):
+        self.path = name
+        self.map = buf
+        self.size = len(buf)
+        self.total = total
+        self.pos = 0
+        self.metadata: dict[str, Any] = {}
+        self.tensors = {}
+        self._parse()
+
+    def need(self, n: int, what: str) -> None:
+        if n > self.total - self.pos:
+            raise self.fail(f"truncated file: {what} at byte {self.pos} needs {n} bytes "
+                            f"but the file has only {self.total - self.pos} more")
+        if n > self.size - self.pos:
+            raise _NeedMore
+
+    def count(self, n: int, item_bytes: int, what: str) -> int:
+        if n * item_bytes > self.total - self.pos:
+            raise self.fail(f"{what} is {n}, more than the file can hold (corrupt file)")
+        if n * item_bytes > self.size - self.pos:
+            raise _NeedMore
+        return n
+
+    def _parse(self) -> None:
+        self.need(4, "magic")
+        if bytes(self.map[0:4]) != b"GGUF":
+            raise self.fail(f"not a GGUF file (starts with {bytes(self.map[0:4])!r})")
+        self.pos = 4
+        self.version = self.u32("version")
+        self._check_version()
+        self.u64("tensor count")
+        n_kv = self.u64("metadata key count")
+        if n_kv * _MIN_KV_BYTES > self.total:
+            raise self.fail(f"metadata key count {n_kv} is more than the file can hold")
+        for i in range(n_kv):
+            self._read_kv(i)
+
+    # memory_estimate reads these
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", ""))
+
+    def arch_get(self, key: str, default: Any = None) -> Any:
+        return self.metadata.get(f"{self.architecture}.{key}", default)
+
+
+def read_remote_metadata(url: str, total: int, headers: dict, first: int = FIRST_READ,
+                         cap: int = READ_CAP, repo_id: str = "") -> _Header | None:
+    """The parsed header of the file at `url`, or None if it does not fit in `cap` bytes.
+
+    Raises GGUFError for a corrupt header and HubError subclasses for network failures.
+    """
+    buf = b""
+    want = min(first, total, cap)
+    while True:
+        buf += _get_range(url, len(buf), want - 1, headers, repo_id)
+        try:
+            return _Header(buf, total, url.rsplit("/", 1)[-1])
+        except _NeedMore:
+            if len(buf) >= min(total, cap):
+                return None
+            want = min(len(buf) * 4, total, cap)
+
+
+def _get_range(url: str, start: int, end: int, headers: dict, repo_id: str) -> bytes:
+    import httpx2
+    from huggingface_hub.utils import get_session
+
+    h = dict(headers, Range=f"bytes={start}-{end}")
+    try:
+        r = get_session().get(url, headers=h, timeout=30.0)
+    except (httpx2.TransportError, OSError) as e:
+        raise offline_error(url.rsplit("/", 1)[0], type(e).__name__) from e
+    if r.status_code >= 400:
+        token = "authorization" in {k.lower() for k in headers}
+        raise status_error(r.status_code, repo_id or url, token, url.rsplit("/", 1)[-1],
+                           r.reason_phrase, r.headers.get("x-error-code"))
+    data = r.content
+    if r.status_code == 200:        # the server ignored Range: take our slice of the whole body
+        data = data[start:end + 1]
+    return data[: end + 1 - start]
+
+
+def cache_bytes(meta: _Header, n_ctx: int) -> tuple[int, int]:
+    """(cache bytes, context used) from the metadata, via model_info.memory_estimate."""
+    from ..model_info import memory_estimate
+
+    train = int(meta.arch_get("context_length", 0) or 0)
+    ctx = min(n_ctx, train) if train else n_ctx
+    return int(memory_estimate(meta, ctx)["cache_bytes"]), ctx
+
+
+def size_estimate(size: int, n_ctx: int) -> RamEstimate:
+    cache = int(size * SIZE_CACHE_FRACTION * n_ctx / FALLBACK_CTX)
+    return RamEstimate(size, cache, size + cache, False, n_ctx)
+
+
+def estimate_ram(repo_id: str, variant: Variant, n_ctx: int, token: str | None = None) -> RamEstimate:
+    """Weights (the variant's bytes) plus cache at n_ctx, from the first file's header."""
+    from .client import auth_headers, file_url
+
+    url = file_url(repo_id, variant.first.path)
+    try:
+        meta = read_remote_metadata(url, variant.first.size, auth_headers(token), repo_id=repo_id)
+    except GGUFError:
+        meta = None
+    except HubError:
+        raise
+    if meta is None or not meta.arch_get("block_count"):
+        return size_estimate(variant.size, n_ctx)
+    cache, ctx = cache_bytes(meta, n_ctx)
+    return RamEstimate(variant.size, cache, variant.size + cache, True, ctx, meta.architecture)
+
+
+def fit_verdict(total_bytes: int, ram_bytes: int) -> str:
+    """'fits' (leaves room for the OS and the app), 'tight' (may swap), or 'no'."""
+    if total_bytes <= 0.7 * ram_bytes:
+        return "fits"
+    if total_bytes <= 0.9 * ram_bytes:
+        return "tight"
+    return "no"
+
+
+def recommend(variants: list[Variant], estimates: list[RamEstimate], ram_bytes: int) -> Variant | None:
+    """The largest variant that fits comfortably, or None when none does."""
+    ok = [(e.total, v.size, v) for v, e in zip(variants, estimates)
+          if e is not None and fit_verdict(e.total, ram_bytes) == "fits"]
+    return max(ok, key=lambda t: (t[1], t[0]))[2] if ok else None
+
+
+def model_stem(path: str) -> str:
+    """The model a file belongs to: its name without folder, split suffix and quantization."""
+    from .variants import QUANT, split_base
+
+    base = split_base(path)[0].rsplit("/", 1)[-1]
+    tokens = [t for t in re.split(r"([-.])", base)]
+    kept = [t for t in tokens if not QUANT.match(t) and t.upper() != "UD"]
+    return re.sub(r"[-.]+", "-", "".join(kept)).strip("-.").lower()
+
+
+def estimate_all(repo_id: str, variants: list[Variant], n_ctx: int,
+                 token: str | None = None) -> list[RamEstimate]:
+    """estimate_ram for every variant, reading one header per model: quantizations of one model
+    share its shape, so the cache computed from the smallest file holds for all of them."""
+    cache: dict[str, RamEstimate] = {}
+    out = []
+    for v in variants:
+        stem = model_stem(v.first.path)
+        known = cache.get(stem)
+        if known is None or not known.exact:
+            known = cache[stem] = estimate_ram(repo_id, v, n_ctx, token)
+        else:
+            known = RamEstimate(v.size, known.cache, v.size + known.cache, True, known.n_ctx,
+                                known.architecture)
+        out.append(known)
+    return out
