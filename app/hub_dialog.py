@@ -56,7 +56,7 @@ class HubWindow(QDialog):
         self.service, self.bridge, self.ram = service, bridge, int(ram_bytes)
         self.repo: str | None = None
         self._search_rid = self._variants_rid = self._card_rid = self._token_rid = 0
-        self._estimates: dict[int, tuple[str, str, int]] = {}   # rid -> (repo, variant, n_ctx)
+        self._estimate_rid = 0
         self._retry = None              # what to run again after Retry / a saved token
         self._card_code: list[str] = []     # code blocks of the card, for its "Copy code" links
         self._build(n_ctx)
@@ -240,7 +240,7 @@ class HubWindow(QDialog):
         self.card.setPlainText("Loading the model card…")
         self.variants.set_variants([])
         self.variant_note.setText("Reading the repository's files…")
-        self._estimates.clear()
+        self._estimate_rid = 0
         self._variants_rid = self.service.variants(repo_id)
         self._card_rid = self.service.card(repo_id)
         self._update_download_button()
@@ -250,37 +250,46 @@ class HubWindow(QDialog):
         self._ctx_timer.stop()
         n_ctx = self.ctx_spin.value()
         self.variants.set_context(n_ctx)
-        self._estimates.clear()
+        self._estimate_rid = 0
         if not self.variants.variants:
             return
         self.variants.clear_estimates()
         self.variant_note.setText("Estimating the memory each variant needs…")
-        for v in self.variants.variants:
-            rid = self.service.estimate(self.repo, v, n_ctx)
-            self._estimates[rid] = (self.repo, v.name, n_ctx)
+        self._estimate_rid = self.service.estimate(self.repo, self.variants.variants, n_ctx)
 
-    def _on_estimate(self, rid: int, result) -> None:
-        repo, name, n_ctx = self._estimates.pop(rid)
-        _name, _ctx, est = result
-        self.variants.set_estimate(name, est, self.service.fit_verdict(est.total, self.ram))
+    def _on_estimates(self, estimates: list) -> None:
+        for v, est in zip(self.variants.variants, estimates):
+            self.variants.set_estimate(v.name, est, self.service.fit_verdict(est.total, self.ram))
         self._maybe_recommend()
 
     def _maybe_recommend(self) -> None:
-        if self._estimates or not self.variants.all_estimated():
+        if not self.variants.all_estimated():
             return
         t = self.variants
-        known = [v for v in t.variants if t.estimates.get(v.name) is not None]
-        best = self.service.recommend(known, [t.estimates[v.name] for v in known], self.ram) \
-            if known else None
+        est = t.estimates
+        # only variants this engine can run (architecture read from the header) and complete
+        usable = [v for v in t.variants if est.get(v.name) is not None
+                  and getattr(est[v.name], "supported", None) is not False
+                  and getattr(v, "complete", True)]
+        best = self.service.recommend(usable, [est[v.name] for v in usable], self.ram) \
+            if usable else None
         t.mark_recommended(best.name if best else None)
+        unsupported = sorted({e.architecture for e in est.values()
+                              if e is not None and getattr(e, "supported", None) is False})
         if best:
-            self.variant_note.setText(f"Recommended: <b>{best.name}</b>, the largest variant that "
-                                      f"fits comfortably in {human(self.ram)} of RAM.")
-        elif known:
-            self.variant_note.setText("No variant fits this computer's memory at this context "
-                                      "length: try a shorter context or a smaller model.")
+            note = (f"Recommended: <b>{html.escape(best.name)}</b>, the largest variant that fits "
+                    f"comfortably in {human(self.ram)} of RAM.")
+        elif usable:
+            note = ("No variant fits this computer's memory at this context length: try a "
+                    "shorter context or a smaller model.")
+        elif unsupported:
+            note = ""
         else:
-            self.variant_note.setText("The memory needed could not be estimated.")
+            note = "The memory needed could not be estimated."
+        if unsupported:
+            note += (f" <span style='color: #cf222e;'>Lectern cannot run the architecture "
+                     f"{html.escape(', '.join(unsupported))} yet.</span>")
+        self.variant_note.setText(note.strip())
         self._update_download_button()
 
     def _update_download_button(self) -> None:
@@ -319,8 +328,8 @@ class HubWindow(QDialog):
             self._update_download_button()
         elif kind == "card" and rid == self._card_rid:
             self._show_card(result)
-        elif kind == "estimate" and rid in self._estimates:
-            self._on_estimate(rid, result)
+        elif kind == "estimate" and rid == self._estimate_rid:
+            self._on_estimates(result)
         elif kind == "token" and rid == self._token_rid:
             self._token_rid = 0
             self.token_bar.setVisible(False)
@@ -330,9 +339,9 @@ class HubWindow(QDialog):
             self.notice.show_message("info", f"Hugging Face token saved{who}.")
 
     def _on_failed(self, rid: int, kind: str, ekind: str, message: str) -> None:
-        if kind == "estimate" and rid in self._estimates:
-            _repo, name, _ctx = self._estimates.pop(rid)
-            self.variants.set_estimate_failed(name, message)
+        if kind == "estimate" and rid == self._estimate_rid:
+            for v in self.variants.variants:
+                self.variants.set_estimate_failed(v.name, message)
             self._maybe_recommend()
             if ekind not in ("offline", "auth"):
                 return
@@ -350,7 +359,8 @@ class HubWindow(QDialog):
         self._retry = self.search_now if kind == "search" else \
             (lambda repo=self.repo: self.open_repo(repo))
         if kind == "search":
-            self.list_title.setText("The search failed.")
+            self.show_curated()
+            self.list_title.setText("<b>The search failed</b> — curated models:")
         if kind == "variants":
             self.variant_note.setText(f"The repository's files could not be listed: {message}")
         self.show_error(ekind, message)

@@ -107,9 +107,9 @@ class HubService(QObject):
     def card(self, repo_id: str) -> int:
         return self.call("card", lambda: hub().model_card(repo_id))
 
-    def estimate(self, repo_id: str, variant, n_ctx: int) -> int:
-        return self.call("estimate", lambda: (variant.name, n_ctx,
-                                              hub().estimate_ram(repo_id, variant, n_ctx)))
+    def estimate(self, repo_id: str, variants: list, n_ctx: int) -> int:
+        """RAM estimates of all variants (one header read per model: quantizations share it)."""
+        return self.call("estimate", lambda: hub().estimate_all(repo_id, list(variants), n_ctx))
 
     def save_token(self, token: str) -> int:
         return self.call("token", lambda: hub().save_token(token))
@@ -138,14 +138,15 @@ class DownloadBridge(QObject):
     kept in data_dir()/hub/downloads.json, and every job change arrives as `jobUpdated`."""
     jobUpdated = Signal(object)      # JobStatus
 
-    def __init__(self, models_dir: str | Path, state_file: str | Path | None = None, parent=None):
+    def __init__(self, models_dir: str | Path, state_file: str | Path | None = None, parent=None,
+                 **manager_kw):
         super().__init__(parent)
         self.state_file = Path(state_file) if state_file else default_state_file()
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._closed = False
         self.manager = hub().DownloadManager(Path(models_dir), self.state_file,
-                                             on_update=self._on_update)
+                                             on_update=self._on_update, **manager_kw)
 
     def _on_update(self, status) -> None:        # on the manager's worker thread
         with self._lock:

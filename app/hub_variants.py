@@ -57,7 +57,12 @@ class VariantsTable(QTableWidget):
         for r, v in enumerate(self.variants):
             n = len(v.files)
             self._set(r, 0, v.name, tip=", ".join(f.path for f in v.files))
-            self._set(r, 1, "1 file" if n == 1 else f"{n} parts", align=Qt.AlignCenter)
+            files = "1 file" if n == 1 else f"{n} parts"
+            if not getattr(v, "complete", True):
+                files += " (incomplete)"
+            self._set(r, 1, files, align=Qt.AlignCenter,
+                      tip="" if getattr(v, "complete", True) else
+                      "Some parts of this split model are missing from the repository")
             self._set(r, 2, human(v.size), align=Qt.AlignRight | Qt.AlignVCenter)
             self._set(r, 3, "estimating…", align=Qt.AlignRight | Qt.AlignVCenter)
             self._set(r, 4, "")
@@ -78,7 +83,10 @@ class VariantsTable(QTableWidget):
             return
         self.estimates[name], self.verdicts[name] = est, verdict
         approx = "" if getattr(est, "exact", True) else "~"
+        arch = getattr(est, "architecture", "")
         tip = (f"weights {human(est.weights)} + cache {human(est.cache)}"
+               + (f" at {est.n_ctx:,} tokens" if getattr(est, "n_ctx", 0) else "")
+               + (f"; architecture {arch}" if arch else "")
                + ("" if approx == "" else " (estimated from the file size: the header could not be read)"))
         self._set(r, 3, approx + human(est.total), tip=tip, align=Qt.AlignRight | Qt.AlignVCenter)
         self._set(r, 4, VERDICT_TEXT.get(verdict, verdict), tip=VERDICT_TIP.get(verdict, ""),
