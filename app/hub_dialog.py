@@ -3,7 +3,7 @@ pick a quantization by size and fit, and follow the downloads.
 
 Layout (vertical splitter):
     notice bar (offline / errors, Retry)  ·  token bar (gated or private repositories)
-    [ search box + sort          |  repository title                                  ]
+    [ search box + sort          |  repository title                          [Token…] ]
     [ "Curated models"/results   |  model card (markdown)                             ]
     [ result list                |  context length [spin]   this computer: N GiB RAM  ]
     [                            |  variants table (size, RAM, fit)      [Download]   ]
@@ -31,6 +31,7 @@ from .qt_compat import emit
 
 SEARCH_DELAY_MS = 350          # debounce: search once typing pauses
 ESTIMATE_DELAY_MS = 400        # and re-estimate once the context spin box settles
+SEE_ABOVE = "see the message at the top of the window."
 SORTS = (("Most downloaded", "downloads"), ("Most liked", "likes"), ("Recently updated", "recent"))
 OFFLINE = ("Hugging Face cannot be reached: you seem to be offline, or the hub is down ({}). "
            "Models already downloaded still work.")
@@ -99,7 +100,6 @@ class HubWindow(QDialog):
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
         top.addWidget(self.sort)
-        top.addWidget(self.token_btn)
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
@@ -153,7 +153,10 @@ class HubWindow(QDialog):
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
-        rl.addWidget(self.repo_title)
+        head = QHBoxLayout()
+        head.addWidget(self.repo_title, 1)
+        head.addWidget(self.token_btn)
+        rl.addLayout(head)
         rl.addWidget(page, 1)
 
         main = QSplitter(Qt.Horizontal)
@@ -168,7 +171,7 @@ class HubWindow(QDialog):
         outer.addWidget(main)
         outer.addWidget(self.downloads)
         outer.setStretchFactor(0, 1)
-        outer.setSizes([560, 180])
+        outer.setSizes([540, 220])
         self.splitter = outer
         lay = QVBoxLayout(self)
         lay.addWidget(self.notice)
@@ -350,7 +353,8 @@ class HubWindow(QDialog):
             self.token_bar.save_failed(message)
             return
         elif kind == "card" and rid == self._card_rid:
-            self.card.setPlainText(f"The model card could not be loaded: {message}")
+            self.card.setPlainText("The model card could not be loaded: " +
+                                   (SEE_ABOVE if ekind in ("offline", "auth") else message))
             if ekind not in ("offline", "auth"):
                 return
         elif not ((kind == "search" and rid == self._search_rid)
@@ -362,7 +366,8 @@ class HubWindow(QDialog):
             self.show_curated()
             self.list_title.setText("<b>The search failed</b> — curated models:")
         if kind == "variants":
-            self.variant_note.setText(f"The repository's files could not be listed: {message}")
+            self.variant_note.setText("The repository's files could not be listed: " +
+                                      (SEE_ABOVE if ekind in ("offline", "auth") else message))
         self.show_error(ekind, message)
 
     def show_error(self, ekind: str, message: str) -> None:

@@ -1,10 +1,12 @@
 """The downloads panel of the hub window: one row per job, newest at the top.
 
-Row layout:  name (repo · variant)                                  [Pause|Resume] [Cancel] [Load]
-             [=========progress=========]  1.2 GiB of 4.5 GiB · 12.3 MiB/s · 4 min left
+Row layout:  name (repo · variant)                        [Pause|Resume|Retry] [Cancel] [Load model]
+             [=====progress=====]  1.2 GiB of 4.5 GiB · 12.3 MiB/s · 4 min left
 Rows follow DownloadBridge.jobUpdated; the buttons call the bridge (which only queues the request
 for the manager's worker thread, so they never block)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
@@ -42,7 +44,7 @@ def detail_text(st) -> str:
         return " · ".join(parts)
     if st.state == "done":
         paths = list(st.local_paths or [])
-        return f"Done, {human(total or done)}" + (f": {paths[0]}" if paths else "")
+        return f"Done, {human(total or done)}" + (f": {Path(paths[0]).name}" if paths else "")
     if st.state == "failed":
         return f"Failed: {st.error or 'unknown error'}"
     if st.state == "paused":
@@ -62,7 +64,6 @@ class JobRow(QFrame):
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.detail = QLabel()
-        self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.pause_btn = QPushButton("Pause")
         self.cancel_btn = QPushButton("Cancel")
@@ -74,11 +75,13 @@ class JobRow(QFrame):
         top.addWidget(self.name, 1)
         for b in (self.pause_btn, self.cancel_btn, self.load_btn):
             top.addWidget(b)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.bar, 2)
+        bottom.addWidget(self.detail, 3)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 4, 8, 4)
         lay.addLayout(top)
-        lay.addWidget(self.bar)
-        lay.addWidget(self.detail)
+        lay.addLayout(bottom)
         self.status = st
         self.update_status(st)
 
@@ -90,6 +93,7 @@ class JobRow(QFrame):
         self.bar.setValue(min(done >> 10, max(total >> 10, 1)) if total else 0)
         self.bar.setFormat(f"{STATE_TEXT.get(st.state, st.state)} %p%")
         self.detail.setText(detail_text(st))
+        self.detail.setToolTip("\n".join(st.local_paths or []) or (st.error or ""))
         color = {"failed": "#cf222e", "done": "#1a7f37"}.get(st.state)
         self.detail.setStyleSheet(f"color: {color};" if color else "")
         active = st.state in ACTIVE

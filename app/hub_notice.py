@@ -87,7 +87,7 @@ class TokenBar(QFrame):
         self.status.setVisible(False)
         self.setVisible(False)
 
-    def ask(self, reason: str, headline: str = "This repository needs a Hugging Face token.") -> None:
+    def ask(self, reason: str, headline: str = "Hugging Face refused access to this repository.") -> None:
         self.message.setText(
             f"<b>{headline}</b> {html.escape(reason)}<br>Gated models ask you "
             f"to accept their terms on the model's page first. Create a token at "
