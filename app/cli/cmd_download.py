@@ -89,11 +89,12 @@ def run(args) -> int:
 
 
 def watch(manager, job: str, bar: "Progress"):
+    status = manager.status(job)
     while True:
-        status = manager.wait(job, 0.25)
+        bar.show(status)
         if status.state not in ("queued", "running"):
             return status
-        bar.show(status)
+        status = manager.wait(job, 0.25)
 
 
 class Progress:
