@@ -7,92 +7,25 @@ models_dir/<owner>__<name>/<path in repo>, where the library's scan of the model
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import LecternError
 from .errors import DiskFullError, DownloadError
+from .jobs import (Job, JobStatus, default_state_file, free_space, load_jobs, local_path,
+                   repo_dir_name, save_jobs)
 from .transfer import Stopped, fetch
-from .variants import RepoFile, Variant
+from .variants import Variant
 
-STATES = ("queued", "running", "paused", "done", "failed", "cancelled")
+__all__ = ["DownloadManager", "JobStatus", "default_state_file", "local_path", "repo_dir_name"]
+
 DISK_MARGIN = 16 << 20          # keep this much free beyond the download itself
 UPDATE_EVERY = 0.1              # seconds between progress callbacks
 SAVE_EVERY = 2.0                # seconds between state saves while downloading
 SPEED_WINDOW = 3.0              # seconds of samples behind the speed
-
-
-@dataclass
-class JobStatus:
-    job_id: str
-    repo_id: str
-    name: str
-    state: str
-    done_bytes: int
-    total_bytes: int
-    speed_bps: float
-    eta_s: float | None
-    error: str
-    local_paths: list[str]
-
-
-@dataclass
-class _Job:
-    job_id: str
-    repo_id: str
-    name: str
-    files: list[RepoFile]
-    state: str = "queued"
-    error: str = ""
-    completed: list[str] = field(default_factory=list)   # repo paths verified and renamed
-    done_bytes: int = 0
-    samples: list[tuple[float, int]] = field(default_factory=list, repr=False)
-
-    @property
-    def total(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def to_json(self) -> dict:
-        return {"job_id": self.job_id, "repo_id": self.repo_id, "name": self.name,
-                "files": [asdict(f) for f in self.files], "state": self.state,
-                "error": self.error, "completed": self.completed, "done_bytes": self.done_bytes}
-
-    @classmethod
-    def from_json(cls, d: dict) -> _Job:
-        files = [RepoFile(str(f["path"]), int(f["size"]), f.get("sha256")) for f in d["files"]]
-        state = d.get("state", "queued")
-        if state not in STATES:
-            state = "failed"
-        return cls(str(d["job_id"]), str(d["repo_id"]), str(d.get("name", "")), files, state,
-                   str(d.get("error", "")), [str(p) for p in d.get("completed", [])],
-                   int(d.get("done_bytes", 0)))
-
-
-def repo_dir_name(repo_id: str) -> str:
-    return repo_id.replace("/", "__")
-
-
-def local_path(models_dir: Path, repo_id: str, path: str) -> Path:
-    """Where a repository file is stored; refuses paths that would leave the models folder."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
-        raise DownloadError(f"{repo_id}: refusing the file name {path!r} (it would be written "
-                            "outside the models folder)")
-    return Path(models_dir) / repo_dir_name(repo_id) / Path(*parts)
-
-
-def free_space(path: Path) -> int:
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return shutil.disk_usage(p).free
 
 
 class DownloadManager:
@@ -115,8 +48,8 @@ class DownloadManager:
         self.retries = retries
         self.backoff = backoff
         self._cond = threading.Condition(threading.RLock())
-        self._jobs: dict[str, _Job] = {}
-        self._current: _Job | None = None
+        self._jobs: dict[str, Job] = {}
+        self._current: Job | None = None
         self._stop: str | None = None        # pause | cancel | close, for the running job
         self._closing = False
         self._last_update = 0.0
@@ -141,7 +74,7 @@ class DownloadManager:
                         j.files = list(variant.files)
                         self._requeue(j)
                     return j.job_id
-            job = _Job(uuid.uuid4().hex[:12], repo_id, variant.name, list(variant.files))
+            job = Job(uuid.uuid4().hex[:12], repo_id, variant.name, list(variant.files))
             self._jobs[job.job_id] = job
             self._changed(job)
             self._cond.notify_all()
@@ -242,7 +175,7 @@ class DownloadManager:
                 outcome, error = "failed", f"unexpected error: {type(e).__name__}: {e}"
             self._finish(job, outcome, error)
 
-    def _finish(self, job: _Job, outcome: str, error: str) -> None:
+    def _finish(self, job: Job, outcome: str, error: str) -> None:
         with self._cond:
             self._current, self._stop = None, None
             if outcome == "cancel":
@@ -259,14 +192,17 @@ class DownloadManager:
             self._changed(job)
             self._cond.notify_all()
 
-    def _next(self) -> _Job | None:
+    def _next(self) -> Job | None:
         return next((j for j in self._jobs.values() if j.state == "queued"), None)
 
-    def _download(self, job: _Job) -> None:
+    def _download(self, job: Job) -> None:
         from .client import auth_headers, file_url
 
         self._check_disk(job)
         headers = auth_headers(self.token)
+        with self._cond:   # a completed file deleted since then is downloaded again
+            job.completed = [p for p in job.completed if local_path(
+                self.models_dir, job.repo_id, p).is_file()]
         job.done_bytes = sum(f.size for f in job.files if f.path in job.completed)
         for f in job.files:
             target = local_path(self.models_dir, job.repo_id, f.path)
@@ -284,7 +220,7 @@ class DownloadManager:
                 job.completed.append(f.path)
                 self._save()
 
-    def _check_disk(self, job: _Job) -> None:
+    def _check_disk(self, job: Job) -> None:
         need = 0
         for f in job.files:
             target = local_path(self.models_dir, job.repo_id, f.path)
@@ -307,7 +243,7 @@ class DownloadManager:
             while self._stop is None and (left := end - time.monotonic()) > 0:
                 self._cond.wait(left)
 
-    def _progress(self, job: _Job, n: int) -> None:
+    def _progress(self, job: Job, n: int) -> None:
         with self._cond:
             job.done_bytes = max(0, job.done_bytes + n)
             now = time.monotonic()
@@ -324,18 +260,18 @@ class DownloadManager:
                 self._notify(job)
 
     # ---- bookkeeping --------------------------------------------------------------------------
-    def _job(self, job_id: str) -> _Job:
+    def _job(self, job_id: str) -> Job:
         try:
             return self._jobs[job_id]
         except KeyError:
             raise DownloadError(f"no download with id {job_id!r}") from None
 
-    def _requeue(self, j: _Job) -> None:
+    def _requeue(self, j: Job) -> None:
         j.state, j.error = "queued", ""
         self._changed(j)
         self._cond.notify_all()
 
-    def _on_disk(self, j: _Job) -> int:
+    def _on_disk(self, j: Job) -> int:
         """Bytes of the job already downloaded: completed files plus .part files."""
         n = 0
         for f, p in zip(j.files, self._paths(j)):
@@ -346,17 +282,17 @@ class DownloadManager:
                 n += min(part.stat().st_size, f.size)
         return n
 
-    def _paths(self, j: _Job) -> list[Path]:
+    def _paths(self, j: Job) -> list[Path]:
         return [local_path(self.models_dir, j.repo_id, f.path) for f in j.files]
 
-    def _delete_files(self, j: _Job) -> None:
+    def _delete_files(self, j: Job) -> None:
         for f, p in zip(j.files, self._paths(j)):
             p.with_name(p.name + ".part").unlink(missing_ok=True)
             if f.path in j.completed:
                 p.unlink(missing_ok=True)
         j.completed, j.done_bytes = [], 0
 
-    def _status(self, j: _Job) -> JobStatus:
+    def _status(self, j: Job) -> JobStatus:
         speed = 0.0
         if len(j.samples) >= 2 and j.samples[-1][0] > j.samples[0][0]:
             (t0, b0), (t1, b1) = j.samples[0], j.samples[-1]
@@ -366,12 +302,12 @@ class DownloadManager:
         return JobStatus(j.job_id, j.repo_id, j.name, j.state, j.done_bytes, j.total, speed, eta,
                          j.error, paths)
 
-    def _changed(self, j: _Job) -> None:
+    def _changed(self, j: Job) -> None:
         self._save()
         self._notify(j)
         self._cond.notify_all()
 
-    def _notify(self, j: _Job) -> None:
+    def _notify(self, j: Job) -> None:
         if self.on_update is not None:
             try:
                 self.on_update(self._status(j))
@@ -380,24 +316,10 @@ class DownloadManager:
 
     def _save(self) -> None:
         self._last_save = time.monotonic()
-        data = {"version": 1, "jobs": [j.to_json() for j in self._jobs.values()]}
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.state_file)
+        save_jobs(self.state_file, list(self._jobs.values()))
 
     def _load(self) -> None:
-        if not self.state_file.is_file():
-            return
-        try:
-            data = json.loads(self.state_file.read_text())
-            jobs = [_Job.from_json(d) for d in data.get("jobs", [])]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            broken = self.state_file.with_name(self.state_file.name + ".broken")
-            os.replace(self.state_file, broken)
-            self.load_error = (f"The download list {self.state_file} was unreadable ({e}); it was "
-                               f"moved to {broken.name} and the list starts empty.")
-            return
+        jobs, self.load_error = load_jobs(self.state_file)
         for j in jobs:
             if j.state == "running":     # interrupted by a crash or shutdown
                 j.state = "queued"

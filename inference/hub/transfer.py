@@ -13,11 +13,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ChecksumError, DiskFullError, DownloadError, HubError, offline_error, status_error
+from .errors import ChecksumError, DiskFullError, DownloadError, offline_error, status_error
 from .variants import RepoFile
 
 CHUNK = 64 << 10
@@ -180,5 +179,3 @@ def _verify(f: RepoFile, part: PartFile, repo_id: str) -> None:
             f"{f.path} from {repo_id} is corrupt: its sha256 is {got[:16]}… but the Hub publishes "
             f"{f.sha256[:16]}…; the downloaded file was deleted: download it again.")
 
-
-__all__ = ["fetch", "Stopped", "PartFile", "HubError"]
