@@ -17,7 +17,7 @@ from ..errors import LecternError
 from .errors import DiskFullError, DownloadError
 from .jobs import (Job, JobStatus, default_state_file, free_space, load_jobs, local_path,
                    repo_dir_name, save_jobs)
-from .transfer import Stopped, fetch
+from .transfer import READ_TIMEOUT, Stopped, fetch
 from .variants import Variant
 
 __all__ = ["DownloadManager", "JobStatus", "default_state_file", "local_path", "repo_dir_name"]
@@ -39,7 +39,7 @@ class DownloadManager:
     def __init__(self, models_dir: str | Path, state_file: str | Path, token: str | None = None,
                  on_update: Callable[[JobStatus], None] | None = None,
                  disk_free: Callable[[Path], int] = free_space, retries: int = 8,
-                 backoff: tuple[float, float] = (1.0, 60.0)):
+                 backoff: tuple[float, float] = (1.0, 60.0), read_timeout: float = READ_TIMEOUT):
         self.models_dir = Path(models_dir)
         self.state_file = Path(state_file)
         self.token = token
@@ -47,6 +47,7 @@ class DownloadManager:
         self.disk_free = disk_free
         self.retries = retries
         self.backoff = backoff
+        self.read_timeout = read_timeout   # seconds without a byte before a stalled transfer is retried
         self._cond = threading.Condition(threading.RLock())
         self._jobs: dict[str, Job] = {}
         self._current: Job | None = None
@@ -162,7 +163,7 @@ class DownloadManager:
                     return
                 job.state, job.error, self._stop = "running", "", None
                 self._current = job
-                job.samples = []
+                job.samples.clear()
                 self._changed(job)
             outcome, error = "done", ""
             try:
@@ -177,6 +178,8 @@ class DownloadManager:
 
     def _finish(self, job: Job, outcome: str, error: str) -> None:
         with self._cond:
+            if self._stop == "cancel":      # cancelled as the last bytes arrived: still cancelled
+                outcome = "cancel"
             self._current, self._stop = None, None
             if outcome == "cancel":
                 job.state = "cancelled"
@@ -188,7 +191,7 @@ class DownloadManager:
             else:
                 job.state, job.error = outcome, error
             job.done_bytes = self._on_disk(job)
-            job.samples = []
+            job.samples.clear()
             self._changed(job)
             self._cond.notify_all()
 
@@ -215,7 +218,8 @@ class DownloadManager:
                   on_bytes=lambda n: self._progress(job, n),
                   on_reset=lambda n: self._progress(job, -n),
                   should_stop=lambda: self._stop is not None,
-                  sleep=self._sleep, retries=self.retries, backoff=self.backoff)
+                  sleep=self._sleep, retries=self.retries, backoff=self.backoff,
+                  read_timeout=self.read_timeout)
             with self._cond:
                 job.completed.append(f.path)
                 self._save()
@@ -250,9 +254,9 @@ class DownloadManager:
             if n > 0:
                 job.samples.append((now, job.done_bytes))
             else:
-                job.samples = []
+                job.samples.clear()
             while job.samples and now - job.samples[0][0] > SPEED_WINDOW:
-                job.samples.pop(0)
+                job.samples.popleft()
             if now - self._last_save > SAVE_EVERY:
                 self._save()
             if now - self._last_update >= UPDATE_EVERY:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ class Job:
     error: str = ""
     completed: list[str] = field(default_factory=list)   # repo paths verified and renamed
     done_bytes: int = 0
-    samples: list[tuple[float, int]] = field(default_factory=list, repr=False)
+    samples: deque = field(default_factory=deque, repr=False)   # (time, done_bytes) for the speed
 
     @property
     def total(self) -> int:
