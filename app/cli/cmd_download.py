@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 STATE_FILE = ".lectern-downloads.json"   # in the models folder, next to the files it describes

@@ -172,6 +172,9 @@ class DownloadManager:
                 outcome = self._stop or "close"
             except LecternError as e:
                 outcome, error = "failed", str(e)
+            except OSError as e:          # the models folder cannot be written
+                outcome, error = "failed", (f"Cannot write the download into {self.models_dir}: "
+                                            f"{e.strerror or e}; choose another models folder.")
             except Exception as e:  # a bug must not kill the queue
                 outcome, error = "failed", f"unexpected error: {type(e).__name__}: {e}"
             self._finish(job, outcome, error)

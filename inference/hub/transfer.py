@@ -103,6 +103,7 @@ def fetch(url: str, f: RepoFile, target: Path, headers: dict, *, repo_id: str,
 def _stream(url: str, f: RepoFile, part: PartFile, headers: dict, repo_id: str,
             on_bytes, should_stop, on_reset, read_timeout: float) -> None:
     import httpx2
+    from huggingface_hub.errors import OfflineModeIsEnabled
     from huggingface_hub.utils import get_session
 
     h = dict(headers)
@@ -127,6 +128,11 @@ def _stream(url: str, f: RepoFile, part: PartFile, headers: dict, repo_id: str,
                         raise Stopped
     except (httpx2.TransportError, httpx2.StreamError) as e:
         raise _Retry(f"{type(e).__name__}: {e}".rstrip(": ")) from e
+    except OfflineModeIsEnabled as e:
+        from .errors import HubOfflineError
+
+        raise HubOfflineError("Hugging Face Hub offline mode is on (HF_HUB_OFFLINE): unset it "
+                              "to download; local models keep working.") from e
 
 
 def _check_status(r, f: RepoFile, part: PartFile, repo_id: str, on_reset) -> None:

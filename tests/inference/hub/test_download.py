@@ -310,6 +310,27 @@ def test_offline_download_fails_with_the_offline_message(fake_hub, tiny_repo, ma
     assert s.state == "failed" and "offline or unreachable" in s.error
 
 
+def test_unwritable_models_folder(fake_hub, tiny_repo, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    m = DownloadManager(blocker / "models", tmp_path / "state.json", **FAST)
+    try:
+        s = m.wait(m.add(tiny_repo, variant(tiny_repo, "Q4_0")), 60)
+    finally:
+        m.close()
+    assert s.state == "failed" and s.error.startswith(f"Cannot write the download into {blocker / 'models'}")
+
+
+def test_offline_mode_variable_stops_downloads(fake_hub, tiny_repo, manager, monkeypatch):
+    from huggingface_hub import constants
+
+    v = variant(tiny_repo, "Q4_0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    s = (m := manager()).wait(m.add(tiny_repo, v), 60)
+    assert s.state == "failed" and "offline mode is on (HF_HUB_OFFLINE)" in s.error
+    assert not fake_hub.file_requests("tiny-llama-Q4_0.gguf")
+
+
 def test_paths_outside_the_models_folder_are_refused(models_dir, manager):
     m = manager()
     for bad in ("../evil.gguf", "/etc/x.gguf", "a/../../b.gguf", "a\\..\\b.gguf"):
