@@ -140,7 +140,7 @@ class DownloadManager:
                 self._cond.wait(left if left is not None else 1.0)
             return self._status(self._job(job_id))
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         """Stop the worker; a running download is left as an interrupted job that resumes next time."""
         with self._cond:
             self._closing = True
