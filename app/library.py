@@ -8,7 +8,6 @@ the store. No Qt here.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,10 +96,12 @@ def inspect(path: str | Path, source: str = "folder", n_ctx: int = DEFAULT_N_CTX
     return e
 
 
-def later_split_part(name: str) -> bool:
-    """NAME-0000K-of-0000N.gguf with K > 1: a part the first part already stands for."""
-    m = re.match(r"^.*-(\d{5})-of-(\d{5})\.gguf$", name, re.IGNORECASE)
-    return bool(m) and int(m.group(1)) > 1
+def _later_split_part(name: str) -> bool:
+    """True for NAME-0000K-of-0000N.gguf with K > 1 (the engine opens a split model from part 1)."""
+    from inference.gguf_file import _SPLIT_NAME
+
+    m = _SPLIT_NAME.match(name)
+    return bool(m) and int(m["no"]) != 1
 
 
 def default_settings(entry: ModelEntry) -> dict:
@@ -151,7 +152,7 @@ class Library:
             add(b, "builtin")
         if self.models_dir.is_dir():
             for f in sorted(self.models_dir.rglob("*.gguf")):
-                if not later_split_part(f.name):      # a split model is listed once, by part 1
+                if not _later_split_part(f.name):   # a split model is listed once, by part 1
                     add(f, "folder")
         for f in self.store.imported_models():
             add(f, "imported")

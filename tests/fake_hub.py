@@ -10,7 +10,8 @@ Routes (as the real Hub answers them):
 
 Access: a private repository needs a valid token (else 401, X-Error-Code RepoNotFound); a
 gated one needs it for files (401 without a token, 403 with an invalid one; X-Error-Code
-GatedRepo). Faults: fail_next (statuses before success), cut (close the connection after N body
+GatedRepo). With `redirect`, LFS files answer 302 to /_cdn/REPO/_/PATH like the Hub's CDN.
+Faults: fail_next (statuses before success), cut (close the connection after N body
 bytes), hold (stop after N bytes until the test releases an Event), slow (sleep per chunk),
 wrong_sha (publish a wrong sha256), no_range (ignore Range), stop() (the hub goes offline).
 """
@@ -70,6 +71,8 @@ class FakeHub:
         self._hold: dict[str, tuple[int, threading.Event]] = {}
         self._slow: dict[str, float] = {}
         self.no_range = False
+        self.redirect = False      # LFS files: 302 from /resolve/ to /_cdn/ (as the Hub does)
+        self._gates: list[threading.Event] = []
         self.server: ThreadingHTTPServer | None = None
         self.url = ""
 
@@ -96,6 +99,7 @@ class FakeHub:
         ev = threading.Event()
         with self.lock:
             self._hold[path] = (after_bytes, ev)
+            self._gates.append(ev)
         return ev
 
     def slow(self, path: str, seconds_per_chunk: float) -> None:
@@ -104,8 +108,10 @@ class FakeHub:
     def wrong_sha(self, repo_id: str, path: str) -> None:
         self.repos[repo_id].files[path].sha256 = hashlib.sha256(b"something else").hexdigest()
 
-    def file_requests(self, path: str) -> list[Request]:
-        return [r for r in self.requests if "/resolve/" in r.path and r.path.endswith("/" + path)]
+    def file_requests(self, path: str, cdn: bool = False) -> list[Request]:
+        """Requests for a file's bytes (cdn: those that reached /_cdn/ after a redirect)."""
+        route = "/_cdn/" if cdn else "/resolve/"
+        return [r for r in self.requests if route in r.path and r.path.endswith("/" + path)]
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> str:
@@ -123,7 +129,7 @@ class FakeHub:
 
     def stop(self) -> None:
         """The hub goes away: its port refuses connections from now on."""
-        for _, ev in list(self._hold.values()):
+        for ev in self._gates:
             ev.set()
         if self.server is not None:
             self.server.shutdown()
@@ -213,6 +219,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self.model_info(path[len("/api/models/"):], q, headers, method)
         if "/resolve/" in path:
             return self.resolve(path, headers, method)
+        if path.startswith("/_cdn/"):
+            repo_id, _, file_path = path[len("/_cdn/"):].partition("/_/")
+            f = hub.repos[repo_id].files.get(file_path) if repo_id in hub.repos else None
+            if f is None:
+                return self.send_error_json(404, "no such object")
+            return self.send_file(file_path, f.data, headers.get("range"), method)
         self.send_error_json(404, "no such route", "EntryNotFound")
 
     def repo_or_error(self, repo_id: str, headers: dict) -> FakeRepo | None:
@@ -241,6 +253,13 @@ class _Handler(BaseHTTPRequestHandler):
         f = r.files.get(file_path)
         if f is None:
             return self.send_error_json(404, "Entry not found", "EntryNotFound")
+        if self.hub.redirect and f.lfs:
+            self.send_response(302)
+            self.send_header("Location", f"/_cdn/{repo_id}/_/{file_path}?sig=x")
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            return
         self.send_file(file_path, f.data, headers.get("range"), method)
 
     def send_file(self, file_path: str, data: bytes, rng: str | None, method: str) -> None:

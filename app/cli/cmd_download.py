@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 STATE_FILE = ".lectern-downloads.json"   # in the models folder, next to the files it describes
@@ -89,11 +88,12 @@ def run(args) -> int:
 
 
 def watch(manager, job: str, bar: "Progress"):
+    status = manager.status(job)
     while True:
-        status = manager.wait(job, 0.25)
+        bar.show(status)
         if status.state not in ("queued", "running"):
             return status
-        bar.show(status)
+        status = manager.wait(job, 0.25)
 
 
 class Progress:

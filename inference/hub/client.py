@@ -155,3 +155,12 @@ def model_card(repo_id: str, token: str | None = None) -> str:
     if r.status_code >= 400:
         raise status_error(r.status_code, repo_id, token, "README.md", r.reason_phrase, code)
     return r.content.decode("utf-8", errors="replace")
+
+
+def card_body(text: str) -> str:
+    """A model card without its YAML front matter (the `---` block of licence, tags, ...)."""
+    if text.startswith("---"):
+        end = text.find("\n---", 3)
+        if end != -1:
+            return text[end + 4:].lstrip("\n")
+    return text

@@ -7,92 +7,25 @@ models_dir/<owner>__<name>/<path in repo>, where the library's scan of the model
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import LecternError
 from .errors import DiskFullError, DownloadError
-from .transfer import Stopped, fetch
-from .variants import RepoFile, Variant
+from .jobs import (Job, JobStatus, default_state_file, free_space, load_jobs, local_path,
+                   repo_dir_name, save_jobs)
+from .transfer import READ_TIMEOUT, Stopped, fetch
+from .variants import Variant
 
-STATES = ("queued", "running", "paused", "done", "failed", "cancelled")
+__all__ = ["DownloadManager", "JobStatus", "default_state_file", "local_path", "repo_dir_name"]
+
 DISK_MARGIN = 16 << 20          # keep this much free beyond the download itself
 UPDATE_EVERY = 0.1              # seconds between progress callbacks
 SAVE_EVERY = 2.0                # seconds between state saves while downloading
 SPEED_WINDOW = 3.0              # seconds of samples behind the speed
-
-
-@dataclass
-class JobStatus:
-    job_id: str
-    repo_id: str
-    name: str
-    state: str
-    done_bytes: int
-    total_bytes: int
-    speed_bps: float
-    eta_s: float | None
-    error: str
-    local_paths: list[str]
-
-
-@dataclass
-class _Job:
-    job_id: str
-    repo_id: str
-    name: str
-    files: list[RepoFile]
-    state: str = "queued"
-    error: str = ""
-    completed: list[str] = field(default_factory=list)   # repo paths verified and renamed
-    done_bytes: int = 0
-    samples: list[tuple[float, int]] = field(default_factory=list, repr=False)
-
-    @property
-    def total(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def to_json(self) -> dict:
-        return {"job_id": self.job_id, "repo_id": self.repo_id, "name": self.name,
-                "files": [asdict(f) for f in self.files], "state": self.state,
-                "error": self.error, "completed": self.completed, "done_bytes": self.done_bytes}
-
-    @classmethod
-    def from_json(cls, d: dict) -> _Job:
-        files = [RepoFile(str(f["path"]), int(f["size"]), f.get("sha256")) for f in d["files"]]
-        state = d.get("state", "queued")
-        if state not in STATES:
-            state = "failed"
-        return cls(str(d["job_id"]), str(d["repo_id"]), str(d.get("name", "")), files, state,
-                   str(d.get("error", "")), [str(p) for p in d.get("completed", [])],
-                   int(d.get("done_bytes", 0)))
-
-
-def repo_dir_name(repo_id: str) -> str:
-    return repo_id.replace("/", "__")
-
-
-def local_path(models_dir: Path, repo_id: str, path: str) -> Path:
-    """Where a repository file is stored; refuses paths that would leave the models folder."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
-        raise DownloadError(f"{repo_id}: refusing the file name {path!r} (it would be written "
-                            "outside the models folder)")
-    return Path(models_dir) / repo_dir_name(repo_id) / Path(*parts)
-
-
-def free_space(path: Path) -> int:
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return shutil.disk_usage(p).free
 
 
 class DownloadManager:
@@ -106,7 +39,7 @@ class DownloadManager:
     def __init__(self, models_dir: str | Path, state_file: str | Path, token: str | None = None,
                  on_update: Callable[[JobStatus], None] | None = None,
                  disk_free: Callable[[Path], int] = free_space, retries: int = 8,
-                 backoff: tuple[float, float] = (1.0, 60.0)):
+                 backoff: tuple[float, float] = (1.0, 60.0), read_timeout: float = READ_TIMEOUT):
         self.models_dir = Path(models_dir)
         self.state_file = Path(state_file)
         self.token = token
@@ -114,9 +47,10 @@ class DownloadManager:
         self.disk_free = disk_free
         self.retries = retries
         self.backoff = backoff
+        self.read_timeout = read_timeout   # seconds without a byte before a stalled transfer is retried
         self._cond = threading.Condition(threading.RLock())
-        self._jobs: dict[str, _Job] = {}
-        self._current: _Job | None = None
+        self._jobs: dict[str, Job] = {}
+        self._current: Job | None = None
         self._stop: str | None = None        # pause | cancel | close, for the running job
         self._closing = False
         self._last_update = 0.0
@@ -141,7 +75,7 @@ class DownloadManager:
                         j.files = list(variant.files)
                         self._requeue(j)
                     return j.job_id
-            job = _Job(uuid.uuid4().hex[:12], repo_id, variant.name, list(variant.files))
+            job = Job(uuid.uuid4().hex[:12], repo_id, variant.name, list(variant.files))
             self._jobs[job.job_id] = job
             self._changed(job)
             self._cond.notify_all()
@@ -206,7 +140,7 @@ class DownloadManager:
                 self._cond.wait(left if left is not None else 1.0)
             return self._status(self._job(job_id))
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         """Stop the worker; a running download is left as an interrupted job that resumes next time."""
         with self._cond:
             self._closing = True
@@ -229,7 +163,7 @@ class DownloadManager:
                     return
                 job.state, job.error, self._stop = "running", "", None
                 self._current = job
-                job.samples = []
+                job.samples.clear()
                 self._changed(job)
             outcome, error = "done", ""
             try:
@@ -238,12 +172,17 @@ class DownloadManager:
                 outcome = self._stop or "close"
             except LecternError as e:
                 outcome, error = "failed", str(e)
+            except OSError as e:          # the models folder cannot be written
+                outcome, error = "failed", (f"Cannot write the download into {self.models_dir}: "
+                                            f"{e.strerror or e}; choose another models folder.")
             except Exception as e:  # a bug must not kill the queue
                 outcome, error = "failed", f"unexpected error: {type(e).__name__}: {e}"
             self._finish(job, outcome, error)
 
-    def _finish(self, job: _Job, outcome: str, error: str) -> None:
+    def _finish(self, job: Job, outcome: str, error: str) -> None:
         with self._cond:
+            if self._stop == "cancel":      # cancelled as the last bytes arrived: still cancelled
+                outcome = "cancel"
             self._current, self._stop = None, None
             if outcome == "cancel":
                 job.state = "cancelled"
@@ -255,18 +194,21 @@ class DownloadManager:
             else:
                 job.state, job.error = outcome, error
             job.done_bytes = self._on_disk(job)
-            job.samples = []
+            job.samples.clear()
             self._changed(job)
             self._cond.notify_all()
 
-    def _next(self) -> _Job | None:
+    def _next(self) -> Job | None:
         return next((j for j in self._jobs.values() if j.state == "queued"), None)
 
-    def _download(self, job: _Job) -> None:
+    def _download(self, job: Job) -> None:
         from .client import auth_headers, file_url
 
         self._check_disk(job)
         headers = auth_headers(self.token)
+        with self._cond:   # a completed file deleted since then is downloaded again
+            job.completed = [p for p in job.completed if local_path(
+                self.models_dir, job.repo_id, p).is_file()]
         job.done_bytes = sum(f.size for f in job.files if f.path in job.completed)
         for f in job.files:
             target = local_path(self.models_dir, job.repo_id, f.path)
@@ -279,12 +221,13 @@ class DownloadManager:
                   on_bytes=lambda n: self._progress(job, n),
                   on_reset=lambda n: self._progress(job, -n),
                   should_stop=lambda: self._stop is not None,
-                  sleep=self._sleep, retries=self.retries, backoff=self.backoff)
+                  sleep=self._sleep, retries=self.retries, backoff=self.backoff,
+                  read_timeout=self.read_timeout)
             with self._cond:
                 job.completed.append(f.path)
                 self._save()
 
-    def _check_disk(self, job: _Job) -> None:
+    def _check_disk(self, job: Job) -> None:
         need = 0
         for f in job.files:
             target = local_path(self.models_dir, job.repo_id, f.path)
@@ -307,16 +250,16 @@ class DownloadManager:
             while self._stop is None and (left := end - time.monotonic()) > 0:
                 self._cond.wait(left)
 
-    def _progress(self, job: _Job, n: int) -> None:
+    def _progress(self, job: Job, n: int) -> None:
         with self._cond:
             job.done_bytes = max(0, job.done_bytes + n)
             now = time.monotonic()
             if n > 0:
                 job.samples.append((now, job.done_bytes))
             else:
-                job.samples = []
+                job.samples.clear()
             while job.samples and now - job.samples[0][0] > SPEED_WINDOW:
-                job.samples.pop(0)
+                job.samples.popleft()
             if now - self._last_save > SAVE_EVERY:
                 self._save()
             if now - self._last_update >= UPDATE_EVERY:
@@ -324,18 +267,18 @@ class DownloadManager:
                 self._notify(job)
 
     # ---- bookkeeping --------------------------------------------------------------------------
-    def _job(self, job_id: str) -> _Job:
+    def _job(self, job_id: str) -> Job:
         try:
             return self._jobs[job_id]
         except KeyError:
             raise DownloadError(f"no download with id {job_id!r}") from None
 
-    def _requeue(self, j: _Job) -> None:
+    def _requeue(self, j: Job) -> None:
         j.state, j.error = "queued", ""
         self._changed(j)
         self._cond.notify_all()
 
-    def _on_disk(self, j: _Job) -> int:
+    def _on_disk(self, j: Job) -> int:
         """Bytes of the job already downloaded: completed files plus .part files."""
         n = 0
         for f, p in zip(j.files, self._paths(j)):
@@ -346,17 +289,17 @@ class DownloadManager:
                 n += min(part.stat().st_size, f.size)
         return n
 
-    def _paths(self, j: _Job) -> list[Path]:
+    def _paths(self, j: Job) -> list[Path]:
         return [local_path(self.models_dir, j.repo_id, f.path) for f in j.files]
 
-    def _delete_files(self, j: _Job) -> None:
+    def _delete_files(self, j: Job) -> None:
         for f, p in zip(j.files, self._paths(j)):
             p.with_name(p.name + ".part").unlink(missing_ok=True)
             if f.path in j.completed:
                 p.unlink(missing_ok=True)
         j.completed, j.done_bytes = [], 0
 
-    def _status(self, j: _Job) -> JobStatus:
+    def _status(self, j: Job) -> JobStatus:
         speed = 0.0
         if len(j.samples) >= 2 and j.samples[-1][0] > j.samples[0][0]:
             (t0, b0), (t1, b1) = j.samples[0], j.samples[-1]
@@ -366,12 +309,12 @@ class DownloadManager:
         return JobStatus(j.job_id, j.repo_id, j.name, j.state, j.done_bytes, j.total, speed, eta,
                          j.error, paths)
 
-    def _changed(self, j: _Job) -> None:
+    def _changed(self, j: Job) -> None:
         self._save()
         self._notify(j)
         self._cond.notify_all()
 
-    def _notify(self, j: _Job) -> None:
+    def _notify(self, j: Job) -> None:
         if self.on_update is not None:
             try:
                 self.on_update(self._status(j))
@@ -380,24 +323,10 @@ class DownloadManager:
 
     def _save(self) -> None:
         self._last_save = time.monotonic()
-        data = {"version": 1, "jobs": [j.to_json() for j in self._jobs.values()]}
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.state_file)
+        save_jobs(self.state_file, list(self._jobs.values()))
 
     def _load(self) -> None:
-        if not self.state_file.is_file():
-            return
-        try:
-            data = json.loads(self.state_file.read_text())
-            jobs = [_Job.from_json(d) for d in data.get("jobs", [])]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            broken = self.state_file.with_name(self.state_file.name + ".broken")
-            os.replace(self.state_file, broken)
-            self.load_error = (f"The download list {self.state_file} was unreadable ({e}); it was "
-                               f"moved to {broken.name} and the list starts empty.")
-            return
+        jobs, self.load_error = load_jobs(self.state_file)
         for j in jobs:
             if j.state == "running":     # interrupted by a crash or shutdown
                 j.state = "queued"

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import GGUFError
 from ..gguf_file import _MIN_KV_BYTES, _Part
-from .errors import HubError, offline_error, status_error
+from .errors import offline_error, status_error
 from .variants import Variant
 
 FIRST_READ = 1 << 20       # first range: 1 MiB holds most headers but large vocabularies
@@ -104,35 +104,46 @@ def read_remote_metadata(url: str, total: int, headers: dict, first: int = FIRST
 
     Raises GGUFError for a corrupt header and HubError subclasses for network failures.
     """
+    limit = min(total, cap)
     buf = b""
-    want = min(first, total, cap)
-    while True:
-        buf += _get_range(url, len(buf), want - 1, headers, repo_id)
+    want = min(first, limit)
+    while want > len(buf):
+        more = _get_range(url, len(buf), want - 1, headers, repo_id)
+        if not more:                   # the server has no more to give
+            return None
+        buf += more
         try:
             return _Header(buf, total, url.rsplit("/", 1)[-1])
         except _NeedMore:
-            if len(buf) >= min(total, cap):
-                return None
-            want = min(len(buf) * 4, total, cap)
+            want = min(max(len(buf) * 4, 1 << 16), limit)
+    return None
 
 
 def _get_range(url: str, start: int, end: int, headers: dict, repo_id: str) -> bytes:
+    """Bytes start..end (inclusive). A server that ignores Range is read only up to `end`."""
     import httpx2
     from huggingface_hub.utils import get_session
 
     h = dict(headers, Range=f"bytes={start}-{end}")
+    out = bytearray()
     try:
-        r = get_session().get(url, headers=h, timeout=30.0)
+        with get_session().stream("GET", url, headers=h, timeout=30.0) as r:
+            if r.status_code >= 400:
+                token = any(k.lower() == "authorization" for k in headers)
+                raise status_error(r.status_code, repo_id or url, token, url.rsplit("/", 1)[-1],
+                                   r.reason_phrase, r.headers.get("x-error-code"))
+            skip = start if r.status_code == 200 else 0    # 200: the body starts at byte 0
+            need = end + 1 - start
+            for chunk in r.iter_bytes(1 << 16):
+                if skip:
+                    cut = min(skip, len(chunk))
+                    chunk, skip = chunk[cut:], skip - cut
+                out += chunk
+                if len(out) >= need:
+                    break
     except (httpx2.TransportError, OSError) as e:
         raise offline_error(url.rsplit("/", 1)[0], type(e).__name__) from e
-    if r.status_code >= 400:
-        token = "authorization" in {k.lower() for k in headers}
-        raise status_error(r.status_code, repo_id or url, token, url.rsplit("/", 1)[-1],
-                           r.reason_phrase, r.headers.get("x-error-code"))
-    data = r.content
-    if r.status_code == 200:        # the server ignored Range: take our slice of the whole body
-        data = data[start:end + 1]
-    return data[: end + 1 - start]
+    return bytes(out[:end + 1 - start])
 
 
 def cache_bytes(meta: _Header, n_ctx: int) -> tuple[int, int]:
@@ -158,8 +169,6 @@ def estimate_ram(repo_id: str, variant: Variant, n_ctx: int, token: str | None =
         meta = read_remote_metadata(url, variant.first.size, auth_headers(token), repo_id=repo_id)
     except GGUFError:
         meta = None
-    except HubError:
-        raise
     if meta is None or not meta.arch_get("block_count"):
         return size_estimate(variant.size, n_ctx)
     cache, ctx = cache_bytes(meta, n_ctx)

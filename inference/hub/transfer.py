@@ -13,11 +13,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ChecksumError, DiskFullError, DownloadError, HubError, offline_error, status_error
+from .errors import ChecksumError, DiskFullError, DownloadError, offline_error, status_error
 from .variants import RepoFile
 
 CHUNK = 64 << 10
@@ -66,7 +65,7 @@ class PartFile:
 def fetch(url: str, f: RepoFile, target: Path, headers: dict, *, repo_id: str,
           on_bytes: Callable[[int], None], should_stop: Callable[[], bool],
           sleep: Callable[[float], None], retries: int = 8, backoff: tuple[float, float] = (1.0, 60.0),
-          on_reset: Callable[[int], None] = lambda n: None) -> None:
+          on_reset: Callable[[int], None] = lambda n: None, read_timeout: float = READ_TIMEOUT) -> None:
     """Download `f` to `target` (through target.part). on_bytes(n) reports progress of n new bytes
     (the bytes of an existing .part once at the start); on_reset(n) that n counted bytes were
     discarded."""
@@ -78,7 +77,7 @@ def fetch(url: str, f: RepoFile, target: Path, headers: dict, *, repo_id: str,
     while part.offset < f.size or f.size == 0:
         before = part.offset
         try:
-            _stream(url, f, part, headers, repo_id, on_bytes, should_stop, on_reset)
+            _stream(url, f, part, headers, repo_id, on_bytes, should_stop, on_reset, read_timeout)
             if part.offset >= f.size:
                 break
             raise _Retry(f"the connection closed after {part.offset} of {f.size} bytes")
@@ -102,14 +101,15 @@ def fetch(url: str, f: RepoFile, target: Path, headers: dict, *, repo_id: str,
 
 
 def _stream(url: str, f: RepoFile, part: PartFile, headers: dict, repo_id: str,
-            on_bytes, should_stop, on_reset) -> None:
+            on_bytes, should_stop, on_reset, read_timeout: float) -> None:
     import httpx2
+    from huggingface_hub.errors import OfflineModeIsEnabled
     from huggingface_hub.utils import get_session
 
     h = dict(headers)
     if part.offset:
         h["Range"] = f"bytes={part.offset}-"
-    timeout = httpx2.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
+    timeout = httpx2.Timeout(read_timeout, connect=CONNECT_TIMEOUT)
     try:
         with get_session().stream("GET", url, headers=h, timeout=timeout) as r:
             _check_status(r, f, part, repo_id, on_reset)
@@ -128,6 +128,11 @@ def _stream(url: str, f: RepoFile, part: PartFile, headers: dict, repo_id: str,
                         raise Stopped
     except (httpx2.TransportError, httpx2.StreamError) as e:
         raise _Retry(f"{type(e).__name__}: {e}".rstrip(": ")) from e
+    except OfflineModeIsEnabled as e:
+        from .errors import HubOfflineError
+
+        raise HubOfflineError("Hugging Face Hub offline mode is on (HF_HUB_OFFLINE): unset it "
+                              "to download; local models keep working.") from e
 
 
 def _check_status(r, f: RepoFile, part: PartFile, repo_id: str, on_reset) -> None:
@@ -180,5 +185,3 @@ def _verify(f: RepoFile, part: PartFile, repo_id: str) -> None:
             f"{f.path} from {repo_id} is corrupt: its sha256 is {got[:16]}… but the Hub publishes "
             f"{f.sha256[:16]}…; the downloaded file was deleted: download it again.")
 
-
-__all__ = ["fetch", "Stopped", "PartFile", "HubError"]

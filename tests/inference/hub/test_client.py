@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from inference.hub import (HubAuthError, HubError, HubNotFoundError, HubOfflineError, curated,
+from inference.hub import (HubAuthError, card_body, HubError, HubNotFoundError, HubOfflineError, curated,
                            get_token, list_variants, model_card, repo_files, save_token, search_repos)
 from inference.hub.client import file_url
 from tests.fake_hub import GOOD_TOKEN
@@ -71,6 +71,9 @@ def test_variants_and_files_carry_the_published_sizes_and_sha256(tiny_repo):
 
 def test_model_card_is_the_readme(fake_hub, tiny_repo):
     assert model_card(tiny_repo) == README
+    assert card_body(model_card(tiny_repo)) == "# Tiny llama\n\nA **tiny** model for tests.\n"
+    assert card_body("# no front matter\n---\n") == "# no front matter\n---\n"
+    assert card_body("---\nunterminated") == "---\nunterminated"
     fake_hub.add_repo("test/no-card", {"m-Q4_0.gguf": b"x"})
     assert model_card("test/no-card") == ""
 

@@ -150,6 +150,38 @@ def test_server_ignoring_range_restarts_the_file(fake_hub, tiny_repo, manager):
     assert len(fake_hub.file_requests("tiny-llama-Q4_0.gguf")) == 2
 
 
+def test_redirected_files_keep_their_range(fake_hub, tiny_repo, manager):
+    fake_hub.redirect = True
+    name = "tiny-llama-Q6_K.gguf"
+    fake_hub.cut(name, 2 * CHUNK)
+    s = (m := manager()).wait(m.add(tiny_repo, variant(tiny_repo, "Q6_K")), 60)
+    assert s.state == "done" and open(s.local_paths[0], "rb").read() == golden_bytes("tiny-llama-Q6_K")
+    assert [r.headers.get("range") for r in fake_hub.file_requests(name, cdn=True)] == [
+        None, f"bytes={2 * CHUNK}-"]
+
+
+def test_stalled_transfer_times_out_and_resumes(fake_hub, tiny_repo, manager):
+    name = "tiny-llama-Q4_0.gguf"
+    fake_hub.hold(name, CHUNK)                       # never released: the server goes silent
+    m = manager(read_timeout=0.5)
+    s = m.wait(m.add(tiny_repo, variant(tiny_repo, "Q4_0")), 60)
+    assert s.state == "done" and open(s.local_paths[0], "rb").read() == golden_bytes("tiny-llama-Q4_0")
+    assert ranges(fake_hub, name) == [None, f"bytes={CHUNK}-"]
+
+
+def test_slow_transfer_reports_speed_and_eta(fake_hub, tiny_repo, manager):
+    fake_hub.slow("tiny-llama-F16.gguf", 0.005)
+    updates = []
+    m = manager(on_update=updates.append)
+    assert m.wait(m.add(tiny_repo, variant(tiny_repo, "F16")), 120).state == "done"
+    moving = [u for u in updates if u.state == "running" and u.speed_bps > 0]
+    assert moving, "no progress update carried a speed"
+    for u in moving:
+        assert u.eta_s is not None and abs(u.eta_s * u.speed_bps - (u.total_bytes - u.done_bytes)) < 1
+    done = [u.done_bytes for u in updates if u.state == "running"]
+    assert done == sorted(done)
+
+
 def test_gated_files_need_the_token(fake_hub, manager):
     fake_hub.add_repo("g/gated-GGUF", {"m-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")}, gated=True)
     v = variant("g/gated-GGUF", "Q4_0")
@@ -276,6 +308,27 @@ def test_offline_download_fails_with_the_offline_message(fake_hub, tiny_repo, ma
     fake_hub.stop()
     s = (m := manager(retries=2)).wait(m.add(tiny_repo, v), 60)
     assert s.state == "failed" and "offline or unreachable" in s.error
+
+
+def test_unwritable_models_folder(fake_hub, tiny_repo, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    m = DownloadManager(blocker / "models", tmp_path / "state.json", **FAST)
+    try:
+        s = m.wait(m.add(tiny_repo, variant(tiny_repo, "Q4_0")), 60)
+    finally:
+        m.close()
+    assert s.state == "failed" and s.error.startswith(f"Cannot write the download into {blocker / 'models'}")
+
+
+def test_offline_mode_variable_stops_downloads(fake_hub, tiny_repo, manager, monkeypatch):
+    from huggingface_hub import constants
+
+    v = variant(tiny_repo, "Q4_0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    s = (m := manager()).wait(m.add(tiny_repo, v), 60)
+    assert s.state == "failed" and "offline mode is on (HF_HUB_OFFLINE)" in s.error
+    assert not fake_hub.file_requests("tiny-llama-Q4_0.gguf")
 
 
 def test_paths_outside_the_models_folder_are_refused(models_dir, manager):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gguf import GGMLQuantizationType, GGUFWriter
+from gguf import GGUFWriter
 
 from inference.gguf_file import open_gguf
 from inference.hub import RamEstimate, Variant, estimate_all, estimate_ram, fit_verdict, list_variants, recommend
