@@ -199,3 +199,25 @@ def test_offline_hub_says_so_and_retry_works_once_it_is_back(qtbot, hub_window, 
     w.notice.retry.click()
     qtbot.waitUntil(lambda: w.variants.all_estimated(), timeout=WAIT)
     assert not w.notice.isVisible()
+
+
+def test_gated_repository_lists_files_but_asks_a_token_to_read_them(qtbot, hub_window, repos):
+    """Gated: the file list is public, the files are not (401): the RAM column cannot be
+    estimated until a token is saved, then it is."""
+    files = {f"tiny-llama-{q}.gguf": golden_bytes(f"tiny-llama-{q}") for q in ("Q4_0", "Q8_0")}
+    repos.add_repo("test/tiny-gated-GGUF", files, gated=True)
+    w = hub_window()
+    w.open_repo("test/tiny-gated-GGUF")
+    qtbot.waitUntil(w.token_bar.isVisible, timeout=WAIT)
+    qtbot.waitUntil(lambda: w.variants.all_estimated(), timeout=WAIT)
+    t = w.variants
+    assert [t.item(r, 0).text() for r in range(t.rowCount())] == ["Q4_0", "Q8_0"]
+    assert [t.item(r, 3).text() for r in range(t.rowCount())] == ["unknown", "unknown"]
+    assert t.selected_variant() is None and not w.download_btn.isEnabled()
+    w.token_bar.field.setText(GOOD_TOKEN)
+    w.token_bar.save.click()
+    qtbot.waitUntil(lambda: not w.token_bar.isVisible() and w.variants.all_estimated()
+                    and w.variants.item(0, 3).text() != "unknown", timeout=WAIT)
+    est = hub.estimate_all("test/tiny-gated-GGUF", hub.list_variants("test/tiny-gated-GGUF"), 4096)
+    assert [t.item(r, 3).text() for r in range(t.rowCount())] == [human_bytes(e.total) for e in est]
+    assert t.selected_variant() is not None
