@@ -19,12 +19,12 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                               QListWidgetItem, QPushButton, QSpinBox, QSplitter, QTextBrowser,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from .hub_downloads import DownloadsPanel
 from .hub_notice import NoticeBar, TokenBar
+from .hub_results import ModelCard, ResultsList
 from .hub_service import HubService
 from .hub_variants import VariantsTable, human
 from .qt_compat import emit
@@ -35,16 +35,6 @@ SEE_ABOVE = "see the message at the top of the window."
 SORTS = (("Most downloaded", "downloads"), ("Most liked", "likes"), ("Recently updated", "recent"))
 OFFLINE = ("Hugging Face cannot be reached: you seem to be offline, or the hub is down ({}). "
            "Models already downloaded still work.")
-
-
-def summary_line(r) -> str:
-    parts = [f"↓ {int(r.downloads or 0):,}", f"♥ {int(r.likes or 0):,}"]
-    when = r.last_modified
-    if when:
-        parts.append(f"updated {str(when)[:10]}")
-    if r.gated:
-        parts.append("gated: needs a token")
-    return "  ·  ".join(parts)
 
 
 class HubWindow(QDialog):
@@ -59,7 +49,6 @@ class HubWindow(QDialog):
         self._search_rid = self._variants_rid = self._card_rid = self._token_rid = 0
         self._estimate_rid = 0
         self._retry = None              # what to run again after Retry / a saved token
-        self._card_code: list[str] = []     # code blocks of the card, for its "Copy code" links
         self._build(n_ctx)
         service.done.connect(self._on_done)
         service.failed.connect(self._on_failed)
@@ -82,11 +71,7 @@ class HubWindow(QDialog):
         for label, key in SORTS:
             self.sort.addItem(label, key)
         self.list_title = QLabel()
-        self.results = QListWidget()
-        self.results.setWordWrap(True)
-        # a light selection: the entries are rich-text labels that keep their own text colours
-        self.results.setStyleSheet("QListWidget::item:selected { background: rgba(47, 111, 235, 60); }"
-                                   "QListWidget::item { border-bottom: 1px solid rgba(128, 128, 128, 50); }")
+        self.results = ResultsList()
         self.results.currentItemChanged.connect(self._on_result_chosen)
         self._debounce = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._debounce.timeout.connect(self.search_now)
@@ -109,9 +94,7 @@ class HubWindow(QDialog):
 
         self.repo_title = QLabel("<b>Choose a model on the left</b>")
         self.repo_title.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.card = QTextBrowser()
-        self.card.setOpenLinks(False)
-        self.card.anchorClicked.connect(self._on_card_link)
+        self.card = ModelCard()
         self.ctx_spin = QSpinBox()
         self.ctx_spin.setRange(256, 1 << 20)
         self.ctx_spin.setSingleStep(1024)
@@ -183,16 +166,12 @@ class HubWindow(QDialog):
     def show_curated(self) -> None:
         self._search_rid = 0
         self.list_title.setText("<b>Curated models</b> — or search above")
-        self.results.clear()
         try:
             curated = self.service.curated()
         except Exception as e:  # the list is local; a broken install still must not crash
             self.notice.show_message("error", f"The curated list is unavailable: {e}")
             return
-        for c in curated:
-            self._add_result(c.repo_id, f"<b>{html.escape(c.title)}</b><br>"
-                             f'<span style="color: gray;">{html.escape(c.repo_id)}</span><br>'
-                             f"{html.escape(c.note)}")
+        self.results.set_curated(curated)
 
     def search_now(self) -> None:
         self._debounce.stop()
@@ -200,34 +179,18 @@ class HubWindow(QDialog):
         if not text:
             self.show_curated()
             return
-        self.list_title.setText(f"Searching for “{text}”…")
+        self.list_title.setText(f"Searching for “{html.escape(text)}”…")
         self._search_rid = self.service.search(text, self.sort.currentData())
 
     def _show_results(self, text: str, repos: list) -> None:
-        self.results.clear()
+        text = html.escape(text)
         sort = self.sort.currentText().lower()
         self.list_title.setText(f"<b>{len(repos)}</b> GGUF repositories for “{text}” ({sort})"
                                 if repos else f"No GGUF repositories match “{text}”.")
-        for r in repos:
-            self._add_result(r.repo_id, f"<b>{html.escape(r.repo_id)}</b><br>"
-                             f'<span style="color: gray;">{html.escape(summary_line(r))}</span>')
-
-    def _add_result(self, repo_id: str, rich: str) -> None:
-        """One list entry: the item holds the repo id, a rich-text label shows it."""
-        it = QListWidgetItem()
-        it.setData(Qt.UserRole, repo_id)
-        it.setToolTip(repo_id)
-        label = QLabel(rich)
-        label.setTextFormat(Qt.RichText)
-        label.setWordWrap(True)
-        label.setContentsMargins(6, 4, 6, 4)
-        label.setAttribute(Qt.WA_TransparentForMouseEvents)
-        self.results.addItem(it)
-        self.results.setItemWidget(it, label)
-        it.setSizeHint(label.sizeHint())
+        self.results.set_repos(repos)
 
     def result_ids(self) -> list[str]:
-        return [self.results.item(i).data(Qt.UserRole) for i in range(self.results.count())]
+        return self.results.repo_ids()
 
     def _on_result_chosen(self, item, _prev=None) -> None:
         if item is not None:
@@ -307,7 +270,7 @@ class HubWindow(QDialog):
         from .hub_service import error_kind, error_text
 
         try:
-            self.bridge.add(self.repo, v)
+            job_id = self.bridge.add(self.repo, v)
         except Exception as e:  # full disk, bad state file…: say so in the window
             if error_kind(e) == "auth":
                 self._retry = self.download
@@ -316,6 +279,10 @@ class HubWindow(QDialog):
                 self.notice.show_message("error", f"Cannot download {v.name}: {error_text(e)}")
             return
         self.notice.clear()
+        st = next((j for j in self.bridge.jobs() if j.job_id == job_id), None)
+        if st is not None and st.state == "done":
+            self.notice.show_message("info", f"{self.repo} {v.name} is already downloaded: it is "
+                                     "in the model picker (Load model below).")
 
     # --- answers from the service -------------------------------------------------------------
     def _on_done(self, rid: int, kind: str, result) -> None:
@@ -330,7 +297,7 @@ class HubWindow(QDialog):
             self.estimate_all()
             self._update_download_button()
         elif kind == "card" and rid == self._card_rid:
-            self._show_card(result)
+            self.card.show_card(result)
         elif kind == "estimate" and rid == self._estimate_rid:
             self._on_estimates(result)
         elif kind == "token" and rid == self._token_rid:
@@ -383,29 +350,6 @@ class HubWindow(QDialog):
     def _clear_network_notice(self) -> None:
         if self.notice.kind in ("offline", "error"):
             self.notice.clear()
-
-    def _show_card(self, text: str) -> None:
-        from .chat_view import colors_for
-        from .markdown import render
-
-        body = (text or "").strip()
-        if body.startswith("---"):         # YAML front matter: metadata, not for reading
-            end = body.find("\n---", 3)
-            body = body[end + 4:].strip() if end > 0 else body
-        r = render(body, colors_for(self.card.palette()))
-        self._card_code = r.code_blocks
-        self.card.setHtml(r.html if body else "<p><i>This repository has no model card.</i></p>")
-
-    def _on_card_link(self, url) -> None:
-        from PySide6.QtGui import QDesktopServices, QGuiApplication
-
-        text = url.toString()
-        if text.startswith("lectern:code/"):
-            i = int(text.rsplit("/", 1)[1])
-            if i < len(self._card_code):
-                QGuiApplication.clipboard().setText(self._card_code[i])
-        elif url.scheme() in ("http", "https"):
-            QDesktopServices.openUrl(url)
 
     # --- retry and tokens ---------------------------------------------------------------------
     def retry(self) -> None:

@@ -126,7 +126,7 @@ def test_repo_page_shows_variants_with_verdicts_and_preselects_the_recommendatio
     # the model card, rendered from markdown without its YAML front matter
     qtbot.waitUntil(lambda: "tests" in w.card.toPlainText(), timeout=WAIT)
     assert "Tiny llama" in w.card.toPlainText() and "license: mit" not in w.card.toPlainText()
-    assert "lectern download test/tiny-llama-GGUF" in w._card_code
+    assert "lectern download test/tiny-llama-GGUF" in w.card.code_blocks
 
 
 def test_context_length_changes_the_estimates(qtbot, hub_window, repos):
@@ -221,3 +221,36 @@ def test_gated_repository_lists_files_but_asks_a_token_to_read_them(qtbot, hub_w
     est = hub.estimate_all("test/tiny-gated-GGUF", hub.list_variants("test/tiny-gated-GGUF"), 4096)
     assert [t.item(r, 3).text() for r in range(t.rowCount())] == [human_bytes(e.total) for e in est]
     assert t.selected_variant() is not None
+
+
+def bert_gguf(path) -> bytes:
+    """A small GGUF of an architecture the engine does not run (bert), with a full header."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    w = GGUFWriter(path, "bert")
+    w.add_block_count(2)
+    w.add_context_length(512)
+    w.add_embedding_length(64)
+    w.add_head_count(4)
+    w.add_head_count_kv(4)
+    w.add_array("tokenizer.ggml.tokens", ["a", "b"])
+    w.add_tensor("token_embd.weight", np.zeros((2, 64), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path.read_bytes()
+
+
+def test_an_architecture_lectern_cannot_run_is_said_and_not_recommended(qtbot, hub_window, repos,
+                                                                        tmp_path):
+    repos.add_repo("test/bert-GGUF", {"bert-F32.gguf": bert_gguf(tmp_path / "bert-F32.gguf")})
+    w = hub_window()
+    w.open_repo("test/bert-GGUF")
+    qtbot.waitUntil(lambda: w.variants.all_estimated(), timeout=WAIT)
+    (est,) = hub.estimate_all("test/bert-GGUF", hub.list_variants("test/bert-GGUF"), 4096)
+    assert est.architecture == "bert" and est.supported is False
+    assert "cannot run the architecture bert" in w.variant_note.text()
+    assert w.variants.recommended is None and w.variants.selected_variant() is None
+    assert not w.notice.isVisible()

@@ -49,6 +49,9 @@ def test_download_lands_in_the_picker_and_loads(qtbot, make_window, repos):  # n
     assert not row.pause_btn.isVisible() and not row.cancel_btn.isVisible()
     assert row.load_btn.isVisible()
     assert "in the model picker" in win.statusBar().currentMessage()
+    hw.download_btn.click()                                 # the same variant again: no new job
+    assert len(hw.downloads.rows) == 1 and len(repos.file_requests("tiny-llama-Q8_0.gguf")) == 1
+    assert hw.notice.kind == "info" and "already downloaded" in hw.notice.text.text()
     qtbot.mouseClick(row.load_btn, Qt.LeftButton)
     qtbot.waitUntil(lambda: win.loading_lid is None and win.model_path == str(path), timeout=WAIT)
     assert (win.model_entry.architecture, win.model_entry.weight_type) == ("llama", "Q8_0")
