@@ -254,3 +254,23 @@ def test_an_architecture_lectern_cannot_run_is_said_and_not_recommended(qtbot, h
     assert "cannot run the architecture bert" in w.variant_note.text()
     assert w.variants.recommended is None and w.variants.selected_variant() is None
     assert not w.notice.isVisible()
+
+
+def test_the_window_keeps_working_while_the_hub_is_slow(qtbot, hub_window, repos):
+    """A header read held by the server: the page waits for it, the event loop does not."""
+    from PySide6.QtCore import QTimer
+
+    release = repos.hold("tiny-llama-Q4_0.gguf", 0)
+    w = hub_window()
+    w.open_repo(TINY)
+    qtbot.waitUntil(lambda: bool(repos.file_requests("tiny-llama-Q4_0.gguf")) and w.variants.rowCount() == 5,
+                    timeout=WAIT)
+    assert w.variants.item(0, 3).text() == "estimating…"
+    ticks = []
+    QTimer.singleShot(0, lambda: ticks.append(1))
+    qtbot.keyClicks(w.search, "gemma")                  # typing works; its search runs too
+    qtbot.waitUntil(lambda: bool(ticks) and w.result_ids() == ["test/tiny-gemma-GGUF"], timeout=WAIT)
+    assert w.variants.item(0, 3).text() == "estimating…"   # still held
+    release.set()
+    qtbot.waitUntil(lambda: w.variants.all_estimated(), timeout=WAIT)
+    assert w.variants.item(0, 3).text() not in ("estimating…", "unknown")

@@ -40,7 +40,7 @@ def test_download_lands_in_the_picker_and_loads(qtbot, make_window, repos):  # n
     hw = open_page(qtbot, win)
     choose(hw, "Q8_0")
     qtbot.mouseClick(hw.download_btn, Qt.LeftButton)
-    qtbot.waitUntil(lambda: hw.downloads.rows and only_row(hw).status.state == "done", timeout=WAIT)
+    qtbot.waitUntil(lambda: bool(hw.downloads.rows) and only_row(hw).status.state == "done", timeout=WAIT)
     path = target(win, "tiny-llama-Q8_0.gguf")
     assert path.read_bytes() == golden_bytes("tiny-llama-Q8_0")
     assert str(path) in win.picker.paths()                  # refreshed without asking
@@ -64,7 +64,7 @@ def test_pause_resume_and_cancel_buttons(qtbot, make_window, repos):  # noqa: F8
     hw = open_page(qtbot, win)
     choose(hw, "F16")
     hw.download_btn.click()
-    qtbot.waitUntil(lambda: hw.downloads.rows and only_row(hw).status.done_bytes > 0, timeout=WAIT)
+    qtbot.waitUntil(lambda: bool(hw.downloads.rows) and only_row(hw).status.done_bytes > 0, timeout=WAIT)
     row = only_row(hw)
     assert row.pause_btn.text() == "Pause" and row.status.state == "running"
     assert "of" in row.detail.text()                           # "x KiB of y MiB · speed · left"
@@ -104,7 +104,7 @@ def test_unfinished_download_continues_when_the_app_starts_again(qtbot, make_win
     hw = open_page(qtbot, win)
     choose(hw, "F16")
     hw.download_btn.click()
-    qtbot.waitUntil(lambda: hw.downloads.rows and only_row(hw).status.done_bytes > 0, timeout=WAIT)
+    qtbot.waitUntil(lambda: bool(hw.downloads.rows) and only_row(hw).status.done_bytes > 0, timeout=WAIT)
     win.close()                                     # quit mid-download: the queue is saved
     assert target(win, name + ".part").is_file() and not target(win, name).exists()
     repos.slow(name, 0.0)
@@ -135,7 +135,7 @@ def test_a_full_disk_is_reported_in_the_row(qtbot, make_window, repos):  # noqa:
     win.downloads.manager.disk_free = lambda _p: 1 << 20        # a 1 MiB quota
     choose(hw, "F16")
     hw.download_btn.click()
-    qtbot.waitUntil(lambda: hw.downloads.rows and only_row(hw).status.state == "failed", timeout=WAIT)
+    qtbot.waitUntil(lambda: bool(hw.downloads.rows) and only_row(hw).status.state == "failed", timeout=WAIT)
     row = only_row(hw)
     assert "Not enough disk space" in row.detail.text()
     assert row.pause_btn.text() == "Retry" and row.pause_btn.isVisible()
