@@ -151,6 +151,7 @@ class MainWindow(HubMixin, RemoteModelsMixin, ChatMixin, QMainWindow):
         e = mb.addMenu("&Chat")
         self._act(e, "&Find chats", self.focus_search, "Ctrl+F")
         self.act_stop = self._act(e, "&Stop answer", self.stop, "Esc")
+        self.act_stop.setShortcutContext(Qt.WindowShortcut)     # Esc in the hub window closes it
         self.act_regen = self._act(e, "&Regenerate answer", self.regenerate, "Ctrl+R")
         self._act(e, "&Copy last answer", self.copy_last_answer, "Ctrl+Shift+C")
         t = mb.addMenu("&Tools")

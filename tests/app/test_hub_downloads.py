@@ -4,6 +4,7 @@ an unfinished download continues when the app starts again."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from tests.app.test_hub_dialog import TINY, WAIT, repos  # noqa: F401  (fixture)
 from tests.inference.hub.conftest import golden_bytes
@@ -127,6 +128,13 @@ def test_model_picker_offers_the_hub(qtbot, make_window, repos):  # noqa: F811
     win.picker.activated.emit(i)
     qtbot.waitUntil(lambda: win.hub_window is not None and win.hub_window.isVisible(), timeout=WAIT)
     assert win.act_hub.shortcut().toString() == "Ctrl+Shift+M"
+    stops = []
+    win.act_stop.triggered.connect(lambda: stops.append(1))
+    win.hub_window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win.hub_window, timeout=WAIT)
+    qtbot.keyClick(win.hub_window.search, Qt.Key_Escape)    # closes the hub, stops no answer
+    qtbot.waitUntil(lambda: not win.hub_window.isVisible(), timeout=WAIT)
+    assert stops == []
 
 
 def test_a_full_disk_is_reported_in_the_row(qtbot, make_window, repos):  # noqa: F811
