@@ -13,7 +13,9 @@ class HubMixin:
         self.hub_service = HubService(self)
         self.downloads: DownloadBridge | None = None
         self.hub_window = None
-        self._announced: set = set()
+        self._announced: set = set()         # job ids whose end was already reported
+        self._jobs: dict = {}                 # job id -> latest JobStatus
+        self.download_status = None           # status bar button while downloads run
 
     def resume_downloads(self) -> None:
         """At start: only if an earlier run left a queue (no hub import otherwise)."""
@@ -29,8 +31,12 @@ class HubMixin:
                 return None
             self.downloads.jobUpdated.connect(self._on_download_update)
             for st in self.downloads.jobs():
-                if st.state == "done":
+                if st.state in ("done", "failed"):
                     self._announced.add(st.job_id)
+                self._on_download_update(st)
+            broken = getattr(self.downloads.manager, "load_error", "")
+            if broken:
+                self.show_banner(broken)
         return self.downloads
 
     def open_hub(self):
@@ -49,14 +55,39 @@ class HubMixin:
         return self.hub_window
 
     def _on_download_update(self, st) -> None:
-        if st.state == "done" and st.job_id not in self._announced:
+        self._jobs[st.job_id] = st
+        self._show_download_progress()
+        if st.state in ("done", "failed") and st.job_id not in self._announced:
             self._announced.add(st.job_id)
-            self.refresh_models()
-            self.statusBar().showMessage(f"Downloaded {st.repo_id} {st.name}: it is in the model "
-                                         "picker now", 10000)
-        elif st.state == "failed" and st.job_id not in self._announced:
-            self.statusBar().showMessage(f"Download of {st.repo_id} {st.name} failed: {st.error}",
-                                         10000)
+            if st.state == "done":
+                self.refresh_models()
+                self.statusBar().showMessage(f"Downloaded {st.repo_id} {st.name}: it is in the "
+                                             "model picker now", 10000)
+            else:
+                self.statusBar().showMessage(f"Download of {st.repo_id} {st.name} failed: "
+                                             f"{st.error}", 10000)
+        elif st.state not in ("done", "failed"):
+            self._announced.discard(st.job_id)      # retried: announce its end again
+
+    def _show_download_progress(self) -> None:
+        """Status bar: 'Downloading 2 models: 45%' while any job is active; opens the hub."""
+        from PySide6.QtWidgets import QPushButton
+
+        active = [s for s in self._jobs.values() if s.state in ("queued", "running")]
+        if self.download_status is None:
+            if not active:
+                return
+            self.download_status = QPushButton()
+            self.download_status.setFlat(True)
+            self.download_status.setToolTip("Show the downloads (File > Download models…)")
+            self.download_status.clicked.connect(self.open_hub)
+            self.statusBar().addPermanentWidget(self.download_status)
+        done = sum(int(s.done_bytes or 0) for s in active)
+        total = sum(int(s.total_bytes or 0) for s in active)
+        pct = f": {100 * done // total}%" if total else ""
+        n = len(active)
+        self.download_status.setText(f"Downloading {n} model{'s' if n > 1 else ''}{pct}")
+        self.download_status.setVisible(bool(active))
 
     def _load_downloaded(self, path: str) -> None:
         self.refresh_models()

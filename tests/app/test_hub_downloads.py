@@ -68,9 +68,11 @@ def test_pause_resume_and_cancel_buttons(qtbot, make_window, repos):  # noqa: F8
     qtbot.waitUntil(lambda: bool(hw.downloads.rows) and only_row(hw).status.done_bytes > 0, timeout=WAIT)
     row = only_row(hw)
     assert row.pause_btn.text() == "Pause" and row.status.state == "running"
+    assert win.download_status.isVisible() and "Downloading 1 model" in win.download_status.text()
     assert "of" in row.detail.text()                           # "x KiB of y MiB · speed · left"
     qtbot.mouseClick(row.pause_btn, Qt.LeftButton)
     qtbot.waitUntil(lambda: row.status.state == "paused", timeout=WAIT)
+    assert not win.download_status.isVisible()              # nothing active
     assert row.pause_btn.text() == "Resume" and row.detail.text().startswith("Paused at")
     part = target(win, name + ".part")
     paused_at = part.stat().st_size
@@ -148,3 +150,15 @@ def test_a_full_disk_is_reported_in_the_row(qtbot, make_window, repos):  # noqa:
     assert "Not enough disk space" in row.detail.text()
     assert row.pause_btn.text() == "Retry" and row.pause_btn.isVisible()
     assert not list(win.library.models_dir.rglob("*.gguf*"))
+
+
+def test_a_damaged_download_list_is_set_aside_with_a_message(qtbot, make_window, data_dir, hf_home):
+    state = data_dir / "hub" / "downloads.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"version": 1, "jobs": [{"no": ')
+    win = make_window(load=False)
+    qtbot.waitUntil(lambda: win.downloads is not None and win.banner_box.isVisible(), timeout=WAIT)
+    assert "unreadable" in win.banner.text() and "downloads.json" in win.banner.text()
+    assert state.with_name("downloads.json.broken").is_file()
+    assert win.downloads.jobs() == []
+    assert win.open_hub().downloads.rows == {}
