@@ -118,6 +118,7 @@ def _summary(m) -> RepoSummary:
 
 def repo_files(repo_id: str, token: str | None = None) -> list[RepoFile]:
     """Every file of the repository with its size and LFS sha256."""
+    check_repo_id(repo_id)
     probe(token)
     with translated(endpoint(), repo_id, token):
         info = api(token).model_info(repo_id, files_metadata=True, timeout=API_TIMEOUT)
@@ -134,7 +135,19 @@ def list_variants(repo_id: str, token: str | None = None) -> list[Variant]:
     return group_variants(repo_files(repo_id, token))
 
 
+def check_repo_id(repo_id: str) -> str:
+    """The id if huggingface_hub accepts it (OWNER/NAME), else a HubError saying how to write it."""
+    from huggingface_hub.utils import validate_repo_id
+
+    with translated(endpoint(), repo_id):
+        validate_repo_id(repo_id)
+        if repo_id.count("/") != 1:
+            validate_repo_id("")            # ids without an owner are not GGUF repositories
+    return repo_id
+
+
 def file_url(repo_id: str, path: str, revision: str = "main") -> str:
+    check_repo_id(repo_id)
     return f"{endpoint()}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
 
 
@@ -143,6 +156,7 @@ def model_card(repo_id: str, token: str | None = None) -> str:
     import httpx2
     from huggingface_hub.utils import get_session
 
+    check_repo_id(repo_id)
     probe(token)
     url = file_url(repo_id, "README.md")
     try:

@@ -63,6 +63,9 @@ class DownloadManager:
     # ---- public API ---------------------------------------------------------------------------
     def add(self, repo_id: str, variant: Variant) -> str:
         """Queue a variant's files; an unfinished job for the same files is resumed instead."""
+        from .client import check_repo_id
+
+        check_repo_id(repo_id)
         for f in variant.files:
             local_path(self.models_dir, repo_id, f.path)
         paths = [f.path for f in variant.files]

@@ -73,6 +73,9 @@ def translated(endpoint: str, repo_id: str = "", token: str | None = None, what:
     except hf.OfflineModeIsEnabled as e:
         raise HubOfflineError("Hugging Face Hub offline mode is on (HF_HUB_OFFLINE): "
                               "unset it to browse and download; local models keep working.") from e
+    except hf.HFValidationError as e:
+        raise HubError(f"{repo_id!r} is not a Hugging Face repository id: write it as OWNER/NAME, "
+                       "e.g. unsloth/Qwen3-0.6B-GGUF.") from e
     except hf.GatedRepoError as e:
         raise auth_error(repo_id, _status(e), bool(token)) from e
     except (hf.RepositoryNotFoundError, hf.RevisionNotFoundError, hf.RemoteEntryNotFoundError,

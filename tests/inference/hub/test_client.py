@@ -85,6 +85,22 @@ def test_missing_repository(fake_hub):
         list_variants("test/does-not-exist", token=GOOD_TOKEN)  # 404 with one
 
 
+@pytest.mark.parametrize("bad", ["bad id!", "a/b/c", "../x", "", "..", "gpt2", "o/r x"])
+def test_malformed_repository_ids(fake_hub, bad, tmp_path):
+    from inference.hub import DownloadManager, RepoFile, Variant
+
+    for call in (list_variants, model_card, lambda r: file_url(r, "x.gguf")):
+        with pytest.raises(HubError, match="is not a Hugging Face repository id: write it as OWNER/NAME"):
+            call(bad)
+    m = DownloadManager(tmp_path / "models", tmp_path / "state.json")
+    try:
+        with pytest.raises(HubError, match="not a Hugging Face repository id"):
+            m.add(bad, Variant("Q4_0", "Q4_0", [RepoFile("m-Q4_0.gguf", 1)]))
+    finally:
+        m.close()
+    assert not fake_hub.requests
+
+
 def test_private_repository_needs_a_token(catalogue):
     with pytest.raises(HubAuthError, match="Hugging Face token"):
         list_variants("e/private-GGUF")
