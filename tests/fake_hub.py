@@ -28,6 +28,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 GOOD_TOKEN = "hf_lectern_test_token"
 CHUNK = 16 << 10
+LLAMA_QUANTS = ["Q4_0", "Q4_K_M", "Q6_K", "Q8_0", "F16"]
+README = "---\nlicense: mit\n---\n# Tiny llama\n\nA **tiny** model for tests.\n"
+TINY_REPO = "test/tiny-llama-GGUF"
 
 
 @dataclass
@@ -345,3 +348,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def golden_bytes(name: str) -> bytes:
+    """A golden tiny model's bytes, e.g. golden_bytes("tiny-llama-Q4_0")."""
+    from tests.conftest import golden_dir
+
+    return (golden_dir() / "models" / f"{name}.gguf").read_bytes()
+
+
+def add_tiny_repo(hub: FakeHub, repo_id: str = TINY_REPO, **kw) -> str:
+    """The golden tiny llama in five quantizations, plus a card, an mmproj and a config."""
+    files = {f"tiny-llama-{q}.gguf": golden_bytes(f"tiny-llama-{q}") for q in LLAMA_QUANTS}
+    files.update({"README.md": README.encode(), "mmproj-tiny-F16.gguf": b"GGUF" + bytes(60),
+                  "config.json": b"{}"})
+    kw = {"downloads": 500, "likes": 7, "last_modified": "2025-06-01T10:00:00.000Z", **kw}
+    hub.add_repo(repo_id, files, **kw)
+    return repo_id

@@ -18,8 +18,7 @@ from inference.gguf_file import open_gguf
 from inference.hub import fit_verdict
 from inference.model_info import memory_estimate
 from tests.conftest import golden_dir
-from tests.fake_hub import GOOD_TOKEN
-from tests.inference.hub.conftest import LLAMA_QUANTS, golden_bytes, tiny_repo  # noqa: F401
+from tests.fake_hub import GOOD_TOKEN, LLAMA_QUANTS, golden_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 CHUNK = 64 << 10

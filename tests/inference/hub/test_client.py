@@ -9,8 +9,7 @@ import pytest
 from inference.hub import (HubAuthError, card_body, HubError, HubNotFoundError, HubOfflineError, curated,
                            get_token, list_variants, model_card, repo_files, save_token, search_repos)
 from inference.hub.client import file_url
-from tests.fake_hub import GOOD_TOKEN
-from tests.inference.hub.conftest import LLAMA_QUANTS, README, golden_bytes
+from tests.fake_hub import GOOD_TOKEN, LLAMA_QUANTS, README, golden_bytes
 
 
 @pytest.fixture

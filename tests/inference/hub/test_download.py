@@ -9,8 +9,7 @@ import pytest
 
 from inference.hub import DownloadError, DownloadManager, RepoFile, Variant, list_variants, local_path
 from inference.hub.transfer import CHUNK
-from tests.fake_hub import GOOD_TOKEN
-from tests.inference.hub.conftest import golden_bytes
+from tests.fake_hub import GOOD_TOKEN, golden_bytes
 
 FAST = dict(backoff=(0.01, 0.05))
 

@@ -12,7 +12,7 @@ from inference.hub.estimate import read_remote_metadata
 from inference.hub.variants import RepoFile
 from inference.model_info import memory_estimate
 from tests.conftest import golden_dir
-from tests.inference.hub.conftest import golden_bytes
+from tests.fake_hub import golden_bytes
 
 GOLDEN = ["tiny-llama-Q4_K_M", "tiny-gemma3-Q4_0", "tiny-kimi-linear-Q4_K_M", "tiny-step35-Q4_K_M"]
 
