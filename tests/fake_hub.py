@@ -285,7 +285,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
         if partial:
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         self.send_header("Connection", "close")

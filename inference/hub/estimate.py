@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GGUFError
-from ..gguf_file import _MIN_KV_BYTES, _Part
+from ..gguf_file import _MIN_KV_BYTES, _U64, _Part
 from .errors import offline_error, status_error
 from .variants import Variant
 
-FIRST_READ = 1 << 20       # first range: 1 MiB holds most headers but large vocabularies
+FIRST_READ = 1 << 20       # first range: 1 MiB; a 262k-token vocabulary needs ~6.5 MB (4 reads)
 READ_CAP = 32 << 20        # never read more than this to estimate
 SIZE_CACHE_FRACTION = 0.15  # fallback: cache at 4096 tokens ~ 15% of a Q4 file (GQA models)
 FALLBACK_CTX = 4096
@@ -41,7 +41,10 @@ class RamEstimate:
 
 
 class _NeedMore(Exception):
-    """The buffer ends before the metadata does."""
+    """The buffer ends before the metadata does; `need` is a lower bound of the bytes needed."""
+
+    def __init__(self, need: int):
+        self.need = need
 
 
 class _Header(_Part):
@@ -66,14 +69,30 @@ class _Header(_Part):
             raise self.fail(f"truncated file: {what} at byte {self.pos} needs {n} bytes "
                             f"but the file has only {self.total - self.pos} more")
         if n > self.size - self.pos:
-            raise _NeedMore
+            raise _NeedMore(self.pos + n)
 
     def count(self, n: int, item_bytes: int, what: str) -> int:
         if n * item_bytes > self.total - self.pos:
             raise self.fail(f"{what} is {n}, more than the file can hold (corrupt file)")
         if n * item_bytes > self.size - self.pos:
-            raise _NeedMore
+            raise _NeedMore(self.pos + n * item_bytes)
         return n
+
+    def string_array(self, n: int, what: str) -> list[str]:
+        """Skipped, not decoded: the estimate needs no vocabulary (262k tokens, parsed per read)."""
+        buf, pos, end, unpack = self.map, self.pos, self.size, _U64.unpack_from
+        for i in range(n):
+            if end - pos < 8:
+                self.pos = pos
+                self.need(8, f"length of {what}[{i}]")
+            (ln,) = unpack(buf, pos)
+            pos += 8
+            if ln > end - pos:
+                self.pos = pos
+                self.need(ln, f"{what}[{i}]")
+            pos += ln
+        self.pos = pos
+        return []
 
     def _parse(self) -> None:
         self.need(4, "magic")
@@ -114,8 +133,8 @@ def read_remote_metadata(url: str, total: int, headers: dict, first: int = FIRST
         buf += more
         try:
             return _Header(buf, total, url.rsplit("/", 1)[-1])
-        except _NeedMore:
-            want = min(max(len(buf) * 4, 1 << 16), limit)
+        except _NeedMore as e:          # at least what the parser asked for, at least double
+            want = min(max(e.need, len(buf) * 2, 1 << 16), limit)
     return None
 
 
