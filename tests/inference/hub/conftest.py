@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# Kept importable from here (the GUI tests import them from this module too).
+from tests.fake_hub import LLAMA_QUANTS, README, golden_bytes  # noqa: F401
+
 
 @pytest.fixture
 def models_dir(tmp_path) -> Path:
