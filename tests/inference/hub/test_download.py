@@ -231,12 +231,11 @@ def test_pause_and_resume(fake_hub, tiny_repo, manager, models_dir):
 
 def test_restart_resumes_an_interrupted_download(fake_hub, tiny_repo, manager, tmp_path, models_dir):
     name = "tiny-llama-F16.gguf"
-    gate = fake_hub.hold(name, 2 * CHUNK)
-    m = manager()
+    fake_hub.hold(name, 2 * CHUNK)                   # the server stalls, the app quits
+    m = manager(read_timeout=3.0)                    # (close() must come before this runs out)
     job = m.add(tiny_repo, variant(tiny_repo, "F16"))
     wait_until(lambda: m.status(job).done_bytes >= 2 * CHUNK, what="2 chunks")
-    gate.set()
-    m.close()                                        # the app quits mid-download
+    m.close()                                        # returns once the stalled read times out
     saved = json.loads((tmp_path / "state.json").read_text())["jobs"]
     assert [(j["job_id"], j["state"]) for j in saved] == [(job, "queued")]
     part = local_path(models_dir, tiny_repo, name).with_name(name + ".part")
