@@ -31,6 +31,7 @@ CHUNK = 16 << 10
 LLAMA_QUANTS = ["Q4_0", "Q4_K_M", "Q6_K", "Q8_0", "F16"]
 README = "---\nlicense: mit\n---\n# Tiny llama\n\nA **tiny** model for tests.\n"
 TINY_REPO = "test/tiny-llama-GGUF"
+DEFAULT_LIST_FIELDS = ("_id", "id", "modelId", "likes", "downloads", "private", "tags", "library_name")
 
 
 @dataclass
@@ -162,7 +163,10 @@ class FakeHub:
         if key:
             repos.sort(key=key, reverse=True)
         limit = int((q.get("limit") or ["1000"])[0])
-        return [self.summary(r) for r in repos[:limit]]
+        out = [self.summary(r) for r in repos[:limit]]
+        # Like the Hub: a default set of fields, or `id` plus the `expand`ed ones.
+        keep = {"id", *q["expand"]} if "expand" in q else set(DEFAULT_LIST_FIELDS)
+        return [{k: v for k, v in d.items() if k in keep} for d in out]
 
     def summary(self, r: FakeRepo) -> dict:
         return {"_id": r.repo_id, "id": r.repo_id, "modelId": r.repo_id, "downloads": r.downloads,

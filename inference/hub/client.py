@@ -16,6 +16,8 @@ from .variants import RepoFile, Variant, group_variants
 SORTS = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}
 API_TIMEOUT = 30.0       # seconds for one metadata request
 PROBE_TIMEOUT = 10.0
+# The search listing's default fields lack lastModified and gated: ask for exactly these.
+EXPAND = ["downloads", "likes", "lastModified", "gated"]
 
 
 @dataclass
@@ -106,7 +108,7 @@ def search_repos(text: str, sort: str = "downloads", limit: int = 30,
     probe(token)
     with translated(endpoint(), token=token, what="search"):
         models = api(token).list_models(search=text.strip() or None, filter="gguf",
-                                        sort=SORTS[sort], limit=limit)
+                                        sort=SORTS[sort], limit=limit, expand=EXPAND)
         return [_summary(m) for m in models]
 
 
