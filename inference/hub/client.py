@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .errors import HubOfflineError, offline_error, status_error, translated
+from .errors import offline_error, offline_mode_error, status_error, translated
 from .variants import RepoFile, Variant, group_variants
 
 SORTS = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}
@@ -84,19 +84,15 @@ def auth_headers(token: str | None = None) -> dict[str, str]:
 def probe(token: str | None = None) -> None:
     """One quick request so an unreachable hub fails at once, not after the client's retries."""
     import httpx2
+    from huggingface_hub.errors import OfflineModeIsEnabled
     from huggingface_hub.utils import get_session
 
     url = endpoint()
     try:
-        get_session().head(url + "/", timeout=PROBE_TIMEOUT, headers=auth_headers(token))
+        get_session().head(url + "/", timeout=PROBE_TIMEOUT)
+    except OfflineModeIsEnabled as e:
+        raise offline_mode_error() from e
     except (httpx2.TransportError, OSError) as e:
-        if isinstance(e, HubOfflineError):
-            raise
-        from huggingface_hub.errors import OfflineModeIsEnabled
-
-        if isinstance(e, OfflineModeIsEnabled):
-            with translated(url):
-                raise e
         raise offline_error(url, type(e).__name__) from e
 
 
