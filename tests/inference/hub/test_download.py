@@ -336,6 +336,20 @@ def test_paths_outside_the_models_folder_are_refused(models_dir, manager):
             m.add("o/r", Variant("Q4_0", "Q4_0", [RepoFile(bad, 10, None)]))
 
 
+def test_state_entries_pointing_outside_are_dropped(tmp_path, models_dir):
+    good = {"job_id": "a", "repo_id": "o/r", "name": "Q4_0", "state": "paused",
+            "files": [{"path": "m-Q4_0.gguf", "size": 10, "sha256": None}]}
+    bad = dict(good, job_id="b", files=[{"path": "../../evil.gguf", "size": 10}])
+    worse = dict(good, job_id="c", repo_id="..")
+    (tmp_path / "state.json").write_text(json.dumps({"version": 1, "jobs": [good, bad, worse]}))
+    m = DownloadManager(models_dir, tmp_path / "state.json")
+    try:
+        assert [s.job_id for s in m.jobs()] == ["a"] and m.status("a").state == "paused"
+        assert "Dropped a download" in m.load_error and "outside the models folder" in m.load_error
+    finally:
+        m.close()
+
+
 def test_damaged_state_file_is_set_aside(tmp_path, models_dir):
     (tmp_path / "state.json").write_text("{not json")
     m = DownloadManager(models_dir, tmp_path / "state.json")
