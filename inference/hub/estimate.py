@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import GGUFError
 from ..gguf_file import _MIN_KV_BYTES, _U64, _Part
-from .errors import offline_error, status_error
+from .errors import (HubAuthError, HubError, HubNotFoundError, HubOfflineError, offline_error,
+                     status_error)
 from .variants import Variant
 
 FIRST_READ = 1 << 20       # first range: 1 MiB; a 262k-token vocabulary needs ~6.5 MB (4 reads)
@@ -187,6 +188,10 @@ def estimate_ram(repo_id: str, variant: Variant, n_ctx: int, token: str | None =
     try:
         meta = read_remote_metadata(url, variant.first.size, auth_headers(token), repo_id=repo_id)
     except GGUFError:
+        meta = None
+    except (HubAuthError, HubOfflineError, HubNotFoundError):
+        raise                        # the user can act on these
+    except HubError:                 # a server error: the size still gives an estimate
         meta = None
     if meta is None or not meta.arch_get("block_count"):
         return size_estimate(variant.size, n_ctx)

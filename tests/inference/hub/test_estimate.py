@@ -108,6 +108,14 @@ def test_broken_header_gives_a_size_estimate(fake_hub, damage):
     assert e.supported is None
 
 
+def test_server_error_gives_a_size_estimate(fake_hub, tiny_repo):
+    v = list_variants(tiny_repo)[0]
+    fake_hub.fail_next(v.first.path, 500)
+    e = estimate_ram(tiny_repo, v, 4096)
+    assert not e.exact and e.weights == v.size
+    assert estimate_ram(tiny_repo, v, 4096).exact            # the next try reads the header
+
+
 def test_server_ignoring_range_still_works(fake_hub, tiny_repo):
     fake_hub.no_range = True
     v = list_variants(tiny_repo)[0]
