@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import GGUFError
 from ..gguf_file import _MIN_KV_BYTES, _U64, _Part
 from .errors import (HubAuthError, HubError, HubNotFoundError, HubOfflineError, offline_error,
-                     status_error)
+                     offline_mode_error, status_error)
 from .variants import Variant
 
 FIRST_READ = 1 << 20       # first range: 1 MiB; a 262k-token vocabulary needs ~6.5 MB (4 reads)
@@ -140,8 +140,10 @@ def read_remote_metadata(url: str, total: int, headers: dict, first: int = FIRST
 
 
 def _get_range(url: str, start: int, end: int, headers: dict, repo_id: str) -> bytes:
-    """Bytes start..end (inclusive). A server that ignores Range is read only up to `end`."""
+    """Bytes start..end (inclusive); b"" if the server cannot give them. A server that ignores
+    Range is read only up to `end`."""
     import httpx2
+    from huggingface_hub.errors import OfflineModeIsEnabled
     from huggingface_hub.utils import get_session
 
     h = dict(headers, Range=f"bytes={start}-{end}")
@@ -152,18 +154,32 @@ def _get_range(url: str, start: int, end: int, headers: dict, repo_id: str) -> b
                 token = any(k.lower() == "authorization" for k in headers)
                 raise status_error(r.status_code, repo_id or url, token, url.rsplit("/", 1)[-1],
                                    r.reason_phrase, r.headers.get("x-error-code"))
-            skip = start if r.status_code == 200 else 0    # 200: the body starts at byte 0
-            need = end + 1 - start
+            skip = start - (_range_start(r.headers.get("content-range")) if r.status_code == 206 else 0)
+            if skip < 0:
+                return b""
             for chunk in r.iter_bytes(1 << 16):
                 if skip:
                     cut = min(skip, len(chunk))
                     chunk, skip = chunk[cut:], skip - cut
                 out += chunk
-                if len(out) >= need:
+                if len(out) >= end + 1 - start:
                     break
-    except (httpx2.TransportError, OSError) as e:
+    except OfflineModeIsEnabled as e:
+        raise offline_mode_error() from e
+    except (httpx2.ConnectError, httpx2.ConnectTimeout, OSError) as e:
         raise offline_error(url.rsplit("/", 1)[0], type(e).__name__) from e
+    except httpx2.TransportError as e:     # cut or stalled: the caller falls back to the size
+        raise HubError(f"reading the header of {url.rsplit('/', 1)[-1]} was interrupted "
+                       f"({type(e).__name__})") from e
     return bytes(out[:end + 1 - start])
+
+
+def _range_start(content_range: str | None) -> int:
+    """100 from 'bytes 100-199/200' (0 when missing or malformed)."""
+    try:
+        return int((content_range or "").split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return 0
 
 
 def cache_bytes(meta: _Header, n_ctx: int) -> tuple[int, int]:

@@ -116,6 +116,13 @@ def test_server_error_gives_a_size_estimate(fake_hub, tiny_repo):
     assert estimate_ram(tiny_repo, v, 4096).exact            # the next try reads the header
 
 
+def test_cut_header_read_gives_a_size_estimate(fake_hub, tiny_repo):
+    v = list_variants(tiny_repo)[0]
+    fake_hub.cut(v.first.path, 100)
+    e = estimate_ram(tiny_repo, v, 4096)
+    assert not e.exact and e.weights == v.size
+
+
 def test_server_ignoring_range_still_works(fake_hub, tiny_repo):
     fake_hub.no_range = True
     v = list_variants(tiny_repo)[0]
