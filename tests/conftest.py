@@ -82,3 +82,11 @@ def fake_hub(hf_home, monkeypatch):
     monkeypatch.setattr(hf_api.api, "endpoint", url)
     yield hub
     hub.stop()
+
+
+@pytest.fixture
+def tiny_repo(fake_hub) -> str:
+    """test/tiny-llama-GGUF on the fake hub: the golden tiny llama in five quantizations."""
+    from tests.fake_hub import add_tiny_repo
+
+    return add_tiny_repo(fake_hub)

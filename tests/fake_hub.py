@@ -28,6 +28,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 GOOD_TOKEN = "hf_lectern_test_token"
 CHUNK = 16 << 10
+LLAMA_QUANTS = ["Q4_0", "Q4_K_M", "Q6_K", "Q8_0", "F16"]
+README = "---\nlicense: mit\n---\n# Tiny llama\n\nA **tiny** model for tests.\n"
+TINY_REPO = "test/tiny-llama-GGUF"
+DEFAULT_LIST_FIELDS = ("_id", "id", "modelId", "likes", "downloads", "private", "tags", "library_name")
 
 
 @dataclass
@@ -159,7 +163,10 @@ class FakeHub:
         if key:
             repos.sort(key=key, reverse=True)
         limit = int((q.get("limit") or ["1000"])[0])
-        return [self.summary(r) for r in repos[:limit]]
+        out = [self.summary(r) for r in repos[:limit]]
+        # Like the Hub: a default set of fields, or `id` plus the `expand`ed ones.
+        keep = {"id", *q["expand"]} if "expand" in q else set(DEFAULT_LIST_FIELDS)
+        return [{k: v for k, v in d.items() if k in keep} for d in out]
 
     def summary(self, r: FakeRepo) -> dict:
         return {"_id": r.repo_id, "id": r.repo_id, "modelId": r.repo_id, "downloads": r.downloads,
@@ -282,7 +289,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
         if partial:
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         self.send_header("Connection", "close")
@@ -345,3 +351,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def golden_bytes(name: str) -> bytes:
+    """A golden tiny model's bytes, e.g. golden_bytes("tiny-llama-Q4_0")."""
+    from tests.conftest import golden_dir
+
+    return (golden_dir() / "models" / f"{name}.gguf").read_bytes()
+
+
+def add_tiny_repo(hub: FakeHub, repo_id: str = TINY_REPO, **kw) -> str:
+    """The golden tiny llama in five quantizations, plus a card, an mmproj and a config."""
+    files = {f"tiny-llama-{q}.gguf": golden_bytes(f"tiny-llama-{q}") for q in LLAMA_QUANTS}
+    files.update({"README.md": README.encode(), "mmproj-tiny-F16.gguf": b"GGUF" + bytes(60),
+                  "config.json": b"{}"})
+    kw = {"downloads": 500, "likes": 7, "last_modified": "2025-06-01T10:00:00.000Z", **kw}
+    hub.add_repo(repo_id, files, **kw)
+    return repo_id

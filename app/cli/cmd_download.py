@@ -71,13 +71,15 @@ def run(args) -> int:
         try:
             status = watch(manager, job, bar)
         except KeyboardInterrupt:
+            manager.pause(job)
             bar.end()
             print("lectern: pausing the download…", file=sys.stderr, flush=True)
-            manager.pause(job)
-            manager.wait(job, 60)
-            print("lectern: download paused; run the same command again to resume it",
-                  file=sys.stderr)
-            return 130
+            if manager.wait(job, 60).state == "done":    # it finished as we paused
+                status = manager.status(job)
+            else:
+                print("lectern: download paused; run the same command again to resume it",
+                      file=sys.stderr)
+                return 130
     finally:
         manager.close()
     bar.end()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 DEFAULT_CTX = 4096
 
@@ -23,10 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def variant_table(repo: str, n_ctx: int):
     """(variants, estimates, verdicts, recommended, ram) for a repository."""
     from app.library import total_ram
-    from inference.hub import estimate_all, fit_verdict, list_variants, recommend
+    from inference.hub import HubAuthError, estimate_all, fit_verdict, list_variants, recommend
+    from inference.hub.estimate import size_estimate
 
     variants = list_variants(repo)
-    estimates = estimate_all(repo, variants, n_ctx)
+    try:
+        estimates = estimate_all(repo, variants, n_ctx)
+    except HubAuthError as e:   # a gated repository lists its files but not their headers
+        print(f"lectern: note: RAM estimated from the file sizes; {e}", file=sys.stderr)
+        estimates = [size_estimate(v.size, n_ctx) for v in variants]
     ram = total_ram()
     verdicts = [fit_verdict(e.total, ram) for e in estimates]
     return variants, estimates, verdicts, recommend(variants, estimates, ram), ram

@@ -10,12 +10,14 @@ import os
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .errors import HubOfflineError, offline_error, status_error, translated
+from .errors import offline_error, offline_mode_error, status_error, translated
 from .variants import RepoFile, Variant, group_variants
 
 SORTS = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}
 API_TIMEOUT = 30.0       # seconds for one metadata request
 PROBE_TIMEOUT = 10.0
+# The search listing's default fields lack lastModified and gated: ask for exactly these.
+EXPAND = ["downloads", "likes", "lastModified", "gated"]
 
 
 @dataclass
@@ -82,19 +84,15 @@ def auth_headers(token: str | None = None) -> dict[str, str]:
 def probe(token: str | None = None) -> None:
     """One quick request so an unreachable hub fails at once, not after the client's retries."""
     import httpx2
+    from huggingface_hub.errors import OfflineModeIsEnabled
     from huggingface_hub.utils import get_session
 
     url = endpoint()
     try:
-        get_session().head(url + "/", timeout=PROBE_TIMEOUT, headers=auth_headers(token))
+        get_session().head(url + "/", timeout=PROBE_TIMEOUT)
+    except OfflineModeIsEnabled as e:
+        raise offline_mode_error() from e
     except (httpx2.TransportError, OSError) as e:
-        if isinstance(e, HubOfflineError):
-            raise
-        from huggingface_hub.errors import OfflineModeIsEnabled
-
-        if isinstance(e, OfflineModeIsEnabled):
-            with translated(url):
-                raise e
         raise offline_error(url, type(e).__name__) from e
 
 
@@ -106,7 +104,7 @@ def search_repos(text: str, sort: str = "downloads", limit: int = 30,
     probe(token)
     with translated(endpoint(), token=token, what="search"):
         models = api(token).list_models(search=text.strip() or None, filter="gguf",
-                                        sort=SORTS[sort], limit=limit)
+                                        sort=SORTS[sort], limit=limit, expand=EXPAND)
         return [_summary(m) for m in models]
 
 
@@ -118,6 +116,7 @@ def _summary(m) -> RepoSummary:
 
 def repo_files(repo_id: str, token: str | None = None) -> list[RepoFile]:
     """Every file of the repository with its size and LFS sha256."""
+    check_repo_id(repo_id)
     probe(token)
     with translated(endpoint(), repo_id, token):
         info = api(token).model_info(repo_id, files_metadata=True, timeout=API_TIMEOUT)
@@ -134,7 +133,19 @@ def list_variants(repo_id: str, token: str | None = None) -> list[Variant]:
     return group_variants(repo_files(repo_id, token))
 
 
+def check_repo_id(repo_id: str) -> str:
+    """The id if huggingface_hub accepts it (OWNER/NAME), else a HubError saying how to write it."""
+    from huggingface_hub.utils import validate_repo_id
+
+    with translated(endpoint(), repo_id):
+        validate_repo_id(repo_id)
+        if repo_id.count("/") != 1:
+            validate_repo_id("")            # ids without an owner are not GGUF repositories
+    return repo_id
+
+
 def file_url(repo_id: str, path: str, revision: str = "main") -> str:
+    check_repo_id(repo_id)
     return f"{endpoint()}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
 
 
@@ -143,6 +154,7 @@ def model_card(repo_id: str, token: str | None = None) -> str:
     import httpx2
     from huggingface_hub.utils import get_session
 
+    check_repo_id(repo_id)
     probe(token)
     url = file_url(repo_id, "README.md")
     try:

@@ -63,6 +63,9 @@ class DownloadManager:
     # ---- public API ---------------------------------------------------------------------------
     def add(self, repo_id: str, variant: Variant) -> str:
         """Queue a variant's files; an unfinished job for the same files is resumed instead."""
+        from .client import check_repo_id
+
+        check_repo_id(repo_id)
         for f in variant.files:
             local_path(self.models_dir, repo_id, f.path)
         paths = [f.path for f in variant.files]
@@ -326,8 +329,16 @@ class DownloadManager:
         save_jobs(self.state_file, list(self._jobs.values()))
 
     def _load(self) -> None:
+        from .client import check_repo_id
+
         jobs, self.load_error = load_jobs(self.state_file)
         for j in jobs:
+            try:
+                check_repo_id(j.repo_id)
+                self._paths(j)
+            except LecternError as e:     # an edited or damaged entry: dropped, and said so
+                self.load_error += f"{' ' if self.load_error else ''}Dropped a download: {e}"
+                continue
             if j.state == "running":     # interrupted by a crash or shutdown
                 j.state = "queued"
             j.done_bytes = self._on_disk(j)

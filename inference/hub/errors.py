@@ -44,6 +44,11 @@ def offline_error(endpoint: str, detail: object = "") -> HubOfflineError:
         "Check your network connection; local models and chats keep working.")
 
 
+def offline_mode_error() -> HubOfflineError:
+    return HubOfflineError("Hugging Face Hub offline mode is on (HF_HUB_OFFLINE): unset it to "
+                           "browse and download; local models and chats keep working.")
+
+
 def auth_error(repo_id: str, status: int | None = None, token: bool = False,
                maybe_missing: bool = False) -> HubAuthError:
     code = f" (HTTP {status})" if status else ""
@@ -71,8 +76,10 @@ def translated(endpoint: str, repo_id: str = "", token: str | None = None, what:
     except HubError:
         raise
     except hf.OfflineModeIsEnabled as e:
-        raise HubOfflineError("Hugging Face Hub offline mode is on (HF_HUB_OFFLINE): "
-                              "unset it to browse and download; local models keep working.") from e
+        raise offline_mode_error() from e
+    except hf.HFValidationError as e:
+        raise HubError(f"{repo_id!r} is not a Hugging Face repository id: write it as OWNER/NAME, "
+                       "e.g. unsloth/Qwen3-0.6B-GGUF.") from e
     except hf.GatedRepoError as e:
         raise auth_error(repo_id, _status(e), bool(token)) from e
     except (hf.RepositoryNotFoundError, hf.RevisionNotFoundError, hf.RemoteEntryNotFoundError,

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GGUFError
-from ..gguf_file import _MIN_KV_BYTES, _Part
-from .errors import offline_error, status_error
+from ..gguf_file import _MIN_KV_BYTES, _U64, _Part
+from .errors import (HubAuthError, HubError, HubNotFoundError, HubOfflineError, offline_error,
+                     offline_mode_error, status_error)
 from .variants import Variant
 
-FIRST_READ = 1 << 20       # first range: 1 MiB holds most headers but large vocabularies
+FIRST_READ = 1 << 20       # first range: 1 MiB; a 262k-token vocabulary needs ~6.5 MB (4 reads)
 READ_CAP = 32 << 20        # never read more than this to estimate
 SIZE_CACHE_FRACTION = 0.15  # fallback: cache at 4096 tokens ~ 15% of a Q4 file (GQA models)
 FALLBACK_CTX = 4096
@@ -41,7 +42,10 @@ class RamEstimate:
 
 
 class _NeedMore(Exception):
-    """The buffer ends before the metadata does."""
+    """The buffer ends before the metadata does; `need` is a lower bound of the bytes needed."""
+
+    def __init__(self, need: int):
+        self.need = need
 
 
 class _Header(_Part):
@@ -66,14 +70,30 @@ class _Header(_Part):
             raise self.fail(f"truncated file: {what} at byte {self.pos} needs {n} bytes "
                             f"but the file has only {self.total - self.pos} more")
         if n > self.size - self.pos:
-            raise _NeedMore
+            raise _NeedMore(self.pos + n)
 
     def count(self, n: int, item_bytes: int, what: str) -> int:
         if n * item_bytes > self.total - self.pos:
             raise self.fail(f"{what} is {n}, more than the file can hold (corrupt file)")
         if n * item_bytes > self.size - self.pos:
-            raise _NeedMore
+            raise _NeedMore(self.pos + n * item_bytes)
         return n
+
+    def string_array(self, n: int, what: str) -> list[str]:
+        """Skipped, not decoded: the estimate needs no vocabulary (262k tokens, parsed per read)."""
+        buf, pos, end, unpack = self.map, self.pos, self.size, _U64.unpack_from
+        for i in range(n):
+            if end - pos < 8:
+                self.pos = pos
+                self.need(8, f"length of {what}[{i}]")
+            (ln,) = unpack(buf, pos)
+            pos += 8
+            if ln > end - pos:
+                self.pos = pos
+                self.need(ln, f"{what}[{i}]")
+            pos += ln
+        self.pos = pos
+        return []
 
     def _parse(self) -> None:
         self.need(4, "magic")
@@ -114,14 +134,16 @@ def read_remote_metadata(url: str, total: int, headers: dict, first: int = FIRST
         buf += more
         try:
             return _Header(buf, total, url.rsplit("/", 1)[-1])
-        except _NeedMore:
-            want = min(max(len(buf) * 4, 1 << 16), limit)
+        except _NeedMore as e:          # at least what the parser asked for, at least double
+            want = min(max(e.need, len(buf) * 2, 1 << 16), limit)
     return None
 
 
 def _get_range(url: str, start: int, end: int, headers: dict, repo_id: str) -> bytes:
-    """Bytes start..end (inclusive). A server that ignores Range is read only up to `end`."""
+    """Bytes start..end (inclusive); b"" if the server cannot give them. A server that ignores
+    Range is read only up to `end`."""
     import httpx2
+    from huggingface_hub.errors import OfflineModeIsEnabled
     from huggingface_hub.utils import get_session
 
     h = dict(headers, Range=f"bytes={start}-{end}")
@@ -132,18 +154,32 @@ def _get_range(url: str, start: int, end: int, headers: dict, repo_id: str) -> b
                 token = any(k.lower() == "authorization" for k in headers)
                 raise status_error(r.status_code, repo_id or url, token, url.rsplit("/", 1)[-1],
                                    r.reason_phrase, r.headers.get("x-error-code"))
-            skip = start if r.status_code == 200 else 0    # 200: the body starts at byte 0
-            need = end + 1 - start
+            skip = start - (_range_start(r.headers.get("content-range")) if r.status_code == 206 else 0)
+            if skip < 0:
+                return b""
             for chunk in r.iter_bytes(1 << 16):
                 if skip:
                     cut = min(skip, len(chunk))
                     chunk, skip = chunk[cut:], skip - cut
                 out += chunk
-                if len(out) >= need:
+                if len(out) >= end + 1 - start:
                     break
-    except (httpx2.TransportError, OSError) as e:
+    except OfflineModeIsEnabled as e:
+        raise offline_mode_error() from e
+    except (httpx2.ConnectError, httpx2.ConnectTimeout, OSError) as e:
         raise offline_error(url.rsplit("/", 1)[0], type(e).__name__) from e
+    except httpx2.TransportError as e:     # cut or stalled: the caller falls back to the size
+        raise HubError(f"reading the header of {url.rsplit('/', 1)[-1]} was interrupted "
+                       f"({type(e).__name__})") from e
     return bytes(out[:end + 1 - start])
+
+
+def _range_start(content_range: str | None) -> int:
+    """100 from 'bytes 100-199/200' (0 when missing or malformed)."""
+    try:
+        return int((content_range or "").split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return 0
 
 
 def cache_bytes(meta: _Header, n_ctx: int) -> tuple[int, int]:
@@ -168,6 +204,10 @@ def estimate_ram(repo_id: str, variant: Variant, n_ctx: int, token: str | None =
     try:
         meta = read_remote_metadata(url, variant.first.size, auth_headers(token), repo_id=repo_id)
     except GGUFError:
+        meta = None
+    except (HubAuthError, HubOfflineError, HubNotFoundError):
+        raise                        # the user can act on these
+    except HubError:                 # a server error: the size still gives an estimate
         meta = None
     if meta is None or not meta.arch_get("block_count"):
         return size_estimate(variant.size, n_ctx)

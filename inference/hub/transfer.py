@@ -16,7 +16,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ChecksumError, DiskFullError, DownloadError, offline_error, status_error
+from .errors import (ChecksumError, DiskFullError, DownloadError, offline_error, offline_mode_error,
+                     status_error)
 from .variants import RepoFile
 
 CHUNK = 64 << 10
@@ -129,10 +130,7 @@ def _stream(url: str, f: RepoFile, part: PartFile, headers: dict, repo_id: str,
     except (httpx2.TransportError, httpx2.StreamError) as e:
         raise _Retry(f"{type(e).__name__}: {e}".rstrip(": ")) from e
     except OfflineModeIsEnabled as e:
-        from .errors import HubOfflineError
-
-        raise HubOfflineError("Hugging Face Hub offline mode is on (HF_HUB_OFFLINE): unset it "
-                              "to download; local models keep working.") from e
+        raise offline_mode_error() from e
 
 
 def _check_status(r, f: RepoFile, part: PartFile, repo_id: str, on_reset) -> None:

@@ -18,8 +18,7 @@ from inference.gguf_file import open_gguf
 from inference.hub import fit_verdict
 from inference.model_info import memory_estimate
 from tests.conftest import golden_dir
-from tests.fake_hub import GOOD_TOKEN
-from tests.inference.hub.conftest import LLAMA_QUANTS, golden_bytes, tiny_repo  # noqa: F401
+from tests.fake_hub import GOOD_TOKEN, LLAMA_QUANTS, golden_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 CHUNK = 64 << 10
@@ -119,6 +118,10 @@ def test_offline(env, tiny_repo, fake_hub):
 
 def test_gated_download_needs_hf_token(env, fake_hub, tmp_path):
     fake_hub.add_repo("g/gated-GGUF", {"m-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")}, gated=True)
+    r = lectern(env, "files", "g/gated-GGUF", "--json")          # listed, estimated by size
+    assert r.returncode == 0 and "RAM estimated from the file sizes" in r.stderr
+    (v,) = json.loads(r.stdout)["variants"]
+    assert v["name"] == "Q4_0" and v["ram"]["exact"] is False and v["supported"] is None
     r = lectern(env, "download", "g/gated-GGUF", "--quant", "Q4_0", "--dir", str(tmp_path / "m"))
     assert r.returncode == 1 and "accept its licence" in r.stderr and "HF_TOKEN" in r.stderr
     r = lectern({**env, "HF_TOKEN": GOOD_TOKEN}, "download", "g/gated-GGUF", "--quant", "Q4_0",

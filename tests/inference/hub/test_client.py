@@ -9,8 +9,7 @@ import pytest
 from inference.hub import (HubAuthError, card_body, HubError, HubNotFoundError, HubOfflineError, curated,
                            get_token, list_variants, model_card, repo_files, save_token, search_repos)
 from inference.hub.client import file_url
-from tests.fake_hub import GOOD_TOKEN
-from tests.inference.hub.conftest import LLAMA_QUANTS, README, golden_bytes
+from tests.fake_hub import GOOD_TOKEN, LLAMA_QUANTS, README, golden_bytes
 
 
 @pytest.fixture
@@ -83,6 +82,22 @@ def test_missing_repository(fake_hub):
         list_variants("test/does-not-exist")                   # 401 without a token, as the Hub does
     with pytest.raises(HubNotFoundError, match="does not exist"):
         list_variants("test/does-not-exist", token=GOOD_TOKEN)  # 404 with one
+
+
+@pytest.mark.parametrize("bad", ["bad id!", "a/b/c", "../x", "", "..", "gpt2", "o/r x"])
+def test_malformed_repository_ids(fake_hub, bad, tmp_path):
+    from inference.hub import DownloadManager, RepoFile, Variant
+
+    for call in (list_variants, model_card, lambda r: file_url(r, "x.gguf")):
+        with pytest.raises(HubError, match="is not a Hugging Face repository id: write it as OWNER/NAME"):
+            call(bad)
+    m = DownloadManager(tmp_path / "models", tmp_path / "state.json")
+    try:
+        with pytest.raises(HubError, match="not a Hugging Face repository id"):
+            m.add(bad, Variant("Q4_0", "Q4_0", [RepoFile("m-Q4_0.gguf", 1)]))
+    finally:
+        m.close()
+    assert not fake_hub.requests
 
 
 def test_private_repository_needs_a_token(catalogue):

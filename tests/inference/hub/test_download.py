@@ -9,8 +9,7 @@ import pytest
 
 from inference.hub import DownloadError, DownloadManager, RepoFile, Variant, list_variants, local_path
 from inference.hub.transfer import CHUNK
-from tests.fake_hub import GOOD_TOKEN
-from tests.inference.hub.conftest import golden_bytes
+from tests.fake_hub import GOOD_TOKEN, golden_bytes
 
 FAST = dict(backoff=(0.01, 0.05))
 
@@ -232,12 +231,11 @@ def test_pause_and_resume(fake_hub, tiny_repo, manager, models_dir):
 
 def test_restart_resumes_an_interrupted_download(fake_hub, tiny_repo, manager, tmp_path, models_dir):
     name = "tiny-llama-F16.gguf"
-    gate = fake_hub.hold(name, 2 * CHUNK)
-    m = manager()
+    fake_hub.hold(name, 2 * CHUNK)                   # the server stalls, the app quits
+    m = manager(read_timeout=3.0)                    # (close() must come before this runs out)
     job = m.add(tiny_repo, variant(tiny_repo, "F16"))
     wait_until(lambda: m.status(job).done_bytes >= 2 * CHUNK, what="2 chunks")
-    gate.set()
-    m.close()                                        # the app quits mid-download
+    m.close()                                        # returns once the stalled read times out
     saved = json.loads((tmp_path / "state.json").read_text())["jobs"]
     assert [(j["job_id"], j["state"]) for j in saved] == [(job, "queued")]
     part = local_path(models_dir, tiny_repo, name).with_name(name + ".part")
@@ -336,6 +334,20 @@ def test_paths_outside_the_models_folder_are_refused(models_dir, manager):
     for bad in ("../evil.gguf", "/etc/x.gguf", "a/../../b.gguf", "a\\..\\b.gguf"):
         with pytest.raises(DownloadError, match="outside the models folder"):
             m.add("o/r", Variant("Q4_0", "Q4_0", [RepoFile(bad, 10, None)]))
+
+
+def test_state_entries_pointing_outside_are_dropped(tmp_path, models_dir):
+    good = {"job_id": "a", "repo_id": "o/r", "name": "Q4_0", "state": "paused",
+            "files": [{"path": "m-Q4_0.gguf", "size": 10, "sha256": None}]}
+    bad = dict(good, job_id="b", files=[{"path": "../../evil.gguf", "size": 10}])
+    worse = dict(good, job_id="c", repo_id="..")
+    (tmp_path / "state.json").write_text(json.dumps({"version": 1, "jobs": [good, bad, worse]}))
+    m = DownloadManager(models_dir, tmp_path / "state.json")
+    try:
+        assert [s.job_id for s in m.jobs()] == ["a"] and m.status("a").state == "paused"
+        assert "Dropped a download" in m.load_error and "outside the models folder" in m.load_error
+    finally:
+        m.close()
 
 
 def test_damaged_state_file_is_set_aside(tmp_path, models_dir):

@@ -12,7 +12,7 @@ from inference.hub.estimate import read_remote_metadata
 from inference.hub.variants import RepoFile
 from inference.model_info import memory_estimate
 from tests.conftest import golden_dir
-from tests.inference.hub.conftest import golden_bytes
+from tests.fake_hub import golden_bytes
 
 GOLDEN = ["tiny-llama-Q4_K_M", "tiny-gemma3-Q4_0", "tiny-kimi-linear-Q4_K_M", "tiny-step35-Q4_K_M"]
 
@@ -106,6 +106,21 @@ def test_broken_header_gives_a_size_estimate(fake_hub, damage):
     e = estimate_ram("t/bad", v, 4096)
     assert not e.exact and e.weights == len(data) and e.total > e.weights and e.architecture == ""
     assert e.supported is None
+
+
+def test_server_error_gives_a_size_estimate(fake_hub, tiny_repo):
+    v = list_variants(tiny_repo)[0]
+    fake_hub.fail_next(v.first.path, 500)
+    e = estimate_ram(tiny_repo, v, 4096)
+    assert not e.exact and e.weights == v.size
+    assert estimate_ram(tiny_repo, v, 4096).exact            # the next try reads the header
+
+
+def test_cut_header_read_gives_a_size_estimate(fake_hub, tiny_repo):
+    v = list_variants(tiny_repo)[0]
+    fake_hub.cut(v.first.path, 100)
+    e = estimate_ram(tiny_repo, v, 4096)
+    assert not e.exact and e.weights == v.size
 
 
 def test_server_ignoring_range_still_works(fake_hub, tiny_repo):
