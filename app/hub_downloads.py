@@ -133,9 +133,16 @@ class DownloadsPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
         scroll.setWidget(self.box)
+        self.clear_btn = QPushButton("Clear finished")
+        self.clear_btn.setToolTip("Remove done, failed and cancelled downloads from this list "
+                                  "(downloaded files stay)")
+        self.clear_btn.clicked.connect(self.clear_finished)
+        head = QHBoxLayout()
+        head.addWidget(self.title, 1)
+        head.addWidget(self.clear_btn)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.title)
+        lay.addLayout(head)
         lay.addWidget(self.empty)
         lay.addWidget(scroll, 1)
         if bridge is not None:
@@ -154,9 +161,22 @@ class DownloadsPanel(QWidget):
             self.list.insertWidget(0, row)          # newest first
         else:
             row.update_status(st)
+        self._update_header()
+
+    def _update_header(self) -> None:
         self.empty.setVisible(not self.rows)
         active = sum(1 for r in self.rows.values() if r.status.state in ACTIVE)
         self.title.setText(f"<b>Downloads</b> ({active} active)" if active else "<b>Downloads</b>")
+        self.clear_btn.setEnabled(len(self.rows) > active)
+
+    def clear_finished(self) -> None:
+        for job_id, row in list(self.rows.items()):
+            if row.status.state not in ACTIVE:
+                self._do("remove", job_id)
+                if not any(j.job_id == job_id for j in self.bridge.jobs()):
+                    self.rows.pop(job_id)
+                    row.deleteLater()
+        self._update_header()
 
     def _do(self, what: str, job_id) -> None:
         from .hub_service import error_text

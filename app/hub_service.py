@@ -169,6 +169,10 @@ class DownloadBridge(QObject):
     def cancel(self, job_id) -> None:
         self.manager.cancel(job_id)
 
+    def remove(self, job_id) -> None:
+        """Forget a finished, failed or cancelled job; its files stay."""
+        self.manager.remove(job_id)
+
     def jobs(self) -> list:
         return list(self.manager.jobs())
 

@@ -98,6 +98,10 @@ def test_pause_resume_and_cancel_buttons(qtbot, make_window, repos):  # noqa: F8
     assert not target(win, other + ".part").exists() and not target(win, other).exists()
     assert not row2.pause_btn.isVisible() and not row2.cancel_btn.isVisible()
     assert str(target(win, other)) not in win.picker.paths()
+    # Clear finished: both rows go, from the list and from the saved queue; the file stays
+    hw.downloads.clear_btn.click()
+    assert hw.downloads.rows == {} and win.downloads.jobs() == []
+    assert target(win, name).is_file() and str(target(win, name)) in win.picker.paths()
 
 
 def test_unfinished_download_continues_when_the_app_starts_again(qtbot, make_window, repos):  # noqa: F811
