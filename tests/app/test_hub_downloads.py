@@ -166,3 +166,41 @@ def test_a_damaged_download_list_is_set_aside_with_a_message(qtbot, make_window,
     assert state.with_name("downloads.json.broken").is_file()
     assert win.downloads.jobs() == []
     assert win.open_hub().downloads.rows == {}
+
+
+def test_offline_hub_leaves_the_rest_of_the_app_working(qtbot, make_window, repos):  # noqa: F811
+    win = make_window()
+    repos.stop()
+    hw = win.open_hub()
+    qtbot.keyClicks(hw.search, "tiny")
+    qtbot.waitUntil(lambda: hw.notice.kind == "offline", timeout=WAIT)
+    assert not win.banner_box.isVisible()                     # the main window is not bothered
+    qtbot.keyClicks(win.input.edit, "Hello")
+    qtbot.keyClick(win.input.edit, Qt.Key_Return)
+    qtbot.waitUntil(lambda: not win.busy and len(win.store.messages(win.current)) == 2, timeout=WAIT)
+    assert win.store.messages(win.current)[1].content.strip()
+
+
+def test_gated_download_fails_clearly_then_retry_works_after_saving_a_token(qtbot, make_window,
+                                                                          repos):  # noqa: F811
+    from tests.fake_hub import GOOD_TOKEN
+
+    repos.add_repo("test/tiny-gated-GGUF", {"tiny-llama-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")},
+                   gated=True)
+    win = make_window(load=False)
+    hw = open_page(qtbot, win, "test/tiny-gated-GGUF")
+    qtbot.waitUntil(hw.token_bar.isVisible, timeout=WAIT)
+    choose(hw, "Q4_0")
+    hw.download_btn.click()
+    qtbot.waitUntil(lambda: bool(hw.downloads.rows) and only_row(hw).status.state == "failed",
+                    timeout=WAIT)
+    row = only_row(hw)
+    assert "gated or private" in row.detail.text() and row.pause_btn.text() == "Retry"
+    hw.token_bar.field.setText(GOOD_TOKEN)
+    hw.token_bar.save.click()
+    qtbot.waitUntil(lambda: not hw.token_bar.isVisible(), timeout=WAIT)
+    qtbot.mouseClick(row.pause_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: row.status.state == "done", timeout=WAIT)
+    path = win.library.models_dir / "test__tiny-gated-GGUF" / "tiny-llama-Q4_0.gguf"
+    assert path.read_bytes() == golden_bytes("tiny-llama-Q4_0")
+    assert str(path) in win.picker.paths()
