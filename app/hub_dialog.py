@@ -33,8 +33,6 @@ SEARCH_DELAY_MS = 350          # debounce: search once typing pauses
 ESTIMATE_DELAY_MS = 400        # and re-estimate once the context spin box settles
 SEE_ABOVE = "see the message at the top of the window."
 SORTS = (("Most downloaded", "downloads"), ("Most liked", "likes"), ("Recently updated", "recent"))
-OFFLINE = ("Hugging Face cannot be reached: you seem to be offline, or the hub is down ({}). "
-           "Models already downloaded still work.")
 
 
 class HubWindow(QDialog):
@@ -200,8 +198,9 @@ class HubWindow(QDialog):
     def open_repo(self, repo_id: str) -> None:
         self.repo = repo_id
         self._retry = None
-        self.repo_title.setText(f'<b>{repo_id}</b> &nbsp; <a href="https://huggingface.co/'
-                                f'{repo_id}">open on huggingface.co</a>')
+        rid = html.escape(repo_id)
+        self.repo_title.setText(f'<b>{rid}</b> &nbsp; <a href="https://huggingface.co/{rid}">'
+                                "open on huggingface.co</a>")
         self.repo_title.setOpenExternalLinks(True)
         self.card.setPlainText("Loading the model card…")
         self.variants.set_variants([])
@@ -341,7 +340,7 @@ class HubWindow(QDialog):
         if ekind == "auth":
             self.token_bar.ask(message)
         elif ekind == "offline":
-            self.notice.show_message("offline", OFFLINE.format(message.rstrip(".")), retry=True)
+            self.notice.show_message("offline", message, retry=True)     # says what still works
         elif ekind == "notfound":
             self.notice.show_message("error", message)
         else:

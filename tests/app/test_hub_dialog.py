@@ -185,7 +185,7 @@ def test_offline_hub_says_so_and_retry_works_once_it_is_back(qtbot, hub_window, 
     qtbot.keyClicks(w.search, "tiny")
     qtbot.waitUntil(w.notice.isVisible, timeout=WAIT)
     assert w.notice.kind == "offline"
-    assert "offline" in w.notice.text.text().lower() and "still work" in w.notice.text.text()
+    assert "offline" in w.notice.text.text().lower() and "keep working" in w.notice.text.text()
     assert w.notice.retry.isVisible()
     assert "search failed" in w.list_title.text()
     assert w.result_ids() == [c.repo_id for c in hub.curated()]     # still something to look at
