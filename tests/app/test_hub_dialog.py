@@ -9,26 +9,11 @@ from PySide6.QtCore import Qt
 
 from inference import hub
 from inference.model_info import human_bytes
+from tests.app.conftest import HUB_TINY as TINY
 from tests.fake_hub import GOOD_TOKEN
-from tests.inference.hub.conftest import LLAMA_QUANTS, README, golden_bytes
+from tests.inference.hub.conftest import LLAMA_QUANTS, golden_bytes
 
-TINY = "test/tiny-llama-GGUF"
 WAIT = 60_000
-
-
-@pytest.fixture
-def repos(fake_hub):
-    """The golden tiny llama in five quantizations, plus repositories for search and errors."""
-    files = {f"tiny-llama-{q}.gguf": golden_bytes(f"tiny-llama-{q}") for q in LLAMA_QUANTS}
-    files["README.md"] = (README + "\n```\nlectern download test/tiny-llama-GGUF\n```\n").encode()
-    fake_hub.add_repo(TINY, files, downloads=500, likes=7, last_modified="2025-06-01T10:00:00.000Z")
-    fake_hub.add_repo("test/tiny-gemma-GGUF", {"tiny-gemma-Q8_0.gguf": golden_bytes("tiny-gemma3-Q8_0")},
-                      downloads=900, likes=2, last_modified="2025-03-01T10:00:00.000Z")
-    fake_hub.add_repo("other/tiny-private-GGUF", {"tiny-llama-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")},
-                      private=True, downloads=5, likes=50)
-    fake_hub.add_repo("other/unrelated-GGUF", {"x-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")},
-                      downloads=10_000, likes=1000)
-    return fake_hub
 
 
 @pytest.fixture
@@ -70,10 +55,10 @@ def test_curated_list_needs_no_network(hub_window, monkeypatch):
     assert any("Kimi-Linear" in r for r in want)
 
 
-def test_search_lists_gguf_repositories_in_the_chosen_order(qtbot, hub_window, repos):
+def test_search_lists_gguf_repositories_in_the_chosen_order(qtbot, hub_window, hub_repos):
     w = hub_window()
     qtbot.keyClicks(w.search, "tiny")
-    public = [r for r in repos.repos.values() if "tiny" in r.repo_id and not r.private]
+    public = [r for r in hub_repos.repos.values() if "tiny" in r.repo_id and not r.private]
     by_downloads = [r.repo_id for r in sorted(public, key=lambda r: -r.downloads)]
     qtbot.waitUntil(lambda: w.result_ids() == by_downloads, timeout=WAIT)
     assert "2</b> GGUF repositories" in w.list_title.text()
@@ -92,7 +77,7 @@ def test_search_lists_gguf_repositories_in_the_chosen_order(qtbot, hub_window, r
 
 
 def test_repo_page_shows_variants_with_verdicts_and_preselects_the_recommendation(qtbot, hub_window,
-                                                                                  repos):
+                                                                                  hub_repos):
     variants = hub.list_variants(TINY)
     n_ctx = 4096
     est = hub.estimate_all(TINY, variants, n_ctx)
@@ -129,7 +114,7 @@ def test_repo_page_shows_variants_with_verdicts_and_preselects_the_recommendatio
     assert "lectern download test/tiny-llama-GGUF" in w.card.code_blocks
 
 
-def test_context_length_changes_the_estimates(qtbot, hub_window, repos):
+def test_context_length_changes_the_estimates(qtbot, hub_window, hub_repos):
     w = hub_window(n_ctx=4096)
     open_tiny(qtbot, w)
     variants = hub.list_variants(TINY)
@@ -143,7 +128,7 @@ def test_context_length_changes_the_estimates(qtbot, hub_window, repos):
         assert w.variants.item(w.variants.row_of(v.name), 3).text() == human_bytes(e.total)
 
 
-def test_missing_repository_is_a_message_in_the_window(qtbot, hub_window, repos):
+def test_missing_repository_is_a_message_in_the_window(qtbot, hub_window, hub_repos):
     hub.save_token(GOOD_TOKEN)      # anonymous, the Hub answers 401 (maybe private): a token -> 404
     w = hub_window()
     w.open_repo("test/does-not-exist")
@@ -153,7 +138,7 @@ def test_missing_repository_is_a_message_in_the_window(qtbot, hub_window, repos)
     assert not w.token_bar.isVisible()
 
 
-def test_private_repository_asks_for_a_token_and_retries_after_saving_it(qtbot, hub_window, repos,
+def test_private_repository_asks_for_a_token_and_retries_after_saving_it(qtbot, hub_window, hub_repos,
                                                                          hf_home):
     w = hub_window()
     w.open_repo("other/tiny-private-GGUF")
@@ -178,10 +163,10 @@ def test_private_repository_asks_for_a_token_and_retries_after_saving_it(qtbot, 
     assert "lectern-tester" in w.notice.text.text()
 
 
-def test_offline_hub_says_so_and_retry_works_once_it_is_back(qtbot, hub_window, repos, monkeypatch):
+def test_offline_hub_says_so_and_retry_works_once_it_is_back(qtbot, hub_window, hub_repos, monkeypatch):
     w = hub_window()
-    url = repos.url
-    repos.stop()                                    # the port now refuses connections
+    url = hub_repos.url
+    hub_repos.stop()                                    # the port now refuses connections
     qtbot.keyClicks(w.search, "tiny")
     qtbot.waitUntil(w.notice.isVisible, timeout=WAIT)
     assert w.notice.kind == "offline"
@@ -193,19 +178,19 @@ def test_offline_hub_says_so_and_retry_works_once_it_is_back(qtbot, hub_window, 
     qtbot.waitUntil(lambda: "could not be listed" in w.variant_note.text(), timeout=WAIT)
     assert w.notice.kind == "offline"
     # the hub comes back (a new server): Retry reloads the page
-    repos.start()
-    monkeypatch.setenv("HF_ENDPOINT", repos.url)
-    assert repos.url != url
+    hub_repos.start()
+    monkeypatch.setenv("HF_ENDPOINT", hub_repos.url)
+    assert hub_repos.url != url
     w.notice.retry.click()
     qtbot.waitUntil(lambda: w.variants.all_estimated(), timeout=WAIT)
     assert not w.notice.isVisible()
 
 
-def test_gated_repository_lists_files_but_asks_a_token_to_read_them(qtbot, hub_window, repos):
+def test_gated_repository_lists_files_but_asks_a_token_to_read_them(qtbot, hub_window, hub_repos):
     """Gated: the file list is public, the files are not (401): the RAM column cannot be
     estimated until a token is saved, then it is."""
     files = {f"tiny-llama-{q}.gguf": golden_bytes(f"tiny-llama-{q}") for q in ("Q4_0", "Q8_0")}
-    repos.add_repo("test/tiny-gated-GGUF", files, gated=True)
+    hub_repos.add_repo("test/tiny-gated-GGUF", files, gated=True)
     w = hub_window()
     w.open_repo("test/tiny-gated-GGUF")
     qtbot.waitUntil(w.token_bar.isVisible, timeout=WAIT)
@@ -243,9 +228,9 @@ def bert_gguf(path) -> bytes:
     return path.read_bytes()
 
 
-def test_an_architecture_lectern_cannot_run_is_said_and_not_recommended(qtbot, hub_window, repos,
+def test_an_architecture_lectern_cannot_run_is_said_and_not_recommended(qtbot, hub_window, hub_repos,
                                                                         tmp_path):
-    repos.add_repo("test/bert-GGUF", {"bert-F32.gguf": bert_gguf(tmp_path / "bert-F32.gguf")})
+    hub_repos.add_repo("test/bert-GGUF", {"bert-F32.gguf": bert_gguf(tmp_path / "bert-F32.gguf")})
     w = hub_window()
     w.open_repo("test/bert-GGUF")
     qtbot.waitUntil(lambda: w.variants.all_estimated(), timeout=WAIT)
@@ -256,14 +241,14 @@ def test_an_architecture_lectern_cannot_run_is_said_and_not_recommended(qtbot, h
     assert not w.notice.isVisible()
 
 
-def test_the_window_keeps_working_while_the_hub_is_slow(qtbot, hub_window, repos):
+def test_the_window_keeps_working_while_the_hub_is_slow(qtbot, hub_window, hub_repos):
     """A header read held by the server: the page waits for it, the event loop does not."""
     from PySide6.QtCore import QTimer
 
-    release = repos.hold("tiny-llama-Q4_0.gguf", 0)
+    release = hub_repos.hold("tiny-llama-Q4_0.gguf", 0)
     w = hub_window()
     w.open_repo(TINY)
-    qtbot.waitUntil(lambda: bool(repos.file_requests("tiny-llama-Q4_0.gguf")) and w.variants.rowCount() == 5,
+    qtbot.waitUntil(lambda: bool(hub_repos.file_requests("tiny-llama-Q4_0.gguf")) and w.variants.rowCount() == 5,
                     timeout=WAIT)
     assert w.variants.item(0, 3).text() == "estimating…"
     ticks = []

@@ -6,7 +6,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from tests.app.test_hub_dialog import TINY, WAIT, repos  # noqa: F401  (fixture)
+from tests.app.conftest import HUB_TINY as TINY
+from tests.app.test_hub_dialog import WAIT
 from tests.inference.hub.conftest import golden_bytes
 
 
@@ -36,7 +37,7 @@ def target(win, name: str):
     return win.library.models_dir / "test__tiny-llama-GGUF" / name
 
 
-def test_download_lands_in_the_picker_and_loads(qtbot, make_window, repos):  # noqa: F811
+def test_download_lands_in_the_picker_and_loads(qtbot, make_window, hub_repos):
     win = make_window()
     hw = open_page(qtbot, win)
     choose(hw, "Q8_0")
@@ -51,17 +52,17 @@ def test_download_lands_in_the_picker_and_loads(qtbot, make_window, repos):  # n
     assert row.load_btn.isVisible()
     assert "in the model picker" in win.statusBar().currentMessage()
     hw.download_btn.click()                                 # the same variant again: no new job
-    assert len(hw.downloads.rows) == 1 and len(repos.file_requests("tiny-llama-Q8_0.gguf")) == 1
+    assert len(hw.downloads.rows) == 1 and len(hub_repos.file_requests("tiny-llama-Q8_0.gguf")) == 1
     assert hw.notice.kind == "info" and "already downloaded" in hw.notice.text.text()
     qtbot.mouseClick(row.load_btn, Qt.LeftButton)
     qtbot.waitUntil(lambda: win.loading_lid is None and win.model_path == str(path), timeout=WAIT)
     assert (win.model_entry.architecture, win.model_entry.weight_type) == ("llama", "Q8_0")
 
 
-def test_pause_resume_and_cancel_buttons(qtbot, make_window, repos):  # noqa: F811
+def test_pause_resume_and_cancel_buttons(qtbot, make_window, hub_repos):
     win = make_window()
     name = "tiny-llama-F16.gguf"
-    repos.slow(name, 0.05)                  # 16 KiB per 50 ms: time to press the buttons
+    hub_repos.slow(name, 0.05)                  # 16 KiB per 50 ms: time to press the buttons
     hw = open_page(qtbot, win)
     choose(hw, "F16")
     hw.download_btn.click()
@@ -78,16 +79,16 @@ def test_pause_resume_and_cancel_buttons(qtbot, make_window, repos):  # noqa: F8
     paused_at = part.stat().st_size
     assert 0 < paused_at < len(golden_bytes("tiny-llama-F16"))
     assert row.status.done_bytes == paused_at
-    n_requests = len(repos.file_requests(name))
-    repos.slow(name, 0.0)
+    n_requests = len(hub_repos.file_requests(name))
+    hub_repos.slow(name, 0.0)
     qtbot.mouseClick(row.pause_btn, Qt.LeftButton)            # Resume: continues from the .part
     qtbot.waitUntil(lambda: row.status.state == "done", timeout=WAIT)
     assert target(win, name).read_bytes() == golden_bytes("tiny-llama-F16")
-    resumed = repos.file_requests(name)[n_requests:]
+    resumed = hub_repos.file_requests(name)[n_requests:]
     assert [r.headers.get("range") for r in resumed] == [f"bytes={paused_at}-"]
     # Cancel: the job stops and its partial file is deleted
     other = "tiny-llama-Q6_K.gguf"
-    repos.slow(other, 0.05)
+    hub_repos.slow(other, 0.05)
     choose(hw, "Q6_K")
     hw.download_btn.click()
     qtbot.waitUntil(lambda: len(hw.downloads.rows) == 2, timeout=WAIT)
@@ -104,9 +105,9 @@ def test_pause_resume_and_cancel_buttons(qtbot, make_window, repos):  # noqa: F8
     assert target(win, name).is_file() and str(target(win, name)) in win.picker.paths()
 
 
-def test_unfinished_download_continues_when_the_app_starts_again(qtbot, make_window, repos):  # noqa: F811
+def test_unfinished_download_continues_when_the_app_starts_again(qtbot, make_window, hub_repos):
     name = "tiny-llama-F16.gguf"
-    repos.slow(name, 0.05)
+    hub_repos.slow(name, 0.05)
     win = make_window()
     hw = open_page(qtbot, win)
     choose(hw, "F16")
@@ -114,7 +115,7 @@ def test_unfinished_download_continues_when_the_app_starts_again(qtbot, make_win
     qtbot.waitUntil(lambda: bool(hw.downloads.rows) and only_row(hw).status.done_bytes > 0, timeout=WAIT)
     win.close()                                     # quit mid-download: the queue is saved
     assert target(win, name + ".part").is_file() and not target(win, name).exists()
-    repos.slow(name, 0.0)
+    hub_repos.slow(name, 0.0)
     win2 = make_window(load=False)
     qtbot.waitUntil(lambda: win2.downloads is not None, timeout=WAIT)   # resumed at start
     qtbot.waitUntil(lambda: str(target(win2, name)) in win2.picker.paths(), timeout=WAIT)
@@ -124,7 +125,7 @@ def test_unfinished_download_continues_when_the_app_starts_again(qtbot, make_win
     assert row.status.state == "done"
 
 
-def test_model_picker_offers_the_hub(qtbot, make_window, repos):  # noqa: F811
+def test_model_picker_offers_the_hub(qtbot, make_window, hub_repos):
     from app.model_picker import HUB
 
     win = make_window(load=False)
@@ -143,7 +144,7 @@ def test_model_picker_offers_the_hub(qtbot, make_window, repos):  # noqa: F811
     assert stops == []
 
 
-def test_a_full_disk_is_reported_in_the_row(qtbot, make_window, repos):  # noqa: F811
+def test_a_full_disk_is_reported_in_the_row(qtbot, make_window, hub_repos):
     win = make_window(load=False)
     hw = open_page(qtbot, win)
     win.downloads.manager.disk_free = lambda _p: 1 << 20        # a 1 MiB quota
@@ -168,9 +169,9 @@ def test_a_damaged_download_list_is_set_aside_with_a_message(qtbot, make_window,
     assert win.open_hub().downloads.rows == {}
 
 
-def test_offline_hub_leaves_the_rest_of_the_app_working(qtbot, make_window, repos):  # noqa: F811
+def test_offline_hub_leaves_the_rest_of_the_app_working(qtbot, make_window, hub_repos):
     win = make_window()
-    repos.stop()
+    hub_repos.stop()
     hw = win.open_hub()
     qtbot.keyClicks(hw.search, "tiny")
     qtbot.waitUntil(lambda: hw.notice.kind == "offline", timeout=WAIT)
@@ -182,10 +183,10 @@ def test_offline_hub_leaves_the_rest_of_the_app_working(qtbot, make_window, repo
 
 
 def test_gated_download_fails_clearly_then_retry_works_after_saving_a_token(qtbot, make_window,
-                                                                          repos):  # noqa: F811
+                                                                          hub_repos):
     from tests.fake_hub import GOOD_TOKEN
 
-    repos.add_repo("test/tiny-gated-GGUF", {"tiny-llama-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")},
+    hub_repos.add_repo("test/tiny-gated-GGUF", {"tiny-llama-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")},
                    gated=True)
     win = make_window(load=False)
     hw = open_page(qtbot, win, "test/tiny-gated-GGUF")
