@@ -5,7 +5,13 @@ DownloadBridge (the download queue). A queue saved by an earlier run is resumed 
 finished download refreshes the library so the model is in the picker at once."""
 from __future__ import annotations
 
+import base64
+
+from PySide6.QtCore import QByteArray
+
 from .hub_service import DownloadBridge, HubService, error_text, has_saved_jobs
+
+HUB_GEOMETRY = "hub_window_geometry"     # store setting: the hub window's size and place
 
 
 class HubMixin:
@@ -49,6 +55,10 @@ class HubMixin:
             ram = self.worker.worker.ram_bytes or total_ram()
             self.hub_window = HubWindow(self.hub_service, bridge, ram, n_ctx, self)
             self.hub_window.loadRequested.connect(self._load_downloaded)
+            self.hub_window.finished.connect(lambda _r: self._save_hub_geometry())
+            geo = self.store.get(HUB_GEOMETRY)
+            if geo:
+                self.hub_window.restoreGeometry(QByteArray(base64.b64decode(geo)))
         self.hub_window.show()
         self.hub_window.raise_()
         self.hub_window.activateWindow()
@@ -89,13 +99,18 @@ class HubMixin:
         self.download_status.setText(f"Downloading {n} model{'s' if n > 1 else ''}{pct}")
         self.download_status.setVisible(bool(active))
 
+    def _save_hub_geometry(self) -> None:
+        if self.hub_window is not None:
+            geo = bytes(self.hub_window.saveGeometry())
+            self.store.set(HUB_GEOMETRY, base64.b64encode(geo).decode())
+
     def _load_downloaded(self, path: str) -> None:
         self.refresh_models()
         self.load_model(path)
 
     def close_hub(self) -> None:
-        if self.hub_window is not None:
-            self.hub_window.close()
+        if self.hub_window is not None and self.hub_window.isVisible():
+            self.hub_window.close()         # saves its geometry
         self.hub_service.close()
         if self.downloads is not None:
             self.downloads.close()

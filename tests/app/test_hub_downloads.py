@@ -205,3 +205,14 @@ def test_gated_download_fails_clearly_then_retry_works_after_saving_a_token(qtbo
     path = win.library.models_dir / "test__tiny-gated-GGUF" / "tiny-llama-Q4_0.gguf"
     assert path.read_bytes() == golden_bytes("tiny-llama-Q4_0")
     assert str(path) in win.picker.paths()
+
+
+def test_hub_window_size_is_kept_across_restarts(qtbot, make_window, hub_repos):
+    win = make_window(load=False)
+    hw = win.open_hub()
+    hw.resize(700, 520)
+    qtbot.waitUntil(lambda: (hw.width(), hw.height()) == (700, 520), timeout=WAIT)
+    win.close()                                     # closes the hub too
+    win2 = make_window(load=False)
+    hw2 = win2.open_hub()
+    assert (hw2.width(), hw2.height()) == (700, 520)
