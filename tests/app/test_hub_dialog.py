@@ -45,7 +45,7 @@ def open_tiny(qtbot, w) -> None:
     qtbot.waitUntil(lambda: w.variants.all_estimated(), timeout=WAIT)
 
 
-def test_curated_list_needs_no_network(hub_window, monkeypatch):
+def test_curated_list_needs_no_network(hub_window, hf_home, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")        # nothing listens there
     w = hub_window()
     want = [c.repo_id for c in hub.curated()]
