@@ -216,3 +216,18 @@ def test_hub_window_size_is_kept_across_restarts(qtbot, make_window, hub_repos):
     win2 = make_window(load=False)
     hw2 = win2.open_hub()
     assert (hw2.width(), hw2.height()) == (700, 520)
+
+
+def test_a_wrong_checksum_fails_the_row_and_leaves_no_file(qtbot, make_window, hub_repos):
+    hub_repos.wrong_sha(TINY, "tiny-llama-Q4_0.gguf")
+    win = make_window(load=False)
+    hw = open_page(qtbot, win)
+    choose(hw, "Q4_0")
+    hw.download_btn.click()
+    qtbot.waitUntil(lambda: bool(hw.downloads.rows) and only_row(hw).status.state == "failed",
+                    timeout=WAIT)
+    row = only_row(hw)
+    assert "sha256" in row.detail.text() and row.detail.text().startswith("Failed:")
+    assert not list(win.library.models_dir.rglob("tiny-llama-Q4_0.gguf*"))
+    assert str(target(win, "tiny-llama-Q4_0.gguf")) not in win.picker.paths()
+    assert "failed" in win.statusBar().currentMessage()
