@@ -36,10 +36,13 @@ class HubMixin:
                 self.show_banner(f"Downloads are unavailable: {error_text(e)}")
                 return None
             self.downloads.jobUpdated.connect(self._on_download_update)
-            for st in self.downloads.jobs():
+            jobs = self.downloads.jobs()
+            for st in jobs:
                 if st.state in ("done", "failed"):
                     self._announced.add(st.job_id)
                 self._on_download_update(st)
+            if any(st.state == "done" for st in jobs):
+                self.refresh_models()       # one may have finished before the signal was connected
             broken = getattr(self.downloads.manager, "load_error", "")
             if broken:
                 self.show_banner(broken)
