@@ -120,7 +120,7 @@ class Progress:
         if self.tty:
             sys.stderr.write("\r" + line + "\033[K")
             self.drawn = True
-        elif int(frac * 10) != self.last_step:
+        elif int(frac * 10) != self.last_step or s.state not in ("queued", "running"):
             self.last_step = int(frac * 10)
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
