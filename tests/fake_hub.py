@@ -54,6 +54,16 @@ class FakeRepo:
     likes: int = 0
     last_modified: str = "2025-01-01T00:00:00.000Z"
     tags: list[str] = field(default_factory=lambda: ["gguf"])
+    history: dict[str, dict[str, FakeFile]] = field(default_factory=dict)   # commit -> files
+
+    def __post_init__(self):
+        if not self.history:
+            self.history[hashlib.sha1(self.repo_id.encode()).hexdigest()] = self.files
+
+    @property
+    def sha(self) -> str:
+        """The latest commit (its files are `files`; older commits stay in `history`)."""
+        return next(reversed(self.history))
 
 
 @dataclass
@@ -108,6 +118,15 @@ class FakeHub:
 
     def slow(self, path: str, seconds_per_chunk: float) -> None:
         self._slow[path] = seconds_per_chunk
+
+    def commit(self, repo_id: str, path: str, data: bytes) -> str:
+        """A new commit changing one file; the old commit's files stay downloadable."""
+        r = self.repos[repo_id]
+        files = dict(r.files)
+        files[path] = FakeFile(data, lfs=path.endswith(".gguf"))
+        sha = hashlib.sha1((r.sha + path).encode()).hexdigest()
+        r.history[sha] = r.files = files
+        return sha
 
     def wrong_sha(self, repo_id: str, path: str) -> None:
         self.repos[repo_id].files[path].sha256 = hashlib.sha256(b"something else").hexdigest()
@@ -175,7 +194,7 @@ class FakeHub:
 
     def info(self, r: FakeRepo, blobs: bool) -> dict:
         d = self.summary(r)
-        d["sha"] = "0" * 40
+        d["sha"] = r.sha
         sib = []
         for p, f in r.files.items():
             s = {"rfilename": p}
@@ -227,8 +246,11 @@ class _Handler(BaseHTTPRequestHandler):
         if "/resolve/" in path:
             return self.resolve(path, headers, method)
         if path.startswith("/_cdn/"):
-            repo_id, _, file_path = path[len("/_cdn/"):].partition("/_/")
-            f = hub.repos[repo_id].files.get(file_path) if repo_id in hub.repos else None
+            where, _, file_path = path[len("/_cdn/"):].partition("/_/")
+            repo_id, _, rev = where.rpartition("/")
+            r = hub.repos.get(repo_id)
+            files = (r.files if rev == "main" else r.history.get(rev, {})) if r else {}
+            f = files.get(file_path)
             if f is None:
                 return self.send_error_json(404, "no such object")
             return self.send_file(file_path, f.data, headers.get("range"), method)
@@ -250,19 +272,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def resolve(self, path: str, headers: dict, method: str) -> None:
         repo_id, _, rest = path.lstrip("/").partition("/resolve/")
-        file_path = rest.partition("/")[2]
+        rev, _, file_path = rest.partition("/")
         r = self.repo_or_error(repo_id, headers)
         if r is None:
             return
         if r.gated and not self.hub.authorized(headers):
             code = 403 if "authorization" in headers else 401
             return self.send_error_json(code, "Access to this model is restricted", "GatedRepo")
-        f = r.files.get(file_path)
+        files = r.files if rev == "main" else r.history.get(rev)
+        if files is None:
+            return self.send_error_json(404, "Revision not found", "RevisionNotFound")
+        f = files.get(file_path)
         if f is None:
             return self.send_error_json(404, "Entry not found", "EntryNotFound")
         if self.hub.redirect and f.lfs:
             self.send_response(302)
-            self.send_header("Location", f"/_cdn/{repo_id}/_/{file_path}?sig=x")
+            self.send_header("Location", f"/_cdn/{repo_id}/{rev}/_/{file_path}?sig=x")
             self.send_header("Content-Length", "0")
             self.send_header("Connection", "close")
             self.end_headers()

@@ -105,6 +105,8 @@ class Progress:
 
     def __init__(self):
         self.drawn = False
+        self.tty = sys.stderr.isatty()
+        self.last_step = -1          # not a terminal: one line per 10% instead of redrawing
 
     def show(self, s) -> None:
         from inference.model_info import human_bytes
@@ -112,12 +114,16 @@ class Progress:
         frac = s.done_bytes / s.total_bytes if s.total_bytes else 0.0
         fill = int(frac * self.WIDTH)
         eta = _clock(s.eta_s) if s.eta_s is not None else "--:--"
-        line = (f"\r[{'#' * fill}{'.' * (self.WIDTH - fill)}] {frac * 100:5.1f}%  "
-                f"{human_bytes(s.done_bytes)} / {human_bytes(s.total_bytes)}  "
-                f"{human_bytes(s.speed_bps)}/s  ETA {eta}  {s.name}")
-        sys.stderr.write(line + "\033[K")
+        rate = "verified" if s.state == "done" else f"{human_bytes(s.speed_bps)}/s  ETA {eta}"
+        line = (f"[{'#' * fill}{'.' * (self.WIDTH - fill)}] {frac * 100:5.1f}%  "
+                f"{human_bytes(s.done_bytes)} / {human_bytes(s.total_bytes)}  {rate}  {s.name}")
+        if self.tty:
+            sys.stderr.write("\r" + line + "\033[K")
+            self.drawn = True
+        elif int(frac * 10) != self.last_step or s.state not in ("queued", "running"):
+            self.last_step = int(frac * 10)
+            sys.stderr.write(line + "\n")
         sys.stderr.flush()
-        self.drawn = True
 
     def end(self) -> None:
         if self.drawn:

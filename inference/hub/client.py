@@ -7,6 +7,7 @@ from the environment at each call so a changed HF_ENDPOINT takes effect without 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ API_TIMEOUT = 30.0       # seconds for one metadata request
 PROBE_TIMEOUT = 10.0
 # The search listing's default fields lack lastModified and gated: ask for exactly these.
 EXPAND = ["downloads", "likes", "lastModified", "gated"]
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass
@@ -120,11 +122,12 @@ def repo_files(repo_id: str, token: str | None = None) -> list[RepoFile]:
     probe(token)
     with translated(endpoint(), repo_id, token):
         info = api(token).model_info(repo_id, files_metadata=True, timeout=API_TIMEOUT)
+    revision = info.sha if info.sha and _COMMIT.fullmatch(info.sha) else "main"
     out = []
     for s in info.siblings or []:
         lfs = s.lfs
         size = s.size if s.size is not None else (lfs.size if lfs else 0)
-        out.append(RepoFile(s.rfilename, int(size or 0), lfs.sha256 if lfs else None))
+        out.append(RepoFile(s.rfilename, int(size or 0), lfs.sha256 if lfs else None, revision))
     return out
 
 

@@ -75,7 +75,7 @@ class DownloadManager:
                     if j.state == "done" and all(p.is_file() for p in self._paths(j)):
                         return j.job_id
                     if j.state in ("paused", "failed", "done"):
-                        j.files = list(variant.files)
+                        self._refresh(j, variant)
                         self._requeue(j)
                     return j.job_id
             job = Job(uuid.uuid4().hex[:12], repo_id, variant.name, list(variant.files))
@@ -220,7 +220,7 @@ class DownloadManager:
                     job.completed.append(f.path)
                     self._progress(job, f.size)
                 continue
-            fetch(file_url(job.repo_id, f.path), f, target, headers, repo_id=job.repo_id,
+            fetch(file_url(job.repo_id, f.path, f.revision), f, target, headers, repo_id=job.repo_id,
                   on_bytes=lambda n: self._progress(job, n),
                   on_reset=lambda n: self._progress(job, -n),
                   should_stop=lambda: self._stop is not None,
@@ -280,6 +280,15 @@ class DownloadManager:
         j.state, j.error = "queued", ""
         self._changed(j)
         self._cond.notify_all()
+
+    def _refresh(self, j: Job, variant: Variant) -> None:
+        """Take a newer listing; partial files of a file that changed upstream are stale."""
+        for old, new in zip(j.files, variant.files):
+            if old.sha256 != new.sha256 or old.size != new.size:
+                p = local_path(self.models_dir, j.repo_id, old.path)
+                p.with_name(p.name + ".part").unlink(missing_ok=True)
+        j.files = list(variant.files)
+        j.done_bytes = self._on_disk(j)
 
     def _on_disk(self, j: Job) -> int:
         """Bytes of the job already downloaded: completed files plus .part files."""

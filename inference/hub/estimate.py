@@ -200,7 +200,7 @@ def estimate_ram(repo_id: str, variant: Variant, n_ctx: int, token: str | None =
     """Weights (the variant's bytes) plus cache at n_ctx, from the first file's header."""
     from .client import auth_headers, file_url
 
-    url = file_url(repo_id, variant.first.path)
+    url = file_url(repo_id, variant.first.path, variant.first.revision)
     try:
         meta = read_remote_metadata(url, variant.first.size, auth_headers(token), repo_id=repo_id)
     except GGUFError:

@@ -56,7 +56,8 @@ class Job:
 
     @classmethod
     def from_json(cls, d: dict) -> Job:
-        files = [RepoFile(str(f["path"]), int(f["size"]), f.get("sha256")) for f in d["files"]]
+        files = [RepoFile(str(f["path"]), int(f["size"]), f.get("sha256"), str(f.get("revision", "main")))
+                 for f in d["files"]]
         state = d.get("state", "queued")
         if state not in STATES:
             state = "failed"

@@ -22,6 +22,7 @@ class RepoFile:
     path: str                    # path inside the repository
     size: int                    # bytes
     sha256: str | None = None    # the LFS sha256 the Hub publishes (None for small non-LFS files)
+    revision: str = "main"       # the commit the listing came from: bytes and sha256 stay consistent
 
 
 @dataclass

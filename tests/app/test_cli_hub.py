@@ -83,7 +83,7 @@ def test_download_prints_the_path_last(env, tiny_repo, fake_hub, tmp_path):
     path = r.stdout.strip().splitlines()[-1]
     assert path == str(tmp_path / "m" / "test__tiny-llama-GGUF" / "tiny-llama-Q4_K_M.gguf")
     assert Path(path).read_bytes() == golden_bytes("tiny-llama-Q4_K_M")
-    assert "100.0%" in r.stderr and "ETA" in r.stderr and "/s" in r.stderr
+    assert "100.0%" in r.stderr and "verified" in r.stderr and "/s  ETA " in r.stderr
     # the default folder is the app's models folder, where the library looks
     r = lectern(env, "download", tiny_repo, "--file", "tiny-llama-Q4_0.gguf")
     assert r.returncode == 0, r.stderr

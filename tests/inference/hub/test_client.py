@@ -125,7 +125,7 @@ def test_server_error_and_recovery(fake_hub, tiny_repo):
     assert len(list_variants(tiny_repo)) == len(LLAMA_QUANTS)
 
 
-def test_offline_hub_says_so_and_fast(fake_hub, tiny_repo):
+def test_offline_hub_says_so(fake_hub, tiny_repo):
     fake_hub.stop()
     for call in (lambda: search_repos("tiny"), lambda: list_variants(tiny_repo),
                  lambda: model_card(tiny_repo)):

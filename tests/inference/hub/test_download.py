@@ -181,6 +181,35 @@ def test_slow_transfer_reports_speed_and_eta(fake_hub, tiny_repo, manager):
     assert done == sorted(done)
 
 
+def test_files_come_from_the_listed_commit(fake_hub, tiny_repo, manager, models_dir):
+    """A commit upstream while a download is paused: resume finishes the listed version (its
+    bytes match its sha256); adding the variant again from a new listing starts the new one."""
+    name = "tiny-llama-Q6_K.gguf"
+    old = golden_bytes("tiny-llama-Q6_K")
+    listed = fake_hub.repos[tiny_repo].sha
+    gate = fake_hub.hold(name, 2 * CHUNK)
+    m = manager()
+    job = m.add(tiny_repo, variant(tiny_repo, "Q6_K"))
+    wait_until(lambda: m.status(job).done_bytes >= 2 * CHUNK, what="2 chunks")
+    m.pause(job)
+    gate.set()
+    assert m.wait(job, 60).state == "paused"
+    new = old[::-1]
+    fake_hub.commit(tiny_repo, name, new)
+    m.resume(job)
+    s = m.wait(job, 60)
+    assert s.state == "done" and open(s.local_paths[0], "rb").read() == old
+    assert {r.path.split("/resolve/")[1].split("/")[0] for r in fake_hub.file_requests(name)} == {listed}
+    # the new listing: a new job is not needed, the finished one is refreshed
+    target = local_path(models_dir, tiny_repo, name)
+    target.unlink()
+    part = target.with_name(name + ".part")
+    part.write_bytes(old[:50_000])                   # a stale partial of the old version
+    s = m.wait(m.add(tiny_repo, variant(tiny_repo, "Q6_K")), 60)
+    assert s.state == "done" and target.read_bytes() == new
+    assert fake_hub.file_requests(name)[-1].headers.get("range") is None    # started over
+
+
 def test_gated_files_need_the_token(fake_hub, manager):
     fake_hub.add_repo("g/gated-GGUF", {"m-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")}, gated=True)
     v = variant("g/gated-GGUF", "Q4_0")
