@@ -205,14 +205,14 @@ def hub_shots(app, win, out: Path) -> int:
                                   for r in hw.downloads.rows.values()), 60)
         hw.variants.selectRow(hw.variants.row_of(hw.variants.recommended or "Q8_0"))
         pause(app, 0.4)
-        shot(hw, out, "11-model-hub")
+        shot(hw, out, "14-model-hub")
         for r in hw.downloads.rows.values():
             if r.status.state in ("running", "queued"):
                 hw.downloads.cancel(r.job_id)
         hw.open_repo("lectern-demo/private-GGUF")
         wait(app, hw.token_bar.isVisible, 60)
         pause(app)
-        shot(hw, out, "12-model-hub-token")
+        shot(hw, out, "15-model-hub-token")
         hw.close()
     finally:
         fake.stop()
