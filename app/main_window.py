@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QM
 from .chat_controller import ChatMixin
 from .chat_view import ChatView
 from .conversation_list import ConversationList
+from .hub_control import HubMixin
 from .library import Library, ModelEntry
 from .message_input import MessageInput
 from .model_picker import ModelPicker
@@ -26,7 +27,7 @@ from .worker import WorkerThread
 CONTEXT_WARN = 0.8      # the meter turns red above this share of the context
 
 
-class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
+class MainWindow(HubMixin, RemoteModelsMixin, ChatMixin, QMainWindow):
     def __init__(self, store: Store, library: Library, ram_bytes: int | None = None):
         super().__init__()
         from inference import __version__
@@ -44,6 +45,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         self.model_text = ""
         self.setWindowTitle("Lectern")
         self.setAcceptDrops(True)
+        self._init_hub()
         self._build()
         self._actions()
         self._init_chat()
@@ -53,6 +55,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         w.loadFailed.connect(self._on_load_failed)
         self.refresh_models()
         self.restore_state()
+        QTimer.singleShot(0, self, self.resume_downloads)     # a download queue left by the last run
 
     # --- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -120,6 +123,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         self.picker.modelChosen.connect(self.load_model)
         self.picker.importRequested.connect(self.import_dialog)
         self.picker.remoteRequested.connect(self.add_remote_dialog)
+        self.picker.hubRequested.connect(self.open_hub)
 
     def _act(self, menu, text, slot, shortcut=None, tip="") -> QAction:
         a = QAction(text, self)
@@ -136,6 +140,8 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         f = mb.addMenu("&File")
         self.act_new = self._act(f, "&New chat", self.new_chat, "Ctrl+N")
         self._act(f, "&Import model…", self.import_dialog, "Ctrl+O")
+        self.act_hub = self._act(f, "&Download models…", self.open_hub, "Ctrl+Shift+M",
+                                 tip="Find GGUF models on Hugging Face and download them")
         self._act(f, "Export chat as &Markdown…", lambda: self.export_dialog("md"))
         self._act(f, "Export chat as &JSON…", lambda: self.export_dialog("json"))
         f.addSeparator()
@@ -145,6 +151,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         e = mb.addMenu("&Chat")
         self._act(e, "&Find chats", self.focus_search, "Ctrl+F")
         self.act_stop = self._act(e, "&Stop answer", self.stop, "Esc")
+        self.act_stop.setShortcutContext(Qt.WindowShortcut)     # Esc in the hub window closes it
         self.act_regen = self._act(e, "&Regenerate answer", self.regenerate, "Ctrl+R")
         self._act(e, "&Copy last answer", self.copy_last_answer, "Ctrl+Shift+C")
         t = mb.addMenu("&Tools")
@@ -376,5 +383,6 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         self.stop()
         self.save_state()
         self.server.stop()
+        self.close_hub()
         self.worker.shutdown()
         super().closeEvent(ev)
