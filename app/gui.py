@@ -22,6 +22,20 @@ def startup_model(store, library, requested: str | None) -> str | None:
     return library.builtin_path()
 
 
+def app_icon():
+    """Lectern's icon from resources/icons (PNG sizes rendered by packaging/make_icons.py)."""
+    import importlib.resources
+
+    from PySide6.QtGui import QIcon
+
+    icon = QIcon()
+    icons = importlib.resources.files("resources") / "icons"
+    for f in sorted(icons.iterdir(), key=lambda f: f.name):
+        if f.name.startswith("lectern-") and f.name.endswith(".png"):
+            icon.addFile(str(f))
+    return icon
+
+
 def build(argv=None, model: str | None = None, ram_bytes: int | None = None, builtin: str | None = None):
     """(app, window, model path to load): everything created, nothing shown or loaded yet."""
     from PySide6.QtWidgets import QApplication
@@ -34,6 +48,8 @@ def build(argv=None, model: str | None = None, ram_bytes: int | None = None, bui
     app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
     app.setApplicationName("Lectern")
     app.setOrganizationName("Lectern")
+    app.setDesktopFileName("lectern")          # matches lectern.desktop (Wayland/taskbar grouping)
+    app.setWindowIcon(app_icon())
     theme.apply(app)
     store = Store()
     library = Library(store, store.get("models_dir") or None, builtin=builtin)
