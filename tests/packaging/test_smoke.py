@@ -15,10 +15,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def git_status() -> str:
-    """Tracked changes and untracked files that .gitignore does not cover."""
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO,
-                          capture_output=True, text=True, check=True).stdout
+def git_status() -> str | None:
+    """Tracked changes and untracked files that .gitignore does not cover (None: not a git checkout)."""
+    r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO,
+                       capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else None
 
 
 @pytest.mark.slow
@@ -30,7 +31,7 @@ def test_linux_installer_builds_installs_and_runs(tmp_path):
     env = dict(os.environ, LECTERN_BUILD_VENV=sys.prefix, LECTERN_DEV_PYTHON=sys.executable,
                LECTERN_DIST=str(dist))
     r = subprocess.run([str(REPO / "packaging" / "smoke-test.sh")], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=3600)
+                       capture_output=True, text=True, timeout=1750)
     print(r.stdout)                      # timings and sizes, shown with -s / -rP
     assert r.returncode == 0, f"smoke test failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
     assert r.stdout.rstrip().endswith("smoke-test: PASS")
@@ -48,4 +49,5 @@ def test_linux_installer_builds_installs_and_runs(tmp_path):
     # lean: no Qt module the app does not use
     unused = ("Qt6Network", "Qt6Qml", "Qt6Quick", "Qt6Svg", "Qt6OpenGL", "Qt6Pdf", "Qt6WebEngine")
     assert not [n for n in names if any(u in n for u in unused)]
-    assert git_status() == before, "the build left files in the repository outside ignored folders"
+    if before is not None:
+        assert git_status() == before, "the build left files in the repository outside ignored folders"
