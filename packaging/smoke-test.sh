@@ -8,6 +8,7 @@
 # 3. runs the installed /usr/bin/lectern in a clean environment (env -i; PATH holds only the
 #    installed bin/, so no Python from the system; PYTHONHOME/PYTHONPATH unset):
 #      lectern --version                                 -> "lectern <version>"
+#      HF_HUB_OFFLINE=1 lectern search llama             -> the clear offline error (hub client bundled)
 #      lectern generate --temperature 0 -n 8 "Hello"     -> non-empty, the same greedy text as the
 #                                                           dev venv gives (bundled model), and
 #                                                           JIT kernels compiled by the bundled LLVM
@@ -89,6 +90,11 @@ t0="$(now)"
 out="$(run lectern --version)" || fail "lectern --version exited $?"
 t_version="$(since "$t0")"
 [ "$out" = "lectern $version" ] || fail "lectern --version printed '$out', expected 'lectern $version'"
+
+step "HF_HUB_OFFLINE=1 lectern search llama (the Hugging Face client loads from the bundle)"
+hub_log="$(run HF_HUB_OFFLINE=1 lectern search llama 2>&1)" && fail "lectern search worked in offline mode?"
+echo "$hub_log" | grep -q "offline mode is on" \
+    || { echo "$hub_log" >&2; fail "lectern search did not give the offline-mode error"; }
 
 step "lectern generate --temperature 0 -n 8 \"$prompt\" (bundled model)"
 t0="$(now)"
