@@ -15,8 +15,10 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QM
 from .chat_controller import ChatMixin
 from .chat_view import ChatView
 from .conversation_list import ConversationList
+from .document_widgets import ReadingBar
+from .documents_controller import DocumentsMixin
 from .library import Library, ModelEntry
-from .message_input import MessageInput
+from .message_input import ATTACH_SHORTCUT, MessageInput
 from .model_picker import ModelPicker
 from .remote_models import RemoteModelsMixin, is_remote
 from .server_control import ServerControl
@@ -26,7 +28,7 @@ from .worker import WorkerThread
 CONTEXT_WARN = 0.8      # the meter turns red above this share of the context
 
 
-class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
+class MainWindow(RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWindow):
     def __init__(self, store: Store, library: Library, ram_bytes: int | None = None):
         super().__init__()
         from inference import __version__
@@ -59,6 +61,8 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         self.conversations = ConversationList()
         self.chat = ChatView()
         self.input = MessageInput()
+        self.input.filesDropped.connect(self.drop_paths)
+        self.reading = ReadingBar()
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -77,6 +81,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         rl.setContentsMargins(0, 6, 6, 6)
         rl.addWidget(self.banner_box)
         rl.addWidget(self.chat, 1)
+        rl.addWidget(self.reading)
         rl.addWidget(self.input)
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.addWidget(self.conversations)
@@ -144,6 +149,8 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         self._act(f, "&Quit", self.close, "Ctrl+Q")
         e = mb.addMenu("&Chat")
         self._act(e, "&Find chats", self.focus_search, "Ctrl+F")
+        self.act_attach = self._act(e, "&Attach documents…", self.attach_dialog, ATTACH_SHORTCUT,
+                                    tip=f"Attach documents to the next message ({ATTACH_SHORTCUT})")
         self.act_stop = self._act(e, "&Stop answer", self.stop, "Esc")
         self.act_regen = self._act(e, "&Regenerate answer", self.regenerate, "Ctrl+R")
         self._act(e, "&Copy last answer", self.copy_last_answer, "Ctrl+Shift+C")
@@ -253,6 +260,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
             self.server.stop()
             self.statusBar().showMessage(self.server.start(), 6000)
         self.set_context_meter(max(self.meter.value(), 0), self.n_ctx)
+        self.measure_documents()
         if self.current is not None:
             self.store.set_conversation_model(self.current, self.model_path)
             msgs = self.store.messages(self.current)
@@ -296,18 +304,34 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         return e
 
     def dragEnterEvent(self, ev) -> None:
-        if any(u.toLocalFile().lower().endswith(".gguf") for u in ev.mimeData().urls()):
+        if any(u.isLocalFile() for u in ev.mimeData().urls()):
             ev.acceptProposedAction()
 
     def dropEvent(self, ev) -> None:
-        for u in ev.mimeData().urls():
-            if u.toLocalFile().lower().endswith(".gguf"):
-                self.import_model(u.toLocalFile())
+        self.drop_paths([u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()])
 
-    def open_settings(self) -> None:
+    def drop_paths(self, paths: list[str]) -> None:
+        """Dropped .gguf files are models to import; anything else is a document to attach."""
+        docs = []
+        for p in paths:
+            if p.lower().endswith(".gguf"):
+                self.import_model(p)
+            else:
+                docs.append(p)
+        if docs:
+            self.attach_paths(docs)
+
+    def open_settings(self, focus: str | None = None) -> None:
+        """The settings dialog; focus: a field to start in ("n_ctx" for the context size)."""
         from .settings_dialog import SettingsDialog
 
         d = SettingsDialog(str(self.library.models_dir), self.model_entry, self.model_settings(), self)
+        self.settings_dialog = d
+        if focus and hasattr(d, focus):
+            field = getattr(d, focus)
+            field.setFocus()
+            if hasattr(field, "selectAll"):
+                field.selectAll()
         if d.exec():
             self.apply_settings(d.models_dir.text(), d.values())
 

@@ -1,0 +1,117 @@
+"""Attached documents in the real window (offscreen, the golden tiny llama): attach by the
+paperclip's API and by a drop, chips with name / characters / tokens, preview, refused files,
+the fit line, the prompt the model reads, reading progress with Stop, read-once reuse,
+a restart, and a new conversation from a read document."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from .conftest import fast_settings
+
+PARAGRAPH = ("The lighthouse keeper of Varne Island logs the weather at six every morning. "
+             "In 1911 the lamp was converted from oil to acetylene, and the fog bell was retired. ")
+
+
+def write_doc(tmp_path: Path, name: str = "report.txt", repeat: int = 6) -> Path:
+    p = tmp_path / "docs" / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("\n".join(f"{i}. {PARAGRAPH}" for i in range(repeat)), encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def win(make_window, tmp_path):
+    w = make_window()
+    w.worker.worker.states_dir = tmp_path / "states"
+    return w
+
+
+def attach(qtbot, win, *paths):
+    win.attach_paths([str(p) for p in paths])
+    qtbot.waitUntil(lambda: not win.extracting, timeout=30_000)
+
+
+def wait_fit(qtbot, win):
+    qtbot.waitUntil(lambda: win.fit is not None, timeout=60_000)
+
+
+def drop(win, widget, paths):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    ev = QDropEvent(QPoint(10, 10).toPointF(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    widget.dropEvent(ev)
+    return ev
+
+
+def test_attach_shows_a_chip_with_name_characters_and_tokens(qtbot, win, tmp_path):
+    from inference.engine import Engine
+
+    p = write_doc(tmp_path)
+    attach(qtbot, win, p)
+    [chip] = win.input.attachments.chips
+    text = p.read_text(encoding="utf-8")
+    assert chip.doc.text == text and chip.doc.name == "report.txt"
+    wait_fit(qtbot, win)
+    want = len(Engine.load(win.model_path).tokenizer.encode(text, add_bos=False))
+    assert chip.tokens == want
+    label = chip.label.text()
+    assert "report.txt" in label and f"{len(text):,} characters" in label and f"{want:,} tokens" in label
+    assert win.input.attachments.isVisible()
+    # the paperclip and the menu action say their shortcut
+    assert "Ctrl+Shift+A" in win.input.attach.toolTip()
+    assert win.act_attach.shortcut().toString() == "Ctrl+Shift+A"
+    chip.close_button.click()
+    assert win.input.attachments.chips == [] and not win.input.fit_label.isVisible()
+
+
+def test_drop_attaches_documents_and_still_imports_models(qtbot, win, tmp_path, tiny_model):
+    a, b = write_doc(tmp_path, "a.md"), write_doc(tmp_path, "b.txt", 2)
+    drop(win, win, [a, b])
+    qtbot.waitUntil(lambda: len(win.input.attachments.chips) == 2, timeout=30_000)
+    assert [c.doc.name for c in win.input.attachments.chips] == ["a.md", "b.txt"]
+    # a drop onto the message box attaches too (instead of pasting the path as text)
+    c = write_doc(tmp_path, "c.txt", 1)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(c))])
+    assert win.input.edit.canInsertFromMimeData(mime)
+    win.input.edit.insertFromMimeData(mime)
+    qtbot.waitUntil(lambda: len(win.input.attachments.chips) == 3, timeout=30_000)
+    assert win.input.edit.toPlainText() == ""
+    # a folder brings its files
+    win.input.attachments.clear()
+    drop(win, win, [a.parent])
+    qtbot.waitUntil(lambda: len(win.input.attachments.chips) == 3, timeout=30_000)
+    assert sorted(c.doc.name for c in win.input.attachments.chips) == ["docs/a.md", "docs/b.txt",
+                                                                        "docs/c.txt"]
+
+
+def test_preview_dialog_shows_the_text_and_finds(qtbot, win, tmp_path):
+    p = write_doc(tmp_path)
+    attach(qtbot, win, p)
+    chip = win.input.attachments.chips[0]
+    qtbot.mouseClick(chip, Qt.LeftButton)
+    d = win.preview
+    assert d.isVisible() and d.text.toPlainText() == p.read_text(encoding="utf-8")
+    assert d.text.isReadOnly()
+    d.find_box.setText("acetylene")
+    assert d.find_next(from_start=True) and d.text.textCursor().selectedText() == "acetylene"
+    d.find_box.setText("zeppelin")
+    assert not d.find_next(from_start=True) and d.find_note.text() == "not found"
+    d.close()
+
+
+def test_binary_and_unsupported_files_get_a_banner_and_no_chip(qtbot, win, tmp_path):
+    blob = tmp_path / "data.bin2"
+    blob.write_bytes(bytes(range(256)) * 64)
+    img = tmp_path / "photo.png"
+    img.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    good = write_doc(tmp_path, "ok.txt", 1)
+    attach(qtbot, win, blob, img, good)
+    assert [c.doc.name for c in win.input.attachments.chips] == ["ok.txt"]
+    text = win.banner.text()
+    assert win.banner_box.isVisible() and "data.bin2" in text and "photo.png" in text
+    assert "ok.txt" not in text
