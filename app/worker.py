@@ -62,6 +62,8 @@ class InferenceWorker(QObject):
         self.closing = False
         self.states_dir = None      # saved reading states (read once); None: cache_dir()/states
         self._states = None
+        self.prefill_rate = 0.0     # tokens/s of the last read: sizes its chunks (Stop latency)
+        self.checkpoint_every = 4096  # tokens between saved checkpoints of a long read
 
     # --- called directly from any thread --------------------------------------------------------
     def stop(self, rid: int) -> None:
@@ -206,6 +208,8 @@ class InferenceWorker(QObject):
                     for piece in gen:
                         emit(self.token, rid, piece)
             stats = stats_dict(gen.stats, self.session.n_ctx, time.perf_counter() - t0)
+            if gen.stats.prefill_tokens >= 16:
+                self.prefill_rate = gen.stats.prefill_tokens_per_s
             if read is not None:
                 stats.update(reused_tokens=read.n_reused, state_bytes=read.state_bytes,
                              prefill_tokens_per_s=read.n_evaluated / read.seconds if read.seconds else 0.0,
@@ -231,7 +235,11 @@ class InferenceWorker(QObject):
         from . import worker_documents as wd
 
         b = wd.doc_boundary(self.engine, tokens, messages, docs["index"], docs.get("question", ""))
-        return wd.read_prompt(self.session, tokens, self.state_store(), b, progress, cancel)
+        r = wd.read_prompt(self.session, tokens, self.state_store(), b, progress, cancel,
+                           chunk=wd.chunk_for(self.prefill_rate), every=self.checkpoint_every)
+        if r.n_evaluated and r.seconds > 0:
+            self.prefill_rate = r.n_evaluated / r.seconds
+        return r
 
     def _prompt_remote(self, rid: int, messages: list, params: dict) -> None:
         from inference import LecternError
@@ -276,6 +284,8 @@ class InferenceWorker(QObject):
     @Slot(int, object, object, int)
     def measure(self, rid: int, texts: list, messages: list, max_tokens: int) -> None:
         """Token counts of the attached documents and whether the prompt fits (measured)."""
+        from inference.documents import available_ram
+
         from . import worker_documents as wd
 
         if self.engine is None:
@@ -284,7 +294,7 @@ class InferenceWorker(QObject):
         try:
             with self.engine_lock:
                 r = wd.measure(self.engine, self.session.n_ctx, texts, messages, max_tokens,
-                               self.ram_bytes)
+                               self.ram_bytes or available_ram())
         except Exception as e:  # noqa: BLE001 (a meter: the window shows the reason)
             traceback.print_exc()
             r = {"error": f"{type(e).__name__}: {e}"}

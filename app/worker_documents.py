@@ -12,7 +12,6 @@ Token layout of a prompt with documents (the chat template around build_prompt's
 from __future__ import annotations
 
 import dataclasses
-import time
 
 OTHER_QUESTION = "A different question?"
 
@@ -58,31 +57,28 @@ class ReadResult:
     n_evaluated: int
     seconds: float
     cancelled: bool
-    state_bytes: int       # size of the saved state(s) of this read (0: none saved)
+    state_bytes: int       # size of the saved state of the whole prompt (0: none saved)
 
 
-def read_prompt(session, tokens: list[int], store, boundary: int, progress=None,
-                cancel=None) -> ReadResult:
-    """Make `session` hold `tokens`, through store (restore, checkpoint, save); when boundary
-    (0 < boundary < len) is given, the documents are read and saved first."""
+def chunk_for(rate: float, seconds: float = 0.5) -> int:
+    """Prefill chunk that takes about `seconds` at `rate` tokens/s (cancel is checked between
+    chunks, so this bounds how long Stop takes); 32 until a rate is known."""
+    if rate <= 0:
+        return 32
+    return int(min(256, max(8, rate * seconds)))
+
+
+def read_prompt(session, tokens: list[int], store, boundary: int, progress=None, cancel=None,
+                chunk: int = 256, every: int = 4096) -> ReadResult:
+    """Make `session` hold `tokens` through the store (restore, checkpoint, save); the state at
+    `boundary` (the end of the documents) is kept for other questions."""
     from inference.documents import read_tokens
 
-    t0 = time.perf_counter()
-    total = len(tokens)
-    parts = [boundary, total] if 0 < boundary < total else [total]
-    reused = evaluated = 0
-    state_bytes = 0
-    base = 0
-    for i, end in enumerate(parts):
-        def prog(done, todo, _base=base, _end=end):
-            if progress is not None:     # one bar over the whole prompt
-                progress(_base + done, _base + todo + (total - _end))
-        r = read_tokens(session, tokens[:end], store, progress=prog, cancel=cancel)
-        if i == 0:
-            reused = r.n_reused
-        evaluated += r.n_evaluated
-        state_bytes = max(state_bytes, int(getattr(r, "state_bytes", 0) or 0))
-        if r.cancelled:
-            return ReadResult(total, reused, evaluated, time.perf_counter() - t0, True, state_bytes)
-        base = base + r.n_evaluated
-    return ReadResult(total, reused, evaluated, time.perf_counter() - t0, False, state_bytes)
+    keep = [boundary] if 0 < boundary < len(tokens) else []
+    r = read_tokens(session, tokens, store, checkpoint_every=every, progress=progress,
+                    cancel=cancel, keep_at=keep, chunk=chunk)
+    size = 0
+    if not r.cancelled:
+        best = store.best_prefix(session.engine, tokens)
+        size = store.size_of(best[1]) if best and best[0] == len(tokens) else 0
+    return ReadResult(r.n_tokens, r.n_reused, r.n_evaluated, r.seconds, r.cancelled, size)

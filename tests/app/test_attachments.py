@@ -16,7 +16,7 @@ PARAGRAPH = ("The lighthouse keeper of Varne Island logs the weather at six ever
              "In 1911 the lamp was converted from oil to acetylene, and the fog bell was retired. ")
 
 
-def write_doc(tmp_path: Path, name: str = "report.txt", repeat: int = 6) -> Path:
+def write_doc(tmp_path: Path, name: str = "report.txt", repeat: int = 1) -> Path:
     p = tmp_path / "docs" / name
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text("\n".join(f"{i}. {PARAGRAPH}" for i in range(repeat)), encoding="utf-8")
@@ -68,7 +68,7 @@ def test_attach_shows_a_chip_with_name_characters_and_tokens(qtbot, win, tmp_pat
     assert win.input.attachments.chips == [] and not win.input.fit_label.isVisible()
 
 
-def test_drop_attaches_documents_and_still_imports_models(qtbot, win, tmp_path, tiny_model):
+def test_drop_attaches_files_and_folders(qtbot, win, tmp_path):
     a, b = write_doc(tmp_path, "a.md"), write_doc(tmp_path, "b.txt", 2)
     drop(win, win, [a, b])
     qtbot.waitUntil(lambda: len(win.input.attachments.chips) == 2, timeout=30_000)
@@ -115,3 +115,84 @@ def test_binary_and_unsupported_files_get_a_banner_and_no_chip(qtbot, win, tmp_p
     text = win.banner.text()
     assert win.banner_box.isVisible() and "data.bin2" in text and "photo.png" in text
     assert "ok.txt" not in text
+
+
+def ask(qtbot, win, text, timeout=120_000):
+    win.input.edit.setPlainText(text)
+    qtbot.keyClick(win.input.edit, Qt.Key_Return)
+    qtbot.waitUntil(lambda: not win.busy and win.send_after_measure is None, timeout=timeout)
+    return win.store.messages(win.current)
+
+
+def test_fit_line_refuses_a_prompt_too_long_and_offers_remedies(qtbot, win, tmp_path):
+    from PySide6.QtCore import QTimer
+
+    win.apply_settings("", dict(win.model_settings(), n_ctx=256))
+    qtbot.waitUntil(lambda: win.loading_lid is None and win.n_ctx == 256, timeout=30_000)
+    attach(qtbot, win, write_doc(tmp_path))
+    wait_fit(qtbot, win)
+    f = win.fit
+    line = win.input.fit_label.text()
+    assert not f["fits"] and f["n_tokens"] > 256 and f["n_ctx"] == 256
+    assert line.startswith(f"Does not fit: {f['n_tokens']:,} tokens, the context holds 256")
+    assert f"raise the context setting to at least {f['n_tokens']:,} tokens" in line
+    assert "use a model with a longer context" in line and "trim the documents" in line
+    assert win.input.fit_fix.isVisible() and win.input.fit_ok is False
+    # Send is refused: nothing stored, the question stays in the box, the banner says why
+    win.input.edit.setPlainText("What happened in 1911?")
+    qtbot.keyClick(win.input.edit, Qt.Key_Return)
+    assert not win.busy and win.current is None
+    assert win.input.edit.toPlainText() == "What happened in 1911?"
+    assert win.banner.text().startswith("Not sent. Does not fit")
+    # the remedy button opens Settings at the context size
+    seen = {}
+
+    def look():
+        d = win.settings_dialog
+        seen["focus"] = d.focusWidget() is d.n_ctx or d.n_ctx.hasFocus()
+        d.reject()
+
+    QTimer.singleShot(200, look)
+    win.input.fit_fix.click()
+    assert seen == {"focus": True}
+    # a large enough context makes it fit
+    win.apply_settings("", dict(win.model_settings(), n_ctx=4096))
+    qtbot.waitUntil(lambda: win.loading_lid is None and win.n_ctx == 4096, timeout=30_000)
+    wait_fit(qtbot, win)
+    assert win.fit["fits"] and win.input.fit_label.text().startswith(
+        f"Fits: {win.fit['n_tokens']:,} of 4,096 tokens · state ")
+    assert not win.input.fit_fix.isVisible()
+
+
+def test_send_puts_the_documents_in_the_prompt_and_shows_chips(qtbot, win, tmp_path):
+    from inference.documents import build_prompt, extract
+    from inference.engine import Engine
+
+    p = write_doc(tmp_path)
+    attach(qtbot, win, p)
+    sent = []
+    win.worker._prompt.connect(lambda rid, msgs, params, docs: sent.append((msgs, docs)))
+    q = "What was converted in 1911?"
+    [u, a] = ask(qtbot, win, q)
+    [(msgs, docs)] = sent
+    want = build_prompt(q, [extract(p)])
+    assert msgs[-1] == {"role": "user", "content": want}
+    assert "=== File: report.txt ===" in want and want.endswith("Question: " + q)
+    assert docs == {"index": len(msgs) - 1, "question": q}
+    assert u.content == q and a.state == "complete"
+    assert a.stats["prompt_tokens"] == len(Engine.load(win.model_path).encode_chat(msgs))
+    assert a.stats["state_bytes"] > 0 and "saved state" in win.chat.toPlainText()
+    [row] = win.store.attachments(u.id)
+    assert row["name"] == "report.txt" and row["text"] == p.read_text(encoding="utf-8")
+    assert row["tokens"] > 0 and row["chars"] == len(row["text"])
+    shown = win.chat.toPlainText()
+    assert "report.txt" in shown and q in shown and "lighthouse keeper" not in shown
+    assert win.input.attachments.chips == [] and not win.input.fit_label.isVisible()
+    # the chip in the chat previews the stored text
+    d = win.preview_attachment(row["id"])
+    assert d.text.toPlainText() == row["text"]
+    d.close()
+    # a follow-up question reuses the read documents
+    msgs2 = ask(qtbot, win, "And who logs the weather?")
+    assert msgs2[-1].stats["reused_tokens"] >= a.stats["prompt_tokens"]
+    assert msgs2[-2].content == "And who logs the weather?"
