@@ -241,6 +241,7 @@ class ChatMixin:
             return
         self.editing = mid
         self.input.set_editing(m.content)
+        self.attach_rows(self.store.attachments(mid))      # its documents come along
 
     def cancel_edit(self) -> None:
         if self.editing is not None:

@@ -138,6 +138,14 @@ class DocumentsMixin:
             return None
         return self.preview_document(document_from_row(row), row.get("tokens") or None)
 
+    def attach_rows(self, rows: list[dict]) -> None:
+        """Stored documents back as chips (editing their message, a new chat from them)."""
+        bar = self.input.attachments
+        have = {str(d.path) for d in bar.docs()}
+        for r in rows:
+            if r["path"] not in have:
+                bar.add(document_from_row(r)).set_tokens(r.get("tokens") or None)
+
     # --- the fit line -------------------------------------------------------------------------
     def pending_messages(self, question: str) -> list[dict]:
         """The prompt if `question` were sent now with the pending documents."""
@@ -274,9 +282,7 @@ class DocumentsMixin:
         if not rows:
             return None
         cid = self.new_chat()
-        bar = self.input.attachments
-        bar.clear()
-        for r in rows:
-            bar.add(document_from_row(r)).set_tokens(r.get("tokens") or None)
+        self.input.attachments.clear()
+        self.attach_rows(rows)
         self.statusBar().showMessage("New chat with " + ", ".join(r["name"] for r in rows), 6000)
         return cid

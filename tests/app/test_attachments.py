@@ -196,3 +196,101 @@ def test_send_puts_the_documents_in_the_prompt_and_shows_chips(qtbot, win, tmp_p
     msgs2 = ask(qtbot, win, "And who logs the weather?")
     assert msgs2[-1].stats["reused_tokens"] >= a.stats["prompt_tokens"]
     assert msgs2[-2].content == "And who logs the weather?"
+
+
+def common_prefix(a, b):
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def test_reading_bar_stop_keeps_the_message_and_a_restart_resumes_from_the_checkpoint(
+        qtbot, make_window, tmp_path):
+    import re
+    import threading
+
+    win = make_window()
+    win.worker.worker.states_dir = tmp_path / "states"
+    win.worker.worker.checkpoint_every = 64            # a checkpoint on disk every 64 tokens
+    gate, held = threading.Event(), []
+
+    def hold(rid, done, total):     # on the worker thread: pause the read after 96 tokens
+        if done >= 96 and not gate.is_set():
+            held.append(done)
+            gate.wait(60)
+
+    win.worker.worker.promptProgress.connect(hold, Qt.DirectConnection)
+    attach(qtbot, win, write_doc(tmp_path))
+    wait_fit(qtbot, win)
+    q = "What was converted in 1911?"
+    win.input.edit.setPlainText(q)
+    qtbot.keyClick(win.input.edit, Qt.Key_Return)
+    qtbot.waitUntil(lambda: bool(held) and win.reading.isVisible() and "96" in win.reading.label.text(),
+                    timeout=60_000)
+    m = re.fullmatch(r"Reading: 96 / ([\d,]+) tokens · [\d,]+ tok/s · [\d,]+ s left",
+                     win.reading.label.text())
+    assert m and int(m.group(1).replace(",", "")) > 400, win.reading.label.text()
+    assert win.reading.bar.value() == 96 and win.reading.bar.maximum() == int(m.group(1).replace(",", ""))
+    qtbot.mouseClick(win.reading.stop_button, Qt.LeftButton)
+    assert not win.busy and not win.reading.isVisible()
+    gate.set()
+    qtbot.waitUntil(lambda: not win.worker.worker.busy, timeout=30_000)
+    cid = win.current
+    [u, a] = win.store.messages(cid)
+    assert (u.content, a.state, a.content) == (q, "stopped", "")
+    assert [r["name"] for r in win.store.attachments(u.id)] == ["report.txt"]
+    win.close()
+
+    win2 = make_window()                       # a restart: the same data and states
+    win2.worker.worker.states_dir = tmp_path / "states"
+    assert win2.current == cid and "report.txt" in win2.chat.toPlainText()
+    win2.regenerate()
+    qtbot.waitUntil(lambda: not win2.busy, timeout=120_000)
+    [u2, a2] = win2.store.messages(cid)
+    assert u2.id == u.id and a2.state == "complete" and a2.content
+    assert a2.stats["reused_tokens"] == 64          # continued from the checkpoint, not from 0
+
+
+def test_restart_follow_up_and_new_chat_reuse_the_saved_state(qtbot, make_window, tmp_path):
+    from inference.documents import build_prompt, extract
+    from inference.engine import Engine
+
+    p = write_doc(tmp_path)
+    win = make_window()
+    win.worker.worker.states_dir = tmp_path / "states"
+    attach(qtbot, win, p)
+    wait_fit(qtbot, win)
+    q1 = "What was converted in 1911?"
+    [u, a] = ask(qtbot, win, q1)
+    assert a.stats["reused_tokens"] == 0 and a.state == "complete"
+    cid = win.current
+    win.close()
+
+    win2 = make_window()
+    win2.worker.worker.states_dir = tmp_path / "states"
+    assert win2.current == cid
+    assert [r["name"] for r in win2.chat.attachments[u.id]] == ["report.txt"]
+    assert "report.txt" in win2.chat.toPlainText() and "New chat with this document" in \
+        win2.chat.toPlainText()
+    msgs = ask(qtbot, win2, "Who logs the weather?")
+    assert msgs[-1].stats["reused_tokens"] >= a.stats["prompt_tokens"]    # not read again
+    win2.close()
+
+    win3 = make_window()                   # a new conversation about the same document
+    win3.worker.worker.states_dir = tmp_path / "states"
+    win3.chat._on_anchor(QUrl(f"lectern:branch/{u.id}"))
+    assert win3.current != cid and [c.doc.name for c in win3.input.attachments.chips] == ["report.txt"]
+    wait_fit(qtbot, win3)
+    q3 = "How was the fog bell used?"
+    [u3, a3] = ask(qtbot, win3, q3)
+    assert [r["name"] for r in win3.store.attachments(u3.id)] == ["report.txt"]
+    eng = Engine.load(win3.model_path)
+    doc = [extract(p)]
+    first = eng.encode_chat([{"role": "user", "content": build_prompt(q1, doc)}])
+    now = eng.encode_chat([{"role": "user", "content": build_prompt(q3, doc)}])
+    shared = common_prefix(first, now)
+    assert a3.stats["prompt_tokens"] == len(now)
+    assert shared - 2 <= a3.stats["reused_tokens"] <= shared     # the document was not read again
