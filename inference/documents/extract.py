@@ -183,8 +183,8 @@ def _walk(root: Path) -> list[Path]:
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return out
+        out.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))
+    return sorted(out, key=lambda f: f.relative_to(root).parts)
 
 
 def extract_paths(paths: Iterable[str | os.PathLike], max_bytes: int | None = None,

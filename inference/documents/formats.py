@@ -49,7 +49,7 @@ def pdf_text(path: Path, progress: Progress | None = None) -> tuple[str, int]:
             RecursionError, OSError, AssertionError, ZeroDivisionError) as e:
         raise ReadError(f"{name} is a damaged PDF that cannot be read ({type(e).__name__}: {e}); "
                         "re-export it from the program that made it") from None
-    body = "\n\n".join(parts)
+    body = "\n\n".join(parts).rstrip()
     if not re.sub(r"--- page \d+ ---|\s", "", body):
         raise ScannedPdfError(f"{name} has no extractable text ({n} page{'s' * (n != 1)}); it looks "
                               "scanned: run OCR on it first (e.g. ocrmypdf) and attach the result")
@@ -152,7 +152,7 @@ def _heading_level(style: str) -> int:
 
 # --- HTML ---------------------------------------------------------------------------------------
 _BLOCK = {"p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "h1", "h2",
-          "h3", "h4", "h5", "h6", "ul", "ol", "table", "tr", "blockquote", "figure", "figcaption",
+          "h3", "h4", "h5", "h6", "ul", "ol", "table", "blockquote", "figure", "figcaption",
           "dl", "dt", "dd", "hr", "address", "form", "fieldset", "details", "summary", "caption"}
 _SKIP = {"script", "style", "noscript", "template", "svg", "head"}
 
@@ -178,6 +178,8 @@ class _HTMLText(HTMLParser):
             self.out.append("\n")
         elif tag == "li":
             self.out.append("\n- ")
+        elif tag == "tr":
+            self.out.append("\n")
         elif tag in ("td", "th"):
             self.out.append(" | ")
         if tag in ("h1", "h2", "h3", "h4", "h5", "h6") and not self.skip:
