@@ -60,6 +60,7 @@ class ChatMixin:
         self.stop()
         self.cancel_edit()
         self.current = cid
+        self.count_rid = None           # a count still on its way describes the last conversation
         self.store.set("last_conversation", cid)
         msgs = self.store.messages(cid) if cid is not None else []
         self.show_messages(msgs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QIcon, QKeySequence, QPainter, QPainterPath, QPen, QPixmap, QShortcut
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QLabel, QLineEdit,
-                               QMenu, QPlainTextEdit, QProgressBar, QPushButton, QToolButton,
+                               QMenu, QPlainTextEdit, QProgressBar, QToolButton,
                                QVBoxLayout, QWidget)
 
 from .qt_compat import emit
@@ -219,26 +219,20 @@ class PreviewDialog(QDialog):
 
 
 class ReadingBar(QWidget):
-    """'Reading: 1,024 / 30,000 tokens · 412 tok/s · 71 s left' with a bar and Stop."""
-    stopRequested = Signal()
+    """'Reading: 1,024 / 30,000 tokens · 412 tok/s · 71 s left' over a thin bar (the Send
+    button beside the message box is Stop meanwhile, as is Esc)."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.label = QLabel()
         self.bar = QProgressBar()
         self.bar.setTextVisible(False)
-        self.bar.setMaximumHeight(10)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop reading (Esc); what was read so far is kept")
-        self.stop_button.clicked.connect(lambda: emit(self.stopRequested))
-        col = QVBoxLayout()
-        col.setSpacing(2)
-        col.addWidget(self.label)
-        col.addWidget(self.bar)
-        lay = QHBoxLayout(self)
+        self.bar.setMaximumHeight(8)
+        lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 2, 4, 2)
-        lay.addLayout(col, 1)
-        lay.addWidget(self.stop_button)
+        lay.setSpacing(2)
+        lay.addWidget(self.label)
+        lay.addWidget(self.bar)
         self.setVisible(False)
 
     def show_progress(self, done: int, total: int, rate: float) -> None:
@@ -248,5 +242,5 @@ class ReadingBar(QWidget):
         if rate > 0:
             left = (total - done) / rate
             text += f" · {rate:,.0f} tok/s · {left:,.0f} s left"
-        self.label.setText(text)
+        self.label.setText(text + " — Stop (Esc) keeps what was read")
         self.setVisible(True)

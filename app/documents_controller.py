@@ -74,7 +74,6 @@ class DocumentsMixin:
         inp.raiseContextRequested.connect(lambda: self.open_settings(focus="n_ctx"))
         self.chat.documentRequested.connect(self.preview_attachment)
         self.chat.branchRequested.connect(self.new_chat_from_documents)
-        self.reading.stopRequested.connect(self.stop)
         self.worker.worker.measured.connect(self._on_measured)
 
     # --- attaching ----------------------------------------------------------------------------
@@ -119,7 +118,7 @@ class DocumentsMixin:
             lines = [self._error_line(e) for _path, e in errors]
             self.show_banner("Not attached:\n" + "\n".join(lines))
         if self.send_after_measure is not None and not self.extract_jobs and not docs:
-            self._retry_send()
+            self.send_after_measure = None      # nothing came of the files: let the user decide
 
     @staticmethod
     def _error_line(e: Exception) -> str:

@@ -65,7 +65,7 @@ def chunk_for(rate: float, seconds: float = 0.5) -> int:
     chunks, so this bounds how long Stop takes); 32 until a rate is known."""
     if rate <= 0:
         return 32
-    return int(min(256, max(8, rate * seconds)))
+    return int(min(256, max(16, rate * seconds)))
 
 
 def read_prompt(session, tokens: list[int], store, boundary: int, progress=None, cancel=None,
