@@ -1,14 +1,14 @@
 """Widgets for attached documents: the paperclip icon, a chip per document (name, pages,
 characters, tokens; x removes it, a click previews it), the row of chips with a busy indicator
 while files are extracted, the preview dialog (read-only text, Ctrl+F finds), and the reading
-bar shown while the model reads a long prompt (done / total tokens, tok/s, time left, Stop)."""
+bar shown while the model reads a long prompt (done / total tokens, tok/s, time left)."""
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QKeySequence, QPainter, QPainterPath, QPen, QPixmap, QShortcut
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QLabel, QLineEdit,
-                               QMenu, QPlainTextEdit, QProgressBar, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QLabel, QLayout,
+                               QLineEdit, QMenu, QPlainTextEdit, QProgressBar, QScrollArea,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from .qt_compat import emit
 
@@ -103,10 +103,68 @@ class Chip(QFrame):
         m.exec(ev.globalPos())
 
 
+class FlowLayout(QLayout):
+    """Left to right, wrapping onto new rows (Qt's flow layout example, trimmed)."""
+
+    def __init__(self, parent=None, spacing: int = 6):
+        super().__init__(parent)
+        self.items: list = []
+        self.gap = spacing
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item) -> None:
+        self.items.append(item)
+
+    def count(self) -> int:
+        return len(self.items)
+
+    def itemAt(self, i):
+        return self.items[i] if 0 <= i < len(self.items) else None
+
+    def takeAt(self, i):
+        return self.items.pop(i) if 0 <= i < len(self.items) else None
+
+    def expandingDirections(self):
+        return Qt.Orientations(0)
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect) -> None:
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self):
+        return self.minimumSize()
+
+    def minimumSize(self):
+        size = QSize()
+        for it in self.items:
+            size = size.expandedTo(it.minimumSize())
+        return size
+
+    def _place(self, rect, move: bool) -> int:
+        x, y, row_h = rect.x(), rect.y(), 0
+        for it in self.items:
+            w, h = it.sizeHint().width(), it.sizeHint().height()
+            if x + w > rect.right() and row_h > 0:          # wrap
+                x, y, row_h = rect.x(), y + row_h + self.gap, 0
+            if move:
+                it.setGeometry(QRect(QPoint(x, y), it.sizeHint()))
+            x += w + self.gap
+            row_h = max(row_h, h)
+        return y + row_h - rect.y()
+
+
 class AttachmentBar(QWidget):
-    """The chips of the message being written, and 'Reading files…' while extraction runs."""
+    """The chips of the message being written (wrapping; at most MAX_HEIGHT, then scrolling),
+    and 'Reading files…' while extraction runs."""
     changed = Signal()
     previewRequested = Signal(object)    # Document
+    MAX_HEIGHT = 96
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -116,14 +174,34 @@ class AttachmentBar(QWidget):
         self.busy_bar.setRange(0, 0)
         self.busy_bar.setMaximumWidth(90)
         self.busy_bar.setMaximumHeight(12)
-        self.row = QHBoxLayout(self)
-        self.row.setContentsMargins(0, 0, 0, 2)
-        self.row.setSpacing(6)
-        self.row.addWidget(self.busy_bar)
-        self.row.addWidget(self.busy_label)
-        self.row.addStretch(1)
+        inner = QWidget()
+        self.flow = FlowLayout(inner)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(inner)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        busy = QHBoxLayout()
+        busy.addWidget(self.busy_bar)
+        busy.addWidget(self.busy_label)
+        busy.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 2)
+        lay.setSpacing(2)
+        lay.addWidget(self.scroll)
+        lay.addLayout(busy)
         self.set_busy(None)
         self._update_visible()
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        width = self.scroll.viewport().width() or self.width()
+        need = self.flow.heightForWidth(width) if self.chips else 0
+        self.scroll.setFixedHeight(min(need, self.MAX_HEIGHT))
+        self.scroll.setVisible(bool(self.chips))
 
     def docs(self) -> list:
         return [c.doc for c in self.chips]
@@ -132,7 +210,7 @@ class AttachmentBar(QWidget):
         c = Chip(doc)
         c.removeRequested.connect(self.remove)
         c.previewRequested.connect(lambda chip: emit(self.previewRequested, chip.doc))
-        self.row.insertWidget(len(self.chips), c)
+        self.flow.addWidget(c)
         self.chips.append(c)
         self._update_visible()
         emit(self.changed)
@@ -157,6 +235,7 @@ class AttachmentBar(QWidget):
     def set_tokens(self, counts: list[int]) -> None:
         for c, n in zip(self.chips, counts):
             c.set_tokens(n)
+        self._fit_height()
 
     def set_busy(self, text: str | None) -> None:
         self.busy_bar.setVisible(text is not None)
@@ -166,6 +245,7 @@ class AttachmentBar(QWidget):
 
     def _update_visible(self) -> None:
         self.setVisible(bool(self.chips) or self.busy_label.isVisibleTo(self))
+        self._fit_height()
 
 
 class PreviewDialog(QDialog):
