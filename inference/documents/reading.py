@@ -60,11 +60,14 @@ def _adopt(session: Session, loaded: Session) -> None:
 
 def checkpoints(n_start: int, n_total: int, every: int, keep_at: Sequence[int] = (),
                 min_gap: int | None = None) -> list[int]:
-    """Positions in (n_start, n_total] to save at: multiples of `every`, keep positions at
-    least min_gap (default every // 4) before the next kept one, and the end."""
+    """Positions in (n_start, n_total] to save at: multiples of `every`, the keep positions
+    (a keep position within min_gap, default every // 4, after a kept one is left out: the
+    earlier state serves both), and the end."""
     gap = every // 4 if min_gap is None else min_gap
-    keeps = sorted({k for k in keep_at if n_start < k < n_total})
-    kept = [k for i, k in enumerate(keeps) if i == len(keeps) - 1 or keeps[i + 1] - k >= gap]
+    kept: list[int] = []
+    for k in sorted({k for k in keep_at if n_start < k < n_total}):
+        if not kept or k - kept[-1] >= gap:
+            kept.append(k)
     marks = set(range((n_start // every + 1) * every, n_total, every)) if every > 0 else set()
     return sorted(marks | set(kept) | {n_total})
 
