@@ -179,6 +179,7 @@ class ChatMixin:
         state = "stopped" if stats.get("stop_reason") == "cancelled" else "complete"
         self.writer.text = text
         self._finish(state, stats)
+        self.note_saved_state(stats)
         self.set_context_meter(stats.get("used", 0), stats.get("n_ctx", self.n_ctx))
 
     def _on_error(self, rid: int, kind: str, message: str) -> None:

@@ -62,7 +62,9 @@ def chips_html(rows: list[dict], c: markdown.Colors) -> str:
     for a in rows:
         rest = doc_summary("", a.get("pages"), a.get("chars") or 0, a.get("tokens") or None)
         out.append(f'<span style="background-color: {c.border};">&nbsp;&#9636;&nbsp;'
-                   f'<a href="lectern:doc/{a["id"]}" style="color: {c.link};">'
+                   f'<a href="lectern:doc/{a["id"]}" style="color: {c.link};" '
+                   f'title="{html.escape(a["path"])}: click to preview the text; right-click to '
+                   f'start a new conversation from it">'
                    f'{html.escape(a["name"])}</a>&nbsp;</span>'
                    f'<span style="color: {c.muted};">{html.escape(rest)}</span>')
     return f'<p style="margin-bottom: 4px;">{"<br>".join(out)}</p>' 

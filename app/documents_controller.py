@@ -269,6 +269,14 @@ class DocumentsMixin:
         if done >= total:
             self.hide_reading()
 
+    def note_saved_state(self, stats: dict) -> None:
+        if stats.get("state_bytes"):
+            from inference.model_info import human_bytes
+
+            self.statusBar().showMessage(
+                f"Read state saved ({human_bytes(stats['state_bytes'])}): follow-up questions and "
+                "new chats with these documents start without reading them again", 10000)
+
     def hide_reading(self) -> None:
         self.reading.setVisible(False)
         self.reading_started = None

@@ -181,6 +181,7 @@ def test_send_puts_the_documents_in_the_prompt_and_shows_chips(qtbot, win, tmp_p
     assert u.content == q and a.state == "complete"
     assert a.stats["prompt_tokens"] == len(Engine.load(win.model_path).encode_chat(msgs))
     assert a.stats["state_bytes"] > 0 and "saved state" in win.chat.toPlainText()
+    assert win.statusBar().currentMessage().startswith("Read state saved (")
     [row] = win.store.attachments(u.id)
     assert row["name"] == "report.txt" and row["text"] == p.read_text(encoding="utf-8")
     assert row["tokens"] > 0 and row["chars"] == len(row["text"])
@@ -191,6 +192,11 @@ def test_send_puts_the_documents_in_the_prompt_and_shows_chips(qtbot, win, tmp_p
     d = win.preview_attachment(row["id"])
     assert d.text.toPlainText() == row["text"]
     d.close()
+    # editing the question brings its document back as a chip
+    win.chat._on_anchor(QUrl(f"lectern:edit/{u.id}"))
+    assert [c.doc.text for c in win.input.attachments.chips] == [row["text"]]
+    win.cancel_edit()
+    win.input.attachments.clear()
     # a follow-up question reuses the read documents
     msgs2 = ask(qtbot, win, "And who logs the weather?")
     assert msgs2[-1].stats["reused_tokens"] >= a.stats["prompt_tokens"]
@@ -294,3 +300,35 @@ def test_restart_follow_up_and_new_chat_reuse_the_saved_state(qtbot, make_window
     shared = common_prefix(first, now)
     assert a3.stats["prompt_tokens"] == len(now)
     assert shared - 2 <= a3.stats["reused_tokens"] <= shared     # the document was not read again
+
+
+def test_right_click_on_a_document_in_the_chat_offers_a_new_conversation(qtbot, win, tmp_path):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QApplication
+
+    from inference.documents import extract
+
+    cid = win.store.new_conversation("about a report").id
+    u = win.store.add_message(cid, "user", "What is in it?")
+    aid = win.store.add_document(u.id, extract(write_doc(tmp_path)), 123)
+    win.refresh_list(select=cid)
+    win.open_conversation(cid)
+    view = win.chat
+    spot = next((QPoint(x, y) for y in range(0, 200, 2) for x in range(0, 400, 3)
+                 if view.anchorAt(QPoint(x, y)) == f"lectern:doc/{aid}"), None)
+    assert spot is not None, view.toHtml()
+    assert "123 tokens" in view.toPlainText()
+    picked = []
+
+    def pick():
+        menu = QApplication.activePopupWidget()
+        picked.append([a.text() for a in menu.actions()])
+        menu.actions()[1].trigger()
+        menu.close()
+
+    QTimer.singleShot(100, pick)
+    view.contextMenuEvent(QContextMenuEvent(QContextMenuEvent.Mouse, spot, view.mapToGlobal(spot)))
+    assert picked == [["Preview text…", "New conversation from this document"]]
+    assert win.current != cid and [c.doc.name for c in win.input.attachments.chips] == ["report.txt"]
+    assert win.input.attachments.chips[0].doc.text == win.store.attachment(aid)["text"]
