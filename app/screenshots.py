@@ -156,6 +156,7 @@ def main(argv: list[str]) -> int:
 
 def documents(app, win, out: Path) -> None:
     """A document attached (chip, fit line), read (progress bar), and asked about."""
+    win.worker.worker.states_dir = Path(os.environ["LECTERN_DATA_DIR"]) / "states"  # a fresh read
     win.apply_settings("", dict(win.model_settings(), n_ctx=4096, max_tokens=40))
     wait(app, lambda: win.loading_lid is None and win.n_ctx == 4096)
     doc = Path(os.environ["LECTERN_DATA_DIR"]) / "varne-island-report.md"
