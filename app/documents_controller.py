@@ -35,6 +35,7 @@ class ExtractJob(QRunnable):
         super().__init__()
         self.jid, self.paths = jid, paths
         self.signals = _ExtractSignals()
+        self.cancelled = False          # set when the window closes: stop between files
         self.setAutoDelete(False)
 
     def run(self) -> None:
@@ -42,7 +43,8 @@ class ExtractJob(QRunnable):
 
         try:
             docs, errors = extract_paths(
-                self.paths, progress=lambda d, n: emit(self.signals.progress, self.jid, d, n))
+                self.paths, progress=lambda d, n: emit(self.signals.progress, self.jid, d, n),
+                cancel=lambda: self.cancelled)
         except DocumentError as e:
             docs, errors = [], [(self.paths[0], e)]
         except Exception as e:  # noqa: BLE001 (reported in the banner; the app keeps running)
@@ -99,6 +101,10 @@ class DocumentsMixin:
     def _on_extract_progress(self, jid: int, done: int, total: int) -> None:
         if jid in self.extract_jobs and total > 1:
             self.input.attachments.set_busy(f"Reading files: {done:,} of {total:,}…")
+
+    def cancel_extraction(self) -> None:
+        for job in self.extract_jobs.values():
+            job.cancelled = True
 
     @property
     def extracting(self) -> bool:
@@ -160,7 +166,7 @@ class DocumentsMixin:
         docs = self.input.attachments.docs()
         self.fit = None
         if not docs:
-            self.measure_rid = None
+            self.measure_rid = self.send_after_measure = None
             self.input.set_fit(None)
             return
         if self.worker.worker.engine is None or not self.model_path:
@@ -248,8 +254,12 @@ class DocumentsMixin:
             return None
         last = with_docs[-1]
         users = [i for i, pm in enumerate(messages) if pm["role"] == "user"]
-        nth = [m.id for m in history if m.role == "user"].index(last.id)
-        return {"index": users[nth], "question": last.content}
+        user_ids = [m.id for m in history if m.role == "user"]
+        nth = user_ids.index(last.id)
+        # the documents' end is found (one more tokenization) only while they are being asked
+        # about first; by a follow-up it was kept already
+        question = last.content if last.id == user_ids[-1] else ""
+        return {"index": users[nth], "question": question}
 
     def show_messages(self, msgs: list, busy: bool = False) -> None:
         self.chat.attachments = self.store.conversation_attachments(self.current) \

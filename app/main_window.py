@@ -397,6 +397,7 @@ class MainWindow(RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWindow):
         if getattr(self, "_closed", False):
             return super().closeEvent(ev)
         self._closed = True
+        self.cancel_extraction()
         self.stop()
         self.save_state()
         self.server.stop()
