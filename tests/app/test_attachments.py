@@ -128,11 +128,18 @@ def test_fit_line_refuses_a_prompt_too_long_and_offers_remedies(qtbot, win, tmp_
 
     win.apply_settings("", dict(win.model_settings(), n_ctx=256))
     qtbot.waitUntil(lambda: win.loading_lid is None and win.n_ctx == 256, timeout=30_000)
-    attach(qtbot, win, write_doc(tmp_path))
+    from inference.documents import build_prompt, extract
+    from inference.engine import Engine
+
+    p = write_doc(tmp_path)
+    attach(qtbot, win, p)
     wait_fit(qtbot, win)
     f = win.fit
     line = win.input.fit_label.text()
-    assert not f["fits"] and f["n_tokens"] > 256 and f["n_ctx"] == 256
+    # the prompt as it would be sent (no question typed yet: "?") plus the longest answer
+    want = len(Engine.load(win.model_path).encode_chat(
+        [{"role": "user", "content": build_prompt("?", [extract(p)])}])) + 16
+    assert not f["fits"] and f["n_tokens"] == want and f["n_ctx"] == 256
     assert line.startswith(f"Does not fit: {f['n_tokens']:,} tokens, the context holds 256")
     assert f"raise the context setting to at least {f['n_tokens']:,} tokens" in line
     assert "use a model with a longer context" in line and "trim the documents" in line
@@ -332,3 +339,22 @@ def test_right_click_on_a_document_in_the_chat_offers_a_new_conversation(qtbot, 
     assert picked == [["Preview text…", "New conversation from this document"]]
     assert win.current != cid and [c.doc.name for c in win.input.attachments.chips] == ["report.txt"]
     assert win.input.attachments.chips[0].doc.text == win.store.attachment(aid)["text"]
+
+
+def test_pdf_chip_shows_pages_and_scanned_or_locked_pdfs_are_refused(qtbot, win, tmp_path):
+    from tests.inference.documents.makers import encrypt_pdf, write_pdf
+
+    good = write_pdf(tmp_path / "minutes.pdf", [["Item one: the roof."], ["Item two: the lens."],
+                                               ["Item three: visitors."]])
+    scanned = write_pdf(tmp_path / "scan.pdf", [[], []])
+    locked = encrypt_pdf(good, tmp_path / "locked.pdf", "secret")
+    attach(qtbot, win, good, scanned, locked)
+    [chip] = win.input.attachments.chips
+    assert chip.doc.pages == 3 and "Item two: the lens." in chip.doc.text
+    assert chip.label.text().startswith(f"minutes.pdf · 3 pages · {chip.doc.chars:,} characters")
+    lines = win.banner.text().splitlines()
+    assert lines[0] == "Not attached:" and len(lines) == 3
+    assert any("scan.pdf" in x for x in lines) and any("locked.pdf" in x for x in lines)
+    d = win.preview_document(chip.doc)
+    assert "3 pages" in d.info.text() and "Item three: visitors." in d.text.toPlainText()
+    d.close()
