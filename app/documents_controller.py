@@ -256,10 +256,15 @@ class DocumentsMixin:
         users = [i for i, pm in enumerate(messages) if pm["role"] == "user"]
         user_ids = [m.id for m in history if m.role == "user"]
         nth = user_ids.index(last.id)
-        # the documents' end is found (one more tokenization) only while they are being asked
-        # about first; by a follow-up it was kept already
-        question = last.content if last.id == user_ids[-1] else ""
-        return {"index": users[nth], "question": question}
+        # where each document ends (character offsets in the message, then where the question
+        # starts): states kept there serve another question or a grown document. Found only on
+        # the first question about them; by a follow-up they were kept already.
+        ends: list[int] = []
+        if last.id == user_ids[-1]:
+            from inference.documents import layout
+
+            ends = layout(last.content, [document_from_row(r) for r in self.store.attachments(last.id)])[1]
+        return {"index": users[nth], "ends": ends}
 
     def show_messages(self, msgs: list, busy: bool = False) -> None:
         self.chat.attachments = self.store.conversation_attachments(self.current) \

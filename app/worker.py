@@ -178,8 +178,9 @@ class InferenceWorker(QObject):
     def prompt(self, rid: int, messages: list, params: dict, docs: dict | None = None) -> None:
         """Answer the last message of `messages` ([{role, content}]) with sampling `params`.
 
-        docs (a conversation with documents): {"index": the message holding them, "question":
-        its question}; the prompt is then read once through the state store (worker_documents)."""
+        docs (a conversation with documents): {"index": the message holding the latest ones,
+        "ends": where they end in it (first question only)}; the prompt is then read once
+        through the state store (worker_documents)."""
         from inference import ContextOverflowError, LecternError
         from inference.sampling import SamplingParams
 
@@ -234,8 +235,8 @@ class InferenceWorker(QObject):
         """Read the prompt through the state store; a cancelled read ends the generation too."""
         from . import worker_documents as wd
 
-        b = wd.doc_boundary(self.engine, tokens, messages, docs["index"], docs.get("question", ""))
-        r = wd.read_prompt(self.session, tokens, self.state_store(), b, progress, cancel,
+        keep = wd.doc_keeps(self.engine, tokens, messages, docs["index"], docs.get("ends") or [])
+        r = wd.read_prompt(self.session, tokens, self.state_store(), keep, progress, cancel,
                            chunk=wd.chunk_for(self.prefill_rate), every=self.checkpoint_every)
         if r.n_evaluated and r.seconds > 0:
             self.prefill_rate = r.n_evaluated / r.seconds

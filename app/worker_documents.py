@@ -5,15 +5,15 @@ checkpoints, and the end of the documents is saved on its own so that another qu
 the same documents (a follow-up, a new conversation, a restart) starts from there.
 
 Token layout of a prompt with documents (the chat template around build_prompt's text):
-    [template head][documents under file-name headers][question][template tail]
-                   ^ boundary: the longest prefix shared with the same prompt asking another
-                     question. Saved at that boundary = reusable by any question.
+    [template head][intro][header 1][text 1]|[footer 1][header 2][text 2]|[footer 2]|[Question: q][tail]
+                                            ^ keep: where each document's text ends and where the
+                                              question starts. A state saved there is a prefix of
+                                              the prompt of another question, of more documents,
+                                              or of a grown document.
 """
 from __future__ import annotations
 
 import dataclasses
-
-OTHER_QUESTION = "A different question?"
 
 
 def fit_dict(report) -> dict:
@@ -33,21 +33,32 @@ def measure(engine, n_ctx: int, texts: list[str], messages: list[dict], max_toke
     return {"doc_tokens": doc_tokens, "fit": fit_dict(fit_check(engine, n, n_ctx, ram_bytes))}
 
 
-def doc_boundary(engine, tokens: list[int], messages: list[dict], doc_index: int,
-                 question: str) -> int:
-    """Where the documents of messages[doc_index] end in `tokens` (see the layout above)."""
-    other = [dict(m) for m in messages]
-    content = other[doc_index]["content"]
-    if not question or not content.endswith(question):
-        return 0
-    other[doc_index]["content"] = content[: len(content) - len(question)] + OTHER_QUESTION
-    alt = engine.encode_chat(other)
-    n = 0
-    for a, b in zip(tokens, alt):
-        if a != b:
-            break
-        n += 1
-    return n
+MAX_KEEPS = 9       # more documents than this: keep only where the question starts (each
+                    # kept position costs a tokenization of the prompt up to it)
+
+
+def doc_keeps(engine, tokens: list[int], messages: list[dict], index: int,
+              ends: list[int]) -> list[int]:
+    """Token positions in `tokens` where the documents of messages[index] end (`ends`: their
+    character offsets in that message, from inference.documents.layout)."""
+    if not ends:
+        return []
+    ends = ends if len(ends) <= MAX_KEEPS else ends[-1:]
+    rendered = engine.template.render(list(messages), add_generation_prompt=True)
+    start = rendered.find(messages[index]["content"])
+    if start < 0:
+        return []
+    keeps = []
+    for off in ends:
+        head = engine.encode_text(rendered[:start + off])
+        n = 0
+        for a, b in zip(tokens, head):
+            if a != b:
+                break
+            n += 1
+        if 0 < n < len(tokens) and n not in keeps:
+            keeps.append(n)
+    return keeps
 
 
 @dataclasses.dataclass
@@ -68,13 +79,12 @@ def chunk_for(rate: float, seconds: float = 0.5) -> int:
     return int(min(256, max(16, rate * seconds)))
 
 
-def read_prompt(session, tokens: list[int], store, boundary: int, progress=None, cancel=None,
+def read_prompt(session, tokens: list[int], store, keep: list[int], progress=None, cancel=None,
                 chunk: int = 256, every: int = 4096) -> ReadResult:
-    """Make `session` hold `tokens` through the store (restore, checkpoint, save); the state at
-    `boundary` (the end of the documents) is kept for other questions."""
+    """Make `session` hold `tokens` through the store (restore, checkpoint, save); the states
+    at `keep` (where documents end) are kept for other questions and grown documents."""
     from inference.documents import read_tokens
 
-    keep = [boundary] if 0 < boundary < len(tokens) else []
     r = read_tokens(session, tokens, store, checkpoint_every=every, progress=progress,
                     cancel=cancel, keep_at=keep, chunk=chunk)
     size = 0

@@ -171,7 +171,7 @@ def test_fit_line_refuses_a_prompt_too_long_and_offers_remedies(qtbot, win, tmp_
 
 
 def test_send_puts_the_documents_in_the_prompt_and_shows_chips(qtbot, win, tmp_path):
-    from inference.documents import build_prompt, extract
+    from inference.documents import build_prompt, extract, layout
     from inference.engine import Engine
 
     p = write_doc(tmp_path)
@@ -184,7 +184,7 @@ def test_send_puts_the_documents_in_the_prompt_and_shows_chips(qtbot, win, tmp_p
     want = build_prompt(q, [extract(p)])
     assert msgs[-1] == {"role": "user", "content": want}
     assert "=== File: report.txt ===" in want and want.endswith("Question: " + q)
-    assert docs == {"index": len(msgs) - 1, "question": q}
+    assert docs == {"index": len(msgs) - 1, "ends": layout(q, [extract(p)])[1]}
     assert u.content == q and a.state == "complete"
     assert a.stats["prompt_tokens"] == len(Engine.load(win.model_path).encode_chat(msgs))
     assert a.stats["state_bytes"] > 0 and "saved state" in win.chat.toPlainText()
@@ -305,8 +305,38 @@ def test_restart_follow_up_and_new_chat_reuse_the_saved_state(qtbot, make_window
     first = eng.encode_chat([{"role": "user", "content": build_prompt(q1, doc)}])
     now = eng.encode_chat([{"role": "user", "content": build_prompt(q3, doc)}])
     shared = common_prefix(first, now)
+    footer = len(eng.tokenizer.encode("\n=== End of report.txt ===\n\nQuestion: ", add_bos=False))
     assert a3.stats["prompt_tokens"] == len(now)
-    assert shared - 2 <= a3.stats["reused_tokens"] <= shared     # the document was not read again
+    # restored where the document's text ends: only its footer and the new question are read
+    assert shared - footer - 2 <= a3.stats["reused_tokens"] <= shared
+    assert shared > 400
+
+
+def test_a_grown_document_is_continued_where_the_old_text_ended(qtbot, make_window, tmp_path):
+    from inference.documents import build_prompt, extract
+    from inference.engine import Engine
+
+    p = write_doc(tmp_path)
+    win = make_window()
+    win.worker.worker.states_dir = tmp_path / "states"
+    attach(qtbot, win, p)
+    q = "What was converted in 1911?"
+    ask(qtbot, win, q)
+    old = extract(p)
+    win.close()
+    with p.open("a", encoding="utf-8") as f:
+        f.write("\n1. In 1954 electricity arrived at the island.")
+    win2 = make_window()                      # a restart, then the grown file in a new chat
+    win2.worker.worker.states_dir = tmp_path / "states"
+    win2.new_chat()
+    attach(qtbot, win2, p)
+    [_u, a] = ask(qtbot, win2, q)
+    eng = Engine.load(win2.model_path)
+    before = eng.encode_chat([{"role": "user", "content": build_prompt(q, [old])}])
+    now = eng.encode_chat([{"role": "user", "content": build_prompt(q, [extract(p)])}])
+    shared = common_prefix(before, now)           # up to where the old text ended
+    assert a.stats["prompt_tokens"] == len(now) and shared > 400
+    assert shared - 2 <= a.stats["reused_tokens"] <= shared
 
 
 def test_right_click_on_a_document_in_the_chat_offers_a_new_conversation(qtbot, win, tmp_path):
