@@ -26,7 +26,7 @@ def run_documents(args, params) -> int:
     docs, errors = extract_paths([p for group in args.attach for p in group])
     for path, err in errors:
         print(f"lectern: not attached: {err}", file=sys.stderr)
-    if not docs:
+    if args.attach and not docs:
         print("lectern: error: no document could be read; see the messages above", file=sys.stderr)
         return 1
     engine = load_engine(args)
@@ -38,9 +38,9 @@ def run_documents(args, params) -> int:
     need = len(tokens) + room
     n_ctx = args.ctx_size or min(max(DEFAULT_N_CTX, need), engine.n_ctx_train)
     report = fit_check(engine, need, n_ctx, available_ram())
-    names = ", ".join(d.name for d in docs)
-    print(f"lectern: {len(docs)} document(s) ({names}): {len(tokens):,} prompt tokens + {room} for "
-          f"the answer. {report.message}", file=sys.stderr)
+    names = f"{len(docs)} document(s) ({', '.join(d.name for d in docs)}): " if docs else ""
+    print(f"lectern: {names}{len(tokens):,} prompt tokens + {room} for the answer. "
+          f"{report.message}", file=sys.stderr)
     if not report.fits:
         return 1
     session = engine.session(n_ctx)

@@ -96,6 +96,11 @@ def chat_tokens(engine, question: str, docs: Sequence[Document], system: str | N
     return tokens, keep
 
 
+def count_tokens(engine, text: str) -> int:
+    """Tokens of a document's text on its own (no BOS; special-token texts not parsed)."""
+    return len(engine.tokenizer.encode(text, add_bos=False, special=False))
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):

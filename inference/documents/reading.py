@@ -18,6 +18,7 @@ import sqlite3
 import time
 from typing import Sequence
 
+from ..errors import ContextOverflowError
 from ..engine import PrefillResult, Session, SessionFileError, _common_prefix
 from ..generation import Cancel, Progress
 from .state_store import StateStore
@@ -82,6 +83,10 @@ def read_tokens(session: Session, tokens: Sequence[int], store: StateStore | Non
     tokens = [int(t) for t in tokens]
     if not tokens:
         raise ValueError("nothing to evaluate: the prompt has no tokens")
+    if len(tokens) > session.n_ctx:
+        raise ContextOverflowError(
+            f"the prompt is {len(tokens):,} tokens but the context holds {session.n_ctx:,}; raise "
+            "the context size, use a model with a longer context, or trim the documents")
     n_reused = reusable(session, tokens)
     if store is not None:
         try:

@@ -82,3 +82,12 @@ def test_documents_that_do_not_fit_are_refused_with_the_remedies(tmp_path):
     code, out, err = lectern("chat", "-m", TINY, "--attach", tmp_path / "pic.png", "--ask", "x",
                              cache=tmp_path / "cache")
     assert code == 1 and "not attached: pic.png" in err and "no document could be read" in err
+
+
+def test_ask_without_documents_answers_the_question_alone(tmp_path):
+    code, out, err = lectern("chat", "-m", TINY, "--ask", "hello there", "--temp", "0", "-n", "5",
+                             cache=tmp_path / "cache")
+    assert code == 0, err
+    want = Engine.load(TINY).session(4096).chat([{"role": "user", "content": "hello there"}],
+                                                GREEDY.with_(max_tokens=5)).run().text
+    assert out == want + "\n" and "document" not in err

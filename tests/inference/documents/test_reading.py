@@ -128,3 +128,13 @@ def test_damaged_checkpoints_are_ignored_and_the_text_read_again(llama, tmp_path
     assert (r.n_reused, r.n_evaluated) == (0, 150)
     np.testing.assert_array_equal(again.logits, whole.logits)
     assert [e.n_tokens for e in store.entries(llama)] == [150]
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_anything_is_read(llama, tmp_path):
+    from inference import ContextOverflowError
+
+    store = StateStore(tmp_path)
+    s = llama.session(100)
+    with pytest.raises(ContextOverflowError, match="150 tokens but the context holds 100"):
+        read_tokens(s, tokens(150), store, checkpoint_every=EVERY)
+    assert s.n_past == 0 and store.entries() == []
