@@ -26,9 +26,9 @@ def measure(engine, n_ctx: int, texts: list[str], messages: list[dict], max_toke
             ram_bytes: int | None) -> dict:
     """{"doc_tokens": [tokens of each text], "fit": FitReport as a dict} for the prompt
     `messages` (its last message holding the documents) plus an answer of max_tokens."""
-    from inference.documents import fit_check
+    from inference.documents import count_tokens, fit_check
 
-    doc_tokens = [len(engine.tokenizer.encode(t, add_bos=False)) for t in texts]
+    doc_tokens = [count_tokens(engine, t) for t in texts]
     n = len(engine.encode_chat(messages)) + int(max_tokens or 0)
     return {"doc_tokens": doc_tokens, "fit": fit_dict(fit_check(engine, n, n_ctx, ram_bytes))}
 

@@ -388,3 +388,19 @@ def test_pdf_chip_shows_pages_and_scanned_or_locked_pdfs_are_refused(qtbot, win,
     d = win.preview_document(chip.doc)
     assert "3 pages" in d.info.text() and "Item three: visitors." in d.text.toPlainText()
     d.close()
+
+
+def test_without_a_model_the_fit_line_says_what_to_do(qtbot, make_window, tmp_path):
+    from app.worker import WorkerThread
+
+    win = make_window(load=False)
+    attach(qtbot, win, write_doc(tmp_path))
+    assert win.input.fit_label.text() == "Load a local model to check whether the documents fit."
+    assert win.input.fit_ok is None and [c.doc.name for c in win.input.attachments.chips] == ["report.txt"]
+    wt = WorkerThread()                         # the worker itself answers a count with the reason
+    try:
+        with qtbot.waitSignal(wt.worker.measured, timeout=10_000) as sig:
+            wt.measure(1, ["text"], [{"role": "user", "content": "text"}], 16)
+        assert sig.args == [1, {"error": "no local model is loaded"}]
+    finally:
+        wt.shutdown()
