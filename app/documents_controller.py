@@ -98,6 +98,24 @@ class DocumentsMixin:
         QThreadPool.globalInstance().start(job)
         return job.jid
 
+    def dragEnterEvent(self, ev) -> None:
+        if any(u.isLocalFile() for u in ev.mimeData().urls()):
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:
+        self.drop_paths([u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()])
+
+    def drop_paths(self, paths: list[str]) -> None:
+        """Dropped .gguf files are models to import (main_window); anything else is attached."""
+        docs = []
+        for p in paths:
+            if p.lower().endswith(".gguf"):
+                self.import_model(p)
+            else:
+                docs.append(p)
+        if docs:
+            self.attach_paths(docs)
+
     def _on_extract_progress(self, jid: int, done: int, total: int) -> None:
         if jid in self.extract_jobs and total > 1:
             self.input.attachments.set_busy(f"Reading files: {done:,} of {total:,}…")

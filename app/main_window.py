@@ -303,24 +303,6 @@ class MainWindow(RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWindow):
         self.load_model(e.path)
         return e
 
-    def dragEnterEvent(self, ev) -> None:
-        if any(u.isLocalFile() for u in ev.mimeData().urls()):
-            ev.acceptProposedAction()
-
-    def dropEvent(self, ev) -> None:
-        self.drop_paths([u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()])
-
-    def drop_paths(self, paths: list[str]) -> None:
-        """Dropped .gguf files are models to import; anything else is a document to attach."""
-        docs = []
-        for p in paths:
-            if p.lower().endswith(".gguf"):
-                self.import_model(p)
-            else:
-                docs.append(p)
-        if docs:
-            self.attach_paths(docs)
-
     def open_settings(self, focus: str | None = None) -> None:
         """The settings dialog; focus: a field to start in ("n_ctx" for the context size)."""
         from .settings_dialog import SettingsDialog
