@@ -73,9 +73,9 @@ class ReadResult:
 
 def chunk_for(rate: float, seconds: float = 0.5) -> int:
     """Prefill chunk that takes about `seconds` at `rate` tokens/s (cancel is checked between
-    chunks, so this bounds how long Stop takes); 32 until a rate is known."""
+    chunks, so this bounds how long Stop takes); 16 until a rate is known."""
     if rate <= 0:
-        return 32
+        return 16
     return int(min(256, max(16, rate * seconds)))
 
 
