@@ -12,6 +12,7 @@
 #      lectern generate --temperature 0 -n 8 "Hello"     -> non-empty, the same greedy text as the
 #                                                           dev venv gives (bundled model), and
 #                                                           JIT kernels compiled by the bundled LLVM
+#      lectern extract doc.pdf                           -> the dev venv's text (pypdf bundled)
 #      QT_QPA_PLATFORM=offscreen lectern gui --exit-after-startup   -> window shown, model loaded, exit 0
 # 4. checks that every bundled Qt plugin finds its Qt libraries inside the bundle.
 # Prints the timings. Exit 0 = all passed.
@@ -107,6 +108,16 @@ want="$(cd "$repo" && env -u PYTHONHOME PYTHONPATH="$repo" LECTERN_DATA_DIR="$ho
         LECTERN_CACHE_DIR="$home/dev-cache" "$dev_py" -m app generate --temperature 0 -n 8 "$prompt")" \
     || fail "the dev venv's lectern generate failed"
 [ "$got" = "$want" ] || fail "installed generate gave '$got', the dev venv '$want'"
+
+step "lectern extract doc.pdf (pypdf in the bundle; same text as the dev venv)"
+env -u PYTHONHOME PYTHONPATH="$repo" "$dev_py" -c "import sys; from pathlib import Path
+from tests.inference.documents.makers import write_pdf
+write_pdf(Path(sys.argv[1]), [['Lectern smoke test', 'page one'], ['page two']])" "$tmp/doc.pdf" \
+    || fail "could not write the test PDF with the dev venv"
+got_pdf="$(run lectern extract "$tmp/doc.pdf")" || fail "lectern extract exited $?"
+want_pdf="$(env -u PYTHONHOME PYTHONPATH="$repo" "$dev_py" -m app extract "$tmp/doc.pdf")"
+echo "$got_pdf" | grep -q "page two" || fail "lectern extract lost the PDF's text: '$got_pdf'"
+[ "$got_pdf" = "$want_pdf" ] || fail "installed extract gave '$got_pdf', the dev venv '$want_pdf'"
 
 step "lectern gui --exit-after-startup (offscreen)"
 t0="$(now)"
