@@ -6,8 +6,7 @@ read_tokens(session, tokens, store) makes the session hold `tokens` (like Sessio
    conversation about a read document, a grown document, a read that was interrupted);
 2. evaluates the rest in segments ending at every multiple of `checkpoint_every`, at each
    `keep_at` position (the ends of documents) and at the end, saving the state after each
-   (at the end only when it is at least checkpoint_every // 4 tokens past the last saved
-   state: a question after a read document or a short follow-up is not worth a file);
+   (the end too: after a restart the conversation continues from it);
    a checkpoint replaces the previous one on the same tokens, so the store holds one
    resumable checkpoint per read plus the kept states.
 A cancel leaves the state at a chunk boundary with the last checkpoint on disk; calling
@@ -101,10 +100,8 @@ def read_tokens(session: Session, tokens: Sequence[int], store: StateStore | Non
     n_reused = min(n_reused, len(tokens) - 1)
     total = len(tokens) - n_reused
     keep = set(keep_at)
-    gap = checkpoint_every // 4
     done = 0
     first = True
-    last = n_reused           # the last position held by a saved (or the session's) state
     for end in checkpoints(n_reused, len(tokens), checkpoint_every, keep_at):
         base = done
 
@@ -114,16 +111,15 @@ def read_tokens(session: Session, tokens: Sequence[int], store: StateStore | Non
 
         r = session.prefill(tokens[:end], seg_progress, cancel, chunk)
         if first:                     # what the session really kept (a rewind may keep less)
-            n_reused, last, first = r.n_reused, r.n_reused, False
+            n_reused, first = r.n_reused, False
         done += r.n_evaluated
         if r.cancelled:
             return PrefillResult(len(tokens), n_reused, done, time.perf_counter() - t0, True)
-        if store is not None and (end < len(tokens) or end - last >= gap):
+        if store is not None:
             kind = "final" if end == len(tokens) else "keep" if end in keep else "checkpoint"
             try:
                 store.save(session, kind)
                 store.supersede(session.engine, tokens, end)
-                last = end
             except STORE_ERRORS as e:
                 log.warning("could not save a checkpoint, reading on without: %s", e)
                 store = None
