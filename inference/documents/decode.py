@@ -1,7 +1,8 @@
 """Bytes -> text: byte-order marks, strict UTF-8, then legacy encodings ranked by plausibility.
 
 Order of decisions:
-1. a BOM (UTF-32 LE/BE before UTF-16 LE/BE, whose BOM is a prefix of UTF-32 LE's; UTF-8);
+1. a BOM (UTF-32 LE/BE before UTF-16 LE/BE, whose BOM is a prefix of UTF-32 LE's, so UTF-16 LE
+   text that starts with U+0000 reads as UTF-32 when it decodes as such; UTF-8);
 2. BOM-less UTF-16 (every other byte NUL in mostly-ASCII text);
 3. a NUL byte anywhere else -> binary;
 4. strict UTF-8;
@@ -26,7 +27,7 @@ BOMS = (  # longest first: the UTF-32 LE BOM starts with the UTF-16 LE one
 LEGACY = ("cp1252", "cp1251", "shift_jis", "gb18030", "latin-1")
 SAMPLE = 1 << 16            # chars scored per candidate (the start of the file decides)
 # Non-ASCII symbols common in real text; other symbols are typical of a wrong code page.
-_COMMON_SYMBOLS = set("©®°±×÷€£¥§¶•·…‘’‚“”„«»–—№™¢¤µ¬")
+_COMMON_SYMBOLS = set("©®°€£¥§•…‘’“”„«»–—№™¡¿\u00a0")
 _OK_CONTROLS = set("\t\n\r\f\v")
 
 
@@ -37,6 +38,8 @@ def decode_bytes(data: bytes, name: str = "file") -> tuple[str, str]:
             try:
                 return data[len(bom):].decode(codec), label
             except UnicodeDecodeError:
+                if codec == "utf-32-le":     # FF FE 00 00: UTF-16 LE text starting with U+0000
+                    continue
                 raise BinaryFileError(f"{name} starts with a {label} byte-order mark but is not "
                                       f"valid {label}; re-save it as UTF-8") from None
     utf16 = _bomless_utf16(data)
@@ -55,7 +58,7 @@ def decode_bytes(data: bytes, name: str = "file") -> tuple[str, str]:
             text = data.decode(enc)
         except UnicodeDecodeError:
             continue
-        score = implausibility(text[:SAMPLE])
+        score = implausibility(text[:SAMPLE], enc)
         if best is None or score < best[0] - 1e-9:
             best = (score, text, enc)
     assert best is not None   # latin-1 decodes any bytes
@@ -94,11 +97,11 @@ def _is_bad(c: str) -> bool:
     return unicodedata.category(c) in ("Cc", "Cn", "Co", "Cs") or c == "\ufffd"
 
 
-def implausibility(text: str) -> float:
+def implausibility(text: str, encoding: str = "") -> float:
     """Marks per character for signs of a wrong code page (lower is more plausible):
     bad characters (4), mixed scripts in one word (2), a lower->upper case change inside a
-    word (1), a Latin word mostly of accented letters (1 per letter), rare symbols, half-width
-    katakana and rare CJK ideographs (1 each)."""
+    word (1), a Latin word mostly of accented letters (1 per letter), and 1 for each non-ASCII
+    character outside what text in that encoding usually holds (`_usual`)."""
     if not text:
         return 0.0
     marks = 0.0
@@ -109,13 +112,23 @@ def implausibility(text: str) -> float:
             continue
         if _is_bad(c):
             marks += 4
-        elif unicodedata.category(c)[0] == "S" and c not in _COMMON_SYMBOLS:
-            marks += 1
-        elif "\uff61" <= c <= "\uff9f":
-            marks += 1
-        elif _is_cjk(c) and not _common_cjk(c):
+        elif not _usual(c, encoding):
             marks += 1
     return marks / len(text)
+
+
+def _usual(c: str, encoding: str) -> bool:
+    """Western code pages: Latin letters and common punctuation; cp1251: Cyrillic letters and
+    common punctuation; CJK encodings: everyday ideographs (GB2312 / JIS X 0208), kana, CJK
+    and full-width punctuation. Unknown encoding: anything but rare symbols."""
+    if encoding in ("cp1252", "latin-1"):
+        return c in _COMMON_SYMBOLS or (c.isalpha() and _script(c) == "LATIN")
+    if encoding == "cp1251":
+        return c in _COMMON_SYMBOLS or (c.isalpha() and _script(c) == "CYRILLIC")
+    if encoding in ("shift_jis", "gb18030"):
+        return ((_is_cjk(c) and _common_cjk(c)) or "\u3000" <= c <= "\u30ff"
+                or "\uff01" <= c <= "\uff5e")
+    return not (unicodedata.category(c)[0] == "S" and c not in _COMMON_SYMBOLS)
 
 
 def _words(text: str):

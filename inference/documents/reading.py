@@ -5,7 +5,8 @@ read_tokens(session, tokens, store) makes the session hold `tokens` (like Sessio
    is longer than what the session itself can reuse (a follow-up after a restart, a new
    conversation about a read document, a grown document, a read that was interrupted);
 2. evaluates the rest in segments ending at every multiple of `checkpoint_every`, at each
-   `keep_at` position (the ends of documents) and at the end, saving the state after each;
+   `keep_at` position (the ends of documents) and at the end, saving the state after each
+   (the end too: after a restart the conversation continues from it);
    a checkpoint replaces the previous one on the same tokens, so the store holds one
    resumable checkpoint per read plus the kept states.
 A cancel leaves the state at a chunk boundary with the last checkpoint on disk; calling

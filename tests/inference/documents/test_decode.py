@@ -25,6 +25,8 @@ FILE_TEXT = st.text(st.characters(categories=("L", "N", "P", "S", "Zs")) | st.sa
 ]))
 def test_text_after_a_byte_order_mark_comes_back_exactly(text, enc):
     codec, label, bom = enc
+    if codec == "utf-16" and text.startswith("\x00"):
+        return   # FF FE 00 00 ... is also a UTF-32 LE BOM; a text file does not start with NUL
     assert decode_bytes(bom + text.encode(codec)) == (text, label)
 
 
@@ -61,7 +63,7 @@ def test_legacy_code_pages_are_recognised_for_text_in_their_language(enc):
     @settings(max_examples=150, deadline=None)
     @given(sentences(enc))
     def check(text):
-        assert decode_bytes(text.encode(enc)) == (text, enc)
+        assert decode_bytes(text.encode(enc)) == (text, "utf-8" if text.isascii() else enc)
 
     check()
 

@@ -71,9 +71,12 @@ def test_checkpoint_files_appear_while_reading(llama, tmp_path):
     def progress(done, total):
         seen[done] = sorted(e.n_tokens for e in store.entries(llama))
 
-    read(llama, tokens(200), store, progress=progress)
+    read(llama, tokens(230), store, progress=progress)
     assert seen[64 + CHUNK] == [64] and seen[128 + CHUNK] == [128]     # one checkpoint at a time
-    assert sorted(e.n_tokens for e in store.entries(llama)) == [200]
+    assert sorted(e.n_tokens for e in store.entries(llama)) == [230]
+    s, r = read(llama, tokens(240), store)               # a longer prompt continues the read
+    assert (r.n_reused, r.n_evaluated) == (230, 10)
+    assert sorted(e.n_tokens for e in store.entries(llama)) == [230, 240]
 
 
 def doc(text):
