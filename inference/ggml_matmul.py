@@ -60,8 +60,8 @@ def quantize_q8_K(x: np.ndarray, packed4: bool = False) -> tuple[np.ndarray, np.
     """Q8_K rounding of x [T, n] -> q [T, n/256, 256] (integers as float32), d [T, n/256] float32.
 
     packed4=False: quantize_row_q8_K_ref: max = first element of largest magnitude, iscale = -127/max,
-    q = min(127, nearest_int(iscale * x)) where GCC fuses the product into nearest_int's add of
-    1.5 * 2^23 (one rounding of the exact product); d = 1/iscale.
+    q = min(127, nearest_int(iscale * x)) (the product rounded to float32 first: ggml-base is not
+    contracted, checked against llama.cpp on a row where it matters); d = 1/iscale.
     packed4=True: ggml_quantize_mat_q8_K_4x8 (x86): iscale = -127/amax if some element equals +amax,
     else 127/amax (the same but for +-amax ties); q = round(f32(iscale * x)), saturated."""
     T = x.shape[0]
@@ -75,10 +75,7 @@ def quantize_q8_K(x: np.ndarray, packed4: bool = False) -> tuple[np.ndarray, np.
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         iscale = np.where(mx != 0, F32(-127.0) / mx, F32(0.0)).astype(F32)
         d = np.where(mx != 0, F32(1.0) / iscale, F32(0.0)).astype(F32)
-        if packed4:
-            q = np.rint(b * iscale[..., None])
-        else:
-            q = np.rint(b.astype(F64) * iscale[..., None].astype(F64))
+        q = np.rint(b * iscale[..., None])
     return np.clip(np.nan_to_num(q), -128, 127).astype(F32), d
 
 
