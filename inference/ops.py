@@ -137,6 +137,7 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
     step = max(1, _SLAB_ELEMENTS // n_in)
     if ROUND_ACTIVATIONS and ggml_matmul.EXACT and w.ggml_type.name in ggml_matmul.KINDS:
         # llama.cpp's own kernel for this type and batch size, same float32 order: bit-identical
+        # (so, as in llama.cpp, Q4_K and Q6_K rows depend on the batch size they come in)
         bs, bb = w.block
         y = ggml_matmul.mul_mat(w.ggml_type.name, w.data.reshape(n_out, n_in // bs, bb), x_in)
         if y is not None:
