@@ -95,6 +95,14 @@ def inspect(path: str | Path, source: str = "folder", n_ctx: int = DEFAULT_N_CTX
     return e
 
 
+def _later_split_part(name: str) -> bool:
+    """True for NAME-0000K-of-0000N.gguf with K > 1 (the engine opens a split model from part 1)."""
+    from inference.gguf_file import _SPLIT_NAME
+
+    m = _SPLIT_NAME.match(name)
+    return bool(m) and int(m["no"]) != 1
+
+
 def default_settings(entry: ModelEntry) -> dict:
     s = dict(DEFAULT_SETTINGS)
     if entry.context_length:
@@ -143,7 +151,8 @@ class Library:
             add(b, "builtin")
         if self.models_dir.is_dir():
             for f in sorted(self.models_dir.rglob("*.gguf")):
-                add(f, "folder")
+                if not _later_split_part(f.name):   # a split model is listed once, by part 1
+                    add(f, "folder")
         for f in self.store.imported_models():
             add(f, "imported")
         return out
