@@ -139,9 +139,9 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
         # llama.cpp's own kernel for this type and batch size, same float32 order: bit-identical
         # (so, as in llama.cpp, Q4_K and Q6_K rows depend on the batch size they come in)
         bs, bb = w.block
-        y = ggml_matmul.mul_mat(w.ggml_type.name, w.data.reshape(n_out, n_in // bs, bb), x_in)
-        if y is not None:
-            return y
+        exact = ggml_matmul.mul_mat(w.ggml_type.name, w.data.reshape(n_out, n_in // bs, bb), x_in)
+        if exact is not None:
+            return exact
     if ROUND_ACTIVATIONS and w.ggml_type.name == "Q4_1" and n_in % 32 == 0:
         # llama.cpp's own kernel, same float32 order (ggml_cpu.vec_dot_q4_1_q8_1): bit-identical
         q, d = _q8_blocks(x_in)

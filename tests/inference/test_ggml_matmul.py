@@ -242,3 +242,18 @@ def test_kernels_agree_with_the_plain_math():
         w = dequantize(blocks.reshape(-1), Q[kind], 8 * 512).reshape(8, 512)
         want = xr.astype(np.float64) @ w.T.astype(np.float64)
         np.testing.assert_allclose(ours, want, rtol=2e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_q4_K_with_rows_not_a_multiple_of_8_is_not_repacked(monkeypatch):
+    """llama.cpp repacks Q4_K only when the row count is a multiple of 8; otherwise mul_mat declines
+    and ops.linear takes its generic path (regression: it used to return None)."""
+    from inference import ops
+    from inference.gguf_file import Tensor
+
+    monkeypatch.setenv("LECTERN_KERNELS", "numpy")
+    rng = np.random.default_rng(11)
+    blocks, x = blocks_of(rng, "Q4_K", 6, 256), activations(rng, 3, 256)
+    assert gm.mul_mat("Q4_K", blocks, x) is None
+    w = Tensor("w", Q.Q4_K, (256, 6), blocks.reshape(-1))
+    want = ops.quantize_q8_K(x).astype(np.float64) @ dequantize(blocks.reshape(-1), Q.Q4_K, 6 * 256).reshape(6, 256).T
+    np.testing.assert_allclose(ops.linear(w, x), want, rtol=1e-5, atol=1e-6)
