@@ -77,6 +77,7 @@ def inspect(path: str | Path, source: str = "folder", n_ctx: int = DEFAULT_N_CTX
     try:
         e.size = p.stat().st_size
         g = open_gguf(p)
+        e.size = int(getattr(g, "file_size", e.size))     # all parts of a split model
         d = describe(g)
         e.architecture = d["architecture"] or "?"
         e.name = d["name"] or p.stem

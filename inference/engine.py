@@ -289,10 +289,11 @@ class Session:
         save_session(self, Path(path))
 
     @classmethod
-    def restore(cls, engine: Engine, path: str | os.PathLike) -> "Session":
+    def restore(cls, engine: Engine, path: str | os.PathLike, n_ctx: int | None = None) -> "Session":
+        """A saved session; n_ctx: another context size to hold it (at least its tokens)."""
         from .session_file import load_session
 
-        return load_session(cls, engine, Path(path))
+        return load_session(cls, engine, Path(path), n_ctx)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
