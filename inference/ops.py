@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ggml_cpu
+from . import ggml_cpu, ggml_matmul
 from .gguf_file import Tensor
 from .quants import dequantize
 
@@ -135,6 +135,13 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
         return x @ w.data.view(np.float32).reshape(n_out, n_in).T
     y = np.empty((x.shape[0], n_out), dtype=np.float32)
     step = max(1, _SLAB_ELEMENTS // n_in)
+    if ROUND_ACTIVATIONS and ggml_matmul.EXACT and w.ggml_type.name in ggml_matmul.KINDS:
+        # llama.cpp's own kernel for this type and batch size, same float32 order: bit-identical
+        # (so, as in llama.cpp, Q4_K and Q6_K rows depend on the batch size they come in)
+        bs, bb = w.block
+        exact = ggml_matmul.mul_mat(w.ggml_type.name, w.data.reshape(n_out, n_in // bs, bb), x_in)
+        if exact is not None:
+            return exact
     if ROUND_ACTIVATIONS and w.ggml_type.name == "Q4_1" and n_in % 32 == 0:
         # llama.cpp's own kernel, same float32 order (ggml_cpu.vec_dot_q4_1_q8_1): bit-identical
         q, d = _q8_blocks(x_in)

@@ -29,7 +29,7 @@ from .. import ops
 from ..errors import UnsupportedModelError
 from ..gguf_file import Tensor
 from .base import KV, RING, Model as BaseModel, State
-from ..ggml_cpu import f16
+from ..ggml_cpu import f16, geglu
 from .llama import check_shape, check_tokens, rope_scaling
 
 RING_SLACK = 256   # ring entries kept beyond the window, so rewinds of up to this many tokens work
@@ -250,5 +250,5 @@ class Model(BaseModel):
         return keys, vals, k_pos
 
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
-        g = ops.gelu_tanh_f16(ops.linear(L.ffn_gate, h))                      # [T, n_ff]
-        return ops.linear(L.ffn_down, g * ops.linear(L.ffn_up, h))           # [T, n_embd]
+        g = geglu(ops.linear(L.ffn_gate, h), ops.linear(L.ffn_up, h))         # [T, n_ff]
+        return ops.linear(L.ffn_down, g)                                     # [T, n_embd]
