@@ -15,9 +15,11 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QM
 from .chat_controller import ChatMixin
 from .chat_view import ChatView
 from .conversation_list import ConversationList
+from .document_widgets import ReadingBar
+from .documents_controller import DocumentsMixin
 from .hub_control import HubMixin
 from .library import Library, ModelEntry
-from .message_input import MessageInput
+from .message_input import ATTACH_SHORTCUT, MessageInput
 from .model_picker import ModelPicker
 from .remote_models import RemoteModelsMixin, is_remote
 from .server_control import ServerControl
@@ -27,7 +29,7 @@ from .worker import WorkerThread
 CONTEXT_WARN = 0.8      # the meter turns red above this share of the context
 
 
-class MainWindow(HubMixin, RemoteModelsMixin, ChatMixin, QMainWindow):
+class MainWindow(HubMixin, RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWindow):
     def __init__(self, store: Store, library: Library, ram_bytes: int | None = None):
         super().__init__()
         from inference import __version__
@@ -62,6 +64,8 @@ class MainWindow(HubMixin, RemoteModelsMixin, ChatMixin, QMainWindow):
         self.conversations = ConversationList()
         self.chat = ChatView()
         self.input = MessageInput()
+        self.input.filesDropped.connect(self.drop_paths)
+        self.reading = ReadingBar()
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -80,6 +84,7 @@ class MainWindow(HubMixin, RemoteModelsMixin, ChatMixin, QMainWindow):
         rl.setContentsMargins(0, 6, 6, 6)
         rl.addWidget(self.banner_box)
         rl.addWidget(self.chat, 1)
+        rl.addWidget(self.reading)
         rl.addWidget(self.input)
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.addWidget(self.conversations)
@@ -150,6 +155,8 @@ class MainWindow(HubMixin, RemoteModelsMixin, ChatMixin, QMainWindow):
         self._act(f, "&Quit", self.close, "Ctrl+Q")
         e = mb.addMenu("&Chat")
         self._act(e, "&Find chats", self.focus_search, "Ctrl+F")
+        self.act_attach = self._act(e, "&Attach documents…", self.attach_dialog, ATTACH_SHORTCUT,
+                                    tip=f"Attach documents to the next message ({ATTACH_SHORTCUT})")
         self.act_stop = self._act(e, "&Stop answer", self.stop, "Esc")
         self.act_stop.setShortcutContext(Qt.WindowShortcut)     # Esc in the hub window closes it
         self.act_regen = self._act(e, "&Regenerate answer", self.regenerate, "Ctrl+R")
@@ -260,6 +267,7 @@ class MainWindow(HubMixin, RemoteModelsMixin, ChatMixin, QMainWindow):
             self.server.stop()
             self.statusBar().showMessage(self.server.start(), 6000)
         self.set_context_meter(max(self.meter.value(), 0), self.n_ctx)
+        self.measure_documents()
         if self.current is not None:
             self.store.set_conversation_model(self.current, self.model_path)
             msgs = self.store.messages(self.current)
@@ -302,19 +310,17 @@ class MainWindow(HubMixin, RemoteModelsMixin, ChatMixin, QMainWindow):
         self.load_model(e.path)
         return e
 
-    def dragEnterEvent(self, ev) -> None:
-        if any(u.toLocalFile().lower().endswith(".gguf") for u in ev.mimeData().urls()):
-            ev.acceptProposedAction()
-
-    def dropEvent(self, ev) -> None:
-        for u in ev.mimeData().urls():
-            if u.toLocalFile().lower().endswith(".gguf"):
-                self.import_model(u.toLocalFile())
-
-    def open_settings(self) -> None:
+    def open_settings(self, focus: str | None = None) -> None:
+        """The settings dialog; focus: a field to start in ("n_ctx" for the context size)."""
         from .settings_dialog import SettingsDialog
 
         d = SettingsDialog(str(self.library.models_dir), self.model_entry, self.model_settings(), self)
+        self.settings_dialog = d
+        if focus and hasattr(d, focus):
+            field = getattr(d, focus)
+            field.setFocus()
+            if hasattr(field, "selectAll"):
+                field.selectAll()
         if d.exec():
             self.apply_settings(d.models_dir.text(), d.values())
 
@@ -380,6 +386,7 @@ class MainWindow(HubMixin, RemoteModelsMixin, ChatMixin, QMainWindow):
         if getattr(self, "_closed", False):
             return super().closeEvent(ev)
         self._closed = True
+        self.cancel_extraction()
         self.stop()
         self.save_state()
         self.server.stop()

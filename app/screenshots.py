@@ -5,7 +5,8 @@
 Uses a throw-away LECTERN_DATA_DIR. States: first start with the built-in model, a streamed
 SmolLM2 answer (short), an answer being streamed (Stop button), a stored answer with markdown,
 a code block and a folded thinking section, the thinking unfolded, the settings dialog, a model
-that failed to load, a conversation too long for the context, the dark theme, the Find models window (a page with
+that failed to load, a conversation too long for the context, the dark theme, then a document: attached (chip and fit
+line), being read (progress bar), and answered about, then the Find models window (a page with
 variants and downloads; a private repository asking for a token) served by the test suite's fake
 hub on 127.0.0.1. `--only-hub` takes only those two. Each PNG is written with QWidget.grab().
 """
@@ -32,6 +33,23 @@ How it works:
 3. `" ".join(...)` glues them back with single spaces.
 
 *Note:* runs of spaces collapse to one."""
+
+DEMO_DOCUMENT = """# Varne Island Light: annual report
+
+The lighthouse on Varne Island was first lit in 1862. Its keeper logs the weather at six every
+morning and again at six in the evening, and the log has not missed a day since 1870.
+
+## Changes to the station
+
+In 1911 the lamp was converted from oil to acetylene, which tripled its range, and the fog bell
+was retired in favour of a diaphone horn. Electricity arrived in 1954; the keeper's cottage was
+rebuilt after the storm of 1987.
+
+## This year
+
+The lens was cleaned and re-seated in March. Visitors: 4,212, most of them in August. The
+station's budget was 18,400 pounds, of which 11,000 went to the new roof.
+"""
 
 
 def wait(app, cond, timeout=120.0) -> bool:
@@ -151,6 +169,7 @@ def main(argv: list[str]) -> int:
     pause(app)
     shot(win, out, "10-dark")
     theme.apply(app, dark=False)
+    documents(app, win, out)
     code = hub_shots(app, win, out)
     win.close()
     return code
@@ -182,8 +201,8 @@ def demo_hub():
 
 
 def hub_shots(app, win, out: Path) -> int:
-    """11: Find models with search results, a repository page and two downloads (one done, one
-    running); 12: a private repository asking for a Hugging Face token."""
+    """14: Find models with search results, a repository page and two downloads (one done, one
+    running); 15: a private repository asking for a Hugging Face token."""
     fake = demo_hub()
     os.environ["HF_ENDPOINT"] = fake.start()
     try:
@@ -217,6 +236,29 @@ def hub_shots(app, win, out: Path) -> int:
     finally:
         fake.stop()
     return 0
+
+
+def documents(app, win, out: Path) -> None:
+    """A document attached (chip, fit line), read (progress bar), and asked about."""
+    win.worker.worker.states_dir = Path(os.environ["LECTERN_DATA_DIR"]) / "states"  # a fresh read
+    win.apply_settings("", dict(win.model_settings(), n_ctx=4096, max_tokens=40))
+    wait(app, lambda: win.loading_lid is None and win.n_ctx == 4096)
+    doc = Path(os.environ["LECTERN_DATA_DIR"]) / "varne-island-report.md"
+    doc.write_text(DEMO_DOCUMENT, encoding="utf-8")
+    win.new_chat()
+    win.statusBar().clearMessage()
+    win.attach_paths([str(doc)])
+    wait(app, lambda: not win.extracting and win.fit is not None)
+    win.input.edit.setPlainText("When was the lamp converted, and to what?")
+    pause(app)
+    shot(win, out, "11-document-attached")
+    win.input._send()
+    wait(app, lambda: win.reading.isVisible() and "tok/s" in win.reading.label.text())
+    pause(app, 0.1)
+    shot(win, out, "12-document-reading")
+    wait(app, lambda: not win.busy, 600)
+    pause(app)
+    shot(win, out, "13-document-answer")
 
 
 if __name__ == "__main__":

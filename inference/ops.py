@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ggml_cpu
+from . import ggml_cpu, ggml_matmul
 from .gguf_file import Tensor
 from .quants import dequantize
 
@@ -135,6 +135,13 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
         return x @ w.data.view(np.float32).reshape(n_out, n_in).T
     y = np.empty((x.shape[0], n_out), dtype=np.float32)
     step = max(1, _SLAB_ELEMENTS // n_in)
+    if ROUND_ACTIVATIONS and ggml_matmul.EXACT and w.ggml_type.name in ggml_matmul.KINDS:
+        # llama.cpp's own kernel for this type and batch size, same float32 order: bit-identical
+        # (so, as in llama.cpp, Q4_K and Q6_K rows depend on the batch size they come in)
+        bs, bb = w.block
+        exact = ggml_matmul.mul_mat(w.ggml_type.name, w.data.reshape(n_out, n_in // bs, bb), x_in)
+        if exact is not None:
+            return exact
     if ROUND_ACTIVATIONS and w.ggml_type.name == "Q4_1" and n_in % 32 == 0:
         # llama.cpp's own kernel, same float32 order (ggml_cpu.vec_dot_q4_1_q8_1): bit-identical
         q, d = _q8_blocks(x_in)
@@ -228,7 +235,7 @@ def swiglu_ggml(g: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def gelu_f16_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """gelu_tanh_f16(g) * u; on the JIT kernel (llama.cpp's F16 table) when selected (same bits)."""
+    """ggml_cpu.geglu(g, u) (llama.cpp's F16 GELU table); on the JIT kernel when selected (same bits)."""
     try:
         from jit import api
         from jit import elementwise as je
@@ -236,7 +243,7 @@ def gelu_f16_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
         je = None
     if je is not None and je.usable(g.shape[-1]) and api.enabled():
         return je.gelu_mul(g, u)
-    return gelu_tanh_f16(g) * u
+    return ggml_cpu.geglu(g, u)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

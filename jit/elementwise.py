@@ -36,7 +36,7 @@ def swiglu(g: np.ndarray, u: np.ndarray, cpu: CpuInfo | None = None) -> np.ndarr
 
 
 def gelu_mul(g: np.ndarray, u: np.ndarray, cpu: CpuInfo | None = None) -> np.ndarray:
-    """ops.gelu_tanh_f16(g) * u through llama.cpp's F16 GELU table; g, u float32 [..., n], n % 16 == 0."""
+    """ggml_cpu.geglu(g, u) through llama.cpp's F16 GELU table; g, u float32 [..., n], n % 16 == 0."""
     from .plan_gemma import gelu_table
 
     g = np.ascontiguousarray(g, np.float32)

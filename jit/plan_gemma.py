@@ -31,14 +31,11 @@ def shape_of(model) -> GemmaShape:
                       float(np.float32(c.attn_scale)))
 
 
-@functools.cache
 def gelu_table() -> np.ndarray:
-    """ops.gelu_tanh_f16 of every half value, indexed by its 16 bits (float32 [65536])."""
-    from inference import ops
+    """llama.cpp's F16 GELU table (inference.ggml_cpu.gelu_table), float32 [65536] by F16 bits."""
+    from inference import ggml_cpu
 
-    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
-    with np.errstate(all="ignore"):
-        return np.ascontiguousarray(ops.gelu_tanh_f16(h), np.float32)
+    return ggml_cpu.gelu_table()
 
 
 def plannable(model, state) -> bool:

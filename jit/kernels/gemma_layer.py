@@ -58,7 +58,7 @@ def scale_into(fn: Fn, buf: str, n: int, scale: float) -> None:
 
 def gelu_mul(fn: Fn, gate: str, up: str, out: str, table: str, n) -> None:
     """out = gelu_f16(gate) * up: table[f16 bits of x] (F16-rounded gelu values), 0 at x <= -10,
-    x itself at x >= 10 (ops.gelu_tanh_f16)."""
+    x itself at x >= 10 (ggml_cpu.geglu)."""
     V16I, V16P = vec(16, "i32"), vec(16, "ptr")
     fn.declare(f"declare {V16F} @llvm.masked.gather.v16f32.v16p0({V16P}, i32, <16 x i1>, {V16F})")
     with fn.loop("0", str(n), step=16, stem="ge") as S:
