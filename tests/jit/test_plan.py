@@ -109,8 +109,8 @@ def test_gemma_plan_gives_the_per_op_bits_through_wrapping_rings(stem):
 def test_gelu_table_is_the_per_op_gelu():
     from inference import ggml_cpu
 
-    x = np.random.default_rng(0).standard_normal(5000).astype(np.float32) * 4
-    u = np.random.default_rng(1).standard_normal(5000).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal(4992).astype(np.float32) * 4
+    u = np.random.default_rng(1).standard_normal(4992).astype(np.float32)
     from jit.elementwise import gelu_mul
     assert np.array_equal(gelu_mul(x, u), ggml_cpu.geglu(x, u))
 
