@@ -188,9 +188,24 @@ def vector(w: Tensor) -> np.ndarray:
     return w.numpy()
 
 
+BIG = 1       # elements from which rms_norm / rope go to the JIT (always: one kernel, one set of bits)
+
+
+def _jit_elementwise():
+    """jit.elementwise if the JIT kernels are selected and have what these kernels need, else None."""
+    try:
+        from jit import api
+        from jit import elementwise as je
+    except ImportError:
+        return None
+    return je if je.usable(16) and api.enabled() else None
+
+
 def rms_norm(x: np.ndarray, w: np.ndarray | None, eps: float) -> np.ndarray:
     """x * (1 / sqrt(mean(x^2) + eps)) * w over the last axis, rounded as ggml does it: squares in
     float32 summed in float64, mean and scale in float32."""
+    if w is not None and x.shape[-1] % 16 == 0 and x.size >= BIG and (je := _jit_elementwise()) is not None:
+        return je.rms_norm(x, w, eps)
     x = np.asarray(x, np.float32)
     ms = (np.sum((x * x).astype(np.float64), axis=-1, keepdims=True) / x.shape[-1]).astype(np.float32)
     y = x * (np.float32(1.0) / np.sqrt(ms + np.float32(eps)))
@@ -205,6 +220,30 @@ def silu_ggml(x: np.ndarray) -> np.ndarray:
     """silu over float32 rows with llama.cpp's own exp (ggml_cpu.silu): bit-identical to its CPU
     backend. Used by the llama forward, which matches llama.cpp bit for bit (Q4_1 files)."""
     return ggml_cpu.silu(x)
+
+
+def swiglu_ggml(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """silu_ggml(g) * u (llama.cpp's ggml_vec_swiglu_f32); on the JIT kernel when selected (same bits)."""
+    try:
+        from jit import api
+        from jit import elementwise as je
+    except ImportError:
+        je = None
+    if je is not None and je.usable(g.shape[-1]) and api.enabled():
+        return je.swiglu(g, u)
+    return silu_ggml(g) * u
+
+
+def gelu_f16_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """ggml_cpu.geglu(g, u) (llama.cpp's F16 GELU table); on the JIT kernel when selected (same bits)."""
+    try:
+        from jit import api
+        from jit import elementwise as je
+    except ImportError:
+        je = None
+    if je is not None and je.usable(g.shape[-1]) and api.enabled():
+        return je.gelu_mul(g, u)
+    return ggml_cpu.geglu(g, u)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -245,6 +284,8 @@ def rope_neox(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_sca
               freq_factors: np.ndarray | None = None) -> np.ndarray:
     """NEOX rotation: x: [T, H, D]; pairs (i, i + n_dims/2) for i < n_dims/2; dims >= n_dims pass."""
     cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
+    if np.ndim(x) == 3 and np.size(x) >= BIG and (je := _jit_elementwise()) is not None:
+        return je.rope(x, cos, sin, n_dims, True)
     cos, sin = cos[:, None, :], sin[:, None, :]
     half = n_dims // 2
     x = np.asarray(x, np.float32)
@@ -257,6 +298,8 @@ def rope_norm(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_sca
               freq_factors: np.ndarray | None = None) -> np.ndarray:
     """Llama ("normal") rotation: adjacent pairs (2i, 2i+1); x: [T, H, D]."""
     cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
+    if np.ndim(x) == 3 and np.size(x) >= BIG and (je := _jit_elementwise()) is not None:
+        return je.rope(x, cos, sin, n_dims, False)
     cos, sin = cos[:, None, :], sin[:, None, :]
     x = np.asarray(x, np.float32)
     out = x.copy()
@@ -292,6 +335,42 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     scores = np.matmul(q.transpose(1, 0, 2), kh) * np.float32(scale) + mask[None]  # [Hq, T, S]
     p = softmax(scores, axis=-1)
     return np.matmul(p, vh).transpose(1, 0, 2)        # [T, Hq, Dv]
+
+
+def _jit_attention(dk: int, dv: int, ring: int):
+    """jit.attention.attend if the JIT kernels are selected and cover these head sizes, else None."""
+    try:
+        from jit import api
+    except ImportError:
+        return None
+    if not api.enabled():
+        return None
+    from jit import attention as ja
+    return ja.attend if ja.usable(dk, dv, ring) else None
+
+
+def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndarray, scale: float,
+                     window: int | None = None, single: bool | None = None) -> np.ndarray:
+    """`attention(..., round_f16=True, decode_order=True)` of q [T, Hq, Dk] at positions pos
+    (consecutive) against a cache kc [R, Hkv, Dk], vc [R, Hkv, Dv] that already holds every key
+    the queries see, position p in slot p % R (R = the context for a plain cache, a ring for a
+    sliding window). single: sum in llama.cpp's single-query order (default: T == 1; a caller that
+    splits a batch passes the batch's answer). On the JIT kernel when selected (same bits), else numpy."""
+    T = q.shape[0]
+    pos = np.asarray(pos, np.int64)
+    R = kc.shape[0]
+    k_begin = np.zeros(T, np.int64) if window is None else np.maximum(0, pos - window + 1)
+    single = T == 1 if single is None else single
+    decode = single and SINGLE_QUERY_DECODE_ORDER
+    attend = _jit_attention(q.shape[2], vc.shape[2], R)
+    if attend is not None:
+        return attend(q, kc, vc, pos, k_begin, scale, decode)
+    k_pos = np.arange(int(k_begin[0]), int(pos[-1]) + 1)
+    if k_pos[-1] < R:
+        keys, vals = kc[k_pos[0]:k_pos[-1] + 1], vc[k_pos[0]:k_pos[-1] + 1]
+    else:
+        keys, vals = kc[k_pos % R], vc[k_pos % R]
+    return attention(q, keys, vals, pos, k_pos, scale, window, round_f16=True, decode_order=single)
 
 
 # llama.cpp sums a single query's attention dot products in another order than a batch's (see

@@ -75,9 +75,10 @@ class Pool:
         for w in self._workers:
             w.start()
 
-    def run(self, fn, head: tuple, rows: int, tail: tuple) -> None:
-        """fn(*head, r0, r1, *tail) for ranges covering [0, rows), in parallel."""
-        ranges = split(rows, self.n, self.align)
+    def run(self, fn, head: tuple, rows: int, tail: tuple, chunk: int | None = None) -> None:
+        """fn(*head, r0, r1, *tail) for ranges covering [0, rows), in parallel (cut on `chunk`
+        rows if given, else on the pool's alignment)."""
+        ranges = split(rows, self.n, chunk or self.align)
         with self._lock:
             self._error = None
             for w, (r0, r1) in zip(self._workers, ranges[1:]):

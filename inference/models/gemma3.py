@@ -29,7 +29,7 @@ from .. import ops
 from ..errors import UnsupportedModelError
 from ..gguf_file import Tensor
 from .base import KV, RING, Model as BaseModel, State
-from ..ggml_cpu import f16, geglu
+from ..ggml_cpu import f16
 from .llama import check_shape, check_tokens, rope_scaling
 
 RING_SLACK = 256   # ring entries kept beyond the window, so rewinds of up to this many tokens work
@@ -85,6 +85,9 @@ def swa_layers(model: BaseModel, n_layer: int, n_swa: int) -> tuple[bool, ...]:
         return tuple(bool(b) for b in pattern)
     n = int(pattern)
     return tuple(n == 0 or il % n < n - 1 for il in range(n_layer))
+
+
+USE_PLAN = True     # decode a token through jit.plan_gemma when it applies (tests compare with False)
 
 
 class Model(BaseModel):
@@ -192,11 +195,15 @@ class Model(BaseModel):
         check_tokens(tokens, c.n_vocab)
         pos = np.arange(p0, p0 + T)
         x = ops.embed(self.token_embd, tokens) * np.float32(np.sqrt(c.n_embd))   # x: [T, n_embd]
-        for il, L in enumerate(self.layers):
-            a = self.attention(il, L, self.norm(x, L.attn_norm), pos, state)    # a: [T, n_embd]
-            x = x + self.norm(a, L.post_attention_norm)
-            f = self.ffn(L, self.norm(x, L.ffn_norm))                            # f: [T, n_embd]
-            x = x + self.norm(f, L.post_ffw_norm)
+        plan = self.decode_plan(state) if T == 1 else None
+        if plan is not None:                 # every layer in one native call, the same bits
+            x = plan.step(x[0], p0, state)[None]
+        else:
+            for il, L in enumerate(self.layers):
+                a = self.attention(il, L, self.norm(x, L.attn_norm), pos, state)    # a: [T, n_embd]
+                x = x + self.norm(a, L.post_attention_norm)
+                f = self.ffn(L, self.norm(x, L.ffn_norm))                            # f: [T, n_embd]
+                x = x + self.norm(f, L.post_ffw_norm)
         state.n_past = p0 + T
         if last_only:
             x = x[-1:]
@@ -204,6 +211,24 @@ class Model(BaseModel):
         if c.final_softcap:
             logits = np.float32(c.final_softcap) * np.tanh(logits / np.float32(c.final_softcap))
         return logits
+
+    def decode_plan(self, state: State):
+        """jit.plan_gemma.GemmaPlan for this state when the JIT runs this model (cached), else None."""
+        if not (USE_PLAN and ops.SINGLE_QUERY_DECODE_ORDER):      # the plan sums in decode order
+            return None
+        try:
+            from jit import api
+            from jit import plan_gemma as jp
+        except ImportError:
+            return None
+        plan = getattr(self, "_plan", None)
+        if plan is not None and plan.refs.matches(state):
+            return plan if api.enabled() else None
+        self._plan = None
+        if not jp.plannable(self, state):
+            return None
+        self._plan = jp.GemmaPlan(self, state)
+        return self._plan
 
     def attention(self, il: int, L: Layer, h: np.ndarray, pos: np.ndarray, state: State) -> np.ndarray:
         c = self.config
@@ -220,35 +245,32 @@ class Model(BaseModel):
         k = ops.rope_neox(k, pos, c.rope_dim, base, fscale)
         k, v = f16(k), f16(v)                                          # the F16 cache
         if c.is_swa[il]:
-            keys, vals, k_pos = self.ring_update(state, il, k, v, pos)
-            o = ops.attention(q, keys, vals, pos, k_pos, 1.0, window=c.n_swa, round_f16=True, decode_order=True)
+            o = self.ring_attention(state, il, q, k, v, pos)
         else:
             kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]        # [n_ctx, Hkv, D]
             n = int(pos[-1]) + 1
             kc[pos[0]:n], vc[pos[0]:n] = k, v
-            o = ops.attention(q, kc[:n], vc[:n], pos, np.arange(n), 1.0, round_f16=True, decode_order=True)
+            o = ops.cached_attention(q, kc, vc, pos, 1.0)
         return ops.linear(L.attn_output, o.reshape(T, -1))                   # [T, n_embd]
 
-    @staticmethod
-    def ring_update(state: State, il: int, k: np.ndarray, v: np.ndarray, pos: np.ndarray):
-        """Keys for this batch: the ring's earlier entries + the new ones; then store the new ones.
-
-        The ring holds position p in slot p % R; a batch longer than R keeps its last R entries.
-        -> keys [S, Hkv, D], values [S, Hkv, D], their positions [S]
-        """
+    def ring_attention(self, state: State, il: int, q, k, v, pos) -> np.ndarray:
+        """Sliding-window attention through the ring (position p in slot p % R): the batch's keys
+        are written in pieces of at most R - n_swa + 1 queries, so no piece overwrites a key its
+        own queries still see. The same bits as attending over the ring's entries + the batch."""
+        c = self.config
         kr, vr = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]           # [R, Hkv, D]
         kp, vp = state.arrays[f"pos.k.{il}"], state.arrays[f"pos.v.{il}"]   # [R] (-1: empty)
-        old = (kp >= 0) & (kp < pos[0])
-        keys = np.concatenate([kr[old], k])
-        vals = np.concatenate([vr[old], v])
-        k_pos = np.concatenate([kp[old], pos])
-        R = kr.shape[0]
-        keep = slice(max(0, len(pos) - R), None)
-        slots = pos[keep] % R
-        kr[slots], vr[slots] = k[keep], v[keep]
-        kp[slots] = vp[slots] = pos[keep]
-        return keys, vals, k_pos
+        R, T = kr.shape[0], len(pos)
+        piece = T if pos[-1] < R else max(1, R - c.n_swa + 1)
+        out = np.empty((T, c.n_head, c.head_dim), np.float32)
+        for s in range(0, T, piece):
+            sl = slice(s, s + piece)
+            slots = pos[sl] % R
+            kr[slots], vr[slots] = k[sl], v[sl]
+            kp[slots] = vp[slots] = pos[sl]
+            out[sl] = ops.cached_attention(q[sl], kr, vr, pos[sl], 1.0, window=c.n_swa, single=T == 1)
+        return out
 
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
-        g = geglu(ops.linear(L.ffn_gate, h), ops.linear(L.ffn_up, h))         # [T, n_ff]
-        return ops.linear(L.ffn_down, g)                                     # [T, n_embd]
+        g = ops.gelu_f16_mul(ops.linear(L.ffn_gate, h), ops.linear(L.ffn_up, h))   # [T, n_ff]
+        return ops.linear(L.ffn_down, g)                                            # [T, n_embd]

@@ -201,16 +201,38 @@ class Model(BaseModel):
         check_tokens(tokens, c.n_vocab)
         pos = np.arange(p0, p0 + T)
         x = ops.embed(self.token_embd, tokens)                               # x: [T, n_embd]
-        for il, L in enumerate(self.layers):
-            h = ops.rms_norm(x, self.vec(L.attn_norm), c.eps)                # h: [T, n_embd]
-            x = x + self.attention(il, L, h, pos, state)
-            h = ops.rms_norm(x, self.vec(L.ffn_norm), c.eps)
-            x = x + self.ffn(L, h)
+        plan = self.decode_plan(state) if T == 1 else None
+        if plan is not None:                 # every layer in one native call, the same bits
+            x = plan.step(x[0], p0)[None]
+        else:
+            for il, L in enumerate(self.layers):
+                h = ops.rms_norm(x, self.vec(L.attn_norm), c.eps)            # h: [T, n_embd]
+                x = x + self.attention(il, L, h, pos, state)
+                h = ops.rms_norm(x, self.vec(L.ffn_norm), c.eps)
+                x = x + self.ffn(L, h)
         state.n_past = p0 + T
         if last_only:
             x = x[-1:]
         x = ops.rms_norm(x, self.vec(self.output_norm), c.eps)
         return ops.linear(self.output, x)                                    # [T, n_vocab]
+
+    def decode_plan(self, state: State):
+        """jit.plan.LlamaPlan for this state when the JIT runs this model (cached: the plan holds
+        the run-state buffers and points at the state's KV cache), else None."""
+        if not (USE_PLAN and ops.SINGLE_QUERY_DECODE_ORDER):      # the plan sums in decode order
+            return None
+        plan = getattr(self, "_plan", None)
+        try:
+            from jit import plan as jp
+        except ImportError:
+            return None
+        if plan is not None and plan.refs.matches(state):
+            return plan if api_enabled() else None
+        self._plan = None
+        if not jp.plannable(self, state):
+            return None
+        self._plan = jp.LlamaPlan(self, state)
+        return self._plan
 
     def attention(self, il: int, L: Layer, h: np.ndarray, pos: np.ndarray, state: State) -> np.ndarray:
         c = self.config
@@ -225,13 +247,22 @@ class Model(BaseModel):
         kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]            # [n_ctx, Hkv, D]
         n = int(pos[-1]) + 1
         kc[pos[0]:n], vc[pos[0]:n] = f16(k), f16(v)   # llama.cpp's F16 KV cache
-        o = ops.attention(q, kc[:n], vc[:n], pos, np.arange(n), 1.0 / np.sqrt(c.head_dim), round_f16=True,
-                          decode_order=True)   # llama.cpp's sums, single-token decoding included
+        # llama.cpp's sums, single-token decoding included
+        o = ops.cached_attention(q, kc, vc, pos, 1.0 / np.sqrt(c.head_dim))
         return self.linear(L.attn_output, o.reshape(T, -1), L.attn_output_b)  # [T, n_embd]
 
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
-        g = ops.silu_ggml(ops.linear(L.ffn_gate, h))                          # [T, n_ff]
-        return ops.linear(L.ffn_down, g * ops.linear(L.ffn_up, h))            # [T, n_embd]
+        g = ops.swiglu_ggml(ops.linear(L.ffn_gate, h), ops.linear(L.ffn_up, h))   # [T, n_ff]
+        return ops.linear(L.ffn_down, g)                                          # [T, n_embd]
+
+
+USE_PLAN = True     # decode a token through jit.plan when it applies (tests compare with False)
+
+
+def api_enabled() -> bool:
+    from jit import api
+
+    return api.enabled()
 
 
 def check_tokens(tokens: np.ndarray, n_vocab: int) -> None:

@@ -1,0 +1,62 @@
+"""`attend(...)`: attention over a KV cache on the JIT kernel (jit/kernels/attention.py), bit for
+bit inference.ops._attention_f16 (llama.cpp's CPU attention with an F16 cache).
+
+General over models: any head sizes that are multiples of 16, grouped KV heads, a plain cache
+(R = its length) or a sliding-window ring (R slots, position p in slot p % R), a window given per
+query as the first key position it sees. The pool splits (query, head) rows over threads.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import compile as jc
+from .api import MATVEC_PROTO, get_pool
+from .cpu import CpuInfo, detect
+from .kernels.attention import N_PARAMS, P_HKV, P_HQ, P_K, P_KBEG, P_Q, P_QPOS, P_R, P_SCALE, P_SCRATCH, P_V
+from .kernels.attention import attention_ir, supported, symbol
+
+MIN_RING = 64     # a ring shorter than the decode step would need a modulo per key: numpy does those
+
+
+def kernel(dk: int, dv: int, decode: bool, cpu: CpuInfo | None = None):
+    cpu = cpu or detect()
+    name = symbol(dk, dv, decode)
+    return jc.kernel(("attention", dk, dv, decode), lambda: attention_ir(dk, dv, decode, cpu),
+                     {name: MATVEC_PROTO}, cpu)[name]
+
+
+def usable(dk: int, dv: int, ring: int, cpu: CpuInfo | None = None) -> bool:
+    return ring >= MIN_RING and supported(cpu or detect(), dk, dv)
+
+
+def attend(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, q_pos: np.ndarray, k_begin: np.ndarray, scale: float,
+           decode: bool, threads: int | None = None, pool=None, cpu: CpuInfo | None = None) -> np.ndarray:
+    """q [T, Hq, Dk]; kc [R, Hkv, Dk], vc [R, Hkv, Dv] float32 caches (position p in slot p % R);
+    query t at q_pos[t] sees keys k_begin[t] .. q_pos[t]. decode: a single query's summation
+    order (ggml_vec_dot_f16) instead of a batch's. -> [T, Hq, Dv] float32."""
+    q = np.ascontiguousarray(q, np.float32)
+    T, Hq, dk = q.shape
+    R, Hkv, dv = vc.shape
+    if kc.shape != (R, Hkv, dk) or Hq % Hkv or not (kc.flags.c_contiguous and vc.flags.c_contiguous):
+        raise ValueError(f"attend: q {q.shape}, k {kc.shape}, v {vc.shape} do not fit together (or not contiguous)")
+    if kc.dtype != np.float32 or vc.dtype != np.float32:
+        raise ValueError("attend: the caches must be float32")
+    q_pos = np.ascontiguousarray(q_pos, np.int64).reshape(T)
+    k_begin = np.ascontiguousarray(k_begin, np.int64).reshape(T)
+    if T and (k_begin.min() < 0 or np.any(k_begin > q_pos) or np.any(q_pos - k_begin >= R) or R < MIN_RING):
+        raise ValueError("attend: every query needs 0 <= k_begin <= q_pos and its keys inside the ring")
+    out = np.empty((T, Hq, dv), np.float32)
+    if T == 0:
+        return out
+    scratch = int(np.max(q_pos - (k_begin & ~63) + 1)) + 64
+    p = np.zeros(N_PARAMS, np.int64)
+    for slot, arr in ((P_Q, q), (P_K, kc), (P_V, vc), (P_QPOS, q_pos), (P_KBEG, k_begin)):
+        p[slot] = arr.ctypes.data
+    p[P_R], p[P_HQ], p[P_HKV], p[P_SCRATCH] = R, Hq, Hkv, scratch
+    p[P_SCALE:P_SCALE + 1].view(np.float32)[0] = np.float32(scale)
+    fn = kernel(dk, dv, decode, cpu)
+    pool = pool or get_pool(threads)
+    rows = T * Hq
+    chunk = max(1, -(-rows // (pool.n * 8)))           # small chunks: later queries see more keys
+    pool.run(fn, (p.ctypes.data, 0, out.ctypes.data), rows, (0,), chunk=chunk)
+    return out

@@ -1,0 +1,150 @@
+"""One decode step of a llama-family block as ONE native call (llama2.c's forward, per layer):
+
+    void llama_layer(const i64 *P)
+
+    h = rms_norm(x) * attn_norm                       -> the q/k/v linears' shared input
+    q, k, v = linear_one(lo_q), (lo_k), (lo_v)       (quantize h, matvec on the native pool)
+    q, k = rope(q), rope(k)                           (cos/sin of this position, ggml's fma order)
+    kcache[pos], vcache[pos] = f16(k), f16(v)
+    a = attention kernel on the pool over the heads   (its own param block, set per token)
+    x += linear_one(lo_o)                             (its input is a)
+    h = rms_norm(x) * ffn_norm
+    g = silu(linear_one(lo_gate)) * linear_one(lo_up) (ggml_vec_swiglu_f32)
+    x += linear_one(lo_down)                          (its input is g)
+
+Every step is the float32 arithmetic of the per-op path (ops.rms_norm, ggml_cpu.rotate, the same
+linear and attention kernels), so a planned decode gives that path's bits. P: i64 slots, L_* below;
+buffers are allocated once by jit.plan (llama2.c's RunState).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from ..cpu import CpuInfo
+from .attention import V16F, flt, splatf, v_expf
+from .emit import Fn, ModuleText, vec
+
+SLOTS = ("x", "attn_norm", "ffn_norm", "h", "lo_q", "lo_k", "lo_v", "lo_o", "lo_gate", "lo_up", "lo_down",
+         "q", "k", "v", "cos", "sin", "krow", "vrow", "attn_p", "attn_fn", "run", "ctx", "att", "attn_chunk",
+         "o", "gate", "up", "g", "down", "linear_one")
+L = {name: i for i, name in enumerate(SLOTS)}
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    rope_dim: int
+    n_ff: int
+    eps: float
+    neox: bool
+
+
+def supported(s: LayerShape) -> bool:
+    return (s.n_embd % 16 == 0 and s.n_ff % 16 == 0 and s.head_dim % 16 == 0 and s.rope_dim % 2 == 0
+            and s.rope_dim <= s.head_dim)
+
+
+def rms_norm(fn: Fn, x: str, w: str, out: str, n: int, eps: float) -> None:
+    """out = x * (1 / sqrt(f32(sum_f64(x*x) / n) + eps)) * w  (ops.rms_norm's roundings)."""
+    V8D = vec(8, "double")
+    with fn.loop("0", str(n), step=16, stem="ss") as S:
+        acc = S.carry(V8D, "zeroinitializer")
+        v = fn.load(V16F, fn.gep(x, fn.v(f"shl i64 {S.i}, 2")), 4)
+        sq = fn.v(f"fmul {V16F} {v}, {v}")
+        d = fn.v(f"fpext {V16F} {sq} to {vec(16, 'double')}")
+        lo = fn.v(f"shufflevector {vec(16, 'double')} {d}, {vec(16, 'double')} poison, <8 x i32> "
+                  "<i32 0, i32 1, i32 2, i32 3, i32 4, i32 5, i32 6, i32 7>")
+        hi = fn.v(f"shufflevector {vec(16, 'double')} {d}, {vec(16, 'double')} poison, <8 x i32> "
+                  "<i32 8, i32 9, i32 10, i32 11, i32 12, i32 13, i32 14, i32 15>")
+        S.set(acc, fn.v(f"fadd {V8D} {fn.v(f'fadd {V8D} {acc}, {lo}')}, {hi}"))
+    tot = fn.call("double", "llvm.vector.reduce.fadd.v8f64", ["double 0.0", f"{V8D} {acc}"], f"double, {V8D}")
+    ms = fn.v(f"fptrunc double {fn.v(f'fdiv double {tot}, {float(n)!r}')} to float")
+    r = fn.call("float", "llvm.sqrt.f32", [f"float {fn.v(f'fadd float {ms}, {flt(eps)}')}"], "float")
+    sc = fn.splat(16, "float", fn.v(f"fdiv float 1.0, {r}"))
+    with fn.loop("0", str(n), step=16, stem="sn") as S:
+        off = fn.v(f"shl i64 {S.i}, 2")
+        y = fn.v(f"fmul {V16F} {fn.load(V16F, fn.gep(x, off), 4)}, {sc}")
+        y = fn.v(f"fmul {V16F} {y}, {fn.load(V16F, fn.gep(w, off), 4)}")
+        fn.store(V16F, y, fn.gep(out, off), 4)
+
+
+def rope(fn: Fn, buf: str, cos: str, sin: str, heads: int, s: LayerShape) -> None:
+    """ggml_cpu.rotate on each head: pairs (2i, 2i+1), or (i, i + rope_dim/2) with neox."""
+    half = s.rope_dim // 2
+    with fn.loop("0", str(heads), stem="rh") as H:
+        base = fn.gep(buf, fn.v(f"mul i64 {H.i}, {4 * s.head_dim}"))
+        with fn.loop("0", str(half), stem="rp") as P:
+            if s.neox:
+                i0, i1 = P.i, fn.v(f"add i64 {P.i}, {half}")
+            else:
+                i0 = fn.v(f"shl i64 {P.i}, 1")
+                i1 = fn.v(f"add i64 {i0}, 1")
+            p0, p1 = fn.gep(base, fn.v(f"shl i64 {i0}, 2")), fn.gep(base, fn.v(f"shl i64 {i1}, 2"))
+            x0, x1 = fn.load("float", p0, 4), fn.load("float", p1, 4)
+            c = fn.load("float", fn.gep(cos, fn.v(f"shl i64 {P.i}, 2")), 4)
+            sn = fn.load("float", fn.gep(sin, fn.v(f"shl i64 {P.i}, 2")), 4)
+            ms = fn.v(f"fneg float {fn.v(f'fmul float {x1}, {sn}')}")
+            y0 = fn.call("float", "llvm.fma.f32", [f"float {x0}", f"float {c}", f"float {ms}"], "float, float, float")
+            y1 = fn.call("float", "llvm.fma.f32", [f"float {x0}", f"float {sn}", f"float {fn.v(f'fmul float {x1}, {c}')}"],
+                         "float, float, float")
+            fn.store("float", y0, p0, 4)
+            fn.store("float", y1, p1, 4)
+
+
+def f16_store(fn: Fn, src: str, dst: str, n: int) -> None:
+    with fn.loop("0", str(n), step=16, stem="hs") as S:
+        off = fn.v(f"shl i64 {S.i}, 2")
+        h = fn.v(f"fptrunc {V16F} {fn.load(V16F, fn.gep(src, off), 4)} to <16 x half>")
+        fn.store(V16F, fn.v(f"fpext <16 x half> {h} to {V16F}"), fn.gep(dst, off), 4)
+
+
+def add_into(fn: Fn, x: str, y: str, n: int) -> None:
+    with fn.loop("0", str(n), step=16, stem="ad") as S:
+        off = fn.v(f"shl i64 {S.i}, 2")
+        px = fn.gep(x, off)
+        fn.store(V16F, fn.v(f"fadd {V16F} {fn.load(V16F, px, 4)}, {fn.load(V16F, fn.gep(y, off), 4)}"), px, 4)
+
+
+def swiglu(fn: Fn, g: str, u: str, out: str, n: int) -> None:
+    with fn.loop("0", str(n), step=16, stem="sw") as S:
+        off = fn.v(f"shl i64 {S.i}, 2")
+        x = fn.load(V16F, fn.gep(g, off), 4)
+        e = v_expf(fn, fn.v(f"fsub {V16F} zeroinitializer, {x}"))
+        sl = fn.v(f"fdiv {V16F} {x}, {fn.v(f'fadd {V16F} {splatf(1.0)}, {e}')}")
+        fn.store(V16F, fn.v(f"fmul {V16F} {sl}, {fn.load(V16F, fn.gep(u, off), 4)}"), fn.gep(out, off), 4)
+
+
+@functools.cache
+def llama_layer_ir(s: LayerShape, cpu: CpuInfo) -> str:
+    mt = ModuleText(cpu)
+    fn = mt.function("define void @llama_layer(ptr noalias %P) nounwind")
+    a = {k: fn.load("i64" if k == "attn_chunk" else "ptr", fn.gep("%P", str(8 * i)), 8) for k, i in L.items()}
+
+    def lin(name):
+        fn.do(f"call void {a['linear_one']}(ptr {a[name]})")
+
+    kv_dim = s.n_head_kv * s.head_dim
+    rms_norm(fn, a["x"], a["attn_norm"], a["h"], s.n_embd, s.eps)
+    for name in ("lo_q", "lo_k", "lo_v"):
+        lin(name)
+    rope(fn, a["q"], a["cos"], a["sin"], s.n_head, s)
+    rope(fn, a["k"], a["cos"], a["sin"], s.n_head_kv, s)
+    f16_store(fn, a["k"], a["krow"], kv_dim)
+    f16_store(fn, a["v"], a["vrow"], kv_dim)
+    fn.do(f"call void {a['run']}(ptr {a['ctx']}, ptr {a['attn_fn']}, ptr {a['attn_p']}, ptr null, ptr {a['att']}, "
+          f"i64 {s.n_head}, i64 0, i64 {a['attn_chunk']})")
+    lin("lo_o")
+    add_into(fn, a["x"], a["o"], s.n_embd)
+    rms_norm(fn, a["x"], a["ffn_norm"], a["h"], s.n_embd, s.eps)
+    lin("lo_gate")
+    lin("lo_up")
+    swiglu(fn, a["gate"], a["up"], a["g"], s.n_ff)
+    lin("lo_down")
+    add_into(fn, a["x"], a["down"], s.n_embd)
+    fn.do("ret void")
+    mt.add(fn)
+    return mt.text()

@@ -1,0 +1,163 @@
+"""A decode plan: a llama-family model's per-token work over all layers in one native call.
+
+`LlamaPlan(model, state)` allocates the run state once (llama2.c's RunState: x, h, q, k, v, att,
+o, gate, up, g, down, cos/sin), fills one i64 parameter block per layer (jit/kernels/layer.py
+slots) pointing at those buffers, the layer's weights (linear_one blocks: the same kernels as
+jit.linear) and its KV cache in `state`, and per token only writes the position-dependent slots
+and calls `llama_layers(P, n_layer)`. The result has the bits of the per-op path (tested).
+Used only with the native pool (its pool_run is called from the plan).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import weakref
+
+import numpy as np
+
+from . import api
+from . import compile as jc
+from .attention import MIN_RING
+from .attention import kernel as attention_kernel
+from .cpu import CpuInfo, detect
+from .kernels import attention as ka
+from .kernels.emit import ModuleText
+from .kernels.layer import L, SLOTS, LayerShape, llama_layer_ir, supported
+from .kernels.tiles import LO_FIELDS
+from .linear import _addr, op_for, tiles
+
+LAYERS_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+LO = {k: i for i, k in enumerate(LO_FIELDS)}
+
+
+@functools.cache
+def _layers_ir(shape: LayerShape, cpu: CpuInfo) -> str:
+    """llama_layer plus llama_layers(P, n): the layers in order, P advancing by one block each."""
+    mt = ModuleText(cpu)
+    fn = mt.function("define void @llama_layers(ptr %P, i64 %n) nounwind")
+    with fn.loop("0", "%n", stem="ly") as Y:
+        fn.do(f"call void @llama_layer(ptr {fn.gep('%P', fn.v(f'mul i64 {Y.i}, {8 * len(SLOTS)}'))})")
+    fn.do("ret void")
+    mt.add(fn)
+    return llama_layer_ir(shape, cpu) + mt.text()
+
+
+def layers_fn(shape: LayerShape, cpu: CpuInfo | None = None):
+    cpu = cpu or detect()
+    return jc.kernel(("llama_layers", shape), lambda: _layers_ir(shape, cpu), {"llama_layers": LAYERS_PROTO},
+                     cpu)["llama_layers"]
+
+
+def shape_of(model) -> LayerShape:
+    c = model.config
+    return LayerShape(c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.n_ff, float(np.float32(c.eps)),
+                      bool(c.rope_neox))
+
+
+def plannable(model, state) -> bool:
+    """A plain llama block (no biases, no per-head norms), weights the JIT covers, kernels that
+    compile here, the native pool."""
+    c = model.config
+    cpu = detect()
+    if not (api.enabled() and supported(shape_of(model)) and ka.supported(cpu, c.head_dim, c.head_dim)):
+        return False
+    if state.n_ctx < MIN_RING or not hasattr(api.get_pool(), "raw"):
+        return False
+    for lay in model.layers:
+        if any(getattr(lay, f) is not None for f in ("attn_q_b", "attn_k_b", "attn_v_b", "attn_output_b",
+                                                     "attn_q_norm", "attn_k_norm")):
+            return False
+        if not all(api.supports(getattr(lay, f).ggml_type) for f in ("attn_q", "attn_k", "attn_v", "attn_output",
+                                                                    "ffn_gate", "ffn_up", "ffn_down")):
+            return False
+    return True
+
+
+class LlamaPlan:
+    def __init__(self, model, state):
+        c = model.config
+        self.model, self.n_layer = model, c.n_layer
+        self.shape = shape_of(model)
+        self._fn = layers_fn(self.shape)
+        pool = api.get_pool()
+        run, ctx, self._lock = pool.raw()
+        self.refs = StateRefs(state)
+        E, F, D = c.n_embd, c.n_ff, c.head_dim
+        qd, kvd = c.n_head * D, c.n_head_kv * D
+        buf = {name: np.zeros(n, np.float32) for name, n in
+               (("x", E), ("h", E), ("q", qd), ("k", kvd), ("v", kvd), ("att", qd), ("o", E), ("gate", F),
+                ("up", F), ("g", F), ("down", E), ("cos", c.rope_dim // 2), ("sin", c.rope_dim // 2))}
+        self.buf = buf
+        self._qpos = np.zeros(1, np.int64)
+        self._kbeg = np.zeros(1, np.int64)
+        attn_fn = _addr(attention_kernel(D, D, True))
+        lin_one = _addr(tiles()["linear_one"])
+        self.P = np.zeros((c.n_layer, len(SLOTS)), np.int64)
+        self.AP = np.zeros((c.n_layer, ka.N_PARAMS), np.int64)
+        self._blocks = []                    # linear_one blocks (kept alive)
+        self._kbase = np.zeros(c.n_layer, np.int64)
+        self._vbase = np.zeros(c.n_layer, np.int64)
+        self._row_bytes = 4 * kvd
+        ptr = {k: v.ctypes.data for k, v in buf.items()}
+        for il, lay in enumerate(model.layers):
+            p, ap = self.P[il], self.AP[il]
+            kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]
+            self._kbase[il], self._vbase[il] = kc.ctypes.data, vc.ctypes.data
+            ap[ka.P_Q], ap[ka.P_K], ap[ka.P_V] = ptr["q"], kc.ctypes.data, vc.ctypes.data
+            ap[ka.P_QPOS], ap[ka.P_KBEG] = self._qpos.ctypes.data, self._kbeg.ctypes.data
+            ap[ka.P_R], ap[ka.P_HQ], ap[ka.P_HKV] = state.n_ctx, c.n_head, c.n_head_kv
+            ap[ka.P_SCALE:ka.P_SCALE + 1].view(np.float32)[0] = np.float32(1.0 / np.sqrt(D))
+            for name, w, x, y in (("lo_q", lay.attn_q, "h", "q"), ("lo_k", lay.attn_k, "h", "k"),
+                                  ("lo_v", lay.attn_v, "h", "v"), ("lo_o", lay.attn_output, "att", "o"),
+                                  ("lo_gate", lay.ffn_gate, "h", "gate"), ("lo_up", lay.ffn_up, "h", "up"),
+                                  ("lo_down", lay.ffn_down, "g", "down")):
+                p[L[name]] = self._block(op_for(w), ptr[x], ptr[y])
+            p[L["x"]], p[L["h"]] = ptr["x"], ptr["h"]
+            p[L["attn_norm"]] = model.vec(lay.attn_norm).ctypes.data
+            p[L["ffn_norm"]] = model.vec(lay.ffn_norm).ctypes.data
+            for k in ("q", "k", "v", "cos", "sin", "att", "o", "gate", "up", "g", "down"):
+                p[L[k]] = ptr[k]
+            p[L["attn_p"]], p[L["attn_fn"]], p[L["run"]], p[L["ctx"]] = ap.ctypes.data, attn_fn, run, ctx
+            p[L["attn_chunk"]] = max(1, -(-c.n_head // pool.n))
+            p[L["linear_one"]] = lin_one
+
+    def _block(self, op, x: int, y: int) -> int:
+        """A linear_one block of op reading x and writing y (an F32 weight reads x directly)."""
+        b = op._one_p.copy()
+        b[LO["x"]], b[LO["y"]] = x, y
+        if b[LO["quant"]] == 0:
+            b[LO["xq"]] = x
+        self._blocks.append((op, b))
+        return b.ctypes.data
+
+    def step(self, x: np.ndarray, pos: int) -> np.ndarray:
+        """x [n_embd] (the token's embedding) through every layer at position pos -> [n_embd]."""
+        c = self.model.config
+        from inference import ggml_cpu
+
+        cos, sin = ggml_cpu.rope_angles(np.array([pos]), c.rope_dim, c.rope_base, c.rope_freq_scale,
+                                        self.model.rope_freqs)
+        np.copyto(self.buf["cos"], cos[0])
+        np.copyto(self.buf["sin"], sin[0])
+        np.copyto(self.buf["x"], x)
+        self._qpos[0] = pos
+        self.AP[:, ka.P_SCRATCH] = pos + 129
+        self.P[:, L["krow"]] = self._kbase + pos * self._row_bytes
+        self.P[:, L["vrow"]] = self._vbase + pos * self._row_bytes
+        with self._lock:
+            self._fn(self.P.ctypes.data, self.n_layer)
+        return self.buf["x"].copy()
+
+
+class StateRefs:
+    """Which state (and which of its buffers) a plan points into, without keeping them alive:
+    a plan is valid for `state` only while these very arrays are the state's (ids alone could be
+    reused by a new state's arrays after the old ones are freed)."""
+
+    def __init__(self, state):
+        self.state = weakref.ref(state)
+        self.arrays = {k: weakref.ref(a) for k, a in state.arrays.items()}
+
+    def matches(self, state) -> bool:
+        return (self.state() is state and self.arrays.keys() == state.arrays.keys()
+                and all(r() is state.arrays[k] for k, r in self.arrays.items()))

@@ -1,0 +1,106 @@
+"""jit.attention: the JIT attention kernel gives exactly the bits of the numpy twin
+inference.ops._attention_f16 (llama.cpp's CPU attention over an F16 cache), for batches and single
+queries, grouped KV heads, plain caches and wrapped rings, windows, odd sizes and any thread count."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inference import ops
+from inference.ggml_cpu import f16
+from jit import attention as ja
+from jit.cpu import detect
+from jit.pool import Pool
+
+pytestmark = pytest.mark.skipif(not ja.usable(16, 16, 64), reason="the attention kernel needs F16C and FMA")
+
+
+def make(rng, T, Hq, Hkv, dk, dv, R, scale_q=1.0):
+    kc = f16(rng.standard_normal((R, Hkv, dk)).astype(np.float32) * scale_q)
+    vc = f16(rng.standard_normal((R, Hkv, dv)).astype(np.float32))
+    q = (rng.standard_normal((T, Hq, dk)) * scale_q).astype(np.float32)
+    return q, kc, vc
+
+
+def twin(q, kc, vc, pos, window, scale, single):
+    """The numpy path: keys gathered by position from the cache, ops.attention on them."""
+    R = kc.shape[0]
+    lo = 0 if window is None else max(0, int(pos[0]) - window + 1)
+    kpos = np.arange(lo, int(pos[-1]) + 1)
+    return ops.attention(q, kc[kpos % R], vc[kpos % R], pos, kpos, scale, window, round_f16=True,
+                         decode_order=single)
+
+
+@settings(max_examples=40, deadline=None)
+@given(T=st.integers(1, 40), groups=st.sampled_from([(1, 1), (4, 1), (6, 2), (9, 3)]),
+       dk=st.sampled_from([16, 32, 64, 80, 256]), dv=st.sampled_from([16, 48, 64, 256]),
+       p0=st.integers(0, 300), ring=st.integers(64, 400), window=st.one_of(st.none(), st.integers(1, 70)),
+       threads=st.integers(1, 3), scale_q=st.sampled_from([0.1, 1.0, 8.0]), seed=st.integers(0, 1000))
+def test_same_bits_as_the_numpy_twin(T, groups, dk, dv, p0, ring, window, threads, scale_q, seed):
+    Hq, Hkv = groups
+    if window is None:
+        ring = max(ring, p0 + T)               # a plain cache holds every position
+    else:
+        T = min(T, ring - window + 1)          # the ring still holds what each query sees
+    rng = np.random.default_rng(seed)
+    q, kc, vc = make(rng, T, Hq, Hkv, dk, dv, ring, scale_q)
+    pos = np.arange(p0, p0 + T)
+    k_begin = np.zeros(T, np.int64) if window is None else np.maximum(0, pos - window + 1)
+    scale = 1.0 / np.sqrt(dk)
+    for single in ((True, False) if T == 1 else (False,)):
+        mine = ja.attend(q, kc, vc, pos, k_begin, scale, single, pool=Pool(threads, align=1))
+        assert np.array_equal(mine, twin(q, kc, vc, pos, window, scale, single))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_decode_at_long_context_and_a_prefill_batch(threads):
+    """SmolLM2's and Gemma's head layouts at a few hundred positions."""
+    rng = np.random.default_rng(threads)
+    pool = Pool(threads, align=1)
+    for (Hq, Hkv, d), T, p0, window, R in (((9, 3, 64), 1, 700, None, 1024), ((9, 3, 64), 129, 0, None, 256),
+                                           ((4, 1, 256), 1, 1500, 512, 768), ((4, 1, 256), 257, 900, 512, 768)):
+        q, kc, vc = make(rng, T, Hq, Hkv, d, d, R)
+        pos = np.arange(p0, p0 + T)
+        k_begin = np.zeros(T, np.int64) if window is None else np.maximum(0, pos - window + 1)
+        mine = ja.attend(q, kc, vc, pos, k_begin, 0.125, T == 1, pool=pool)
+        assert np.array_equal(mine, twin(q, kc, vc, pos, window, 0.125, T == 1))
+
+
+def test_cached_attention_same_on_both_paths(monkeypatch):
+    rng = np.random.default_rng(5)
+    q, kc, vc = make(rng, 20, 6, 2, 64, 64, 100)
+    pos = np.arange(150, 170)
+    out = {}
+    for path in ("jit", "numpy"):
+        monkeypatch.setenv("LECTERN_KERNELS", path)
+        out[path] = ops.cached_attention(q, kc, vc, pos, 0.3, window=40)
+        out[path + "1"] = ops.cached_attention(q[:1], kc, vc, pos[:1], 0.3, window=40)
+        out[path + "b"] = ops.cached_attention(q[:1], kc, vc, pos[:1], 0.3, window=40, single=False)
+    assert np.array_equal(out["jit"], out["numpy"])
+    assert np.array_equal(out["jit1"], out["numpy1"]) and np.array_equal(out["jitb"], out["numpyb"])
+    assert np.array_equal(out["jitb"], out["jit"][:1])             # batch order: a batch's first row
+
+
+def test_extreme_scores_give_the_twin_bits():
+    """Huge and tiny scores: exp underflow to zero and subnormals inside the softmax."""
+    rng = np.random.default_rng(9)
+    q, kc, vc = make(rng, 3, 2, 1, 32, 32, 128, scale_q=30.0)
+    pos = np.arange(90, 93)
+    mine = ja.attend(q, kc, vc, pos, np.zeros(3, np.int64), 1.0, False)
+    assert np.isfinite(mine).all()
+    assert np.array_equal(mine, twin(q, kc, vc, pos, None, 1.0, False))
+
+
+def test_refuses_what_does_not_fit():
+    rng = np.random.default_rng(0)
+    q, kc, vc = make(rng, 2, 4, 2, 32, 32, 64)
+    with pytest.raises(ValueError):
+        ja.attend(q, kc, vc, np.array([10, 11]), np.array([12, 0]), 1.0, False)   # begins after the query
+    with pytest.raises(ValueError):
+        ja.attend(q, kc, vc, np.array([100, 101]), np.array([0, 0]), 1.0, False)  # more keys than the ring
+    with pytest.raises(ValueError):
+        ja.attend(q[:, :3], kc, vc, np.array([1, 2]), np.array([0, 0]), 1.0, False)  # 3 heads over 2
+    assert not ja.usable(20, 32, 128) and not ja.usable(32, 32, 32)
+    assert ja.usable(64, 64, 512, detect())
