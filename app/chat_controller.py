@@ -32,6 +32,7 @@ class ChatMixin:
         w.error.connect(self._on_error)
         w.promptProgress.connect(self._on_prompt_progress)
         w.started.connect(self._on_started)
+        self._init_documents()
         self.live_used = 0
         self.chat.editRequested.connect(self.start_edit)
         self.chat.regenerateRequested.connect(lambda _mid: self.regenerate())
@@ -59,10 +60,12 @@ class ChatMixin:
         self.stop()
         self.cancel_edit()
         self.current = cid
+        self.count_rid = None           # a count still on its way describes the last conversation
         self.store.set("last_conversation", cid)
         msgs = self.store.messages(cid) if cid is not None else []
-        self.chat.set_messages(msgs)
+        self.show_messages(msgs)
         self.clear_banner()
+        self.measure_documents()
         last = next((m for m in reversed(msgs) if m.role == "assistant" and m.stats.get("used")), None)
         if last is not None:
             self.set_context_meter(last.stats["used"], self.n_ctx or last.stats.get("n_ctx", 0))
@@ -99,12 +102,13 @@ class ChatMixin:
         for m in msgs:
             if m.role == "assistant" and (m.state == "error" or not m.content):
                 continue
-            out.append({"role": m.role, "content": m.content})
+            out.append({"role": m.role, "content": self.user_prompt_text(m) if m.role == "user"
+                        else m.content})
         return out
 
     def send(self, text: str) -> None:
         text = text.strip()
-        if not text or self.busy:
+        if not text or self.busy or not self.documents_ready(text):
             return
         if self.current is None or self.store.conversation(self.current) is None:
             self.current = None
@@ -119,7 +123,8 @@ class ChatMixin:
         if conv.title == "New chat":
             title = " ".join(text.split())
             self.store.rename_conversation(cid, title[:TITLE_CHARS] + ("…" if len(title) > TITLE_CHARS else ""))
-        self.store.add_message(cid, "user", text)
+        m = self.store.add_message(cid, "user", text)
+        self.save_pending_documents(m.id)
         self.input.take_text()
         self._generate()
 
@@ -132,10 +137,12 @@ class ChatMixin:
         self.writer = PartialWriter(self.store, answer.id)
         self.count_rid = None            # a pending count would describe the conversation before
         self.active_rid, self.active_mid = self._next_rid(), answer.id
-        self.chat.set_messages(history + [answer], busy=True)
+        self.show_messages(history + [answer], busy=True)
         self.input.set_busy(True)
         self.refresh_list(select=cid)
-        self.worker.prompt(self.active_rid, self.prompt_messages(history), self.sampling_params())
+        messages = self.prompt_messages(history)
+        self.worker.prompt(self.active_rid, messages, self.sampling_params(),
+                           self.documents_request(history, messages))
 
     def _on_started(self, rid: int, prompt_tokens: int, n_ctx: int) -> None:
         if rid == self.active_rid:
@@ -145,6 +152,8 @@ class ChatMixin:
     def _on_token(self, rid: int, piece: str) -> None:
         if rid != self.active_rid:
             return
+        if self.reading.isVisible():
+            self.hide_reading()
         self.writer.add(piece)
         self.chat.update_text(self.active_mid, self.writer.text)
         self.live_used += 1                    # about one piece per token; exact at the end
@@ -152,8 +161,7 @@ class ChatMixin:
             self.meter.setValue(self.live_used)
 
     def _on_prompt_progress(self, rid: int, done: int, total: int) -> None:
-        if rid == self.active_rid and total > 64:
-            self.statusBar().showMessage(f"Reading the prompt: {done}/{total} tokens", 1000)
+        self.show_reading(rid, done, total)
 
     def _on_done(self, rid: int, text: str, stats: dict) -> None:
         if stats.get("stop_reason") == "count":
@@ -171,6 +179,7 @@ class ChatMixin:
         state = "stopped" if stats.get("stop_reason") == "cancelled" else "complete"
         self.writer.text = text
         self._finish(state, stats)
+        self.note_saved_state(stats)
         self.set_context_meter(stats.get("used", 0), stats.get("n_ctx", self.n_ctx))
 
     def _on_error(self, rid: int, kind: str, message: str) -> None:
@@ -183,8 +192,9 @@ class ChatMixin:
             self.writer = None
             self.active_rid = self.active_mid = None
             self.store.delete_messages_from(cid, mid)
-            self.chat.set_messages(self.store.messages(cid))
+            self.show_messages(self.store.messages(cid))
             self.input.set_busy(False)
+            self.hide_reading()
         hint = {"context": " Start a new chat (Ctrl+N), edit an earlier message, or raise the context "
                            "size in Settings (Ctrl+,).",
                 "nomodel": "", "memory": ""}.get(kind, "")
@@ -195,6 +205,7 @@ class ChatMixin:
         self.show_banner(message.rstrip(".") + "." + hint)
 
     def _finish(self, state: str, stats: dict) -> None:
+        self.hide_reading()
         self.writer.finish(state, stats)
         self.chat.busy = False
         self.chat.update_text(self.active_mid, self.writer.text, state=state, stats=stats, now=True)
@@ -232,6 +243,7 @@ class ChatMixin:
             return
         self.editing = mid
         self.input.set_editing(m.content)
+        self.attach_rows(self.store.attachments(mid))      # its documents come along
 
     def cancel_edit(self) -> None:
         if self.editing is not None:

@@ -2,7 +2,10 @@
 
 Links inside the document are commands: `lectern:copy/<mid>`, `lectern:edit/<mid>`,
 `lectern:regen/<mid>`, `lectern:code/<mid>/<k>` (copy a code block), `lectern:think/<mid>/<k>`
-(fold or unfold a thinking section). Streaming text is re-rendered at most every RENDER_MS.
+(fold or unfold a thinking section), `lectern:doc/<attachment id>` (preview an attached document),
+`lectern:branch/<mid>` (a new conversation with the message's documents). A user message with
+documents shows them as chips above its text (`attachments`: {mid: [attachment rows]}), never
+their text. Streaming text is re-rendered at most every RENDER_MS.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import html
 
 from PySide6.QtCore import QEvent, QTimer, QUrl, Signal
 from PySide6.QtGui import QGuiApplication, QPalette
-from PySide6.QtWidgets import QTextBrowser
+from PySide6.QtWidgets import QMenu, QTextBrowser
 
 from . import markdown
 from .store import Message
@@ -42,13 +45,37 @@ def stats_line(stats: dict) -> str:
         parts.append(f"first token {stats['ttft']:.2f} s")
     if stats.get("prompt_tokens"):
         parts.append(f"prompt {stats['prompt_tokens']} tokens")
+    if stats.get("reused_tokens"):
+        parts.append(f"{stats['reused_tokens']} reused")
+    if stats.get("state_bytes"):
+        from inference.model_info import human_bytes
+
+        parts.append(f"saved state {human_bytes(stats['state_bytes'])}")
     return " · ".join(parts)
+
+
+def chips_html(rows: list[dict], c: markdown.Colors) -> str:
+    """The documents of a user message: a linked name (preview) and its size, one per line."""
+    from .document_widgets import doc_summary
+
+    out = []
+    for a in rows:
+        rest = doc_summary("", a.get("pages"), a.get("chars") or 0, a.get("tokens") or None)
+        out.append(f'<span style="background-color: {c.border};">&nbsp;&#9636;&nbsp;'
+                   f'<a href="lectern:doc/{a["id"]}" style="color: {c.link};" '
+                   f'title="{html.escape(a["path"])}: click to preview the text; right-click to '
+                   f'start a new conversation from it">'
+                   f'{html.escape(a["name"])}</a>&nbsp;</span>'
+                   f'<span style="color: {c.muted};">{html.escape(rest)}</span>')
+    return f'<p style="margin-bottom: 4px;">{"<br>".join(out)}</p>' 
 
 
 class ChatView(QTextBrowser):
     copyRequested = Signal(int)       # message id (the view copies it; the window shows a note)
     editRequested = Signal(int)
     regenerateRequested = Signal(int)
+    documentRequested = Signal(int)   # attachment id: preview it
+    branchRequested = Signal(object)  # [attachment ids]: a new conversation with these documents
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -56,6 +83,7 @@ class ChatView(QTextBrowser):
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(self._on_anchor)
         self.messages: list[Message] = []
+        self.attachments: dict[int, list[dict]] = {}
         self.busy = False
         self.open_thinks: set[tuple[int, int]] = set()
         self.code_blocks: dict[tuple[int, int], str] = {}
@@ -125,6 +153,9 @@ class ChatView(QTextBrowser):
         if note:
             head += f' <span style="color: {c.muted};">({html.escape(note)})</span>'
         text = r.html
+        docs = self.attachments.get(m.id, [])
+        if docs:
+            text = chips_html(docs, c) + text
         if streaming and not m.content:
             text = f'<p style="color: {c.muted};">…</p>'
         links = []
@@ -132,6 +163,10 @@ class ChatView(QTextBrowser):
             links.append(f'<a href="lectern:copy/{m.id}" style="color: {c.link};">Copy</a>')
             if m.role == "user" and not self.busy:
                 links.append(f'<a href="lectern:edit/{m.id}" style="color: {c.link};">Edit</a>')
+            if docs:
+                what = "this document" if len(docs) == 1 else "these documents"
+                links.append(f'<a href="lectern:branch/{m.id}" style="color: {c.link};">'
+                             f'New chat with {what}</a>')
             if m.role == "assistant" and last_asst and not self.busy:
                 links.append(f'<a href="lectern:regen/{m.id}" style="color: {c.link};">Regenerate</a>')
         foot = " · ".join(links)
@@ -180,3 +215,18 @@ class ChatView(QTextBrowser):
             emit(self.editRequested, mid)
         elif cmd == "regen":
             emit(self.regenerateRequested, mid)
+        elif cmd == "doc":
+            emit(self.documentRequested, mid)
+        elif cmd == "branch":
+            emit(self.branchRequested, [a["id"] for a in self.attachments.get(mid, [])])
+
+    def contextMenuEvent(self, ev) -> None:
+        """On a document's name: preview it or start a new conversation from it."""
+        href = self.anchorAt(ev.pos())
+        if not href.startswith("lectern:doc/"):
+            return super().contextMenuEvent(ev)
+        aid = int(href.rsplit("/", 1)[1])
+        m = QMenu(self)
+        m.addAction("Preview text…", lambda: emit(self.documentRequested, aid))
+        m.addAction("New conversation from this document", lambda: emit(self.branchRequested, [aid]))
+        m.exec(ev.globalPos())

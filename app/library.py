@@ -77,6 +77,7 @@ def inspect(path: str | Path, source: str = "folder", n_ctx: int = DEFAULT_N_CTX
     try:
         e.size = p.stat().st_size
         g = open_gguf(p)
+        e.size = int(getattr(g, "file_size", e.size))     # all parts of a split model
         d = describe(g)
         e.architecture = d["architecture"] or "?"
         e.name = d["name"] or p.stem
@@ -93,6 +94,14 @@ def inspect(path: str | Path, source: str = "folder", n_ctx: int = DEFAULT_N_CTX
     except Exception as ex:  # a broken file must not break the library
         e.error = f"{p.name}: cannot read this GGUF file ({ex})"
     return e
+
+
+def _later_split_part(name: str) -> bool:
+    """True for NAME-0000K-of-0000N.gguf with K > 1 (the engine opens a split model from part 1)."""
+    from inference.gguf_file import _SPLIT_NAME
+
+    m = _SPLIT_NAME.match(name)
+    return bool(m) and int(m["no"]) != 1
 
 
 def default_settings(entry: ModelEntry) -> dict:
@@ -143,7 +152,8 @@ class Library:
             add(b, "builtin")
         if self.models_dir.is_dir():
             for f in sorted(self.models_dir.rglob("*.gguf")):
-                add(f, "folder")
+                if not _later_split_part(f.name):   # a split model is listed once, by part 1
+                    add(f, "folder")
         for f in self.store.imported_models():
             add(f, "imported")
         return out

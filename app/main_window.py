@@ -15,8 +15,11 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QM
 from .chat_controller import ChatMixin
 from .chat_view import ChatView
 from .conversation_list import ConversationList
+from .document_widgets import ReadingBar
+from .documents_controller import DocumentsMixin
+from .hub_control import HubMixin
 from .library import Library, ModelEntry
-from .message_input import MessageInput
+from .message_input import ATTACH_SHORTCUT, MessageInput
 from .model_picker import ModelPicker
 from .remote_models import RemoteModelsMixin, is_remote
 from .server_control import ServerControl
@@ -26,7 +29,7 @@ from .worker import WorkerThread
 CONTEXT_WARN = 0.8      # the meter turns red above this share of the context
 
 
-class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
+class MainWindow(HubMixin, RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWindow):
     def __init__(self, store: Store, library: Library, ram_bytes: int | None = None):
         super().__init__()
         from inference import __version__
@@ -44,6 +47,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         self.model_text = ""
         self.setWindowTitle("Lectern")
         self.setAcceptDrops(True)
+        self._init_hub()
         self._build()
         self._actions()
         self._init_chat()
@@ -53,12 +57,15 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         w.loadFailed.connect(self._on_load_failed)
         self.refresh_models()
         self.restore_state()
+        QTimer.singleShot(0, self, self.resume_downloads)     # a download queue left by the last run
 
     # --- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
         self.conversations = ConversationList()
         self.chat = ChatView()
         self.input = MessageInput()
+        self.input.filesDropped.connect(self.drop_paths)
+        self.reading = ReadingBar()
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -77,6 +84,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         rl.setContentsMargins(0, 6, 6, 6)
         rl.addWidget(self.banner_box)
         rl.addWidget(self.chat, 1)
+        rl.addWidget(self.reading)
         rl.addWidget(self.input)
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.addWidget(self.conversations)
@@ -120,6 +128,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         self.picker.modelChosen.connect(self.load_model)
         self.picker.importRequested.connect(self.import_dialog)
         self.picker.remoteRequested.connect(self.add_remote_dialog)
+        self.picker.hubRequested.connect(self.open_hub)
 
     def _act(self, menu, text, slot, shortcut=None, tip="") -> QAction:
         a = QAction(text, self)
@@ -136,6 +145,8 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         f = mb.addMenu("&File")
         self.act_new = self._act(f, "&New chat", self.new_chat, "Ctrl+N")
         self._act(f, "&Import model…", self.import_dialog, "Ctrl+O")
+        self.act_hub = self._act(f, "&Download models…", self.open_hub, "Ctrl+Shift+M",
+                                 tip="Find GGUF models on Hugging Face and download them")
         self._act(f, "Export chat as &Markdown…", lambda: self.export_dialog("md"))
         self._act(f, "Export chat as &JSON…", lambda: self.export_dialog("json"))
         f.addSeparator()
@@ -144,7 +155,10 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         self._act(f, "&Quit", self.close, "Ctrl+Q")
         e = mb.addMenu("&Chat")
         self._act(e, "&Find chats", self.focus_search, "Ctrl+F")
+        self.act_attach = self._act(e, "&Attach documents…", self.attach_dialog, ATTACH_SHORTCUT,
+                                    tip=f"Attach documents to the next message ({ATTACH_SHORTCUT})")
         self.act_stop = self._act(e, "&Stop answer", self.stop, "Esc")
+        self.act_stop.setShortcutContext(Qt.WindowShortcut)     # Esc in the hub window closes it
         self.act_regen = self._act(e, "&Regenerate answer", self.regenerate, "Ctrl+R")
         self._act(e, "&Copy last answer", self.copy_last_answer, "Ctrl+Shift+C")
         t = mb.addMenu("&Tools")
@@ -253,6 +267,7 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
             self.server.stop()
             self.statusBar().showMessage(self.server.start(), 6000)
         self.set_context_meter(max(self.meter.value(), 0), self.n_ctx)
+        self.measure_documents()
         if self.current is not None:
             self.store.set_conversation_model(self.current, self.model_path)
             msgs = self.store.messages(self.current)
@@ -295,19 +310,17 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         self.load_model(e.path)
         return e
 
-    def dragEnterEvent(self, ev) -> None:
-        if any(u.toLocalFile().lower().endswith(".gguf") for u in ev.mimeData().urls()):
-            ev.acceptProposedAction()
-
-    def dropEvent(self, ev) -> None:
-        for u in ev.mimeData().urls():
-            if u.toLocalFile().lower().endswith(".gguf"):
-                self.import_model(u.toLocalFile())
-
-    def open_settings(self) -> None:
+    def open_settings(self, focus: str | None = None) -> None:
+        """The settings dialog; focus: a field to start in ("n_ctx" for the context size)."""
         from .settings_dialog import SettingsDialog
 
         d = SettingsDialog(str(self.library.models_dir), self.model_entry, self.model_settings(), self)
+        self.settings_dialog = d
+        if focus and hasattr(d, focus):
+            field = getattr(d, focus)
+            field.setFocus()
+            if hasattr(field, "selectAll"):
+                field.selectAll()
         if d.exec():
             self.apply_settings(d.models_dir.text(), d.values())
 
@@ -373,8 +386,10 @@ class MainWindow(RemoteModelsMixin, ChatMixin, QMainWindow):
         if getattr(self, "_closed", False):
             return super().closeEvent(ev)
         self._closed = True
+        self.cancel_extraction()
         self.stop()
         self.save_state()
         self.server.stop()
+        self.close_hub()
         self.worker.shutdown()
         super().closeEvent(ev)

@@ -1,4 +1,5 @@
-"""The model picker in the toolbar: library entries plus "Import a .gguf file…"."""
+"""The model picker in the toolbar: library entries plus "Import a .gguf file…", "Add remote
+endpoint…" and "Download models from Hugging Face…"."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
@@ -9,12 +10,15 @@ from .qt_compat import emit
 
 IMPORT = "__import__"
 REMOTE = "__remote__"
+HUB = "__hub__"
+ACTIONS = (IMPORT, REMOTE, HUB)
 
 
 class ModelPicker(QComboBox):
     modelChosen = Signal(str)        # path
     importRequested = Signal()
     remoteRequested = Signal()
+    hubRequested = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -34,6 +38,7 @@ class ModelPicker(QComboBox):
             self.setItemData(self.count() - 1, e.summary(), 3)   # Qt.ToolTipRole
         self.addItem("Import a .gguf file…", IMPORT)
         self.addItem("Add remote endpoint…", REMOTE)
+        self.addItem("Download models from Hugging Face…", HUB)
         self.blockSignals(False)
         self.set_current(current)
 
@@ -44,7 +49,7 @@ class ModelPicker(QComboBox):
             self.setCurrentIndex(i)
 
     def paths(self) -> list[str]:
-        return [self.itemData(i) for i in range(self.count()) if self.itemData(i) not in (IMPORT, REMOTE)]
+        return [self.itemData(i) for i in range(self.count()) if self.itemData(i) not in ACTIONS]
 
     def _activated(self, i: int) -> None:
         path = self.itemData(i)
@@ -54,6 +59,9 @@ class ModelPicker(QComboBox):
         elif path == REMOTE:
             self.set_current(self._current)
             emit(self.remoteRequested)
+        elif path == HUB:
+            self.set_current(self._current)
+            emit(self.hubRequested)
         elif path and path != self._current:
             self._current = path
             emit(self.modelChosen, path)

@@ -54,6 +54,15 @@ MIGRATIONS: list[str] = [
     CREATE TABLE model_settings (path TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE imported_models (path TEXT PRIMARY KEY, added REAL NOT NULL);
     """,
+    # 2 -> 3: attached documents keep their extracted text, so the prompt of a conversation is the
+    # same after a restart (and its saved reading state still matches) even if the file changed
+    """
+    ALTER TABLE attachments ADD COLUMN text TEXT;
+    ALTER TABLE attachments ADD COLUMN pages INTEGER;
+    ALTER TABLE attachments ADD COLUMN chars INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE attachments ADD COLUMN encoding TEXT NOT NULL DEFAULT '';
+    ALTER TABLE attachments ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -194,6 +203,35 @@ class Store:
         rows = self.db.execute("SELECT * FROM attachments WHERE message_id=? ORDER BY id", (mid,))
         return [dict(r) for r in rows]
 
+    def add_document(self, mid: int, doc, tokens: int = 0) -> int:
+        """An attached document with its extracted text (doc: inference.documents.Document;
+        `mime` holds its kind: pdf, docx, text, ...)."""
+        try:
+            size = Path(doc.path).stat().st_size
+        except OSError:
+            size = len(doc.text.encode("utf-8"))
+        cur = self.db.execute(
+            "INSERT INTO attachments (message_id, name, path, size, mime, text, pages, chars, "
+            "encoding, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (mid, doc.name, str(doc.path), size, doc.kind, doc.text, doc.pages, doc.chars,
+             doc.encoding or "", int(tokens or 0)))
+        return cur.lastrowid
+
+    def attachment(self, aid: int) -> dict | None:
+        r = self.db.execute("SELECT * FROM attachments WHERE id=?", (aid,)).fetchone()
+        return dict(r) if r else None
+
+    def conversation_attachments(self, cid: int) -> dict[int, list[dict]]:
+        """{message id: [attachment rows without their text]} for one conversation (rendering)."""
+        rows = self.db.execute(
+            "SELECT a.id, a.message_id, a.name, a.path, a.size, a.mime, a.pages, a.chars, "
+            "a.encoding, a.tokens FROM attachments a JOIN messages m ON m.id=a.message_id "
+            "WHERE m.conversation_id=? ORDER BY a.id", (cid,))
+        out: dict[int, list[dict]] = {}
+        for r in rows:
+            out.setdefault(r["message_id"], []).append(dict(r))
+        return out
+
     # --- settings -----------------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
         r = self.db.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
@@ -271,5 +309,9 @@ def export_markdown(store: Store, cid: int) -> str:
     names = {"user": "You", "assistant": "Assistant", "system": "System"}
     for m in store.messages(cid):
         note = "" if m.state == "complete" else f" ({m.state})"
-        out += [f"## {names.get(m.role, m.role)}{note}", "", m.content.rstrip(), ""]
+        out += [f"## {names.get(m.role, m.role)}{note}", ""]
+        docs = [a["name"] for a in store.attachments(m.id)]
+        if docs:
+            out += ["Attached: " + ", ".join(docs), ""]
+        out += [m.content.rstrip(), ""]
     return "\n".join(out)

@@ -42,6 +42,7 @@ class InferenceWorker(QObject):
     token = Signal(int, str)                    # request id, text piece
     done = Signal(int, str, object)               # request id, whole answer, stats
     error = Signal(int, str, str)               # request id, kind (context|nomodel|memory|error), message
+    measured = Signal(int, object)              # request id, {"doc_tokens": [...], "fit": {...}} or {"error"}
 
     def __init__(self, ram_bytes: int | None = None):
         super().__init__()
@@ -59,6 +60,10 @@ class InferenceWorker(QObject):
         self.engine_lock = threading.Lock()
         self.busy = False
         self.closing = False
+        self.states_dir = None      # saved reading states (read once); None: cache_dir()/states
+        self._states = None
+        self.prefill_rate = 0.0     # tokens/s of the last read: sizes its chunks (Stop latency)
+        self.checkpoint_every = 4096  # tokens between saved checkpoints of a long read
 
     # --- called directly from any thread --------------------------------------------------------
     def stop(self, rid: int) -> None:
@@ -160,9 +165,22 @@ class InferenceWorker(QObject):
         self.path = ""
         emit(self.unloaded)
 
-    @Slot(int, object, object)
-    def prompt(self, rid: int, messages: list, params: dict) -> None:
-        """Answer the last message of `messages` ([{role, content}]) with sampling `params`."""
+    def state_store(self):
+        from inference.documents import StateStore
+        from inference.paths import cache_dir
+
+        d = self.states_dir or (cache_dir() / "states")
+        if self._states is None or str(self._states[0]) != str(d):
+            self._states = (d, StateStore(d))
+        return self._states[1]
+
+    @Slot(int, object, object, object)
+    def prompt(self, rid: int, messages: list, params: dict, docs: dict | None = None) -> None:
+        """Answer the last message of `messages` ([{role, content}]) with sampling `params`.
+
+        docs (a conversation with documents): {"index": the message holding the latest ones,
+        "ends": where they end in it (first question only)}; the prompt is then read once
+        through the state store (worker_documents)."""
         from inference import ContextOverflowError, LecternError
         from inference.sampling import SamplingParams
 
@@ -178,15 +196,27 @@ class InferenceWorker(QObject):
         self.busy = True
         try:
             sp = SamplingParams(**params)
+            cancel = lambda: self._is_stopped(rid)          # noqa: E731
+            progress = lambda d, n: emit(self.promptProgress, rid, d, n)   # noqa: E731
+            read = None
             with self.engine_lock:
-                gen = self.session.chat(
-                    messages, sp, cancel=lambda: self._is_stopped(rid),
-                    progress=lambda d, n: emit(self.promptProgress, rid, d, n))
+                tokens = self.engine.encode_chat(messages)
+                gen = self.session.generate(tokens, sp, cancel=cancel, progress=progress)
                 emit(self.started, rid, len(gen.prompt), self.session.n_ctx)
-                for piece in gen:
-                    emit(self.token, rid, piece)
-            emit(self.done, rid, gen.text, stats_dict(gen.stats, self.session.n_ctx,
-                                                      time.perf_counter() - t0))
+                if docs is not None:
+                    read = self._read_once(tokens, messages, docs, progress, cancel)
+                if read is None or not read.cancelled:
+                    for piece in gen:
+                        emit(self.token, rid, piece)
+            stats = stats_dict(gen.stats, self.session.n_ctx, time.perf_counter() - t0)
+            if gen.stats.prefill_tokens >= 16:
+                self.prefill_rate = gen.stats.prefill_tokens_per_s
+            if read is not None:
+                stats.update(reused_tokens=read.n_reused, state_bytes=read.state_bytes,
+                             prefill_tokens_per_s=read.n_evaluated / read.seconds if read.seconds else 0.0,
+                             ttft=stats["ttft"] + read.seconds,
+                             stop_reason="cancelled" if read.cancelled else stats["stop_reason"])
+            emit(self.done, rid, gen.text, stats)
         except ContextOverflowError as e:
             emit(self.error, rid, "context", str(e))
         except MemoryError:
@@ -200,6 +230,17 @@ class InferenceWorker(QObject):
             self.busy = False
             with self._lock:
                 self._stopped.discard(rid)
+
+    def _read_once(self, tokens, messages, docs, progress, cancel):
+        """Read the prompt through the state store; a cancelled read ends the generation too."""
+        from . import worker_documents as wd
+
+        keep = wd.doc_keeps(self.engine, tokens, messages, docs["index"], docs.get("ends") or [])
+        r = wd.read_prompt(self.session, tokens, self.state_store(), keep, progress, cancel,
+                           chunk=wd.chunk_for(self.prefill_rate), every=self.checkpoint_every)
+        if r.n_evaluated and r.seconds > 0:
+            self.prefill_rate = r.n_evaluated / r.seconds
+        return r
 
     def _prompt_remote(self, rid: int, messages: list, params: dict) -> None:
         from inference import LecternError
@@ -241,6 +282,26 @@ class InferenceWorker(QObject):
         emit(self.done, rid, "", {"used": n, "n_ctx": self.session.n_ctx, "stop_reason": "count"})
 
 
+    @Slot(int, object, object, int)
+    def measure(self, rid: int, texts: list, messages: list, max_tokens: int) -> None:
+        """Token counts of the attached documents and whether the prompt fits (measured)."""
+        from inference.documents import available_ram
+
+        from . import worker_documents as wd
+
+        if self.engine is None:
+            emit(self.measured, rid, {"error": "no local model is loaded"})
+            return
+        try:
+            with self.engine_lock:
+                r = wd.measure(self.engine, self.session.n_ctx, texts, messages, max_tokens,
+                               self.ram_bytes or available_ram())
+        except Exception as e:  # noqa: BLE001 (a meter: the window shows the reason)
+            traceback.print_exc()
+            r = {"error": f"{type(e).__name__}: {e}"}
+        emit(self.measured, rid, r)
+
+
 class _Cancelled(Exception):
     pass
 
@@ -250,8 +311,9 @@ class WorkerThread(QObject):
 
     _load = Signal(int, str, int)
     _load_remote = Signal(int, str, object)
-    _prompt = Signal(int, object, object)
+    _prompt = Signal(int, object, object, object)
     _count = Signal(int, object)
+    _measure = Signal(int, object, object, int)
     _unload = Signal()
 
     def __init__(self, ram_bytes: int | None = None, parent=None):
@@ -264,6 +326,7 @@ class WorkerThread(QObject):
         self._load_remote.connect(self.worker.load_remote)
         self._prompt.connect(self.worker.prompt)
         self._count.connect(self.worker.count)
+        self._measure.connect(self.worker.measure)
         self._unload.connect(self.worker.unload)
         self.thread.start()
 
@@ -273,8 +336,11 @@ class WorkerThread(QObject):
     def load_remote(self, lid: int, path: str, ep: dict) -> None:
         emit(self._load_remote, lid, str(path), dict(ep))
 
-    def prompt(self, rid: int, messages: list, params: dict) -> None:
-        emit(self._prompt, rid, list(messages), dict(params))
+    def prompt(self, rid: int, messages: list, params: dict, docs: dict | None = None) -> None:
+        emit(self._prompt, rid, list(messages), dict(params), dict(docs) if docs else None)
+
+    def measure(self, rid: int, texts: list[str], messages: list, max_tokens: int) -> None:
+        emit(self._measure, rid, list(texts), list(messages), int(max_tokens or 0))
 
     def count(self, rid: int, messages: list) -> None:
         emit(self._count, rid, list(messages))

@@ -85,7 +85,9 @@ class Engine:
     def encode_chat(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> list[int]:
         """Messages rendered with the model's chat template, then tokenized like llama.cpp."""
         text = self.template.render(list(messages), add_generation_prompt=add_generation_prompt)
-        return self.encode_text(text)
+        protect = _content_spans(text, messages, self.tokenizer)
+        ids = self.tokenizer.encode(text, add_bos=True, special=True, protect=protect)
+        return self._dedupe_bos(list(ids))
 
     def _dedupe_bos(self, ids: list[int]) -> list[int]:
         # A template that writes {{ bos_token }} itself plus a vocabulary that adds one: keep one.
@@ -93,6 +95,29 @@ class Engine:
         if bos is not None and len(ids) >= 2 and ids[0] == ids[1] == bos:
             return ids[1:]
         return ids
+
+
+def _content_spans(text: str, messages: Sequence[dict], tokenizer) -> list[tuple[int, int]]:
+    """Where the rendered prompt holds message contents that contain a special token's text.
+
+    Such a content (a pasted document quoting "<|im_end|>") must stay text, not end the turn:
+    its span is tokenized without special parsing. Contents without special texts are left to
+    the plain path, so ordinary prompts tokenize exactly as llama.cpp does."""
+    spans, pos = [], 0
+    for m in messages:
+        content = m.get("content")
+        if not isinstance(content, str) or not content:
+            continue
+        at = text.find(content, pos)
+        if at < 0:                                  # the template changed it (trim): try that
+            content = content.strip()
+            at = text.find(content, pos) if content else -1
+        if at < 0:
+            continue
+        pos = at + len(content)
+        if tokenizer.specials.present(content, True):
+            spans.append((at, pos))
+    return spans
 
 
 def model_identity(model: Model) -> dict:
@@ -289,10 +314,11 @@ class Session:
         save_session(self, Path(path))
 
     @classmethod
-    def restore(cls, engine: Engine, path: str | os.PathLike) -> "Session":
+    def restore(cls, engine: Engine, path: str | os.PathLike, n_ctx: int | None = None) -> "Session":
+        """A saved session; n_ctx: another context size to hold it (at least its tokens)."""
         from .session_file import load_session
 
-        return load_session(cls, engine, Path(path))
+        return load_session(cls, engine, Path(path), n_ctx)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

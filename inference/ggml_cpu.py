@@ -74,6 +74,8 @@ def _libm():
             getattr(lib, name).argtypes = [ctypes.c_float]
         lib.powf.restype = ctypes.c_float
         lib.powf.argtypes = [ctypes.c_float, ctypes.c_float]
+        lib.tanhf.restype = ctypes.c_float
+        lib.tanhf.argtypes = [ctypes.c_float]
         return lib
     except (OSError, AttributeError):
         return None
@@ -193,3 +195,32 @@ def dot_f16(a: np.ndarray, b: np.ndarray, decode: bool) -> np.ndarray:
     if decode:
         acc = (acc[..., 0:16] + acc[..., 32:48]) + (acc[..., 16:32] + acc[..., 48:64])
     return reduce_add16(acc)
+
+
+# --- GELU (tanh form) through ggml's F16 table ------------------------------------------------------
+_GELU_TABLE: list[np.ndarray] = []
+
+
+def gelu_table() -> np.ndarray:
+    """ggml_table_gelu_f16 (ggml-cpu.c, GGML_GELU_FP16) as float32 [65536], indexed by F16 bits:
+    F16(ggml_gelu_f32(f)), 0.5f*x*(1.0f + tanhf(SQRT_2_OVER_PI*x*(1.0f + GELU_COEF_A*x*x))) with GCC's
+    contraction of 1.0f + (A*x)*x into an fma and the C library's tanhf."""
+    if not _GELU_TABLE:
+        x = np.arange(65536, dtype=np.uint16).view(np.float16).astype(F32)
+        with np.errstate(invalid="ignore", over="ignore"):
+            inner = fma(F32(0.044715) * x, x, F32(1.0))
+            arg = (F32(0.79788456080286535587989211986876) * x) * inner
+            if _LIBM is not None:
+                th = np.array([_LIBM.tanhf(float(v)) for v in arg], F32)
+            else:
+                th = np.tanh(arg.astype(F64)).astype(F32)
+            _GELU_TABLE.append(f16((F32(0.5) * x) * (F32(1.0) + th)))
+    return _GELU_TABLE[0]
+
+
+def geglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """ggml_vec_geglu_f32 (vec.h, GGML_GELU_FP16): gelu(gate) * up with gelu looked up at F16(gate);
+    gate <= -10 gives 0, gate >= 10 gives gate * up."""
+    gate = np.asarray(gate, F32)
+    g = gelu_table()[gate.astype(np.float16).view(np.uint16)] * up
+    return np.where(gate <= -10, F32(0.0), np.where(gate >= 10, gate * up, g)).astype(F32)

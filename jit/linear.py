@@ -20,6 +20,7 @@ from gguf import GGMLQuantizationType as T
 from . import compile as jc
 from .api import MATVEC_PROTO, get_pool, matvec_kernel, quantizers, supports
 from .cpu import CpuInfo, detect
+from .kernels.blocks32 import KINDS, mm_ir, mm_symbol
 from .kernels.quantize import activation_bytes
 from .kernels.tiles import LO_FIELDS, P_NTOK, P_XQ, tiles_ir
 from .twins import ACTIVATION
@@ -40,6 +41,13 @@ def tiles(cpu: CpuInfo | None = None) -> dict:
     return jc.kernel(("tiles",), lambda: tiles_ir(cpu), {"matmul_tiles": MATVEC_PROTO, "quantize_rows": QROWS_PROTO,
                                                   "linear_one": ONE_PROTO},
                      cpu)
+
+
+def mm_kernel(name: str, cpu: CpuInfo | None = None):
+    """The batch kernel of a 32-block type (tokens share each unpacked weight block)."""
+    cpu = cpu or detect()
+    sym = mm_symbol(name)
+    return jc.kernel(("mm", name), lambda: mm_ir(name, cpu), {sym: MATVEC_PROTO}, cpu)[sym]
 
 
 class LinearOp:
@@ -68,6 +76,8 @@ class LinearOp:
         self._pool = pool or get_pool(threads)
         t = tiles(cpu)
         self._tiles, self._qrows = t["matmul_tiles"], t["quantize_rows"]
+        if self.qtype.name in KINDS:    # its own batch kernel: tokens share each unpacked weight block
+            self._tiles = mm_kernel(self.qtype.name, cpu)
         step = max(1, STEP_BYTES // (self.n_in // bs * bb))
         self._p = np.array([_addr(self._kern), 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)
         self._quant_addr = _addr(self._quant) if self._quant is not None else 0

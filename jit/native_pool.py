@@ -48,16 +48,28 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
     def slot(fn, name):
         return fn.gep("%ctx", str(SLOT[name]))
 
-    # work(ctx): take chunks until none is left
+    # work(ctx): take chunks of the job of the generation read first, until none is left. `next`
+    # carries that generation in its high 32 bits and chunks are claimed by compare-and-swap, so a
+    # worker that is late (preempted between jobs) can never claim, run or count a chunk of the
+    # next job with this job's arguments: its swap expects the old generation and fails.
     fn = mt.function("define internal void @work(ptr %ctx) nounwind")
+    gen = fn.v("load atomic i32, ptr %ctx acquire, align 4")
+    tag = fn.v(f"shl i64 {fn.v(f'zext i32 {gen} to i64')}, 32")
     f = fn.load("ptr", slot(fn, "fn"), 8)
     args = {k: fn.load("i64" if k in ("rows", "n", "chunk", "nchunks") else "ptr", slot(fn, k), 8)
             for k in ("w", "xq", "y", "rows", "n", "chunk", "nchunks")}
     fn.do("br label %take")
     fn.label("take")
-    c = fn.v(f"atomicrmw add ptr {slot(fn, 'next')}, i64 1 acq_rel")
-    more = fn.v(f"icmp slt i64 {c}, {args['nchunks']}")
-    fn.do(f"br i1 {more}, label %run, label %out")
+    cur = fn.v(f"load atomic i64, ptr {slot(fn, 'next')} acquire, align 8")
+    same = fn.v(f"icmp eq i64 {fn.v(f'and i64 {cur}, -4294967296')}, {tag}")
+    c = fn.v(f"and i64 {cur}, 4294967295")
+    left = fn.v(f"icmp slt i64 {c}, {args['nchunks']}")
+    ok = fn.v(f"and i1 {same}, {left}")
+    fn.do(f"br i1 {ok}, label %claim, label %out")
+    fn.label("claim")
+    pair = fn.v(f"cmpxchg ptr {slot(fn, 'next')}, i64 {cur}, i64 {fn.v(f'add i64 {cur}, 1')} acq_rel acquire")
+    won = fn.v(f"extractvalue {{ i64, i1 }} {pair}, 1")
+    fn.do(f"br i1 {won}, label %run, label %take")
     fn.label("run")
     r0 = fn.v(f"mul i64 {c}, {args['chunk']}")
     r1 = fn.v(f"add i64 {r0}, {args['chunk']}")
@@ -122,7 +134,11 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
     nch = fn.v(f"sdiv i64 {nch}, %chunk")
     for k, v in (("rows", "%rows"), ("n", "%n"), ("chunk", "%chunk"), ("nchunks", nch)):
         fn.store("i64", v, slot(fn, k), 8)
-    fn.do(f"store atomic i64 0, ptr {slot(fn, 'next')} seq_cst, align 8")
+    # the next generation (this thread is the only one that advances it) tags the chunk counter
+    g1 = fn.v(f"add i32 {fn.v('load atomic i32, ptr %ctx seq_cst, align 4')}, 1")
+    g64 = fn.v(f"zext i32 {g1} to i64")
+    tag = fn.v(f"shl i64 {g64}, 32")
+    fn.do(f"store atomic i64 {tag}, ptr {slot(fn, 'next')} seq_cst, align 8")
     fn.v("atomicrmw add ptr %ctx, i32 1 seq_cst")
     sl = fn.v(f"load atomic i64, ptr {slot(fn, 'sleeping')} seq_cst, align 8")
     any_ = fn.v(f"icmp sgt i64 {sl}, 0")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import weakref
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class LlamaPlan:
         self._fn = layers_fn(self.shape)
         pool = api.get_pool()
         run, ctx, self._lock = pool.raw()
-        self.state_ids = ids_of(state, c.n_layer)
+        self.refs = StateRefs(state)
         E, F, D = c.n_embd, c.n_ff, c.head_dim
         qd, kvd = c.n_head * D, c.n_head_kv * D
         buf = {name: np.zeros(n, np.float32) for name, n in
@@ -148,5 +149,15 @@ class LlamaPlan:
         return self.buf["x"].copy()
 
 
-def ids_of(state, n_layer: int) -> tuple:
-    return tuple(id(state.arrays[f"{kv}.{il}"]) for il in range(n_layer) for kv in "kv")
+class StateRefs:
+    """Which state (and which of its buffers) a plan points into, without keeping them alive:
+    a plan is valid for `state` only while these very arrays are the state's (ids alone could be
+    reused by a new state's arrays after the old ones are freed)."""
+
+    def __init__(self, state):
+        self.state = weakref.ref(state)
+        self.arrays = {k: weakref.ref(a) for k, a in state.arrays.items()}
+
+    def matches(self, state) -> bool:
+        return (self.state() is state and self.arrays.keys() == state.arrays.keys()
+                and all(r() is state.arrays[k] for k, r in self.arrays.items()))

@@ -46,3 +46,47 @@ def gemma3_path(tmp_path_factory) -> Path:
     from inference.paths import gemma3_270m_path
 
     return gemma3_270m_path()
+
+
+@pytest.fixture
+def hf_home(tmp_path, monkeypatch) -> Path:
+    """huggingface_hub's home (token storage) in tmp; no token from the environment."""
+    from huggingface_hub import constants
+
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return home
+
+
+@pytest.fixture
+def fake_hub(hf_home, monkeypatch):
+    """A FakeHub (tests/fake_hub.py) on 127.0.0.1 with HF_ENDPOINT pointing at it.
+
+    huggingface_hub reads HF_ENDPOINT once at import (constants.ENDPOINT, and the module-level
+    HfApi behind whoami/login), so those are pointed at the fake hub too.
+    """
+    from huggingface_hub import constants, hf_api
+
+    from tests.fake_hub import FakeHub
+
+    hub = FakeHub()
+    url = hub.start()
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(hf_api.api, "endpoint", url)
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def tiny_repo(fake_hub) -> str:
+    """test/tiny-llama-GGUF on the fake hub: the golden tiny llama in five quantizations."""
+    from tests.fake_hub import add_tiny_repo
+
+    return add_tiny_repo(fake_hub)

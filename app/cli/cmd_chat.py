@@ -2,6 +2,8 @@
 
 The session keeps its state between turns, so each turn only evaluates the new tokens.
 Ctrl-C while the model answers stops that answer; Ctrl-C or Ctrl-D at the prompt quits.
+With --attach the documents are read into the context first (chat_documents.py); --ask asks one
+question and exits.
 """
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ def register(sub) -> None:
     add_sampling_args(p, max_tokens=None)
     p.add_argument("--system", metavar="TEXT", help="system message")
     p.add_argument("--stats", action="store_true", help="print timings to stderr after each answer")
+    p.add_argument("--attach", action="append", nargs="+", default=[], metavar="PATH",
+                   help="documents or folders to read into the context before the questions "
+                        "(read once: later runs on the same documents reuse the saved state)")
+    p.add_argument("--ask", metavar="QUESTION",
+                   help="ask one question (about the attached documents), print the answer, exit")
     p.set_defaults(func=run)
 
 
@@ -27,6 +34,10 @@ def run(args) -> int:
     from inference import ContextOverflowError
 
     params = sampling_params(args)
+    if args.attach or args.ask is not None:
+        from .chat_documents import run_documents
+
+        return run_documents(args, params)
     engine = load_engine(args)
     session = engine.session(args.ctx_size or None)
     start = [{"role": "system", "content": args.system}] if args.system else []

@@ -87,6 +87,9 @@ def swa_layers(model: BaseModel, n_layer: int, n_swa: int) -> tuple[bool, ...]:
     return tuple(n == 0 or il % n < n - 1 for il in range(n_layer))
 
 
+USE_PLAN = True     # decode a token through jit.plan_gemma when it applies (tests compare with False)
+
+
 class Model(BaseModel):
     arch = ("gemma3",)
 
@@ -192,11 +195,15 @@ class Model(BaseModel):
         check_tokens(tokens, c.n_vocab)
         pos = np.arange(p0, p0 + T)
         x = ops.embed(self.token_embd, tokens) * np.float32(np.sqrt(c.n_embd))   # x: [T, n_embd]
-        for il, L in enumerate(self.layers):
-            a = self.attention(il, L, self.norm(x, L.attn_norm), pos, state)    # a: [T, n_embd]
-            x = x + self.norm(a, L.post_attention_norm)
-            f = self.ffn(L, self.norm(x, L.ffn_norm))                            # f: [T, n_embd]
-            x = x + self.norm(f, L.post_ffw_norm)
+        plan = self.decode_plan(state) if T == 1 else None
+        if plan is not None:                 # every layer in one native call, the same bits
+            x = plan.step(x[0], p0, state)[None]
+        else:
+            for il, L in enumerate(self.layers):
+                a = self.attention(il, L, self.norm(x, L.attn_norm), pos, state)    # a: [T, n_embd]
+                x = x + self.norm(a, L.post_attention_norm)
+                f = self.ffn(L, self.norm(x, L.ffn_norm))                            # f: [T, n_embd]
+                x = x + self.norm(f, L.post_ffw_norm)
         state.n_past = p0 + T
         if last_only:
             x = x[-1:]
@@ -204,6 +211,24 @@ class Model(BaseModel):
         if c.final_softcap:
             logits = np.float32(c.final_softcap) * np.tanh(logits / np.float32(c.final_softcap))
         return logits
+
+    def decode_plan(self, state: State):
+        """jit.plan_gemma.GemmaPlan for this state when the JIT runs this model (cached), else None."""
+        if not (USE_PLAN and ops.SINGLE_QUERY_DECODE_ORDER):      # the plan sums in decode order
+            return None
+        try:
+            from jit import api
+            from jit import plan_gemma as jp
+        except ImportError:
+            return None
+        plan = getattr(self, "_plan", None)
+        if plan is not None and plan.refs.matches(state):
+            return plan if api.enabled() else None
+        self._plan = None
+        if not jp.plannable(self, state):
+            return None
+        self._plan = jp.GemmaPlan(self, state)
+        return self._plan
 
     def attention(self, il: int, L: Layer, h: np.ndarray, pos: np.ndarray, state: State) -> np.ndarray:
         c = self.config
@@ -247,5 +272,5 @@ class Model(BaseModel):
         return out
 
     def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
-        g = ops.gelu_tanh_f16(ops.linear(L.ffn_gate, h))                      # [T, n_ff]
-        return ops.linear(L.ffn_down, g * ops.linear(L.ffn_up, h))           # [T, n_embd]
+        g = ops.gelu_f16_mul(ops.linear(L.ffn_gate, h), ops.linear(L.ffn_up, h))   # [T, n_ff]
+        return ops.linear(L.ffn_down, g)                                            # [T, n_embd]

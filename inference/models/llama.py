@@ -219,14 +219,14 @@ class Model(BaseModel):
     def decode_plan(self, state: State):
         """jit.plan.LlamaPlan for this state when the JIT runs this model (cached: the plan holds
         the run-state buffers and points at the state's KV cache), else None."""
-        if not USE_PLAN:
+        if not (USE_PLAN and ops.SINGLE_QUERY_DECODE_ORDER):      # the plan sums in decode order
             return None
         plan = getattr(self, "_plan", None)
         try:
             from jit import plan as jp
         except ImportError:
             return None
-        if plan is not None and plan.state_ids == jp.ids_of(state, self.config.n_layer):
+        if plan is not None and plan.refs.matches(state):
             return plan if api_enabled() else None
         self._plan = None
         if not jp.plannable(self, state):

@@ -80,3 +80,24 @@ class SpecialSplitter:
                         out.append(part)
             frags = out
         return frags
+
+    def split_protected(self, text: str, protect: list[tuple[int, int]]) -> list[str | int]:
+        """split(text, parse_special=True), except inside the [start, end) spans of `protect`,
+        which are split as plain text (parse_special=False): a chat message's own content that
+        merely contains a control token's text (a document quoting "<|im_end|>") stays text.
+        Adjacent text fragments are joined again so the BPE sees the same pieces as without."""
+        out: list[str | int] = []
+        pos = 0
+        for start, end in sorted(protect):
+            if start < pos or end <= start:
+                continue
+            out += self.split(text[pos:start], True) + self.split(text[start:end], False)
+            pos = end
+        out += self.split(text[pos:], True)
+        joined: list[str | int] = []
+        for frag in out:
+            if joined and isinstance(frag, str) and isinstance(joined[-1], str):
+                joined[-1] += frag
+            else:
+                joined.append(frag)
+        return joined

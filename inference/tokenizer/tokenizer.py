@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ..errors import TokenizerError
 from .detok import IncrementalDecoder, detokenize, make_piece
@@ -79,10 +79,12 @@ class Tokenizer:
         return self.vocab.token_to_id.get(text)
 
     # ---- text -> ids ---------------------------------------------------------------------
-    def encode(self, text: str, add_bos: bool = True, special: bool = False) -> list[int]:
-        """llama_tokenize(text, add_special=add_bos, parse_special=special)."""
+    def encode(self, text: str, add_bos: bool = True, special: bool = False,
+               protect: Sequence[tuple[int, int]] = ()) -> list[int]:
+        """llama_tokenize(text, add_special=add_bos, parse_special=special); with `special`, the
+        character spans in `protect` are still tokenized as plain text (see split_protected)."""
         if _SURROGATE.search(text):
-            text = _SURROGATE.sub("\ufffd", text)
+            text = _SURROGATE.sub("\ufffd", text)   # same length: the spans still hold
         v = self.vocab
         out: list[int] = []
         if add_bos and v.add_bos:
@@ -90,7 +92,9 @@ class Tokenizer:
                 raise TokenizerError("the vocabulary asks for a BOS token but names none; encode with add_bos=False")
             out.append(v.special["bos"])
         prev_special = True
-        for frag in self.specials.split(text, special):
+        frags = (self.specials.split_protected(text, list(protect)) if special and protect
+                 else self.specials.split(text, special))
+        for frag in frags:
             if isinstance(frag, int):
                 out.append(frag)
                 prev_special = True

@@ -27,6 +27,7 @@ import os
 from gguf import GGMLQuantizationType as T
 
 from ..cpu import CpuInfo
+from .blocks32 import KINDS, matvec_body, matvec_builder
 from .emit import Fn, ModuleText, mask, vec
 
 HEADER = "(ptr noalias %w, ptr noalias %xq, ptr noalias %y, i64 %r0, i64 %r1, i64 %n) nounwind"
@@ -46,17 +47,10 @@ def _half(fn: Fn, ptr: str) -> str:
     return fn.half_to_float(fn.load("i16", ptr))
 
 
-V16F, V16I, V64B = vec(16, "float"), vec(16, "i32"), vec(64, "i8")
-
-
-def _pair_scale(fn: Fn, s0: str, s1: str, lanes: list[int]) -> str:
-    """<16 x float> of s0/s1 by lane: the scales of two 32-blocks sharing one 512-bit dot."""
-    v = fn.v(f"insertelement <2 x float> poison, float {s0}, i64 0")
-    v = fn.v(f"insertelement <2 x float> {v}, float {s1}, i64 1")
-    return fn.v(f"shufflevector <2 x float> {v}, <2 x float> poison, {mask(lanes)}")
-
-
 PREFETCH = int(os.environ.get("LECTERN_PREFETCH", "2048"))
+
+
+V16F, V16I, V64B = vec(16, "float"), vec(16, "i32"), vec(64, "i8")
 
 
 def _prefetch(fn: Fn, ptr: str, nbytes: int) -> None:
@@ -67,163 +61,6 @@ def _prefetch(fn: Fn, ptr: str, nbytes: int) -> None:
         for k in range(0, nbytes, 64):
             ahead = fn.v(f"getelementptr i8, ptr {ptr}, i64 {PREFETCH + k}")
             fn.do(f"call void @llvm.prefetch.p0(ptr {ahead}, i32 0, i32 3, i32 1)")
-
-
-def _aux(fn: Fn, xaux: tuple, b: str) -> str:
-    """Pointer to block b's f32 scale copies after the activation blocks."""
-    base, size = xaux
-    return fn.gep(base, fn.v(f"mul i64 {b}, {size}"))
-
-
-def _pair(fn: Fn, wrow: str, wbytes: int, xbytes: int, b0: str, load, dot, acc: str, extra: str, nib: int | None,
-          xaux: tuple):
-    """Blocks b0, b0+1 in one 64-byte dot: returns the updated (<16 x float> acc, float extra).
-    nib: offset of 16 bytes of packed nibbles (Q4_0/Q4_1) in each block; they are unpacked for
-    both blocks at once as [lo0 lo1 hi0 hi1] and the activations permuted to match."""
-    parts, wbs = [], []
-    for k in range(2):
-        bk = fn.v(f"add i64 {b0}, {k}")
-        wbs.append(fn.gep(wrow, fn.v(f"mul i64 {bk}, {wbytes}")))
-        parts.append(load(fn, wbs[-1], fn.gep("%xq", fn.v(f"mul i64 {bk}, {xbytes}")), _aux(fn, xaux, bk)))
-    x = fn.concat("i8", 32, parts[0][1], parts[1][1])
-    if nib is None:
-        q = fn.concat("i8", 32, parts[0][0], parts[1][0])
-        lanes = [0] * 8 + [1] * 8
-    else:
-        qs_off, qh_off = nib if isinstance(nib, tuple) else (nib, None)
-        qs = fn.concat("i8", 16, *(fn.load(vec(16, "i8"), fn.gep(wb, str(qs_off))) for wb in wbs))
-        q = fn.concat("i8", 32, fn.v(f"and {V32B} {qs}, splat (i8 15)"), fn.v(f"lshr {V32B} {qs}, splat (i8 4)"))
-        # [lo0 lo1 hi0 hi1]: block elements 0-15 of both blocks, then 16-31 of both
-        order = mask([*range(0, 16), *range(32, 48), *range(16, 32), *range(48, 64)])
-        x = fn.v(f"shufflevector {V64B} {x}, {V64B} poison, {order}")
-        if qh_off is not None:
-            hb = fn.concat("i8", 32, *(_fifth_bits(fn, fn.gep(wb, str(qh_off))) for wb in wbs))
-            q = fn.v(f"or {V64B} {q}, {fn.v(f'shufflevector {V64B} {hb}, {V64B} poison, {order}')}")
-        lanes = [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4
-    pf = fn.v(f"sitofp {V16I} {dot(fn, q, x, 64)} to {V16F}")
-    acc = fn.fmadd_v(16, pf, _pair_scale(fn, parts[0][2], parts[1][2], lanes), acc)
-    for part in parts:
-        if part[3] is not None:
-            extra = fn.v(f"fadd float {extra}, {part[3]}")
-    return acc, extra
-
-
-def _blocks32(fn: Fn, wrow: str, wbytes: int, xbytes: int, nb: str, load, dot, nib: int | None = None) -> str:
-    """Sum over 32-blocks of float(int dot) * scale (+ a scalar term per block): four blocks per
-    step as two 64-byte dots into two <16 x float> accumulators, then a leftover pair, then an
-    odd last block on its own.
-    load(fn, wb, xb, xa) -> (q <32 x i8>, x <32 x i8>, scale, extra or None), xa pointing at the
-    block's f32 activation scales; dot(fn, q, x, nbytes)."""
-    xaux = (fn.gep("%xq", fn.v(f"mul i64 {nb}, {xbytes}")), 4 if xbytes == 34 else 8)
-    nquads = fn.v(f"lshr i64 {nb}, 2")
-    with fn.loop("0", nquads, stem="bq") as B:
-        accs = [B.carry(V16F, "zeroinitializer") for _ in range(2)]
-        extra = B.carry("float", "0.0")
-        b0 = fn.v(f"shl i64 {B.i}, 2")
-        _prefetch(fn, fn.gep(wrow, fn.v(f"mul i64 {b0}, {wbytes}")), 4 * wbytes)
-        a0, e = _pair(fn, wrow, wbytes, xbytes, b0, load, dot, accs[0], extra, nib, xaux)
-        a1, e = _pair(fn, wrow, wbytes, xbytes, fn.v(f"add i64 {b0}, 2"), load, dot, accs[1], e, nib, xaux)
-        B.set(accs[0], a0)
-        B.set(accs[1], a1)
-        B.set(extra, e)
-    acc = fn.v(f"fadd reassoc {V16F} {accs[0]}, {accs[1]}")
-    # a leftover pair (nb % 4 >= 2)
-    pair_at = fn.v(f"shl i64 {nquads}, 2")
-    pair_end = fn.v(f"add i64 {pair_at}, {fn.v(f'and i64 {nb}, 2')}")
-    with fn.loop(pair_at, pair_end, step=2, stem="bp") as B:
-        acc2 = B.carry(V16F, acc)
-        extra2 = B.carry("float", extra)
-        a, e = _pair(fn, wrow, wbytes, xbytes, B.i, load, dot, acc2, extra2, nib, xaux)
-        B.set(acc2, a)
-        B.set(extra2, e)
-    total = fn.v(f"fadd float {fn.hsum_f(16, acc2)}, {extra2}")
-    # odd block count: the last block alone
-    odd = fn.v(f"and i64 {nb}, 1")
-    with fn.loop(fn.v(f"sub i64 {nb}, {odd}"), nb, stem="bt") as B:
-        tot = B.carry("float", total)
-        wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
-        q, x, scale, add = load(fn, wb, fn.gep("%xq", fn.v(f"mul i64 {B.i}, {xbytes}")), _aux(fn, xaux, B.i))
-        if nib is not None:
-            qs_off, qh_off = nib if isinstance(nib, tuple) else (nib, None)
-            q = _nibbles16(fn, fn.gep(wb, str(qs_off)))
-            if qh_off is not None:
-                q = fn.v(f"or {V32B} {q}, {_fifth_bits(fn, fn.gep(wb, str(qh_off)))}")
-        pf = fn.v(f"sitofp {V8I} {dot(fn, q, x, 32)} to {V8F}")
-        t = fn.v(f"fmul {V8F} {pf}, {fn.splat(8, 'float', scale)}")
-        t = fn.v(f"fadd float {tot}, {fn.hsum_f(8, t)}")
-        B.set(tot, fn.v(f"fadd float {t}, {add}") if add else t)
-    return tot
-
-
-def _nibbles16(fn: Fn, ptr: str) -> str:
-    """16 bytes -> <32 x i8>: low nibbles then high nibbles (Q4_0/Q4_1 element order)."""
-    qs = fn.load(vec(16, "i8"), ptr)
-    lo = fn.v(f"and <16 x i8> {qs}, splat (i8 15)")
-    hi = fn.v(f"lshr <16 x i8> {qs}, splat (i8 4)")
-    return fn.concat("i8", 16, lo, hi)
-
-
-def _dot_u(fn, q, x, n):
-    return fn.dot_u8s8("zeroinitializer", q, x, n)
-
-
-def _fifth_bits(fn: Fn, ptr: str) -> str:
-    """Q5_0/Q5_1 qh (u32, bit j for element j) -> <32 x i8> of 16 where the bit is set."""
-    m = fn.v(f"bitcast i32 {fn.load('i32', ptr)} to <32 x i1>")
-    return fn.v(f"select <32 x i1> {m}, {V32B} splat (i8 16), {V32B} zeroinitializer")
-
-
-def _dot_u_minus(offset: int):
-    def dot(fn, q, x, n):
-        """sum (q - offset) x = sum q x - offset sum x"""
-        p = fn.dot_u8s8("zeroinitializer", q, x, n)
-        po = fn.dot_u8s8("zeroinitializer", f"splat (i8 {offset})", x, n)
-        return fn.v(f"sub {vec(n // 4, 'i32')} {p}, {po}")
-    return dot
-
-
-_dot_u_minus8 = _dot_u_minus(8)
-
-
-def _dot_s(fn, q, x, n):
-    return fn.dot_s8s8("zeroinitializer", q, x, n)
-
-
-def _q8_0(fn: Fn):
-    def load(fn, wb, xb, xa):
-        return (fn.load(V32B, fn.gep(wb, "2")), fn.load(V32B, fn.gep(xb, "2")),
-                fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}"), None)
-    return 34, lambda fn, wrow, nb: _blocks32(fn, wrow, 34, 34, nb, load, _dot_s)
-
-
-def _q4_0(fn: Fn):
-    def load(fn, wb, xb, xa):
-        return (None, fn.load(V32B, fn.gep(xb, "2")), fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}"),
-                None)
-    return 18, lambda fn, wrow, nb: _blocks32(fn, wrow, 18, 34, nb, load, _dot_u_minus8, nib=2)
-
-
-def _q4_1(fn: Fn):
-    def load(fn, wb, xb, xa):
-        scale = fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}")
-        mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {fn.load('float', fn.gep(xa, '4'))}")
-        return None, fn.load(V32B, fn.gep(xb, "4")), scale, mins
-    return 20, lambda fn, wrow, nb: _blocks32(fn, wrow, 20, 36, nb, load, _dot_u, nib=4)
-
-
-def _q5_0(fn: Fn):
-    def load(fn, wb, xb, xa):
-        return (None, fn.load(V32B, fn.gep(xb, "2")), fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}"),
-                None)
-    return 22, lambda fn, wrow, nb: _blocks32(fn, wrow, 22, 34, nb, load, _dot_u_minus(16), nib=(6, 2))
-
-
-def _q5_1(fn: Fn):
-    def load(fn, wb, xb, xa):
-        scale = fn.v(f"fmul float {_half(fn, wb)}, {fn.load('float', xa)}")
-        mins = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {fn.load('float', fn.gep(xa, '4'))}")
-        return None, fn.load(V32B, fn.gep(xb, "4")), scale, mins
-    return 24, lambda fn, wrow, nb: _blocks32(fn, wrow, 24, 36, nb, load, _dot_u, nib=(8, 4))
 
 
 def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
@@ -384,8 +221,10 @@ def _float_row(fn: Fn, wrow: str, elem: int) -> str:
     return acc
 
 
-BUILDERS = {T.Q8_0: (_q8_0, 32), T.Q4_0: (_q4_0, 32), T.Q4_1: (_q4_1, 32), T.Q5_0: (_q5_0, 32), T.Q5_1: (_q5_1, 32),
-            T.Q4_K: (_q4_K, 256), T.Q5_K: (_q5_K, 256),
+# 32-block types: llama.cpp's own order, shared with the batch kernels (blocks32.py)
+BUILDERS = {T.Q8_0: (matvec_builder("Q8_0"), 32), T.Q4_0: (matvec_builder("Q4_0"), 32),
+            T.Q4_1: (matvec_builder("Q4_1"), 32), T.Q5_0: (matvec_builder("Q5_0"), 32),
+            T.Q5_1: (matvec_builder("Q5_1"), 32), T.Q4_K: (_q4_K, 256), T.Q5_K: (_q5_K, 256),
             T.Q6_K: (_q6_K, 256)}
 SUPPORTED = (T.F32, T.F16, *BUILDERS)
 
@@ -403,6 +242,8 @@ def matvec_ir(qtype: T, cpu: CpuInfo) -> str:
         elem = 4 if qtype == T.F32 else 2
         row_bytes = fn.v(f"mul i64 %n, {elem}")
         _rows(fn, row_bytes, lambda fn, wrow: _float_row(fn, wrow, elem))
+    elif qtype.name in KINDS:
+        matvec_body(fn, qtype.name)
     else:
         build, qk = BUILDERS[qtype]
         bytes_per_block, row_fn = build(fn)

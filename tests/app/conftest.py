@@ -56,3 +56,23 @@ def make_window(qtbot, data_dir, tiny_model):
     for w in made:
         w.close()
         w.store.close()
+
+
+HUB_TINY = "test/tiny-llama-GGUF"      # the model hub's tests: served by tests/fake_hub.py
+
+
+@pytest.fixture
+def hub_repos(fake_hub):
+    """The golden tiny llama in five quantizations, plus repositories for search and errors."""
+    from tests.inference.hub.conftest import LLAMA_QUANTS, README, golden_bytes
+
+    files = {f"tiny-llama-{q}.gguf": golden_bytes(f"tiny-llama-{q}") for q in LLAMA_QUANTS}
+    files["README.md"] = (README + "\n```\nlectern download test/tiny-llama-GGUF\n```\n").encode()
+    fake_hub.add_repo(HUB_TINY, files, downloads=500, likes=7, last_modified="2025-06-01T10:00:00.000Z")
+    fake_hub.add_repo("test/tiny-gemma-GGUF", {"tiny-gemma-Q8_0.gguf": golden_bytes("tiny-gemma3-Q8_0")},
+                      downloads=900, likes=2, last_modified="2025-03-01T10:00:00.000Z")
+    fake_hub.add_repo("other/tiny-private-GGUF", {"tiny-llama-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")},
+                      private=True, downloads=5, likes=50)
+    fake_hub.add_repo("other/unrelated-GGUF", {"x-Q4_0.gguf": golden_bytes("tiny-llama-Q4_0")},
+                      downloads=10_000, likes=1000)
+    return fake_hub

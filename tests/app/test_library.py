@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
+
 from app.library import DEFAULT_N_CTX, Library, default_settings, inspect
 from app.store import Store
 
@@ -53,3 +55,30 @@ def test_per_model_settings_default_from_the_file_and_persist(tmp_path, tiny_mod
     assert store.model_settings(str(tiny_model)) == {"system_prompt": "Be brief.", "temperature": 0.2}
     again = Library(Store(tmp_path / "db.sqlite"), tmp_path / "models", builtin=tiny_model)
     assert again.settings(again.entry(str(tiny_model)))["system_prompt"] == "Be brief."
+
+
+def test_a_split_model_in_the_folder_is_one_entry(tmp_path, tiny_model):
+    """gguf's writer splits a model in 3 parts; the library lists it once, by part 1, with the
+    size of all parts (a downloaded split variant must not show up three times)."""
+    from gguf import GGUFWriter
+
+    from inference.gguf_file import open_gguf
+
+    whole = open_gguf(tiny_model)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    w = GGUFWriter(folder / "m.gguf", "llama", split_max_tensors=4)
+    w.add_block_count(1)
+    w.add_array("tokenizer.ggml.tokens", ["a", "b", "c"])
+    for name in list(whole.tensors)[:10]:
+        w.add_tensor(name, np.zeros(16, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    parts = sorted(folder.glob("m-*-of-*.gguf"))
+    assert len(parts) == 3
+    lib = Library(Store(tmp_path / "db.sqlite"), folder, builtin=tiny_model)
+    folder_entries = [e for e in lib.entries() if e.source == "folder"]
+    assert [e.path for e in folder_entries] == [str(parts[0])]
+    assert folder_entries[0].size == sum(p.stat().st_size for p in parts)

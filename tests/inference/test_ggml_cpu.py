@@ -69,3 +69,28 @@ def test_silu_groups_of_16_and_tail():
     x = np.linspace(-20, 20, 3 * 37, dtype=np.float32).reshape(3, 37)
     want = x.astype(np.float64) / (1 + np.exp(-x.astype(np.float64)))
     np.testing.assert_allclose(ggml_cpu.silu(x), want, rtol=1e-6, atol=1e-30)
+
+
+def test_gelu_table_is_ggml_gelu_rounded_to_f16():
+    """ggml_table_gelu_f16[i] = F16(0.5x(1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))) at x = the F16 of bits i,
+    against a float64 loop of that formula: equal at > 99 % of entries (llama.cpp's float32 tanhf and
+    1 + tanh lose a few bits far left, where gelu is tiny)."""
+    import math
+    table = ggml_cpu.gelu_table()
+    x = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float64)
+    ok = np.isfinite(x) & (np.abs(x) < 10)
+    want = np.array([0.5 * v * (1.0 + math.tanh(0.7978845608028654 * v * (1.0 + 0.044715 * v * v)))
+                     for v in x[ok]]).astype(np.float16).astype(np.float32)
+    assert np.mean(table[ok] == want) > 0.99
+    np.testing.assert_allclose(table[ok], want, rtol=2e-2, atol=2.5e-7)   # F16 subnormals: 6e-8 steps
+
+
+def test_geglu_looks_up_f16_of_the_gate_and_clamps_at_10():
+    """ggml_vec_geglu_f32: table[F16(g)] * up; g <= -10 gives 0, g >= 10 gives g * up."""
+    rng = np.random.default_rng(3)
+    g = np.concatenate([rng.standard_normal(3000) * 4, [-10.5, -10.0, 10.0, 12.0]]).astype(np.float32)
+    u = rng.standard_normal(g.size).astype(np.float32)
+    table = ggml_cpu.gelu_table()
+    want = [np.float32(0) if gi <= -10 else gi * ui if gi >= 10 else table[np.float16(gi).view(np.uint16)] * ui
+            for gi, ui in zip(g, u)]
+    assert np.array_equal(ggml_cpu.geglu(g, u), np.array(want, np.float32))

@@ -67,3 +67,86 @@ def test_plan_follows_a_new_state_and_the_numpy_switch(monkeypatch):
 def test_plan_gives_the_per_op_bits_on_smollm2(smollm2_path):
     m = load_model(smollm2_path)
     assert_same(decode_both(m, 70, 6, 128), m.config.n_layer)
+
+
+GEMMA_STEMS = ["tiny-gemma3-F16", "tiny-gemma3-Q8_0", "tiny-gemma3-Q4_K_M", "tiny-gemma3-Q6_K", "tiny-gemma3-Q4_0"]
+
+
+def gemma_both(m, n_prompt, n_steps, n_ctx, ring_slack, seed=0):
+    from inference.models import gemma3
+
+    ids = np.random.default_rng(seed).integers(0, m.config.n_vocab, n_prompt + n_steps)
+    out = {}
+    for use in (False, True):
+        gemma3.USE_PLAN = use
+        try:
+            st = m.new_state(n_ctx, ring_slack=ring_slack)
+            m.forward(ids[:n_prompt], st)
+            logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
+            assert (getattr(m, "_plan", None) is not None) == use, "the plan did (not) run"
+            out[use] = np.stack(logits), st
+        finally:
+            gemma3.USE_PLAN = True
+    return out
+
+
+@pytest.mark.parametrize("stem", GEMMA_STEMS)
+def test_gemma_plan_gives_the_per_op_bits_through_wrapping_rings(stem):
+    path = golden_dir() / "models" / f"{stem}.gguf"
+    if not path.exists():
+        pytest.skip(f"{path} missing (golden data)")
+    m = load_model(path)
+    out = gemma_both(m, 20, 60, 96, ring_slack=50, seed=len(stem))     # ring of 66: wraps
+    assert np.array_equal(out[False][0], out[True][0])
+    a, b = out[False][1], out[True][1]
+    assert a.arrays.keys() == b.arrays.keys()
+    for k in a.arrays:                                                   # caches and ring positions
+        assert np.array_equal(a.arrays[k], b.arrays[k]), k
+    # the planned state rewinds and continues on the per-op path like the other one
+    assert b.can_rewind(70) == a.can_rewind(70)
+
+
+def test_gelu_table_is_the_per_op_gelu():
+    from inference import ggml_cpu
+
+    x = np.random.default_rng(0).standard_normal(4992).astype(np.float32) * 4
+    u = np.random.default_rng(1).standard_normal(4992).astype(np.float32)
+    from jit.elementwise import gelu_mul
+    assert np.array_equal(gelu_mul(x, u), ggml_cpu.geglu(x, u))
+
+
+@pytest.mark.slow
+def test_gemma_plan_gives_the_per_op_bits_on_gemma3_270m(gemma3_path):
+    m = load_model(gemma3_path)
+    out = gemma_both(m, 40, 4, 128, ring_slack=256)
+    assert np.array_equal(out[False][0], out[True][0])
+
+
+def test_a_plan_never_outlives_its_state():
+    """States made and dropped one after another (their arrays' ids may be reused): every decode
+    still equals the per-op path's, never a stale plan's writes into freed buffers."""
+    import gc
+
+    m = load_model(golden_dir() / "models" / "tiny-llama-Q4_0.gguf")
+    ids = np.array([1, 5, 9, 33, 2, 7])
+    for _ in range(4):
+        outs = []
+        for use in (True, False):
+            llama.USE_PLAN = use
+            try:
+                st = m.new_state(70)
+                m.forward(ids[:4], st)
+                outs.append(np.concatenate([m.forward(ids[i:i + 1], st) for i in (4, 5)]))
+                del st
+                gc.collect()
+            finally:
+                llama.USE_PLAN = True
+        assert np.array_equal(outs[0], outs[1])
+
+
+def test_no_plan_when_single_queries_sum_in_batch_order(monkeypatch):
+    from inference import ops
+
+    m = load_model(golden_dir() / "models" / "tiny-llama-Q8_0.gguf")
+    monkeypatch.setattr(ops, "SINGLE_QUERY_DECODE_ORDER", False)
+    assert m.decode_plan(m.new_state(80)) is None

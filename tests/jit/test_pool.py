@@ -98,3 +98,24 @@ def test_native_pool_dropped_without_close_stops_its_workers():
     del pool
     gc.collect()
     assert threading.active_count() == before
+
+
+@pytest.mark.skipif(not supported(), reason="the native pool is Linux x86-64/aarch64 only")
+def test_native_pool_back_to_back_jobs_never_mix():
+    """Jobs published right after each other (as the decode plan does, with no Python between
+    them), on more threads than cores: a worker that is late for one job must never claim a chunk
+    of the next with the old job's arguments (chunks are tagged with the job's generation)."""
+    rng = np.random.default_rng(8)
+    n_cols = 256
+    mats = [(random_weights(rng, T.Q8_0, rows, n_cols), rows) for rows in (96, 40)]
+    xs = [rng.standard_normal(n_cols).astype(np.float32) for _ in range(4)]
+    want = {(m, i): api.matvec_raw(mats[m][0], T.Q8_0, mats[m][1], n_cols, xs[i], pool=Pool(1))
+            for m in range(2) for i in range(4)}
+    pool = NativePool(3, chunks_per_thread=8)
+    try:
+        for k in range(1500):
+            m, i = k % 2, (k // 2) % 4
+            y = api.matvec_raw(mats[m][0], T.Q8_0, mats[m][1], n_cols, xs[i], pool=pool)
+            assert np.array_equal(y, want[(m, i)]), f"job {k}"
+    finally:
+        pool.close()

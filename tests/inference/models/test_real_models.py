@@ -17,18 +17,17 @@ Measured: top-1 100 %, top-5 sets 100 %, greedy 16/16 identical on both prompts 
 is a true near tie, margin 0.019, and matches because single-token decoding sums attention in
 llama.cpp's decode order).
 
-Gemma 3 (Q5_0/Q8_0/Q4_K/Q6_K matmuls, GELU): its quantized kernels are not emulated yet (Q5_0 goes
-through llamafile's tinyBLAS in batches and ggml_vec_dot_q5_0_q8_0 in decoding; Q4_K through the
-repacked q4_K_8x8 GEMM when llama.cpp repacks weights, which changes its own results: llama.cpp of
-the same version on this machine with weight repacking off reproduces the golden file only to
-top-20 id lists equal at 6-19 % of positions, median |diff| 0.22-0.46, and its greedy continuation
-of prompt 0 leaves the golden one at step 7, where our engine does the same thing). Measured here:
-top-1 100 % on all three prompts, top-5 sets 82-94 %, median |diff| 0.22-0.38, max 1.7; greedy
-(teacher-forced, 16 steps): identical everywhere but prompt 0 step 7, a four-way tie where our top
-three lie within 0.011 and llama.cpp's token is our fourth, 0.251 below our first. Hence the Gemma
-bounds below: top-5 sets >= 80 %, median <= 0.5, max <= 2.0, greedy tie 0.3 within our top 4.
-The golden file itself is llama.cpp's AVX512 build without AMX, weight repacking on, flash attention
-off, 2 threads: that build reproduces both golden files to their 4 decimals (checked).
+Gemma 3 (Q5_0/Q8_0/Q4_K/Q6_K matmuls, GEGLU): llama.cpp's x86 kernels for each of them emulated as
+well (inference/ggml_matmul.py: tinyBLAS/vec_dot lanes for Q5_0 and Q8_0, the repacked q4_K_8x8
+gemm/gemv for Q4_K, the tiled K-quant matmul and vec_dot for Q6_K, Q8_K rounding of both flavours;
+ggml_cpu.geglu: the F16 GELU table), checked tensor by tensor against llama.cpp's eval callback on
+prompt 2 (identical bits in all 18 layers). Measured: every top-20 logit equal to the golden file's
+4 decimals on all three prompts (top-1 and top-5 sets 100 %), greedy 16/16 identical, so Gemma gets
+SmolLM2's bounds. With the emulation off (ggml_matmul.EXACT = False: float64 sums of the same rounded
+activations) top-5 sets fall to 82-94 %, top-20 logits move by up to 1.7 and prompt 0 leaves
+llama.cpp's greedy token at step 7 (0.25 below our pick), so the test fails: these bounds
+are what the emulation buys. The golden files are llama.cpp's AVX512 build without AMX, weight
+repacking on, flash attention off, 2 threads (that build reproduces both to their 4 decimals).
 """
 from __future__ import annotations
 
@@ -46,10 +45,10 @@ pytestmark = pytest.mark.slow
 
 
 # fixture giving the model path -> golden json, n_vocab, n_ctx_train and the bounds reached:
-# (top-5 sets, median and max |diff| over llama.cpp's top-20 logits, greedy near tie, runner-up rank)
+# (top-5 sets, median and max |diff| over llama.cpp's top-20 logits, greedy near tie)
 CASES = {
-    "smollm2_path": ("smollm2-135m-instruct.json", 49152, 8192, (0.95, 1e-3, 1e-3, 0.25, 1)),
-    "gemma3_path": ("gemma3-270m.json", 262144, 32768, (0.8, 0.5, 2.0, 0.3, 3)),
+    "smollm2_path": ("smollm2-135m-instruct.json", 49152, 8192, (0.95, 1e-3, 1e-3, 0.25)),
+    "gemma3_path": ("gemma3-270m.json", 262144, 32768, (0.95, 1e-3, 1e-3, 0.25)),
 }
 
 
@@ -83,7 +82,7 @@ def test_model_shape(case):
 
 
 def test_prompt_logits_match_llama_cpp(case):
-    path, name, _, _, (min_top5, max_median, max_diff, _, _) = case
+    path, name, _, _, (min_top5, max_median, max_diff, _) = case
     for i, p in enumerate(load_real(name)["prompts"]):
         ours = prompt_logits(path, i, name)
         assert ours.shape == (len(p["ids"]), model_at(path).n_vocab) and np.isfinite(ours).all()
@@ -103,20 +102,9 @@ def test_prompt_logits_match_llama_cpp(case):
 
 def test_greedy_continuations_match_llama_cpp(case):
     """The first 16 greedy tokens, decoded one at a time (the README's rule: identical until a near
-    tie of our own; Gemma: llama.cpp's token may be up to our fourth at a near tie)."""
-    path, name, _, _, (_, _, _, tie, rank) = case
+    tie of our own)."""
+    path, name, _, _, (_, _, _, tie) = case
     m = model_at(path)
     for i, p in enumerate(load_real(name)["prompts"]):
-        if rank == 1:
-            n, ties = follow_greedy(m, p["ids"], p["greedy_ids"][:16], f"{name} prompt {i}", tie=tie)
-            assert n == 16 and ties == 0, f"{name} prompt {i}: {n}/16 before a near tie"
-            continue
-        st = m.new_state(len(p["ids"]) + 17)
-        logits = m.forward(np.asarray(p["ids"]), st, last_only=True)[0]
-        for step, want in enumerate(p["greedy_ids"][:16]):                   # teacher-forced
-            order = np.argsort(-logits)
-            if int(order[0]) != want:
-                assert want in order[1:rank + 1].tolist() and logits[order[0]] - logits[want] < tie, (
-                    f"{name} prompt {i} step {step}: ours {int(order[0])}, llama.cpp {want}, "
-                    f"{logits[order[0]] - logits[want]:.3f} below ours")
-            logits = m.forward(np.array([want]), st, last_only=True)[0]
+        n, ties = follow_greedy(m, p["ids"], p["greedy_ids"][:16], f"{name} prompt {i}", tie=tie)
+        assert n == 16 and ties == 0, f"{name} prompt {i}: {n}/16 before a near tie"

@@ -1,0 +1,125 @@
+"""One decode step of a Gemma 3 block as ONE native call (see layer.py for the llama block):
+
+    void gemma_layer(const i64 *P)
+
+    h = rms_norm(x) * attn_norm
+    q, k, v = linear_one(lo_q), (lo_k), (lo_v)
+    q, k = rms_norm(q_head) * q_norm, rms_norm(k_head) * k_norm     (per head)
+    q = rope_neox(q) * attn_scale; k = rope_neox(k)                  (this layer's cos/sin)
+    cache[slot], vcache[slot] = f16(k), f16(v)                       (slot = pos, or pos % ring)
+    a = attention kernel on the pool (window on sliding layers: its param block)
+    x += rms_norm(linear_one(lo_o)) * post_attention_norm
+    h = rms_norm(x) * ffn_norm
+    g = gelu_f16(linear_one(lo_gate)) * linear_one(lo_up)           (GGML_GELU_FP16: a table)
+    x += rms_norm(linear_one(lo_down)) * post_ffw_norm
+
+The float32 operations of inference/models/gemma3.py's per-op path (tested for equal bits).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from ..cpu import CpuInfo
+from .attention import V16F, splatf
+from .emit import Fn, ModuleText, vec
+from .layer import add_into, f16_store, rms_norm, rope
+
+SLOTS = ("x", "attn_norm", "q_norm", "k_norm", "post_attn_norm", "ffn_norm", "post_ffw_norm", "h",
+         "lo_q", "lo_k", "lo_v", "lo_o", "lo_gate", "lo_up", "lo_down", "q", "k", "v", "cos", "sin", "krow", "vrow",
+         "attn_p", "attn_fn", "run", "ctx", "att", "attn_chunk", "o", "gate", "up", "g", "down", "linear_one",
+         "gelu_table")
+G = {name: i for i, name in enumerate(SLOTS)}
+
+
+@dataclass(frozen=True)
+class GemmaShape:
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    rope_dim: int
+    n_ff: int
+    eps: float
+    attn_scale: float
+    neox: bool = True
+
+
+def supported(s: GemmaShape) -> bool:
+    return (s.n_embd % 16 == 0 and s.n_ff % 16 == 0 and s.head_dim % 16 == 0 and s.rope_dim % 2 == 0
+            and s.rope_dim <= s.head_dim)
+
+
+def scale_into(fn: Fn, buf: str, n: int, scale: float) -> None:
+    with fn.loop("0", str(n), step=16, stem="sc") as S:
+        p = fn.gep(buf, fn.v(f"shl i64 {S.i}, 2"))
+        fn.store(V16F, fn.v(f"fmul {V16F} {fn.load(V16F, p, 4)}, {splatf(scale)}"), p, 4)
+
+
+def gelu_mul(fn: Fn, gate: str, up: str, out: str, table: str, n) -> None:
+    """out = gelu_f16(gate) * up: table[f16 bits of x] (F16-rounded gelu values), 0 at x <= -10,
+    x itself at x >= 10 (ggml_cpu.geglu)."""
+    V16I, V16P = vec(16, "i32"), vec(16, "ptr")
+    fn.declare(f"declare {V16F} @llvm.masked.gather.v16f32.v16p0({V16P}, i32, <16 x i1>, {V16F})")
+    with fn.loop("0", str(n), step=16, stem="ge") as S:
+        off = fn.v(f"shl i64 {S.i}, 2")
+        x = fn.load(V16F, fn.gep(gate, off), 4)
+        h = fn.v(f"bitcast <16 x half> {fn.v(f'fptrunc {V16F} {x} to <16 x half>')} to <16 x i16>")
+        idx = fn.v(f"zext <16 x i16> {h} to {V16I}")
+        ptrs = fn.v(f"getelementptr inbounds float, ptr {table}, {V16I} {idx}")
+        y = fn.v(f"call {V16F} @llvm.masked.gather.v16f32.v16p0({V16P} {ptrs}, i32 4, <16 x i1> splat (i1 true), "
+                 f"{V16F} poison)")
+        hi = fn.v(f"fcmp oge {V16F} {x}, {splatf(10.0)}")
+        y = fn.v(f"select <16 x i1> {hi}, {V16F} {x}, {V16F} {y}")
+        lo = fn.v(f"fcmp ole {V16F} {x}, {splatf(-10.0)}")
+        y = fn.v(f"select <16 x i1> {lo}, {V16F} zeroinitializer, {V16F} {y}")
+        fn.store(V16F, fn.v(f"fmul {V16F} {y}, {fn.load(V16F, fn.gep(up, off), 4)}"), fn.gep(out, off), 4)
+
+
+def per_head_norm(fn: Fn, buf: str, w: str, heads: int, s: GemmaShape) -> None:
+    with fn.loop("0", str(heads), stem="hn") as H:
+        hp = fn.gep(buf, fn.v(f"mul i64 {H.i}, {4 * s.head_dim}"))
+        rms_norm(fn, hp, w, hp, s.head_dim, s.eps)
+
+
+@functools.cache
+def gemma_layer_ir(s: GemmaShape, cpu: CpuInfo) -> str:
+    mt = ModuleText(cpu)
+    fn = mt.function("define void @gemma_layer(ptr noalias %P) nounwind")
+    a = {k: fn.load("i64" if k == "attn_chunk" else "ptr", fn.gep("%P", str(8 * i)), 8) for k, i in G.items()}
+
+    def lin(name):
+        fn.do(f"call void {a['linear_one']}(ptr {a[name]})")
+
+    kv_dim = s.n_head_kv * s.head_dim
+    rms_norm(fn, a["x"], a["attn_norm"], a["h"], s.n_embd, s.eps)
+    for name in ("lo_q", "lo_k", "lo_v"):
+        lin(name)
+    per_head_norm(fn, a["q"], a["q_norm"], s.n_head, s)
+    per_head_norm(fn, a["k"], a["k_norm"], s.n_head_kv, s)
+    rope(fn, a["q"], a["cos"], a["sin"], s.n_head, s)
+    rope(fn, a["k"], a["cos"], a["sin"], s.n_head_kv, s)
+    scale_into(fn, a["q"], s.n_head * s.head_dim, s.attn_scale)
+    f16_store(fn, a["k"], a["krow"], kv_dim)
+    f16_store(fn, a["v"], a["vrow"], kv_dim)
+    fn.do(f"call void {a['run']}(ptr {a['ctx']}, ptr {a['attn_fn']}, ptr {a['attn_p']}, ptr null, ptr {a['att']}, "
+          f"i64 {s.n_head}, i64 0, i64 {a['attn_chunk']})")
+    lin("lo_o")
+    rms_norm(fn, a["o"], a["post_attn_norm"], a["o"], s.n_embd, s.eps)
+    add_into(fn, a["x"], a["o"], s.n_embd)
+    rms_norm(fn, a["x"], a["ffn_norm"], a["h"], s.n_embd, s.eps)
+    lin("lo_gate")
+    lin("lo_up")
+    gelu_mul(fn, a["gate"], a["up"], a["g"], a["gelu_table"], s.n_ff)
+    lin("lo_down")
+    rms_norm(fn, a["down"], a["post_ffw_norm"], a["down"], s.n_embd, s.eps)
+    add_into(fn, a["x"], a["down"], s.n_embd)
+    fn.do("ret void")
+    mt.add(fn)
+
+    fn = mt.function("define void @gemma_layers(ptr %P, i64 %n) nounwind")
+    with fn.loop("0", "%n", stem="ly") as Y:
+        fn.do(f"call void @gemma_layer(ptr {fn.gep('%P', fn.v(f'mul i64 {Y.i}, {8 * len(SLOTS)}'))})")
+    fn.do("ret void")
+    mt.add(fn)
+    return mt.text()

@@ -1,0 +1,138 @@
+"""A Gemma 3 decode plan: every layer of a token in one native call (see jit/plan.py).
+
+Sliding layers attend through their ring (position p in slot p % R, window n_swa); the plan
+also keeps the ring's position arrays (pos.k.N / pos.v.N) as the per-op path does, so a state
+decoded by the plan rewinds and continues on either path.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+
+from . import api
+from . import compile as jc
+from .attention import MIN_RING
+from .attention import kernel as attention_kernel
+from .cpu import detect
+from .kernels import attention as ka
+from .kernels.gemma_layer import SLOTS, G, GemmaShape, gemma_layer_ir, supported
+from .linear import _addr, op_for, tiles
+from .plan import LO, StateRefs
+
+LAYERS_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+WEIGHTS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+
+
+def shape_of(model) -> GemmaShape:
+    c = model.config
+    return GemmaShape(c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.n_ff, float(np.float32(c.eps)),
+                      float(np.float32(c.attn_scale)))
+
+
+def gelu_table() -> np.ndarray:
+    """llama.cpp's F16 GELU table (inference.ggml_cpu.gelu_table), float32 [65536] by F16 bits."""
+    from inference import ggml_cpu
+
+    return ggml_cpu.gelu_table()
+
+
+def plannable(model, state) -> bool:
+    c = model.config
+    if not (api.enabled() and supported(shape_of(model)) and ka.supported(detect(), c.head_dim, c.head_dim)):
+        return False
+    rings = [state.arrays[f"k.{il}"].shape[0] for il in range(c.n_layer)]
+    if min(rings) < MIN_RING or not hasattr(api.get_pool(), "raw"):
+        return False
+    return all(api.supports(getattr(lay, f).ggml_type) for lay in model.layers for f in WEIGHTS)
+
+
+class GemmaPlan:
+    def __init__(self, model, state):
+        c = model.config
+        self.model, self.n_layer = model, c.n_layer
+        self.shape = shape_of(model)
+        cpu = detect()
+        self._fn = jc.kernel(("gemma_layers", self.shape), lambda: gemma_layer_ir(self.shape, cpu),
+                             {"gemma_layers": LAYERS_PROTO}, cpu)["gemma_layers"]
+        pool = api.get_pool()
+        run, ctx, self._lock = pool.raw()
+        self.refs = StateRefs(state)
+        E, F, D = c.n_embd, c.n_ff, c.head_dim
+        qd, kvd, half = c.n_head * D, c.n_head_kv * D, c.rope_dim // 2
+        self.buf = buf = {name: np.zeros(n, np.float32) for name, n in
+                          (("x", E), ("h", E), ("q", qd), ("k", kvd), ("v", kvd), ("att", qd), ("o", E), ("gate", F),
+                           ("up", F), ("g", F), ("down", E), ("cos", half), ("sin", half), ("cos_swa", half),
+                           ("sin_swa", half))}
+        ptr = {k: v.ctypes.data for k, v in buf.items()}
+        self._table = gelu_table()
+        self._qpos = np.zeros(1, np.int64)
+        self._kbeg = {False: np.zeros(1, np.int64), True: np.zeros(1, np.int64)}
+        attn_fn = _addr(attention_kernel(D, D, True))
+        lin_one = _addr(tiles()["linear_one"])
+        self.P = np.zeros((c.n_layer, len(SLOTS)), np.int64)
+        self.AP = np.zeros((c.n_layer, ka.N_PARAMS), np.int64)
+        self._blocks = []
+        self._kbase = np.array([state.arrays[f"k.{il}"].ctypes.data for il in range(c.n_layer)], np.int64)
+        self._vbase = np.array([state.arrays[f"v.{il}"].ctypes.data for il in range(c.n_layer)], np.int64)
+        self._ring = np.array([state.arrays[f"k.{il}"].shape[0] for il in range(c.n_layer)], np.int64)
+        self._row_bytes = 4 * kvd
+        for il, lay in enumerate(model.layers):
+            swa = c.is_swa[il]
+            p, ap = self.P[il], self.AP[il]
+            ap[ka.P_Q], ap[ka.P_K], ap[ka.P_V] = ptr["q"], self._kbase[il], self._vbase[il]
+            ap[ka.P_QPOS], ap[ka.P_KBEG] = self._qpos.ctypes.data, self._kbeg[swa].ctypes.data
+            ap[ka.P_R], ap[ka.P_HQ], ap[ka.P_HKV] = self._ring[il], c.n_head, c.n_head_kv
+            ap[ka.P_SCALE:ka.P_SCALE + 1].view(np.float32)[0] = np.float32(1.0)
+            for name, w, x, y in (("lo_q", lay.attn_q, "h", "q"), ("lo_k", lay.attn_k, "h", "k"),
+                                  ("lo_v", lay.attn_v, "h", "v"), ("lo_o", lay.attn_output, "att", "o"),
+                                  ("lo_gate", lay.ffn_gate, "h", "gate"), ("lo_up", lay.ffn_up, "h", "up"),
+                                  ("lo_down", lay.ffn_down, "g", "down")):
+                p[G[name]] = self._block(op_for(w), ptr[x], ptr[y])
+            for slot, t in (("attn_norm", lay.attn_norm), ("q_norm", lay.attn_q_norm), ("k_norm", lay.attn_k_norm),
+                            ("post_attn_norm", lay.post_attention_norm), ("ffn_norm", lay.ffn_norm),
+                            ("post_ffw_norm", lay.post_ffw_norm)):
+                p[G[slot]] = model.vec(t).ctypes.data
+            for k in ("x", "h", "q", "k", "v", "att", "o", "gate", "up", "g", "down"):
+                p[G[k]] = ptr[k]
+            p[G["cos"]], p[G["sin"]] = (ptr["cos_swa"], ptr["sin_swa"]) if swa else (ptr["cos"], ptr["sin"])
+            p[G["attn_p"]], p[G["attn_fn"]], p[G["run"]], p[G["ctx"]] = ap.ctypes.data, attn_fn, run, ctx
+            p[G["attn_chunk"]] = max(1, -(-c.n_head // pool.n))
+            p[G["linear_one"]] = lin_one
+            p[G["gelu_table"]] = self._table.ctypes.data
+        self._swa = [il for il in range(c.n_layer) if c.is_swa[il]]
+
+    def _block(self, op, x: int, y: int) -> int:
+        b = op._one_p.copy()
+        b[LO["x"]], b[LO["y"]] = x, y
+        if b[LO["quant"]] == 0:
+            b[LO["xq"]] = x
+        self._blocks.append((op, b))
+        return b.ctypes.data
+
+    def step(self, x: np.ndarray, pos: int, st) -> np.ndarray:
+        """x [n_embd] (the scaled embedding) through every layer of state st (the plan's, see
+        refs) at position pos -> [n_embd]."""
+        from inference import ggml_cpu
+
+        c = self.model.config
+        p = np.array([pos])
+        for (cn, sn), base, fs in ((("cos", "sin"), c.rope_base, c.rope_freq_scale),
+                                   (("cos_swa", "sin_swa"), c.rope_base_swa, 1.0)):
+            cos, sin = ggml_cpu.rope_angles(p, c.rope_dim, base, fs, None)
+            np.copyto(self.buf[cn], cos[0])
+            np.copyto(self.buf[sn], sin[0])
+        np.copyto(self.buf["x"], x)
+        self._qpos[0] = pos
+        self._kbeg[True][0] = max(0, pos - c.n_swa + 1)
+        self.AP[:, ka.P_SCRATCH] = pos + 129
+        slot = pos % self._ring
+        self.P[:, G["krow"]] = self._kbase + slot * self._row_bytes
+        self.P[:, G["vrow"]] = self._vbase + slot * self._row_bytes
+        for il in self._swa:                      # the rings' position bookkeeping
+            st.arrays[f"pos.k.{il}"][slot[il]] = pos
+            st.arrays[f"pos.v.{il}"][slot[il]] = pos
+        with self._lock:
+            self._fn(self.P.ctypes.data, self.n_layer)
+        return self.buf["x"].copy()
