@@ -158,7 +158,7 @@ def q6_K_values(b: np.ndarray) -> np.ndarray:
 ACTIVATION = {  # weight type -> activation format (llama.cpp's vec_dot_type)
     T.F32: "f32", T.F16: "f16", T.Q8_0: "q8_0", T.Q4_0: "q8_0", T.Q4_1: "q8_1", T.Q5_0: "q8_0",
     T.Q5_1: "q8_1", T.Q4_K: "q8_K", T.Q5_K: "q8_K", T.Q6_K: "q8_K",
-    T.BF16: "bf16", T.IQ4_NL: "q8_0", T.IQ4_XS: "q8_K",
+    T.BF16: "bf16", T.IQ4_NL: "q8_0", T.IQ4_XS: "q8_K", T.Q2_K: "q8_K", T.Q3_K: "q8_K",
 }
 # formats the kernels take as the float32 x itself (BF16's kernel rounds x to BF16 as it reads it)
 RAW_F32 = ("f32", "bf16")

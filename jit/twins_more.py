@@ -44,4 +44,43 @@ def block_terms_more(w: np.ndarray, qtype: T, n_cols: int, xq: np.ndarray) -> np
         # the kernel's float scale per sub-block: f32(f32(d * dx) * (ls - 32))
         dsc = (_f16(b[..., 0:2]) * dx[None]).astype(F32)[..., None] * iq4_xs_scales(b).astype(F32)
         return (dsc.astype(np.float64) * isum).sum(-1)
+    if qtype in (T.Q2_K, T.Q3_K):
+        return _k16_terms(w, qtype, n_cols, xq)
     raise NotImplementedError(f"no matvec twin for {qtype.name}")
+
+
+def two_bit_values(qs: np.ndarray) -> np.ndarray:
+    """[..., 64] qs -> [..., 256]: element 128h + 32k + l is (qs[32h + l] >> 2k) & 3."""
+    q = qs.reshape(qs.shape[:-1] + (2, 1, 32)).astype(np.int32)
+    return ((q >> (2 * np.arange(4))[:, None]) & 3).reshape(qs.shape[:-1] + (256,))
+
+
+def q3_K_scales(sc12: np.ndarray) -> np.ndarray:
+    """[..., 12] -> signed scales [..., 16]"""
+    s = sc12.astype(np.int32)
+    j = np.arange(16)
+    lo = (s[..., j % 8] >> (4 * (j // 8))) & 15
+    hi = (s[..., 8 + j % 4] >> (2 * (j // 4))) & 3
+    return (lo | (hi << 4)) - 32
+
+
+def _k16_terms(w, qtype, n_cols, xq):
+    dx, qx, bsx = unpack_q8_K(xq)
+    nb = n_cols // 256
+    if qtype == T.Q2_K:
+        b = w.reshape(-1, nb, 84)
+        sc = b[..., 0:16].astype(np.int32)
+        scale, q = sc & 15, two_bit_values(b[..., 16:80])
+        d, dmin = _f16(b[..., 80:82]), _f16(b[..., 82:84])
+        sub = (dmin * dx[None]).astype(np.float64) * ((sc >> 4) * bsx[None]).sum(-1)
+    else:
+        b = w.reshape(-1, nb, 110)
+        scale = q3_K_scales(b[..., 96:108])
+        hm = b[..., 0:32].astype(np.int32)
+        bits = ((hm[..., None, :] >> np.arange(8)[:, None]) & 1).reshape(b.shape[:2] + (256,))   # element 32i + l
+        q = two_bit_values(b[..., 32:96]) + 4 * bits
+        d = _f16(b[..., 108:110])
+        sub = (d * dx[None]).astype(np.float64) * (4 * scale * bsx[None]).sum(-1)
+    isum = (q.reshape(b.shape[:2] + (16, 16)) * qx.reshape(1, nb, 16, 16)).sum(-1)   # [rows, nb, 16]
+    dsc = (d * dx[None]).astype(F32)[..., None] * scale.astype(F32)
+    return (dsc.astype(np.float64) * isum).sum(-1) - sub

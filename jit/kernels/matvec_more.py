@@ -1,4 +1,4 @@
-"""More matvec kernels (same signature and row loop as matvec.py): BF16, IQ4_NL, IQ4_XS.
+"""More matvec kernels (same signature and row loop as matvec.py): BF16, IQ4_NL, IQ4_XS, Q3_K, Q2_K.
 
 Weight layouts (bytes):
   BF16     2 per value: the top 16 bits of a float32. x (float32) is rounded to BF16 in the
@@ -9,6 +9,7 @@ Weight layouts (bytes):
            ls_j = (scales_l[j/2] >> 4*(j%2)) & 15 | ((scales_h >> 2j) & 3) << 4,
            w = d*(ls_j - 32)*K[q] with sub-block j's nibbles in qs[16j .. 16j+15] as in IQ4_NL.
            Activations Q8_K.
+  Q3_K, Q2_K: 16 sub-blocks of 16 per 256, Q8_K activations; layouts at _q3_K_block / _q2_K_block.
 Per block the codebook lookup is one vpshufb (AVX2) or a select tree (portable), then the signed
 byte dot product; scales are applied in float per (sub-)block as the other kernels do.
 """
@@ -140,10 +141,98 @@ def iq4_xs_row(fn: Fn, wrow: str, nb: str) -> str:
     return _superblocks(fn, wrow, 136, nb, _iq4_xs_block)
 
 
+# ----------------------------------------------------------------------------- Q2_K, Q3_K
+
+def _two_bit_chunk(fn: Fn, qs: str, p: int) -> str:
+    """32 bytes qs -> <64 x i8>: (qs >> 4p) & 3, then (qs >> 4p+2) & 3 (elements 64p .. 64p+63 of the half)."""
+    parts = []
+    for k in (2 * p, 2 * p + 1):
+        t = fn.v(f"lshr {V32B} {qs}, splat (i8 {2 * k})") if k else qs
+        parts.append(fn.v(f"and {V32B} {t}, splat (i8 3)"))
+    return fn.concat("i8", 32, *parts)
+
+
+def _scaled_dots(fn: Fn, wb: str, xb: str, acc: str, dsc: str, qs_at: int, high=None) -> str:
+    """acc += dsc[sub-block] * (q . x) over the 16 sub-blocks of 16, q 2-bit from qs (plus
+    high(h, p) -> <64 x i8> bits to or in). Element 128h + 32k + l is bits 2k of qs[32h + l]."""
+    for h in range(2):
+        qs = fn.load(V32B, fn.gep(wb, str(qs_at + 32 * h)))
+        for p in range(2):
+            q = _two_bit_chunk(fn, qs, p)
+            if high is not None:
+                q = fn.v(f"or {V64B} {q}, {high(h, p)}")
+            x = fn.load(V64B, fn.gep(xb, str(4 + 128 * h + 64 * p)))
+            pf = fn.v(f"sitofp {V16I} {fn.dot_u8s8('zeroinitializer', q, x, 64)} to {V16F}")
+            j = 8 * h + 4 * p   # lanes 4i..4i+3 hold sub-block j + i
+            s = fn.v(f"shufflevector {V16F} {dsc}, {V16F} poison, {mask([j + i for i in range(4) for _ in range(4)])}")
+            acc = fn.fmadd_v(16, pf, s, acc)
+    return acc
+
+
+def _bsums_dot(fn: Fn, xb: str, v: str) -> str:
+    """sum_j v[j] * bsums[j] (<16 x i32> v) as float"""
+    bs = fn.v(f"sext <16 x i16> {fn.load('<16 x i16>', fn.gep(xb, '260'))} to {V16I}")
+    t = fn.call("i32", "llvm.vector.reduce.add.v16i32", [f"{V16I} {fn.v(f'mul {V16I} {v}, {bs}')}"], V16I)
+    return fn.v(f"sitofp i32 {t} to float")
+
+
+def _q2_K_block(fn: Fn, wb: str, xb: str, acc: str):
+    """Q2_K 84 B: u8 scales[16] (low nibble scale, high nibble min), u8 qs[64], f16 d, f16 dmin;
+    w = d*(sc_j & 15)*q - dmin*(sc_j >> 4) on sub-block j of 16."""
+    dx = fn.load("float", xb)
+    sc = fn.v(f"zext <16 x i8> {fn.load('<16 x i8>', wb)} to {V16I}")
+    d = fn.v(f"fmul float {fn.half_to_float(fn.load('i16', fn.gep(wb, '80'), 2))}, {dx}")
+    dmin = fn.v(f"fmul float {fn.half_to_float(fn.load('i16', fn.gep(wb, '82'), 2))}, {dx}")
+    dsc = fn.v(f"sitofp {V16I} {fn.v(f'and {V16I} {sc}, splat (i32 15)')} to {V16F}")
+    dsc = fn.v(f"fmul {V16F} {dsc}, {fn.splat(16, 'float', d)}")
+    acc = _scaled_dots(fn, wb, xb, acc, dsc, 16)
+    mins = _bsums_dot(fn, xb, fn.v(f"lshr {V16I} {sc}, splat (i32 4)"))
+    return acc, None, fn.v(f"fmul float {dmin}, {mins}")
+
+
+def _q3_K_block(fn: Fn, wb: str, xb: str, acc: str):
+    """Q3_K 110 B: u8 hmask[32], u8 qs[64], u8 scales[12], f16 d. q = (2 bits of qs) + 4*(bit
+    4h+k of hmask[l]) - 4 for element 128h + 32k + l; 16 signed 6-bit scales (see sc below)."""
+    dx = fn.load("float", xb)
+    d = fn.v(f"fmul float {fn.half_to_float(fn.load('i16', fn.gep(wb, '108'), 2))}, {dx}")
+    # sc_j = (scales[j % 8] >> 4*(j / 8)) & 15 | ((scales[8 + j % 4] >> 2*(j / 4)) & 3) << 4, minus 32
+    lo = fn.v(f"zext <8 x i8> {fn.load('<8 x i8>', fn.gep(wb, '96'))} to <8 x i32>")
+    lo = fn.v(f"shufflevector <8 x i32> {lo}, <8 x i32> poison, {mask([j % 8 for j in range(16)])}")
+    lo = fn.v(f"lshr {V16I} {lo}, {const_vec('i32', [4 * (j // 8) for j in range(16)])}")
+    hi = fn.v(f"zext <4 x i8> {fn.load('<4 x i8>', fn.gep(wb, '104'))} to <4 x i32>")
+    hi = fn.v(f"shufflevector <4 x i32> {hi}, <4 x i32> poison, {mask([j % 4 for j in range(16)])}")
+    hi = fn.v(f"lshr {V16I} {hi}, {const_vec('i32', [2 * (j // 4) for j in range(16)])}")
+    hi = fn.v(f"shl {V16I} {fn.v(f'and {V16I} {hi}, splat (i32 3)')}, splat (i32 4)")
+    sc = fn.v(f"or {V16I} {fn.v(f'and {V16I} {lo}, splat (i32 15)')}, {hi}")
+    sc = fn.v(f"sub {V16I} {sc}, splat (i32 32)")
+    dsc = fn.v(f"fmul {V16F} {fn.v(f'sitofp {V16I} {sc} to {V16F}')}, {fn.splat(16, 'float', d)}")
+    hm = fn.load(V32B, wb)
+
+    def high(h, p):   # bits 4h+2p and 4h+2p+1 of hmask, as 4s
+        parts = []
+        for b in (4 * h + 2 * p, 4 * h + 2 * p + 1):
+            t = fn.v(f"lshr {V32B} {hm}, splat (i8 {b})") if b else hm
+            parts.append(fn.v(f"shl {V32B} {fn.v(f'and {V32B} {t}, splat (i8 1)')}, splat (i8 2)"))
+        return fn.concat("i8", 32, *parts)
+    acc = _scaled_dots(fn, wb, xb, acc, dsc, 32, high)
+    off = _bsums_dot(fn, xb, fn.v(f"shl {V16I} {sc}, splat (i32 2)"))   # the -4: 4 * sum_j sc_j * bsums_j
+    return acc, None, fn.v(f"fmul float {d}, {off}")
+
+
+def _k_row(size: int, block):
+    def row(fn: Fn, wrow: str, nb: str) -> str:
+        from .matvec import _superblocks
+
+        return _superblocks(fn, wrow, size, nb, block)
+    return row
+
+
 # type -> (block values, block bytes, row function (fn, wrow, n_blocks) -> float total)
 MORE = {T.BF16: (1, 2, lambda fn, wrow, nb: bf16_row(fn, wrow)),
         T.IQ4_NL: (32, 18, iq4_nl_row),
-        T.IQ4_XS: (256, 136, iq4_xs_row)}
+        T.IQ4_XS: (256, 136, iq4_xs_row),
+        T.Q3_K: (256, 110, _k_row(110, _q3_K_block)),
+        T.Q2_K: (256, 84, _k_row(84, _q2_K_block))}
 
 
 def more_body(fn: Fn, qtype: T) -> None:

@@ -30,7 +30,8 @@ def cpu_of(preset: str) -> jcpu.CpuInfo:
 
 # byte offsets of the f16 fields of each block type (scales and mins)
 F16_FIELDS = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q5_1: (0, 2), T.Q4_K: (0, 2),
-              T.Q5_K: (0, 2), T.Q6_K: (208,), T.IQ4_NL: (0,), T.IQ4_XS: (0,)}
+              T.Q5_K: (0, 2), T.Q6_K: (208,), T.IQ4_NL: (0,), T.IQ4_XS: (0,),
+              T.Q2_K: (80, 82), T.Q3_K: (108,)}
 
 
 def finite_f16(rng: np.random.Generator, n: int, wide: bool) -> np.ndarray:
