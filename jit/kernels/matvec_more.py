@@ -24,18 +24,34 @@ V8F, V8I, V16F, V16I = vec(8, "float"), vec(8, "i32"), vec(16, "float"), vec(16,
 V16B, V32B, V64B = vec(16, "i8"), vec(32, "i8"), vec(64, "i8")
 
 
-def codebook(fn: Fn, idx: str) -> str:
-    """<32 x i8> nibbles 0..15 -> <32 x i8> K[nibble]."""
+def codebook(fn: Fn, idx: str, bias: int = 0) -> str:
+    """<32 x i8> nibbles 0..15 -> <32 x i8> K[nibble] + bias (bias 128: as unsigned bytes)."""
+    vals = tuple((k + bias + 128) % 256 - 128 for k in KVALUES)
     if fn.cpu.has_avx2:
-        table = const_vec("i8", KVALUES + KVALUES)   # vpshufb looks up within each 16-byte lane
+        table = const_vec("i8", vals + vals)   # vpshufb looks up within each 16-byte lane
         return fn.call(V32B, "llvm.x86.avx2.pshuf.b", [f"{V32B} {table}", f"{V32B} {idx}"], f"{V32B}, {V32B}")
-    level = [f"splat (i8 {k})" for k in KVALUES]
+    level = [f"splat (i8 {k})" for k in vals]
     for bit in range(4):   # pick between pairs by bit 0, then bit 1, ...
         b = fn.v(f"and {V32B} {idx}, splat (i8 {1 << bit})")
         on = fn.v(f"icmp ne {V32B} {b}, zeroinitializer")
         level = [fn.v(f"select <32 x i1> {on}, {V32B} {level[2 * k + 1]}, {V32B} {level[2 * k]}")
                  for k in range(len(level) // 2)]
     return level[0]
+
+
+def code_dot(fn: Fn, idx: str, x: str, nbytes: int) -> str:
+    """Integer lanes of K[idx] . x (nbytes, 4 products per i32 lane). With VNNI or the portable
+    path (no 16-bit saturation): (K + 128) . x - 128 . x, two plain dots; with AVX2's saturating
+    vpmaddubsw: the sign trick of dot_s8s8."""
+    parts = [idx] if nbytes == 32 else [fn.v(f"shufflevector {V64B} {idx}, {V64B} poison, {mask(range(32 * h, 32 * h + 32))}")
+                                         for h in range(2)]
+    if fn.cpu.dot_path == "avx2":
+        q = [codebook(fn, p) for p in parts]
+        return fn.dot_s8s8("zeroinitializer", q[0] if nbytes == 32 else fn.concat("i8", 32, *q), x, nbytes)
+    q = [codebook(fn, p, 128) for p in parts]
+    p = fn.dot_u8s8("zeroinitializer", q[0] if nbytes == 32 else fn.concat("i8", 32, *q), x, nbytes)
+    vi = vec(nbytes // 4, "i32")
+    return fn.v(f"sub {vi} {p}, {fn.dot_u8s8('zeroinitializer', 'splat (i8 -128)', x, nbytes)}")
 
 
 def _nibbles(fn: Fn, ptr: str) -> str:
@@ -104,8 +120,7 @@ def iq4_nl_row(fn: Fn, wrow: str, nb: str) -> str:
         _prefetch(fn, wb, 18)
         x = fn.load(V32B, fn.gep(fn.gep("%xq", fn.v(f"mul i64 {B.i}, 34")), "2"))
         dx = fn.load("float", fn.gep(aux, fn.v(f"shl i64 {B.i}, 2")), 4)
-        q = codebook(fn, _nibbles(fn, fn.gep(wb, "2")))
-        lanes = fn.v(f"sitofp {V8I} {fn.dot_s8s8('zeroinitializer', q, x, 32)} to {V8F}")
+        lanes = fn.v(f"sitofp {V8I} {code_dot(fn, _nibbles(fn, fn.gep(wb, '2')), x, 32)} to {V8F}")
         d = fn.v(f"fmul float {fn.half_to_float(fn.load('i16', wb, 2))}, {dx}")
         B.set(acc, fn.fmadd_v(8, fn.splat(8, "float", d), lanes, acc))
     return fn.hsum_f(8, acc)
@@ -127,9 +142,9 @@ def _iq4_xs_block(fn: Fn, wb: str, xb: str, acc: str):
     ls = fn.v(f"sub {V8I} {fn.v(f'or {V8I} {sl}, {sh}')}, splat (i32 32)")
     dsc = fn.v(f"fmul {V8F} {fn.v(f'sitofp {V8I} {ls} to {V8F}')}, {fn.splat(8, 'float', d)}")
     for c in range(4):   # sub-blocks 2c and 2c+1: 64 values, lanes 0-7 and 8-15 of the dot
-        q = fn.concat("i8", 32, *(codebook(fn, _nibbles(fn, fn.gep(wb, str(8 + 32 * c + 16 * k)))) for k in range(2)))
+        idx = fn.concat("i8", 32, *(_nibbles(fn, fn.gep(wb, str(8 + 32 * c + 16 * k))) for k in range(2)))
         x = fn.load(V64B, fn.gep(xb, str(4 + 64 * c)))
-        pf = fn.v(f"sitofp {V16I} {fn.dot_s8s8('zeroinitializer', q, x, 64)} to {V16F}")
+        pf = fn.v(f"sitofp {V16I} {code_dot(fn, idx, x, 64)} to {V16F}")
         s = fn.v(f"shufflevector {V8F} {dsc}, {V8F} poison, {mask([2 * c] * 8 + [2 * c + 1] * 8)}")
         acc = fn.fmadd_v(16, pf, s, acc)
     return acc, None, "0.0"
