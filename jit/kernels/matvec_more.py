@@ -81,8 +81,24 @@ def _bf16_to_float(fn: Fn, h: str, n: int) -> str:
     return fn.v(f"bitcast {it} {fn.v(f'shl {it} {u}, {sixteen}')} to {ft}")
 
 
-def bf16_row(fn: Fn, wrow: str) -> str:
-    """32 values per step into two <16 x float> FMA chains, then a scalar tail for any n."""
+def bf16_x(fn: Fn) -> str:
+    """x rounded to BF16 once per call into a stack buffer of n floats (not once per row; 4n bytes
+    of stack: 128 KB for 32768 columns, well inside the default 8 MB thread stacks)."""
+    buf = fn.v("alloca float, i64 %n, align 64")
+    nvec = fn.v("lshr i64 %n, 4")
+    with fn.loop("0", nvec, stem="bx") as E:
+        off = fn.v(f"shl i64 {E.i}, 6")
+        v = _round_bf16(fn, fn.load(V16F, fn.gep("%xq", off), 4), 16)
+        fn.store(V16F, v, fn.gep(buf, off), 64)
+    with fn.loop(fn.v(f"shl i64 {nvec}, 4"), "%n", stem="bxt") as E:
+        off = fn.v(f"shl i64 {E.i}, 2")
+        fn.store("float", _round_bf16(fn, fn.load("float", fn.gep("%xq", off), 4), 0), fn.gep(buf, off), 4)
+    return buf
+
+
+def bf16_row(fn: Fn, wrow: str, xr: str) -> str:
+    """w . xr (xr: x already rounded): 32 values per step into two <16 x float> FMA chains, then
+    a scalar tail for any n."""
     from .matvec import _prefetch
 
     nvec = fn.v("lshr i64 %n, 5")
@@ -92,7 +108,7 @@ def bf16_row(fn: Fn, wrow: str) -> str:
         wp = fn.gep(wrow, fn.v(f"shl i64 {i}, 1"))
         _prefetch(fn, wp, 64)
         a = _bf16_to_float(fn, fn.load(vec(32, "i16"), wp, 2), 32)
-        b = _round_bf16(fn, fn.load(vec(32, "float"), fn.gep("%xq", fn.v(f"shl i64 {i}, 2")), 4), 32)
+        b = fn.load(vec(32, "float"), fn.gep(xr, fn.v(f"shl i64 {i}, 2")), 4)
         for h in range(2):
             idx = mask(range(16 * h, 16 * h + 16))
             ah = fn.v(f"shufflevector <32 x float> {a}, <32 x float> poison, {idx}")
@@ -102,7 +118,7 @@ def bf16_row(fn: Fn, wrow: str) -> str:
     with fn.loop(fn.v(f"shl i64 {nvec}, 5"), "%n", stem="bt") as E:
         acc = E.carry("float", total)
         a = _bf16_to_float(fn, fn.load("i16", fn.gep(wrow, fn.v(f"shl i64 {E.i}, 1")), 2), 0)
-        b = _round_bf16(fn, fn.load("float", fn.gep("%xq", fn.v(f"shl i64 {E.i}, 2")), 4), 0)
+        b = fn.load("float", fn.gep(xr, fn.v(f"shl i64 {E.i}, 2")), 4)
         E.set(acc, fn.v(f"fadd float {acc}, {fn.v(f'fmul float {a}, {b}')}"))
     return acc
 
@@ -243,7 +259,7 @@ def _k_row(size: int, block):
 
 
 # type -> (block values, block bytes, row function (fn, wrow, n_blocks) -> float total)
-MORE = {T.BF16: (1, 2, lambda fn, wrow, nb: bf16_row(fn, wrow)),
+MORE = {T.BF16: (1, 2, None),
         T.IQ4_NL: (32, 18, iq4_nl_row),
         T.IQ4_XS: (256, 136, iq4_xs_row),
         T.Q3_K: (256, 110, _k_row(110, _q3_K_block)),
@@ -254,5 +270,8 @@ def more_body(fn: Fn, qtype: T) -> None:
     from .matvec import _rows
 
     qk, bb, row = MORE[qtype]
+    if qtype == T.BF16:
+        xr = bf16_x(fn)
+        row = lambda fn, wrow, nb: bf16_row(fn, wrow, xr)  # noqa: E731
     nb = fn.v(f"sdiv i64 %n, {qk}")
     _rows(fn, fn.v(f"mul i64 {nb}, {bb}"), lambda fn, wrow: row(fn, wrow, nb))
