@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from . import bench_long
 from .engine_args import add_model_args, model_path
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -38,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--llama-bench", metavar="PATH",
                    help="also run llama.cpp's llama-bench at PATH on the same file and compare")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_long.add_args(p)
+    p.add_argument("--decode-after", type=int, default=16, metavar="N",
+                   help="tokens decoded after each --contexts prefill (default 16)")
     p.set_defaults(func=run)
 
 
@@ -82,6 +86,12 @@ def run(args) -> int:
         for var in _THREAD_VARS:
             os.environ[var] = str(args.threads)
     os.environ["LECTERN_THREADS"] = str(args.threads)    # the JIT kernels' thread pool
+    contexts = bench_long.parse_contexts(args.contexts) if args.contexts else None
+    if args.synthetic:
+        path = bench_long.synthetic_model(args)
+        if path is None:                                  # estimate only
+            return 0
+        args.model = str(path)
     import numpy as np
 
     from inference.engine import Engine, weight_bytes_per_token
@@ -128,6 +138,9 @@ def run(args) -> int:
         result["bandwidth_bytes_per_s"] = round(bw)
         result["prefill_bandwidth_fraction"] = round(result["prefill_gb_per_s"] * 1e9 / bw, 4)
         result["decode_bandwidth_fraction"] = round(result["decode_gb_per_s"] * 1e9 / bw, 4)
+    if contexts:
+        result.update(bench_long.measure_contexts(engine, contexts, max(0, args.decode_after),
+                                                  max(1, args.chunk), args.seed))
     failed = None
     if args.llama_bench:
         try:
@@ -144,6 +157,8 @@ def run(args) -> int:
         print(json.dumps(result))
     else:
         print_report(result, engine.path.name, p, n, pre.seconds, decode_s)
+        if contexts:
+            bench_long.print_contexts(result)
     if failed is not None:
         raise failed
     return 0
