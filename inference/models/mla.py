@@ -88,12 +88,13 @@ def latent_attention(Q: np.ndarray, K: np.ndarray, n_past: int, scale: float, R:
         t1 = min(T, t0 + tb)
         hi = n_past + t1                                                # keys the block sees
         q = np.ascontiguousarray(rnd(Q[t0:t1])).reshape(-1, Q.shape[2])    # [t*H, R + r]
-        sc = (q @ K[:hi].T).reshape(t1 - t0, H, hi) * np.float32(scale)    # [t, H, s]
+        # K @ q.T and K.T @ p.T: BLAS reads the cache rows as stored (q @ K.T is ~3x slower here)
+        sc = (K[:hi] @ q.T).T.reshape(t1 - t0, H, hi) * np.float32(scale)  # [t, H, s]
         if t1 - t0 > 1:                                                 # causal mask inside the block
             qp = np.arange(n_past + t0, n_past + t1)[:, None]                   # [t, 1]
             sc += np.where(np.arange(hi)[None, :] > qp, -np.inf, 0).astype(np.float32)[:, None, :]
         sc -= sc.max(axis=-1, keepdims=True)
         np.exp(sc, out=sc)
         sc /= sc.sum(axis=-1, keepdims=True, dtype=np.float32)
-        out[t0:t1] = (rnd(sc).reshape(-1, hi) @ K[:hi, :R]).reshape(t1 - t0, H, R)
+        out[t0:t1] = (K[:hi, :R].T @ rnd(sc).reshape(-1, hi).T).T.reshape(t1 - t0, H, R)
     return out
