@@ -319,6 +319,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     attention does with its F16 KV cache (kq = k·f16(q); out = v·f16(softmax(kq*scale + mask))).
     decode_order: with round_f16, a single query sums in llama.cpp's decode order (_attention_f16).
     """
+    if attention_is_long(q.shape[0], q.shape[1], k.shape[0]):
+        return attention_blocked(q, k, v, q_pos, k_pos, scale, window, round_f16)
     if round_f16:
         return _attention_f16(q, k, v, q_pos, k_pos, scale, window,
                               decode_order and SINGLE_QUERY_DECODE_ORDER)
@@ -371,6 +373,55 @@ def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndar
     else:
         keys, vals = kc[k_pos % R], vc[k_pos % R]
     return attention(q, keys, vals, pos, k_pos, scale, window, round_f16=True, decode_order=single)
+
+
+# Long contexts: above this many scores (queries x heads x keys; 4M = a 512-token chunk of 32
+# heads over 256 keys) `attention` runs attention_blocked (BLAS matmuls over query blocks)
+# instead of the llama.cpp-order emulation
+EXACT_ATTENTION_MAX = 1 << 22
+EXACT_ATTENTION_KEYS = 1024  # ... or over more keys than this (a decode step over a long cache)
+
+
+def attention_is_long(T: int, Hq: int, S: int) -> bool:
+    return T * Hq * S > EXACT_ATTENTION_MAX or S > EXACT_ATTENTION_KEYS
+_BLOCK_SCORES = 1 << 23      # floats of scores per block (32 MB)
+
+
+def attention_blocked(q, k, v, q_pos, k_pos, scale, window=None, round_f16=False) -> np.ndarray:
+    """`attention` in float32 BLAS matmuls, one KV head group and one block of queries at a time
+    (never a full [Hq, T, S] score array). With round_f16, q, k, v and the probabilities are
+    rounded to F16 like llama.cpp's, but sums run in BLAS order: equal to `attention` to float32
+    rounding, not bit for bit. Shapes as `attention`."""
+    T, Hq, Dk = q.shape
+    S, Hkv, Dv = v.shape
+    g = Hq // Hkv
+    rnd = _f16 if round_f16 else (lambda a: np.asarray(a, np.float32))
+    kf, vf = (a.astype(np.float32) if a.dtype == np.float16 else rnd(a) for a in (k, v))   # an F16 cache: exact
+    q_pos, k_pos = np.asarray(q_pos, np.int64), np.asarray(k_pos, np.int64)
+    out = np.empty((T, Hq, Dv), np.float32)
+    tb = max(1, _BLOCK_SCORES // max(1, g * S))
+    for t0 in range(0, T, tb):
+        t1 = min(T, t0 + tb)
+        diff = q_pos[t0:t1, None] - k_pos[None, :]                                # [t, S]
+        visible = diff >= 0
+        if window is not None:
+            visible &= diff < window
+        cols = np.flatnonzero(visible.any(axis=0))                                 # keys any query sees
+        if cols.size == 0:
+            out[t0:t1] = np.nan
+            continue
+        lo, hi = int(cols[0]), int(cols[-1]) + 1
+        mask = np.where(visible[:, lo:hi], np.float32(0), np.float32(-np.inf))[:, None, :]   # [t, 1, s]
+        t = t1 - t0
+        for h in range(Hkv):                                                       # one 2-D GEMM each way
+            qh = np.ascontiguousarray(rnd(q[t0:t1, h * g:(h + 1) * g])).reshape(t * g, Dk)
+            kh, vh = np.ascontiguousarray(kf[lo:hi, h]), np.ascontiguousarray(vf[lo:hi, h])
+            sc = (qh @ kh.T).reshape(t, g, hi - lo) * np.float32(scale) + mask     # [t, g, s]
+            sc -= sc.max(axis=-1, keepdims=True)
+            np.exp(sc, out=sc)
+            sc /= sc.sum(axis=-1, keepdims=True, dtype=np.float32)
+            out[t0:t1, h * g:(h + 1) * g] = (rnd(sc).reshape(t * g, hi - lo) @ vh).reshape(t, g, Dv)
+    return out
 
 
 # llama.cpp sums a single query's attention dot products in another order than a batch's (see

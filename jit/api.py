@@ -22,7 +22,7 @@ from .cpu import CpuInfo, detect
 from .kernels.matvec import SUPPORTED, matvec_ir, symbol
 from .kernels.quantize import BLOCK, activation_bytes, quantizers_ir
 from .pool import Pool, default_threads
-from .twins import ACTIVATION
+from .twins import ACTIVATION, RAW_F32
 
 QUANT_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 MATVEC_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
@@ -130,7 +130,7 @@ def quantize_activation(x: np.ndarray, qtype, cpu: CpuInfo | None = None) -> np.
     """x float32 [n] -> the weight type's activation bytes (uint8), computed by the JIT quantizer."""
     fmt = ACTIVATION[T(qtype)]
     x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
-    if fmt == "f32":
+    if fmt in RAW_F32:
         return x.view(np.uint8)
     bs, bb = BLOCK[fmt]
     if x.size % bs:
@@ -196,7 +196,7 @@ class MatvecOp:
         self._data = data                       # keeps the memory map alive
         self._kern = matvec_kernel(self.qtype, cpu)
         self._fmt = ACTIVATION[self.qtype]
-        self._quant = None if self._fmt == "f32" else quantizers(cpu)[self._fmt]
+        self._quant = None if self._fmt in RAW_F32 else quantizers(cpu)[self._fmt]
         self._xq = np.empty(activation_bytes(self._fmt, self.n_cols), np.uint8)
         self._pool = pool or get_pool(threads)
         self._w_ptr, self._xq_ptr = data.ctypes.data, self._xq.ctypes.data

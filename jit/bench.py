@@ -91,12 +91,37 @@ def random_matrix(qtype: T, rows: int, n_cols: int, seed: int = 0) -> np.ndarray
         return rng.standard_normal(rows * n_cols, dtype=np.float32).view(np.uint8)
     if qtype == T.F16:
         return rng.standard_normal(rows * n_cols, dtype=np.float32).astype(np.float16).view(np.uint8)
+    if qtype == T.BF16:
+        return (rng.standard_normal(rows * n_cols, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16).view(
+            np.uint8)
     b = rng.integers(0, 256, (rows * n_cols // bs, bb), dtype=np.uint8)
     offs = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q5_1: (0, 2), T.Q4_K: (0, 2),
-            T.Q5_K: (0, 2), T.Q6_K: (208,)}[qtype]
+            T.Q5_K: (0, 2), T.Q6_K: (208,),
+            T.IQ4_NL: (0,), T.IQ4_XS: (0,), T.Q2_K: (80, 82), T.Q3_K: (108,)}[qtype]
     for o in offs:
         b[:, o:o + 2] = np.array([0.01], np.float16).view(np.uint8)
     return b.reshape(-1)
+
+
+def matvec_table(types: list[str], rows: int, cols: int, threads: int, repeat: int = 5) -> list[dict]:
+    """Matvec speed per weight type on a rows x cols matrix (pick it larger than the L3 cache):
+    [{type, rows, cols, bytes, seconds, gb_per_s}], best of `repeat`, `threads` native threads."""
+    kind = "native" if supported() else "python"
+    x = np.random.default_rng(1).standard_normal(cols).astype(np.float32)
+    out = []
+    for name in types:
+        qt = T[name]
+        w = random_matrix(qt, rows, cols)
+        pool = make_pool(kind, threads)
+        y = np.empty(rows, np.float32)
+        try:
+            t = best_time(lambda: api.matvec_raw(w, qt, rows, cols, x, out=y, pool=pool), repeat)
+        finally:
+            pool.close()
+        out.append({"type": name, "rows": rows, "cols": cols, "bytes": int(w.nbytes),
+                     "seconds": t, "gb_per_s": w.nbytes / t / 1e9})
+        del w
+    return out
 
 
 def main(argv=None) -> None:
@@ -106,7 +131,7 @@ def main(argv=None) -> None:
     ap.add_argument("--cols", type=int, default=8192)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--types", default="Q4_K,Q4_0,Q8_0,Q4_1,Q5_0,Q5_K,Q6_K,F16")
+    ap.add_argument("--types", default="Q4_K,Q4_0,Q8_0,Q4_1,Q5_0,Q5_K,Q6_K,F16,BF16,IQ4_NL,IQ4_XS")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with the calling thread's CPU clock (1 thread only): meaningful on a loaded machine")
     ap.add_argument("--pool", choices=["native", "python"], default="native" if supported() else "python")

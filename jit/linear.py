@@ -25,7 +25,7 @@ from .kernels.kbatch import KINDS as K_KINDS
 from .kernels.kbatch import kmm_ir, kmm_symbol
 from .kernels.quantize import activation_bytes
 from .kernels.tiles import LO_FIELDS, P_NTOK, P_XQ, tiles_ir
-from .twins import ACTIVATION
+from .twins import ACTIVATION, RAW_F32
 
 ONE_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 QROWS_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
@@ -74,8 +74,8 @@ class LinearOp:
         self._w = data.ctypes.data
         self._kern = matvec_kernel(self.qtype, cpu)
         fmt = ACTIVATION[self.qtype]
-        self._quant = None if fmt == "f32" else quantizers(cpu)[fmt]
-        self._xbytes = 4 * self.n_in if fmt == "f32" else activation_bytes(fmt, self.n_in)
+        self._quant = None if fmt in RAW_F32 else quantizers(cpu)[fmt]
+        self._xbytes = 4 * self.n_in if fmt in RAW_F32 else activation_bytes(fmt, self.n_in)
         self._xq = np.empty(self._xbytes, np.uint8)          # one token (linear_one keeps its address)
         self._xq_batch = np.empty(0, np.uint8)               # a batch's, grown as needed
         self._pool = pool or get_pool(threads)

@@ -68,6 +68,13 @@ def quantize_f16(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=F32).astype(np.float16).view(np.uint8)
 
 
+def quantize_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 [n] -> x rounded to BF16 (nearest even), kept as float32 bytes [4n]."""
+    u = np.ascontiguousarray(x, dtype=F32).reshape(-1).view(np.uint32)
+    u = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return u.view(np.uint8)
+
+
 # ----------------------------------------------------------------------------- unpacking
 
 def _f16(b: np.ndarray) -> np.ndarray:
@@ -100,7 +107,7 @@ def dequantize_activation(xq: np.ndarray, fmt: str) -> np.ndarray:
     """The float values the quantized activation stands for (float64)."""
     if fmt == "f16":
         return xq.view(np.float16).astype(np.float64)
-    if fmt == "f32":
+    if fmt in RAW_F32:
         return xq.view(F32).astype(np.float64)
     if fmt == "q8_K":
         d, q, _ = unpack_q8_K(xq)
@@ -151,9 +158,12 @@ def q6_K_values(b: np.ndarray) -> np.ndarray:
 ACTIVATION = {  # weight type -> activation format (llama.cpp's vec_dot_type)
     T.F32: "f32", T.F16: "f16", T.Q8_0: "q8_0", T.Q4_0: "q8_0", T.Q4_1: "q8_1", T.Q5_0: "q8_0",
     T.Q5_1: "q8_1", T.Q4_K: "q8_K", T.Q5_K: "q8_K", T.Q6_K: "q8_K",
+    T.BF16: "bf16", T.IQ4_NL: "q8_0", T.IQ4_XS: "q8_K", T.Q2_K: "q8_K", T.Q3_K: "q8_K",
 }
+# formats the kernels take as the float32 x itself (BF16's kernel rounds x to BF16 as it reads it)
+RAW_F32 = ("f32", "bf16")
 
-QUANTIZE = {"f32": lambda x: np.ascontiguousarray(x, F32).view(np.uint8), "f16": quantize_f16,
+QUANTIZE = {"f32": lambda x: np.ascontiguousarray(x, F32).view(np.uint8), "f16": quantize_f16, "bf16": quantize_bf16,
             "q8_0": quantize_q8_0, "q8_1": quantize_q8_1, "q8_K": quantize_q8_K}
 
 
@@ -214,7 +224,9 @@ def block_terms(w: np.ndarray, qtype: T, n_cols: int, xq: np.ndarray) -> np.ndar
         d = _f16(b[:, 208:210]).reshape(-1, nb)
         isum = (sc * (q * qx.reshape(1, nb, 16, 16)).sum(-1)).sum(-1)
         return (d * dx[None]).astype(np.float64) * isum
-    raise NotImplementedError(f"no matvec twin for {qtype.name}")
+    from .twins_more import block_terms_more   # BF16, IQ4_NL, IQ4_XS
+
+    return block_terms_more(w, qtype, n_cols, xq)
 
 
 def matvec(w: np.ndarray, qtype: T, n_cols: int, x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,9 @@ Per token t and head h (d = kda.head_dim, D = H*d, channel c = h*d + j):
     out           = W_o concat_h o'
 State per layer: the last d_conv-1 PRE-conv projections of q, k and v, and S for every head.
 `gated_delta_rule` is the exact sequential recurrence (llama.cpp's fused op); `gated_delta_chunked`
-is the chunked WY form of the same thing (for fast prefill), equal up to rounding.
+is the chunked WY form of the same thing, equal up to rounding; `gated_delta` picks the WY form for
+long calls (>= CHUNKED_MIN_TOKENS). A one-token call (decode) runs the fused JIT step
+(jit/kda.py) when the JIT kernels are selected.
 """
 from __future__ import annotations
 
@@ -86,8 +88,16 @@ def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
     return o
 
 
+CHUNK = 32              # tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA; same math; 32 measured fastest)
+# Calls of at least this many tokens (long-document prefill chunks) run the WY form; shorter ones
+# run the exact recurrence, whose bits do not depend on how a prompt is split into calls (the
+# WY form's do, at float rounding: its chunk grid moves with the split)
+CHUNKED_MIN_TOKENS = 256
+_SAFE_SPAN = 700.0       # a chunk's log-decay spread up to which every e^{G_i - G_j} (upper triangle too) fits float64
+
+
 def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
-                        beta: np.ndarray, S: np.ndarray, chunk: int = 16) -> np.ndarray:
+                        beta: np.ndarray, S: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     """The same recurrence in chunked WY form (llama.cpp delta-net-base.cpp); S updated in place.
 
     Per head and chunk of C tokens (local i, j), with q pre-scaled by 1/sqrt(d) and
@@ -97,34 +107,66 @@ def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarr
         Tm = (I + A)^-1;  U = Tm (beta V);  W = Tm (beta K e^G)
         V' = U - W S0;  O = (Q e^G) S0 + Kq V';  S1 = e^{G_C} S0 + (K e^{G_C - G})^T V'
     Shapes as gated_delta_rule.  Computed in float64 per chunk, state kept in float32.
+    The decay sums factor as (x_i e^{G_i - m}) . (k_j e^{m - G_j}) (m: the chunk's mid log decay),
+    two matmuls; a chunk whose decay spreads too far for float64 is split in halves (a single
+    token always fits).
     """
     T, H, dv = v.shape
     o = np.empty((T, H, dv), np.float32)
-    qs = q.astype(np.float64) / np.sqrt(dv)
+    qs = (q.astype(np.float64) / np.sqrt(dv)).transpose(1, 0, 2)             # [H, T, d]
+    k64, v64 = k.astype(np.float64).transpose(1, 0, 2), v.astype(np.float64).transpose(1, 0, 2)
+    b64, g64 = beta.T.astype(np.float64)[:, :, None], g.astype(np.float64).transpose(1, 0, 2)
+    S64 = S.astype(np.float64)
     for t0 in range(0, T, chunk):
-        sl = slice(t0, min(T, t0 + chunk))
-        Q, K, V = (a[sl].transpose(1, 0, 2) for a in (qs, k.astype(np.float64), v.astype(np.float64)))
-        B = beta[sl].T.astype(np.float64)[:, :, None]                       # [H, C, 1]
-        G = np.cumsum(g[sl].astype(np.float64), axis=0).transpose(1, 0, 2)  # [H, C, dk]
-        C = G.shape[1]
-        eG = np.exp(G)
-        Gd = G[:, :, None, :] - G[:, None, :, :]                            # [H, C, C, dk] G_i - G_j
-        causal = np.tril(np.ones((C, C), bool))
-        E = np.exp(np.where(causal[None, :, :, None], Gd, -np.inf))         # 0 above the diagonal
-        KK = np.einsum("hic,hjc,hijc->hij", K, K, E)                        # [H, C, C]
-        QK = np.einsum("hic,hjc,hijc->hij", Q, K, E)
-        A = np.tril(KK, -1) * B
-        IA = np.eye(C)[None] + A                                            # unit lower-triangular
-        U = np.linalg.solve(IA, B * V)                                      # [H, C, dv]  Tm (beta V)
-        W = np.linalg.solve(IA, B * K * eG)                                 # [H, C, dk]
-        S0 = S.astype(np.float64)
-        Vn = U - np.matmul(W, S0)
-        O = np.matmul(Q * eG, S0) + np.matmul(QK, Vn)
-        GC = G[:, -1:, :]                                                   # [H, 1, dk]
-        S[...] = np.exp(GC).transpose(0, 2, 1) * S0 + \
-            np.matmul((K * np.exp(GC - G)).transpose(0, 2, 1), Vn)
-        o[sl] = O.transpose(1, 0, 2)
+        t1 = min(T, t0 + chunk)
+        S64 = _wy_chunk(qs, k64, v64, b64, g64, S64, t0, t1, o)
+    S[...] = S64
     return o
+
+
+def _wy_chunk(Q, K, V, B, g, S0, t0: int, t1: int, o: np.ndarray) -> np.ndarray:
+    """Tokens t0..t1 of [H, T, .] inputs from state S0 [H, dk, dv] -> S1; writes o[t0:t1]."""
+    G = np.cumsum(g[:, t0:t1], axis=1)                                      # [H, C, dk]
+    mid = 0.5 * (G[:, :1] + G[:, -1:])
+    if np.max(G[:, 0] - G[:, -1]) > _SAFE_SPAN and t1 - t0 > 1:
+        h = (t0 + t1) // 2
+        return _wy_chunk(Q, K, V, B, g, _wy_chunk(Q, K, V, B, g, S0, t0, h, o), h, t1, o)
+    Q, K, V, B = Q[:, t0:t1], K[:, t0:t1], V[:, t0:t1], B[:, t0:t1]
+    C, dv = G.shape[1], V.shape[2]
+    eG = np.exp(G)
+    Kn = (K * np.exp(mid - G)).transpose(0, 2, 1)                           # k_j e^{m - G_j}
+    ePos = np.exp(G - mid)
+    KK = np.matmul(K * ePos, Kn)                                            # [H, C, C]
+    QK = np.tril(np.matmul(Q * ePos, Kn))
+    IA = np.eye(C)[None] + np.tril(KK, -1) * B                              # unit lower-triangular
+    UW = np.linalg.solve(IA, np.concatenate([B * V, B * K * eG], axis=2))
+    U, W = UW[:, :, :dv], UW[:, :, dv:]                                     # Tm (beta V), Tm (beta K e^G)
+    Vn = U - np.matmul(W, S0)                                               # [H, C, dv]
+    o[t0:t1] = (np.matmul(Q * eG, S0) + np.matmul(QK, Vn)).transpose(1, 0, 2)
+    GC = G[:, -1:, :]                                                       # [H, 1, dk]
+    return np.exp(GC).transpose(0, 2, 1) * S0 + np.matmul((K * np.exp(GC - G)).transpose(0, 2, 1), Vn)
+
+
+def gated_delta(q, k, v, g, beta, S) -> np.ndarray:
+    """The delta rule for a call of T tokens: chunked WY form for long calls, else the recurrence."""
+    if q.shape[0] >= CHUNKED_MIN_TOKENS:
+        return gated_delta_chunked(q, k, v, g, beta, S)
+    return gated_delta_rule(q, k, v, g, beta, S)
+
+
+def _jit_step(head_dim: int):
+    """jit.kda.step when the JIT kernels are selected and available (and d % 8 == 0), else None."""
+    if head_dim % 8:
+        return None
+    try:
+        from jit import api
+        if not api.enabled():
+            return None
+        from jit import kda as jit_kda
+        jit_kda.kernel()
+    except Exception:  # noqa: BLE001 - no llvmlite / no compile: the numpy path
+        return None
+    return jit_kda.step
 
 
 def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -138,14 +180,19 @@ def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, 
         u_q, u_k, u_v = qkv[:, :D], qkv[:, D:2 * D], qkv[:, 2 * D:]
     else:
         u_q, u_k, u_v = (ops.linear(m, x) for m in (w.attn_q, w.attn_k, w.attn_v))  # [T, D]
+    f = ops.linear(w.ssm_f_b, ops.linear(w.ssm_f_a, x))                    # [T, D]
+    beta_logit = ops.linear(w.ssm_beta, x)                                  # [T, H]
+    gate = ops.linear(w.ssm_g_b, ops.linear(w.ssm_g_a, x))                  # [T, D]
+    if T == 1 and (step := _jit_step(d)) is not None:                       # decode: one fused kernel
+        o = step((u_q, u_k, u_v), conv, (w.ssm_conv1d_q, w.ssm_conv1d_k, w.ssm_conv1d_v), f, w.ssm_dt,
+                 w.ssm_a, beta_logit, gate, w.ssm_norm, S, eps)
+        return ops.linear(w.attn_output, o.reshape(1, D))
     q = ops.silu(causal_conv(u_q, conv[0], w.ssm_conv1d_q)).reshape(T, H, d)
     k = ops.silu(causal_conv(u_k, conv[1], w.ssm_conv1d_k)).reshape(T, H, d)
     v = ops.silu(causal_conv(u_v, conv[2], w.ssm_conv1d_v)).reshape(T, H, d)
     q, k = l2_norm(q, eps), l2_norm(k, eps)
-    f = ops.linear(w.ssm_f_b, ops.linear(w.ssm_f_a, x)) + w.ssm_dt         # [T, D]
-    g = ops.softplus(f).reshape(T, H, d) * w.ssm_a[None, :, None]           # [T, H, d]  <= 0
-    beta = ops.sigmoid(ops.linear(w.ssm_beta, x))                           # [T, H]
-    o = gated_delta_rule(q, k, v, g, beta, S)                               # [T, H, d]
-    gate = ops.linear(w.ssm_g_b, ops.linear(w.ssm_g_a, x)).reshape(T, H, d)
-    o = ops.rms_norm(o, w.ssm_norm, eps) * ops.sigmoid(gate)                # [T, H, d]
+    g = ops.softplus(f + w.ssm_dt).reshape(T, H, d) * w.ssm_a[None, :, None]   # [T, H, d]  <= 0
+    beta = ops.sigmoid(beta_logit)                                          # [T, H]
+    o = gated_delta(q, k, v, g, beta, S)                                    # [T, H, d]
+    o = ops.rms_norm(o, w.ssm_norm, eps) * ops.sigmoid(gate.reshape(T, H, d))  # [T, H, d]
     return ops.linear(w.attn_output, o.reshape(T, D))                       # [T, E]

@@ -56,7 +56,8 @@ def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_he
     q_abs = per_head(w.attn_k_b, q[:, :, :n])                           # [T, H, R]
     Q = np.concatenate([q_abs, q[:, :, n:]], axis=-1)                   # [T, H, R + r]
     S = n_past + T
-    K = cache[:S].astype(np.float32)[:, None, :]                        # [S, 1, R + r]
+    long = ops.attention_is_long(T, H, S)                               # blocked BLAS attention reads F16 as is
+    K = (cache[:S] if long else cache[:S].astype(np.float32))[:, None, :]   # [S, 1, R + r]
     V = K[:, :, :R]                                                     # [S, 1, R]
     pos = np.arange(S)
     lat = ops.attention(Q, K, V, pos[n_past:], pos, 1.0 / np.sqrt(key_length),

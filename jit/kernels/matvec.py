@@ -29,6 +29,7 @@ from gguf import GGMLQuantizationType as T
 from ..cpu import CpuInfo
 from .blocks32 import KINDS, matvec_body, matvec_builder
 from .emit import Fn, ModuleText, mask, vec
+from .matvec_more import MORE, more_body
 
 HEADER = "(ptr noalias %w, ptr noalias %xq, ptr noalias %y, i64 %r0, i64 %r1, i64 %n) nounwind"
 V8F, V8I, V32B = vec(8, "float"), vec(8, "i32"), vec(32, "i8")
@@ -271,7 +272,7 @@ BUILDERS = {T.Q8_0: (matvec_builder("Q8_0"), 32), T.Q4_0: (matvec_builder("Q4_0"
             T.Q4_1: (matvec_builder("Q4_1"), 32), T.Q5_0: (matvec_builder("Q5_0"), 32),
             T.Q5_1: (matvec_builder("Q5_1"), 32), T.Q4_K: (_q4_K, 256), T.Q5_K: (_q5_K, 256),
             T.Q6_K: (_q6_K, 256)}
-SUPPORTED = (T.F32, T.F16, *BUILDERS)
+SUPPORTED = (T.F32, T.F16, *BUILDERS, *MORE)   # MORE: matvec_more.py (BF16, IQ4_*)
 
 
 def symbol(qtype: T) -> str:
@@ -289,6 +290,8 @@ def matvec_ir(qtype: T, cpu: CpuInfo) -> str:
         _rows(fn, row_bytes, lambda fn, wrow: _float_row(fn, wrow, elem))
     elif qtype.name in KINDS:
         matvec_body(fn, qtype.name)
+    elif qtype in MORE:
+        more_body(fn, qtype)
     else:
         build, qk = BUILDERS[qtype]
         bytes_per_block, row_fn = build(fn)

@@ -18,7 +18,7 @@ import functools
 from ..cpu import CpuInfo
 from .emit import ModuleText, mask, vec
 
-BLOCK = {"q8_0": (32, 34), "q8_1": (32, 36), "q8_K": (256, 292), "f16": (1, 2), "f32": (1, 4)}
+BLOCK = {"q8_0": (32, 34), "q8_1": (32, 36), "q8_K": (256, 292), "f16": (1, 2), "f32": (1, 4), "bf16": (1, 4)}
 # After the blocks, Q8_0 and Q8_1 activations carry their f16 scales again as f32 (Q8_0: d;
 # Q8_1: d, s per block), so the matvec kernels need not convert them once per weight row.
 AUX = {"q8_0": 4, "q8_1": 8}

@@ -104,3 +104,45 @@ def test_bench_reports_the_kernel_path():
                            env={**os.environ, "LECTERN_KERNELS": kernels})
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout)["backend"] == kernels
+
+
+def test_bench_contexts_json():
+    """--contexts: one entry per size, rates from fresh prefills, resident memory, and the cache
+    growth per token from the file's own metadata: 1 MLA layer x (kv_lora 64 + rope 16) x F16."""
+    path = golden_dir() / "models" / "tiny-kimi-linear-Q8_0.gguf"
+    r = json.loads(run_bench("-m", str(path), "-p", "8", "-n", "1", "-t", "1", "--json",
+                             "--contexts", "40,100", "--decode-after", "3", "--chunk", "32"))
+    assert [c["tokens"] for c in r["contexts"]] == [40, 100]
+    for c in r["contexts"]:
+        assert c["prefill_tokens_per_s"] > 0 and c["decode_tokens_per_s"] > 0 and c["decode_tokens"] == 3
+        assert abs(c["prefill_tokens_per_s"] - c["tokens"] / c["prefill_seconds"]) <= 0.02 * c["prefill_tokens_per_s"] + 0.01
+        assert c["rss_bytes"] > path.stat().st_size // 2
+    m = load_model(path)
+    g = m.gguf.metadata
+    n_mla = sum(1 for v in g["kimi-linear.attention.head_count_kv"] if v)
+    assert r["state_bytes_per_token"] == n_mla * (g["kimi-linear.attention.kv_lora_rank"] +
+                                                  g["kimi-linear.rope.dimension_count"]) * 2 == 160
+    assert "rss_growth_bytes_per_token" in r
+
+
+def test_bench_contexts_rejects_garbage(capsys):
+    from app.cli import main
+
+    assert main(["bench", "-m", str(golden_dir() / "models" / "tiny-llama-F16.gguf"), "--contexts", "1k"]) == 1
+    assert "--contexts" in capsys.readouterr().err
+
+
+def test_kernel_micro_benchmark_reports_every_type_against_the_bandwidth():
+    r = json.loads(run_bench("--kernels", "Q4_K,q8_0,IQ4_NL", "--kernel-mb", "2", "-t", "1", "--json"))
+    assert r["threads"] == 1 and r["bandwidth_bytes_per_s"] > 0
+    assert [k["type"] for k in r["kernels"]] == ["Q4_K", "Q8_0", "IQ4_NL"]
+    for k in r["kernels"]:
+        assert k["bytes"] >= 1 << 20 and k["cols"] % 32 == 0
+        assert k["gb_per_s"] == pytest.approx(k["bytes"] / k["seconds"] / 1e9)
+        assert k["fraction_of_bandwidth"] == pytest.approx(k["gb_per_s"] * 1e9 / r["bandwidth_bytes_per_s"])
+
+
+def test_kernel_micro_benchmark_refuses_an_unknown_type():
+    p = subprocess.run([sys.executable, "-m", "app", "bench", "--kernels", "Q4_K,Q9_X"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "unknown weight type 'Q9_X'" in p.stderr

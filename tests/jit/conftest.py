@@ -30,7 +30,8 @@ def cpu_of(preset: str) -> jcpu.CpuInfo:
 
 # byte offsets of the f16 fields of each block type (scales and mins)
 F16_FIELDS = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q5_1: (0, 2), T.Q4_K: (0, 2),
-              T.Q5_K: (0, 2), T.Q6_K: (208,)}
+              T.Q5_K: (0, 2), T.Q6_K: (208,), T.IQ4_NL: (0,), T.IQ4_XS: (0,),
+              T.Q2_K: (80, 82), T.Q3_K: (108,)}
 
 
 def finite_f16(rng: np.random.Generator, n: int, wide: bool) -> np.ndarray:
@@ -48,6 +49,13 @@ def random_weights(rng: np.random.Generator, qtype: T, rows: int, n_cols: int, w
         return rng.standard_normal(rows * n_cols).astype(np.float32).view(np.uint8)
     if qtype == T.F16:
         return finite_f16(rng, rows * n_cols, wide_scales).view(np.uint8)
+    if qtype == T.BF16:   # wide: any bit pattern below 2^41 in magnitude (subnormals too), else ~N(0, 0.02)
+        if wide_scales:     # (float32 products with x must not overflow)
+            bits = rng.integers(0, 1 << 16, rows * n_cols, dtype=np.uint16)
+            big = (bits & 0x7F80) > ((127 + 40) << 7)
+            return np.where(big, bits & 0xBFFF, bits).astype(np.uint16).view(np.uint8)
+        f = (rng.standard_normal(rows * n_cols) * 0.02).astype(np.float32)
+        return (f.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
     bs, bb = GGML_QUANT_SIZES[qtype]
     nbl = rows * n_cols // bs
     b = rng.integers(0, 256, (nbl, bb), dtype=np.uint8)

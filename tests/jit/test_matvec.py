@@ -30,9 +30,10 @@ def dequantized(w: np.ndarray, qtype: T, rows: int, n_cols: int) -> np.ndarray:
 def abs_dequantized(w: np.ndarray, qtype: T, rows: int, n_cols: int) -> np.ndarray:
     """|d|*|q| (+ |min| terms): each element's magnitude before scale and min can cancel, which
     bounds the lanes the kernels sum in float."""
-    if qtype in (T.Q4_1, T.Q5_1, T.Q4_K, T.Q5_K):
+    if qtype in (T.Q4_1, T.Q5_1, T.Q4_K, T.Q5_K, T.Q2_K):
         b = w.reshape(-1, GGML_QUANT_SIZES[qtype][1]).copy()
-        for off, sign in ((0, 1), (2, 1 if qtype in (T.Q4_1, T.Q5_1) else -1)):
+        at = 80 if qtype == T.Q2_K else 0    # Q2_K: f16 d, dmin after scales and qs
+        for off, sign in ((at, 1), (at + 2, 1 if qtype in (T.Q4_1, T.Q5_1) else -1)):
             f = b[:, off:off + 2].copy().view(np.float16)
             b[:, off:off + 2] = (np.abs(f) * sign).astype(np.float16).view(np.uint8)
         w = b.reshape(-1)

@@ -106,3 +106,29 @@ def test_unknown_gating_refused():
     with pytest.raises(UnsupportedModelError, match="expert_gating_func 7"):
         moe.check_gating(7, "model.gguf")
     assert moe.check_gating(2, "model.gguf") == moe.GATING_SIGMOID
+
+
+def test_grouped_experts_equal_the_per_token_loop():
+    """experts() groups a chunk's tokens by expert (each expert's weights read once per call);
+    the result must be the plain per-token, per-slot sum of the chosen experts (Q8_0 weights)."""
+    from inference.synthetic_blocks import random_tensor
+
+    rng = np.random.default_rng(5)
+    E, F, X, k, T = 64, 96, 6, 3, 40
+
+    def stack(n_in, n_out, name):
+        data = random_tensor(GGMLQuantizationType.Q8_0, n_in * n_out * X, n_in ** -0.5, rng)
+        return Tensor(name, GGMLQuantizationType.Q8_0, (n_in, n_out, X), data)
+
+    gate, up, down = stack(E, F, "g"), stack(E, F, "u"), stack(F, E, "d")
+    y = rng.standard_normal((T, E)).astype(np.float32)
+    sel = np.stack([rng.choice(X, k, replace=False) for _ in range(T)])
+    w = rng.uniform(0.1, 1, (T, k)).astype(np.float32)
+    got = moe.experts(y, sel, w, gate, up, down, limit=0.0)
+    want = np.zeros((T, E), np.float32)
+    for t in range(T):
+        for s in range(k):
+            e = int(sel[t, s])
+            h = moe.swiglu(ops.linear(ops.expert(gate, e), y[t:t + 1]), ops.linear(ops.expert(up, e), y[t:t + 1]))
+            want[t] += w[t, s] * ops.linear(ops.expert(down, e), h)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
