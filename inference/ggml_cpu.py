@@ -90,8 +90,22 @@ def _cosf_sinf(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rounded: ~1.5 % of these angles differ from the rounded float64 value)."""
     if _LIBM is None:
         return np.cos(t.astype(F64)).astype(F32), np.sin(t.astype(F64)).astype(F32)
+    if t.size > 16 and (native := _native_cosf_sinf()) is not None:
+        try:
+            return native(_LIBM, t)      # the same cosf/sinf, called from one native loop
+        except Exception:  # noqa: BLE001 - no JIT for it: the per-value calls below give the same bits
+            pass
     return (np.array([_LIBM.cosf(float(v)) for v in t], F32),
             np.array([_LIBM.sinf(float(v)) for v in t], F32))
+
+
+def _native_cosf_sinf():
+    """jit.libm.cosf_sinf if the JIT kernels are selected (LECTERN_KERNELS), else None."""
+    try:
+        from jit import api, libm
+    except ImportError:
+        return None
+    return libm.cosf_sinf if api.enabled() else None
 
 
 def rope_angles(pos: np.ndarray, n_dims: int, base: float, freq_scale: float,

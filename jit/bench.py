@@ -103,6 +103,27 @@ def random_matrix(qtype: T, rows: int, n_cols: int, seed: int = 0) -> np.ndarray
     return b.reshape(-1)
 
 
+def matvec_table(types: list[str], rows: int, cols: int, threads: int, repeat: int = 5) -> list[dict]:
+    """Matvec speed per weight type on a rows x cols matrix (pick it larger than the L3 cache):
+    [{type, rows, cols, bytes, seconds, gb_per_s}], best of `repeat`, `threads` native threads."""
+    kind = "native" if supported() else "python"
+    x = np.random.default_rng(1).standard_normal(cols).astype(np.float32)
+    out = []
+    for name in types:
+        qt = T[name]
+        w = random_matrix(qt, rows, cols)
+        pool = make_pool(kind, threads)
+        y = np.empty(rows, np.float32)
+        try:
+            t = best_time(lambda: api.matvec_raw(w, qt, rows, cols, x, out=y, pool=pool), repeat)
+        finally:
+            pool.close()
+        out.append({"type": name, "rows": rows, "cols": cols, "bytes": int(w.nbytes),
+                     "seconds": t, "gb_per_s": w.nbytes / t / 1e9})
+        del w
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m jit.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=1024, help="buffer size for the bandwidth measurement")

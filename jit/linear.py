@@ -21,6 +21,8 @@ from . import compile as jc
 from .api import MATVEC_PROTO, get_pool, matvec_kernel, quantizers, supports
 from .cpu import CpuInfo, detect
 from .kernels.blocks32 import KINDS, mm_ir, mm_symbol
+from .kernels.kbatch import KINDS as K_KINDS
+from .kernels.kbatch import kmm_ir, kmm_symbol
 from .kernels.quantize import activation_bytes
 from .kernels.tiles import LO_FIELDS, P_NTOK, P_XQ, tiles_ir
 from .twins import ACTIVATION, RAW_F32
@@ -44,9 +46,12 @@ def tiles(cpu: CpuInfo | None = None) -> dict:
 
 
 def mm_kernel(name: str, cpu: CpuInfo | None = None):
-    """The batch kernel of a 32-block type (tokens share each unpacked weight block)."""
+    """The batch kernel of a 32-block type or K-quant (tokens share each unpacked weight block)."""
     cpu = cpu or detect()
     sym = mm_symbol(name)
+    if name in K_KINDS:
+        sym = kmm_symbol(name)
+        return jc.kernel(("kmm", name), lambda: kmm_ir(name, cpu), {sym: MATVEC_PROTO}, cpu)[sym]
     return jc.kernel(("mm", name), lambda: mm_ir(name, cpu), {sym: MATVEC_PROTO}, cpu)[sym]
 
 
@@ -76,7 +81,7 @@ class LinearOp:
         self._pool = pool or get_pool(threads)
         t = tiles(cpu)
         self._tiles, self._qrows = t["matmul_tiles"], t["quantize_rows"]
-        if self.qtype.name in KINDS:    # its own batch kernel: tokens share each unpacked weight block
+        if self.qtype.name in KINDS or self.qtype.name in K_KINDS:    # its own batch kernel: tokens share each unpacked weight block
             self._tiles = mm_kernel(self.qtype.name, cpu)
         step = max(1, STEP_BYTES // (self.n_in // bs * bb))
         self._p = np.array([_addr(self._kern), 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)

@@ -20,6 +20,8 @@ from . import bench_long
 from .engine_args import add_model_args, model_path
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+KERNEL_TYPES = "Q4_K,Q4_0,Q8_0,Q4_1,Q5_0,Q5_K,Q6_K,Q3_K,Q2_K,IQ4_NL,IQ4_XS,F16,BF16"
+KERNEL_MATRIX_BYTES = 256 << 20       # ~256 MB of weights: far beyond any desktop L3
 
 
 def register(sub) -> None:
@@ -39,6 +41,11 @@ def register(sub) -> None:
     p.add_argument("--llama-bench", metavar="PATH",
                    help="also run llama.cpp's llama-bench at PATH on the same file and compare")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--kernels", metavar="TYPES", nargs="?", const=KERNEL_TYPES,
+                   help="instead of a model: matvec GB/s per weight type on a matrix larger than the "
+                        f"L3 cache, against the measured read bandwidth (default types {KERNEL_TYPES})")
+    p.add_argument("--kernel-mb", type=int, default=KERNEL_MATRIX_BYTES >> 20, metavar="MB",
+                   help="weight matrix size for --kernels (default %(default)s MB)")
     bench_long.add_args(p)
     p.add_argument("--decode-after", type=int, default=16, metavar="N",
                    help="tokens decoded after each --contexts prefill (default 16)")
@@ -86,6 +93,8 @@ def run(args) -> int:
         for var in _THREAD_VARS:
             os.environ[var] = str(args.threads)
     os.environ["LECTERN_THREADS"] = str(args.threads)    # the JIT kernels' thread pool
+    if args.kernels:
+        return kernels(args)
     contexts = bench_long.parse_contexts(args.contexts) if args.contexts else None
     if args.synthetic:
         path = bench_long.synthetic_model(args)
@@ -183,3 +192,32 @@ def print_report(r: dict, name: str, p: int, n: int, pre_s: float, dec_s: float)
         lp, ld = r["llama_prefill_tokens_per_s"], r["llama_decode_tokens_per_s"]
         print(f"llama.cpp pp{p} {lp:.2f} tokens/s (ours {r['prefill_ratio_to_llama'] or 0:.2f}x), "
               f"tg{n} {ld:.2f} tokens/s (ours {r['decode_ratio_to_llama'] or 0:.2f}x)")
+
+
+def kernels(args) -> int:
+    """lectern bench --kernels: the matvec micro-benchmark (no model needed)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
+
+    from inference import LecternError
+    from jit.bench import matvec_table
+
+    names = [t.strip().upper() for t in args.kernels.split(",") if t.strip()]
+    for name in names:
+        if name not in T.__members__:
+            raise LecternError(f"unknown weight type {name!r}; try: {KERNEL_TYPES}")
+    bw = measure_bandwidth(args.threads)
+    rows_out = []
+    for name in names:
+        block, size = GGML_QUANT_SIZES[T[name]]
+        cols = 8192 if 8192 % block == 0 else block * 32
+        rows = max(16, (args.kernel_mb << 20) // (cols // block * size))
+        [row] = matvec_table([name], rows, cols, args.threads)
+        row["fraction_of_bandwidth"] = row["gb_per_s"] * 1e9 / bw
+        rows_out.append(row)
+        if not args.json:
+            print(f"{name:6s} {rows}x{cols} ({row['bytes'] / 1e6:6.1f} MB) {args.threads}T: "
+                  f"{row['gb_per_s']:6.1f} GB/s = {100 * row['fraction_of_bandwidth']:5.1f}% of "
+                  f"{bw / 1e9:.1f} GB/s read bandwidth", flush=True)
+    if args.json:
+        print(json.dumps({"threads": args.threads, "bandwidth_bytes_per_s": bw, "kernels": rows_out}))
+    return 0

@@ -91,57 +91,86 @@ def _u32x2_to_i32x8(fn: Fn, lo: str, hi: str) -> str:
     return fn.v(f"zext <8 x i8> {v} to {V8I}")
 
 
+def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
+    """A Q4_K/Q5_K superblock's weights, token-independent: 6-bit sc/m as <8 x i32>, d and dmin
+    as floats, float(sc), and the 4 chunks of 64 weight integers."""
+    qs_at = 48 if five else 16
+    # 12 bytes of packed 6-bit scales/mins -> sc[0..7] in the bytes of u0,u1; m[0..7] in u2,u3
+    u = [fn.load("i32", fn.gep(wb, str(4 + 4 * k))) for k in range(3)]
+    t = fn.v(f"lshr i32 {u[2]}, 4")
+    t = fn.v(f"and i32 {t}, {0x0F0F0F0F}")
+    t2 = fn.v(f"lshr i32 {u[1]}, 6")
+    t2 = fn.v(f"and i32 {t2}, {0x03030303}")
+    t2 = fn.v(f"shl i32 {t2}, 4")
+    u3 = fn.v(f"or i32 {t}, {t2}")
+    u2 = fn.v(f"and i32 {u[1]}, {0x3F3F3F3F}")
+    t = fn.v(f"and i32 {u[2]}, {0x0F0F0F0F}")
+    t2 = fn.v(f"lshr i32 {u[0]}, 6")
+    t2 = fn.v(f"and i32 {t2}, {0x03030303}")
+    t2 = fn.v(f"shl i32 {t2}, 4")
+    u1 = fn.v(f"or i32 {t}, {t2}")
+    u0 = fn.v(f"and i32 {u[0]}, {0x3F3F3F3F}")
+    sc = _u32x2_to_i32x8(fn, u0, u1)
+    W = dict(m=_u32x2_to_i32x8(fn, u2, u3), d=_half(fn, wb), dmin=_half(fn, fn.gep(wb, "2")),
+             scf=fn.v(f"uitofp {V8I} {sc} to {V8F}"), q=[])
+    # chunk c: 32 bytes of qs = sub-blocks 2c (low nibbles) and 2c+1 (high), 64 activations
+    qh = fn.load(V32B, fn.gep(wb, "16")) if five else None
+    for c in range(4):
+        qb = fn.load(V32B, fn.gep(wb, str(qs_at + 32 * c)))
+        lo = fn.v(f"and {V32B} {qb}, splat (i8 15)")
+        hi = fn.v(f"lshr {V32B} {qb}, splat (i8 4)")
+        if five:
+            lo, hi = (fn.v(f"or {V32B} {part}, {_bit_to_16(fn, qh, 2 * c + k)}") for k, part in enumerate((lo, hi)))
+        W["q"].append(fn.concat("i8", 32, lo, hi))
+    return W
+
+
+def _q4_K_token(fn: Fn, W: dict, xb: str, acc: str) -> tuple[str, str]:
+    """One token's share of a Q4_K/Q5_K superblock -> (acc, float to subtract)."""
+    dx = fn.load("float", xb)
+    # mins: sum_j m_j * (bsums[2j] + bsums[2j+1])
+    bs = fn.load("<16 x i16>", fn.gep(xb, "260"))
+    bs = fn.v(f"sext <16 x i16> {bs} to <16 x i32>")
+    be = fn.v(f"shufflevector <16 x i32> {bs}, <16 x i32> poison, {mask(range(0, 16, 2))}")
+    bo = fn.v(f"shufflevector <16 x i32> {bs}, <16 x i32> poison, {mask(range(1, 16, 2))}")
+    mp = fn.v(f"mul {V8I} {W['m']}, {fn.v(f'add {V8I} {be}, {bo}')}")
+    msum = fn.call("i32", "llvm.vector.reduce.add.v8i32", [f"{V8I} {mp}"], V8I)
+    d = fn.v(f"fmul float {W['d']}, {dx}")
+    dmin = fn.v(f"fmul float {W['dmin']}, {dx}")
+    # float scale of each sub-block: d * dx * sc_j (exact integer dot, one rounding per scale)
+    dsc = fn.v(f"fmul {V8F} {W['scf']}, {fn.splat(8, 'float', d)}")
+    for c, q in enumerate(W["q"]):
+        x = fn.load(V64B, fn.gep(xb, str(4 + 64 * c)))
+        pf = fn.v(f"sitofp {V16I} {fn.dot_u8s8('zeroinitializer', q, x, 64)} to {V16F}")
+        s = fn.v(f"shufflevector {V8F} {dsc}, {V8F} poison, {mask([2 * c] * 8 + [2 * c + 1] * 8)}")
+        acc = fn.fmadd_v(16, pf, s, acc)
+    return acc, fn.v(f"fmul float {dmin}, {fn.v(f'sitofp i32 {msum} to float')}")
+
+
+def _superblocks_many(fn: Fn, wrow: str, wbytes: int, nb: str, unpack, token, xqs) -> list[str]:
+    """Sum over 256-blocks (Q8_K activations) for several tokens at once: each superblock is
+    unpacked once (unpack(fn, wb) -> W) and then used by every token (token(fn, W, xb, acc) ->
+    (acc, float subtract)). Every token's float operations are the one-token sequence, so the
+    batch gives the matvec's bits."""
+    with fn.loop("0", nb, stem="sb") as B:
+        accs = [B.carry(V16F, "zeroinitializer") for _ in xqs]
+        corrs = [B.carry("float", "0.0") for _ in xqs]
+        wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
+        _prefetch(fn, wb, wbytes)
+        W = unpack(fn, wb)
+        off = fn.v(f"mul i64 {B.i}, 292")
+        for xq, acc, corr in zip(xqs, accs, corrs):
+            a, sub = token(fn, W, fn.gep(xq, off), acc)
+            B.set(acc, a)
+            B.set(corr, fn.v(f"fadd float {corr}, {sub}"))
+    return [fn.v(f"fsub float {fn.hsum_f(16, acc)}, {corr}") for acc, corr in zip(accs, corrs)]
+
+
 def _q4_K(fn: Fn, five: bool = False):
     """Q4_K (144 B) and Q5_K (176 B: qh[32] at 16 adds bit j of qh[l] to element l of sub-block j)."""
-    qs_at = 48 if five else 16
-
-    def blk(fn, wb, xb, acc):
-        dx = fn.load("float", xb)
-        # 12 bytes of packed 6-bit scales/mins -> sc[0..7] in the bytes of u0,u1; m[0..7] in u2,u3
-        u = [fn.load("i32", fn.gep(wb, str(4 + 4 * k))) for k in range(3)]
-        t = fn.v(f"lshr i32 {u[2]}, 4")
-        t = fn.v(f"and i32 {t}, {0x0F0F0F0F}")
-        t2 = fn.v(f"lshr i32 {u[1]}, 6")
-        t2 = fn.v(f"and i32 {t2}, {0x03030303}")
-        t2 = fn.v(f"shl i32 {t2}, 4")
-        u3 = fn.v(f"or i32 {t}, {t2}")
-        u2 = fn.v(f"and i32 {u[1]}, {0x3F3F3F3F}")
-        t = fn.v(f"and i32 {u[2]}, {0x0F0F0F0F}")
-        t2 = fn.v(f"lshr i32 {u[0]}, 6")
-        t2 = fn.v(f"and i32 {t2}, {0x03030303}")
-        t2 = fn.v(f"shl i32 {t2}, 4")
-        u1 = fn.v(f"or i32 {t}, {t2}")
-        u0 = fn.v(f"and i32 {u[0]}, {0x3F3F3F3F}")
-        sc = _u32x2_to_i32x8(fn, u0, u1)
-        m = _u32x2_to_i32x8(fn, u2, u3)
-        # mins: sum_j m_j * (bsums[2j] + bsums[2j+1])
-        bs = fn.load("<16 x i16>", fn.gep(xb, "260"))
-        bs = fn.v(f"sext <16 x i16> {bs} to <16 x i32>")
-        be = fn.v(f"shufflevector <16 x i32> {bs}, <16 x i32> poison, {mask(range(0, 16, 2))}")
-        bo = fn.v(f"shufflevector <16 x i32> {bs}, <16 x i32> poison, {mask(range(1, 16, 2))}")
-        mp = fn.v(f"mul {V8I} {m}, {fn.v(f'add {V8I} {be}, {bo}')}")
-        msum = fn.call("i32", "llvm.vector.reduce.add.v8i32", [f"{V8I} {mp}"], V8I)
-        d = fn.v(f"fmul float {_half(fn, wb)}, {dx}")
-        dmin = fn.v(f"fmul float {_half(fn, fn.gep(wb, '2'))}, {dx}")
-        # float scale of each sub-block: d * dx * sc_j (exact integer dot, one rounding per scale)
-        dsc = fn.v(f"uitofp {V8I} {sc} to {V8F}")
-        dsc = fn.v(f"fmul {V8F} {dsc}, {fn.splat(8, 'float', d)}")
-        # chunk c: 32 bytes of qs = sub-blocks 2c (low nibbles) and 2c+1 (high), 64 activations
-        qh = fn.load(V32B, fn.gep(wb, "16")) if five else None
-        for c in range(4):
-            qb = fn.load(V32B, fn.gep(wb, str(qs_at + 32 * c)))
-            lo = fn.v(f"and {V32B} {qb}, splat (i8 15)")
-            hi = fn.v(f"lshr {V32B} {qb}, splat (i8 4)")
-            if five:
-                lo, hi = (fn.v(f"or {V32B} {part}, {_bit_to_16(fn, qh, 2 * c + k)}") for k, part in enumerate((lo, hi)))
-            q = fn.concat("i8", 32, lo, hi)
-            x = fn.load(V64B, fn.gep(xb, str(4 + 64 * c)))
-            pf = fn.v(f"sitofp {V16I} {fn.dot_u8s8('zeroinitializer', q, x, 64)} to {V16F}")
-            s = fn.v(f"shufflevector {V8F} {dsc}, {V8F} poison, {mask([2 * c] * 8 + [2 * c + 1] * 8)}")
-            acc = fn.fmadd_v(16, pf, s, acc)
-        return acc, None, fn.v(f"fmul float {dmin}, {fn.v(f'sitofp i32 {msum} to float')}")
     size = 176 if five else 144
-    return size, lambda fn, wrow, nb: _superblocks(fn, wrow, size, nb, blk)
+    return size, lambda fn, wrow, nb: _superblocks_many(fn, wrow, size, nb, lambda fn, wb: _q4_K_unpack(fn, wb, five),
+                                                        _q4_K_token, ["%xq"])[0]
 
 
 def _bit_to_16(fn: Fn, qh: str, bit: int) -> str:
@@ -155,39 +184,55 @@ def _q5_K(fn: Fn):
     return _q4_K(fn, five=True)
 
 
+def _q6_K_unpack(fn: Fn, wb: str) -> dict:
+    """A Q6_K superblock's weights, token-independent: sc as <16 x i32>, d, float(sc) and the
+    4 groups of 64 weight integers (0..63, the -32 offset is applied through the bsums)."""
+    sc = fn.load("<16 x i8>", fn.gep(wb, "192"))
+    sc = fn.v(f"sext <16 x i8> {sc} to <16 x i32>")
+    W = dict(sc=sc, d=_half(fn, fn.gep(wb, "208")), scf=fn.v(f"sitofp <16 x i32> {sc} to {V16F}"), q=[])
+    for h in range(2):
+        L = fn.load(V64B, fn.gep(wb, str(64 * h)))            # ql[64h .. 64h+63]
+        H = fn.load(V32B, fn.gep(wb, str(128 + 32 * h)))      # qh[32h .. 32h+31]
+        for pair in range(2):   # elements 0-63 of the half: low nibbles; 64-127: high nibbles
+            low = fn.v(f"and {V64B} {L}, splat (i8 15)") if pair == 0 else fn.v(f"lshr {V64B} {L}, splat (i8 4)")
+            h0 = fn.v(f"lshr {V32B} {H}, splat (i8 {4 * pair})") if pair else H
+            h1 = fn.v(f"lshr {V32B} {H}, splat (i8 {4 * pair + 2})")
+            hb = fn.concat("i8", 32, h0, h1)
+            hb = fn.v(f"and {V64B} {hb}, splat (i8 3)")
+            hb = fn.v(f"shl {V64B} {hb}, splat (i8 4)")
+            W["q"].append(fn.v(f"or {V64B} {low}, {hb}"))
+    return W
+
+
+def _q6_K_token(fn: Fn, W: dict, xb: str, acc: str) -> tuple[str, str]:
+    """One token's share of a Q6_K superblock -> (acc, float to subtract)."""
+    dx = fn.load("float", xb)
+    # the -32 offset: 32 * sum_j sc_j * bsums_j
+    bs = fn.load("<16 x i16>", fn.gep(xb, "260"))
+    bs = fn.v(f"sext <16 x i16> {bs} to <16 x i32>")
+    prod = fn.v(f"mul <16 x i32> {W['sc']}, {bs}")
+    off = fn.call("i32", "llvm.vector.reduce.add.v16i32", [f"<16 x i32> {prod}"], "<16 x i32>")
+    off = fn.v(f"shl i32 {off}, 5")
+    d = fn.v(f"fmul float {W['d']}, {dx}")
+    dsc = fn.v(f"fmul {V16F} {W['scf']}, {fn.splat(16, 'float', d)}")
+    for g, q in enumerate(W["q"]):
+        h, pair = divmod(g, 2)
+        x = fn.load(V64B, fn.gep(xb, str(4 + 128 * h + 64 * pair)))
+        pf = fn.v(f"sitofp {V16I} {fn.dot_u8s8('zeroinitializer', q, x, 64)} to {V16F}")
+        j = 8 * h + 4 * pair   # lanes 4k..4k+3 hold sub-block j + k
+        s = fn.v(f"shufflevector {V16F} {dsc}, {V16F} poison, {mask([j + k for k in range(4) for _ in range(4)])}")
+        acc = fn.fmadd_v(16, pf, s, acc)
+    return acc, fn.v(f"fmul float {d}, {fn.v(f'sitofp i32 {off} to float')}")
+
+
 def _q6_K(fn: Fn):
-    def blk(fn, wb, xb, acc):
-        dx = fn.load("float", xb)
-        sc = fn.load("<16 x i8>", fn.gep(wb, "192"))
-        sc = fn.v(f"sext <16 x i8> {sc} to <16 x i32>")
-        # the -32 offset: 32 * sum_j sc_j * bsums_j
-        bs = fn.load("<16 x i16>", fn.gep(xb, "260"))
-        bs = fn.v(f"sext <16 x i16> {bs} to <16 x i32>")
-        off = fn.call("i32", "llvm.vector.reduce.add.v16i32", [f"<16 x i32> {fn.v(f'mul <16 x i32> {sc}, {bs}')}"],
-                      "<16 x i32>")
-        off = fn.v(f"shl i32 {off}, 5")
-        d = fn.v(f"fmul float {_half(fn, fn.gep(wb, '208'))}, {dx}")
-        dsc = fn.v(f"sitofp <16 x i32> {sc} to {V16F}")
-        dsc = fn.v(f"fmul {V16F} {dsc}, {fn.splat(16, 'float', d)}")
-        for h in range(2):
-            L = fn.load(V64B, fn.gep(wb, str(64 * h)))            # ql[64h .. 64h+63]
-            H = fn.load(V32B, fn.gep(wb, str(128 + 32 * h)))      # qh[32h .. 32h+31]
-            for pair in range(2):   # elements 0-63 of the half: low nibbles; 64-127: high nibbles
-                low = fn.v(f"and {V64B} {L}, splat (i8 15)") if pair == 0 else fn.v(f"lshr {V64B} {L}, splat (i8 4)")
-                h0 = fn.v(f"lshr {V32B} {H}, splat (i8 {4 * pair})") if pair else H
-                h1 = fn.v(f"lshr {V32B} {H}, splat (i8 {4 * pair + 2})")
-                hb = fn.concat("i8", 32, h0, h1)
-                hb = fn.v(f"and {V64B} {hb}, splat (i8 3)")
-                hb = fn.v(f"shl {V64B} {hb}, splat (i8 4)")
-                q = fn.v(f"or {V64B} {low}, {hb}")
-                x = fn.load(V64B, fn.gep(xb, str(4 + 128 * h + 64 * pair)))
-                pf = fn.v(f"sitofp {V16I} {fn.dot_u8s8('zeroinitializer', q, x, 64)} to {V16F}")
-                j = 8 * h + 4 * pair   # lanes 4k..4k+3 hold sub-block j + k
-                s = fn.v(f"shufflevector {V16F} {dsc}, {V16F} poison, "
-                         f"{mask([j + k for k in range(4) for _ in range(4)])}")
-                acc = fn.fmadd_v(16, pf, s, acc)
-        return acc, None, fn.v(f"fmul float {d}, {fn.v(f'sitofp i32 {off} to float')}")
-    return 210, lambda fn, wrow, nb: _superblocks(fn, wrow, 210, nb, blk)
+    return 210, lambda fn, wrow, nb: _superblocks_many(fn, wrow, 210, nb, _q6_K_unpack, _q6_K_token, ["%xq"])[0]
+
+
+# K-quant batch kernels (kbatch.py): (superblock bytes, unpack, per-token step)
+K_PARTS = {"Q4_K": (144, lambda fn, wb: _q4_K_unpack(fn, wb, False), _q4_K_token),
+           "Q5_K": (176, lambda fn, wb: _q4_K_unpack(fn, wb, True), _q4_K_token),
+           "Q6_K": (210, _q6_K_unpack, _q6_K_token)}
 
 
 def _float_row(fn: Fn, wrow: str, elem: int) -> str:

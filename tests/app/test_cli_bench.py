@@ -131,3 +131,19 @@ def test_bench_contexts_rejects_garbage(capsys):
 
     assert main(["bench", "-m", str(golden_dir() / "models" / "tiny-llama-F16.gguf"), "--contexts", "1k"]) == 1
     assert "--contexts" in capsys.readouterr().err
+
+
+def test_kernel_micro_benchmark_reports_every_type_against_the_bandwidth():
+    r = json.loads(run_bench("--kernels", "Q4_K,q8_0,IQ4_NL", "--kernel-mb", "2", "-t", "1", "--json"))
+    assert r["threads"] == 1 and r["bandwidth_bytes_per_s"] > 0
+    assert [k["type"] for k in r["kernels"]] == ["Q4_K", "Q8_0", "IQ4_NL"]
+    for k in r["kernels"]:
+        assert k["bytes"] >= 1 << 20 and k["cols"] % 32 == 0
+        assert k["gb_per_s"] == pytest.approx(k["bytes"] / k["seconds"] / 1e9)
+        assert k["fraction_of_bandwidth"] == pytest.approx(k["gb_per_s"] * 1e9 / r["bandwidth_bytes_per_s"])
+
+
+def test_kernel_micro_benchmark_refuses_an_unknown_type():
+    p = subprocess.run([sys.executable, "-m", "app", "bench", "--kernels", "Q4_K,Q9_X"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "unknown weight type 'Q9_X'" in p.stderr

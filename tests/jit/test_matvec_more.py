@@ -52,7 +52,8 @@ def weights(draw, qtype: T):
 def test_hypothesis_blocks_against_twin_gguf_and_threads(qtype, preset):
     cpu = cpu_of(preset)
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                          HealthCheck.filter_too_much])
     @given(p=weights(qtype), scale=st.sampled_from([1e-3, 1.0, 50.0]), seed=st.integers(0, 2**32 - 1))
     def check(p, scale, seed):
         rows, n_cols, w = p

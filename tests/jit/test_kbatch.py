@@ -1,0 +1,69 @@
+"""K-quant batch kernels (kbatch.py): groups of 4 tokens share each unpacked superblock, and
+every token still gets exactly the bits of the JIT matvec (decode), for any token count
+(groups and leftovers), row step and thread split; both stay near the numpy reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from gguf.quants import dequantize
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inference import ops
+from inference.gguf_file import Tensor
+from jit import api
+from jit import linear as jl
+from jit.kernels.kbatch import GROUP, KINDS
+from jit.kernels.tiles import P_STEP
+from jit.pool import Pool
+from tests.jit.conftest import random_weights
+
+K_TYPES = [T[name] for name in KINDS]
+
+
+def numpy_linear(w: Tensor, x: np.ndarray) -> np.ndarray:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LECTERN_KERNELS", "numpy")
+        return ops.linear(w, x)
+
+
+@pytest.mark.parametrize("qtype", K_TYPES, ids=lambda q: q.name)
+def test_prefill_of_a_k_quant_runs_its_batch_kernel(qtype):
+    w = Tensor("w", qtype, (256, 3), random_weights(np.random.default_rng(1), qtype, 3, 256))
+    assert jl.LinearOp(w)._tiles is jl.mm_kernel(qtype.name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(qi=st.sampled_from(range(len(K_TYPES))), rows=st.integers(1, 45), nb=st.integers(1, 4),
+       n_tok=st.integers(1, 3 * GROUP + 3), step=st.integers(1, 20), threads=st.integers(1, 3),
+       wide=st.booleans(), seed=st.integers(0, 10_000))
+def test_batch_gives_the_matvec_bits_per_token(qi, rows, nb, n_tok, step, threads, wide, seed):
+    qtype = K_TYPES[qi]
+    rng = np.random.default_rng(seed)
+    w = Tensor("w", qtype, (256 * nb, rows), random_weights(rng, qtype, rows, 256 * nb, wide_scales=wide))
+    x = (rng.standard_normal((n_tok, 256 * nb)) * rng.choice([1e-3, 1.0, 50.0])).astype(np.float32)
+    op = jl.LinearOp(w, pool=Pool(threads, align=1))
+    op._p[P_STEP] = step
+    with np.errstate(all="ignore"):
+        got = op(x) if n_tok > 1 else op(x[None, 0])
+        want = np.stack([api.matvec(w, xi, threads=threads) for xi in x])
+        ref = numpy_linear(w, x)
+    assert got.shape == (n_tok, rows)
+    ok = np.isfinite(want)
+    assert np.array_equal(np.isfinite(got), ok)
+    assert np.array_equal(got[ok], want[ok])
+    # vs float64 sums of the same rounded values: within float32 rounding of sum |w| |x|
+    bound = np.abs(x.astype(np.float64)) @ np.abs(dequantize(w.data, qtype).reshape(rows, -1).astype(np.float64)).T
+    fin = np.isfinite(ref) & ok & np.isfinite(bound)
+    assert np.all(np.abs(got[fin] - ref[fin]) <= 1e-5 * bound[fin] + 1e-30)
+
+
+@pytest.mark.parametrize("qtype", K_TYPES, ids=lambda q: q.name)
+def test_a_gemma_sized_batch_matches_decode(qtype):
+    """ffn_down's shape (2048 -> 640) over a 64-token tile plus leftovers, 2 threads."""
+    rng = np.random.default_rng(3)
+    w = Tensor("w", qtype, (2048, 640), random_weights(rng, qtype, 640, 2048))
+    x = rng.standard_normal((70, 2048)).astype(np.float32)
+    got = jl.LinearOp(w, pool=Pool(2, align=1))(x)
+    assert np.array_equal(got, np.stack([api.matvec(w, xi, threads=2) for xi in x]))
