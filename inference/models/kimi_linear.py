@@ -8,7 +8,8 @@ Math as llama.cpp computes it: ../shared/docs/kimi-linear-and-step35.md section 
 in kda.py and mla.py, the MoE routing in moe.py.
 State: per KDA layer `blk.N.conv_{q,k,v}` [d_conv-1, D] and `blk.N.ssm` [H, d, d] (RECURRENT),
 per MLA layer `blk.N.kv` [n_ctx, kv_lora_rank + rope dims] (KV, the compressed latent cache,
-F16 like llama.cpp's default cache unless `cache_type` says otherwise).
+float32 arrays holding half-rounded rows like llama.cpp's default F16 cache unless `cache_type`
+says float32; the `mla_half` marker says which).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from . import base, moe
 from .kda import KDAWeights, kda_mixer
 from .mla import MLAWeights, mla_mixer
 
+HALF_KV = "mla_half"   # state marker: the MLA caches stand for llama.cpp's F16 cache
 DEFAULT_N_CTX = 8192   # new_state() without n_ctx: the training context, capped here
 
 
@@ -183,7 +185,10 @@ class Model(base.Model):
                     st.add(f"blk.{il}.conv_{n}", np.zeros((c.d_conv - 1, D), np.float32), base.RECURRENT)
                 st.add(f"blk.{il}.ssm", np.zeros((c.n_head, d, d), np.float32), base.RECURRENT)
             else:
-                st.add(f"blk.{il}.kv", np.zeros((n_ctx, c.kv_lora_rank + c.n_rope), self.cache_type), base.KV)
+                # float32 rows; an F16 cache type stores them rounded to half (see mla_mixer)
+                st.add(f"blk.{il}.kv", np.zeros((n_ctx, c.kv_lora_rank + c.n_rope), np.float32), base.KV)
+        if np.dtype(self.cache_type) == np.float16:
+            st.arrays[HALF_KV] = np.ones(1, np.int8)   # marker (no kind): the MLA cache holds half values
         return st
 
     # --- forward -------------------------------------------------------------------------------
@@ -221,7 +226,7 @@ class Model(base.Model):
             return kda_mixer(x, L.mixer, conv, state.arrays[f"blk.{il}.ssm"],
                              c.n_head, c.kda_head_dim, c.eps)
         return mla_mixer(x, L.mixer, state.arrays[f"blk.{il}.kv"], state.n_past, c.n_head,
-                         c.n_rope, c.key_length_mla, c.eps)
+                         c.n_rope, c.key_length_mla, c.eps, half=HALF_KV in state.arrays)
 
     def _ffn(self, il: int, L: Layer, y: np.ndarray) -> np.ndarray:
         c = self.config

@@ -40,27 +40,61 @@ def per_head(w: Tensor, x: np.ndarray) -> np.ndarray:
 
 
 def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_head: int,
-              n_rope: int, key_length: int, eps: float) -> np.ndarray:
-    """x: [T, E] normed hidden; cache: [n_ctx, R + r], rows n_past.. are written -> [T, E].
+              n_rope: int, key_length: int, eps: float, half: bool = False) -> np.ndarray:
+    """x: [T, E] normed hidden; cache: [n_ctx, R + r] float32, rows n_past.. are written -> [T, E].
 
-    With an F16 cache (llama.cpp's default) attention rounds q and the probabilities to F16 too."""
+    half: the cache stands for llama.cpp's F16 cache (its default): rows are stored rounded to
+    half (kept in float32, so attention reads the cache in place, no per-step conversion) and
+    attention rounds q and the probabilities to F16 too."""
     T = x.shape[0]
     H, r = n_head, n_rope
     R = cache.shape[1] - r
     n = key_length - r
+    rnd = ops._f16 if half else (lambda a: a)
     q = ops.linear(w.attn_q, x).reshape(T, H, n + r)                    # [T, H, n + r]
     ckp = ops.linear(w.attn_kv_a_mqa, x)                                # [T, R + r]
     c = ops.rms_norm(ckp[:, :R], w.attn_kv_a_norm, eps)                 # [T, R]
-    cache[n_past:n_past + T, :R] = c
-    cache[n_past:n_past + T, R:] = ckp[:, R:]
+    cache[n_past:n_past + T, :R] = rnd(c)
+    cache[n_past:n_past + T, R:] = rnd(ckp[:, R:])
     q_abs = per_head(w.attn_k_b, q[:, :, :n])                           # [T, H, R]
     Q = np.concatenate([q_abs, q[:, :, n:]], axis=-1)                   # [T, H, R + r]
     S = n_past + T
-    long = ops.attention_is_long(T, H, S)                               # blocked BLAS attention reads F16 as is
-    K = (cache[:S] if long else cache[:S].astype(np.float32))[:, None, :]   # [S, 1, R + r]
-    V = K[:, :, :R]                                                     # [S, 1, R]
-    pos = np.arange(S)
-    lat = ops.attention(Q, K, V, pos[n_past:], pos, 1.0 / np.sqrt(key_length),
-                        round_f16=cache.dtype == np.float16)            # [T, H, R]
+    scale = 1.0 / np.sqrt(key_length)
+    if ops.attention_is_long(T, H, S):
+        lat = latent_attention(Q, cache[:S], n_past, scale, R, half)    # [T, H, R]
+    else:                                                               # llama.cpp's order, exact
+        K = cache[:S][:, None, :]                                       # [S, 1, R + r]
+        pos = np.arange(S)
+        lat = ops.attention(Q, K, K[:, :, :R], pos[n_past:], pos, scale, round_f16=half)
     out = per_head(w.attn_v_b, lat)                                     # [T, H, dv]
     return ops.linear(w.attn_output, out.reshape(T, -1))                # [T, E]
+
+
+LATENT_BLOCK = 1 << 23   # scores (queries x heads x keys) per block of queries
+
+
+def latent_attention(Q: np.ndarray, K: np.ndarray, n_past: int, scale: float, R: int,
+                     half: bool) -> np.ndarray:
+    """Causal attention of Q [T, H, R + r] (query t at position n_past + t) over the cache rows
+    K [S, R + r] (values: their first R columns), read in place by BLAS matmuls: a decode step
+    costs two passes over the cache and no copy of it. Equal to ops.attention to float32
+    rounding (BLAS summation order). -> [T, H, R]"""
+    T, H, _ = Q.shape
+    S = K.shape[0]
+    rnd = ops._f16 if half else (lambda a: np.asarray(a, np.float32))
+    out = np.empty((T, H, R), np.float32)
+    tb = max(1, LATENT_BLOCK // (H * S))
+    for t0 in range(0, T, tb):
+        t1 = min(T, t0 + tb)
+        hi = n_past + t1                                                # keys the block sees
+        q = np.ascontiguousarray(rnd(Q[t0:t1])).reshape(-1, Q.shape[2])    # [t*H, R + r]
+        # K @ q.T and K.T @ p.T: BLAS reads the cache rows as stored (q @ K.T is ~3x slower here)
+        sc = (K[:hi] @ q.T).T.reshape(t1 - t0, H, hi) * np.float32(scale)  # [t, H, s]
+        if t1 - t0 > 1:                                                 # causal mask inside the block
+            qp = np.arange(n_past + t0, n_past + t1)[:, None]                   # [t, 1]
+            sc += np.where(np.arange(hi)[None, :] > qp, -np.inf, 0).astype(np.float32)[:, None, :]
+        sc -= sc.max(axis=-1, keepdims=True)
+        np.exp(sc, out=sc)
+        sc /= sc.sum(axis=-1, keepdims=True, dtype=np.float32)
+        out[t0:t1] = (K[:hi, :R].T @ rnd(sc).reshape(-1, hi).T).T.reshape(t1 - t0, H, R)
+    return out

@@ -24,8 +24,10 @@ from ..gguf_file import Tensor
 from . import base, moe
 from .base import KV, RING, State
 
-KV_DTYPE = np.float16   # llama.cpp's default cache type: K and V are stored rounded to half
-                        # (half the memory of float32; new_state(kv_dtype=np.float32) for exactness)
+KV_DTYPE = np.float16   # llama.cpp's default cache type: K and V are stored rounded to half,
+                        # kept in float32 arrays (what ops.cached_attention's JIT kernel reads);
+                        # new_state(kv_dtype=np.float32) for exact float32 caches
+HALF_KV = "kv_half"     # state marker (1 element, no kind): the caches hold half-rounded values
 RING_SLACK = 64         # extra ring slots beyond the window, so short rewinds keep the window
 Q_BLOCK = 256           # queries attended at once, at most ...
 SCORE_BUDGET = 1 << 22  # ... and at most this many scores [heads, queries, keys] per block
@@ -224,6 +226,9 @@ class Model(base.Model):
         cfg = self.cfg
         n_ctx = int(n_ctx or self.n_ctx_train)
         st = State(n_ctx)
+        if np.dtype(kv_dtype) == np.float16:
+            st.arrays[HALF_KV] = np.ones(1, np.int8)
+        kv_dtype = np.float32
         for il in range(cfg.n_layer):
             hkv = cfg.n_head_kv[il]
             if cfg.is_swa[il]:
@@ -294,23 +299,51 @@ class Model(base.Model):
                         freq_factors=self.rope_freqs)
         q = ops.rope_neox(q, pos, **rope)
         k = ops.rope_neox(k, pos, **rope)
-        # K and V are stored (rounded to the cache type) before attention, as llama.cpp does
-        cache_type = state.arrays[f"k.{il}"].dtype
-        k, v = k.astype(cache_type), v.astype(cache_type)
-        if swa:
+        scale = 1.0 / np.sqrt(cfg.head_dim)
+        if HALF_KV in state.arrays:
+            # K and V are stored rounded to half before attention, as llama.cpp does; q and the
+            # probabilities are rounded to half too (llama.cpp's CPU path, ops.cached_attention)
+            k, v = ops._f16(k), ops._f16(v)
+            if swa:
+                o = self.ring_attention(state, il, q, k, v, pos, scale)
+            else:
+                kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]    # [n_ctx, Hkv, d]
+                kc[pos[0]:pos[-1] + 1], vc[pos[0]:pos[-1] + 1] = k, v
+                o = ops.cached_attention(q, kc, vc, pos, scale)              # o: [T, Hq, dv]
+        else:
+            o = self.exact_attention(state, il, q, k, v, pos, scale)
+        if L.attn_gate is not None:
+            o = o * ops.sigmoid(ops.linear(L.attn_gate, x))[:, :, None]       # gate: [T, Hq, 1]
+        return ops.linear(L.attn_output, o.reshape(len(x), hq * cfg.head_dim_v))
+
+    def exact_attention(self, state: State, il: int, q, k, v, pos, scale) -> np.ndarray:
+        """Plain float32 attention over float32 caches (no half rounding) -> [T, Hq, dv]."""
+        if self.cfg.is_swa[il]:
             k_all, v_all, k_pos = self.ring_update(state, il, k, v, pos)
         else:
             kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]
             kc[pos[0]:pos[-1] + 1], vc[pos[0]:pos[-1] + 1] = k, v
             n = pos[-1] + 1
             k_all, v_all, k_pos = kc[:n], vc[:n], np.arange(n)
-        # with a half cache, q and the probabilities are rounded to half too (llama.cpp's CPU path)
-        o = attend(q, k_all.astype(np.float32), v_all.astype(np.float32), pos, k_pos,
-                   1.0 / np.sqrt(cfg.head_dim), cfg.n_swa if swa else None,
-                   round_f16=cache_type == np.float16)                       # o: [T, Hq, dv]
-        if L.attn_gate is not None:
-            o = o * ops.sigmoid(ops.linear(L.attn_gate, x))[:, :, None]       # gate: [T, Hq, 1]
-        return ops.linear(L.attn_output, o.reshape(len(x), hq * cfg.head_dim_v))
+        return attend(q, k_all, v_all, pos, k_pos, scale, self.cfg.n_swa if self.cfg.is_swa[il] else None)
+
+    def ring_attention(self, state: State, il: int, q, k, v, pos, scale) -> np.ndarray:
+        """Sliding-window attention through the ring (position p in slot p % R): the batch's keys
+        are written in pieces of at most R - n_swa + 1 queries, so no piece overwrites a key its
+        own queries still see (as gemma3's). q [T, Hq, d], k [T, Hkv, d], v [T, Hkv, dv]."""
+        n_swa = self.cfg.n_swa
+        kr, vr = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]           # [R, Hkv, d]
+        kp, vp = state.arrays[f"pos.k.{il}"], state.arrays[f"pos.v.{il}"]   # [R] (-1: empty)
+        R, T = kr.shape[0], len(pos)
+        piece = T if pos[-1] < R else max(1, R - n_swa + 1)
+        out = np.empty(q.shape[:2] + (vr.shape[2],), np.float32)
+        for s in range(0, T, piece):
+            sl = slice(s, s + piece)
+            slots = pos[sl] % R
+            kr[slots], vr[slots] = k[sl], v[sl]
+            kp[slots] = vp[slots] = pos[sl]
+            out[sl] = ops.cached_attention(q[sl], kr, vr, pos[sl], scale, window=n_swa, single=T == 1)
+        return out
 
     def ring_update(self, state: State, il: int, k, v, pos):
         """Keys the new tokens see on a sliding layer, then store the newest ones in the ring.

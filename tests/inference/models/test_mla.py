@@ -1,0 +1,52 @@
+"""mla.latent_attention (the long-context MLA path reading the latent cache in place) against
+ops.attention's exact llama.cpp-order path on the same rows, and the tiny kimi-linear decoded
+token by token on that path against its batch logits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference import ops
+from inference.models.mla import latent_attention
+
+
+@pytest.mark.parametrize("half", [False, True])
+@pytest.mark.parametrize("n_past,T", [(0, 7), (40, 1), (33, 5), (0, 1)])
+def test_latent_attention_matches_exact_attention(half, n_past, T):
+    rng = np.random.default_rng(n_past * 10 + T)
+    H, R, r = 4, 32, 8
+    S = n_past + T
+    K = rng.standard_normal((S, R + r)).astype(np.float32)
+    if half:
+        K = ops._f16(K)                                  # the cache holds half-rounded rows
+    Q = rng.standard_normal((T, H, R + r)).astype(np.float32)
+    pos = np.arange(S)
+    want = ops.attention(Q, K[:, None, :], K[:, None, :R], pos[n_past:], pos, 0.2, round_f16=half)
+    got = latent_attention(Q, K, n_past, 0.2, R, half)
+    assert got.shape == (T, H, R)
+    tol = 2e-3 if half else 1e-5                          # F16 probabilities may round the other way
+    np.testing.assert_allclose(got, want, atol=tol, rtol=tol)
+
+
+def test_latent_attention_blocks_of_queries_match_one_block(monkeypatch):
+    rng = np.random.default_rng(3)
+    K = rng.standard_normal((50, 20)).astype(np.float32)
+    Q = rng.standard_normal((30, 2, 20)).astype(np.float32)
+    whole = latent_attention(Q, K, 20, 0.3, 16, False)
+    monkeypatch.setattr("inference.models.mla.LATENT_BLOCK", 2 * 50 * 4)   # 4 queries a block
+    np.testing.assert_allclose(latent_attention(Q, K, 20, 0.3, 16, False), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_kimi_decode_on_the_long_path_matches_batch(monkeypatch):
+    """Every MLA call on latent_attention: token-by-token decode == the exact batch logits to
+    F16-probability rounding (the cache is written and read in place each step)."""
+    from inference.models import load_model
+    from tests.conftest import golden_dir
+
+    m = load_model(golden_dir() / "models" / "tiny-kimi-linear-F16.gguf")
+    toks = np.random.default_rng(1).integers(0, m.n_vocab, 40)
+    want = m.logits(toks)
+    monkeypatch.setattr(ops, "EXACT_ATTENTION_KEYS", 0)
+    st = m.new_state(len(toks))
+    got = np.concatenate([m.forward(toks[i:i + 1], st) for i in range(len(toks))])
+    assert np.isfinite(got).all() and np.abs(got - want).max() < 0.02
