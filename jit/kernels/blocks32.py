@@ -18,8 +18,8 @@ import functools
 from dataclasses import dataclass
 
 from ..cpu import CpuInfo
-from .emit import Fn, ModuleText, mask, vec
-from .tiles import P_NTOK, P_STEP, P_XQ, P_XSTRIDE, P_YSTRIDE
+from .emit import Fn, mask, vec
+from .tiles import grouped_batch_ir
 
 V8F, V8I, V32B, V16B = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i8")
 GROUP = 4
@@ -147,30 +147,5 @@ def mm_symbol(name: str) -> str:
 @functools.cache
 def mm_ir(name: str, cpu: CpuInfo) -> str:
     kind = KINDS[name]
-    mt = ModuleText(cpu)
-    fn = mt.function(f"define void @{mm_symbol(name)}(ptr noalias %w, ptr noalias %p, ptr noalias %y, i64 %r0, i64 %r1, "
-                     "i64 %n) nounwind")
-    xq = fn.load("ptr", fn.gep("%p", str(8 * P_XQ)), 8)
-    ntok, xs, ys, step = (fn.load("i64", fn.gep("%p", str(8 * k)), 8) for k in (P_NTOK, P_XSTRIDE, P_YSTRIDE, P_STEP))
-    nb = fn.v("sdiv i64 %n, 32")
-    row_bytes = fn.v(f"mul i64 {nb}, {kind.wb}")
-    span = fn.v("sub i64 %r1, %r0")
-    last = fn.v(f"sub i64 {step}, 1")
-    nsteps = fn.v(f"sdiv i64 {fn.v(f'add i64 {span}, {last}')}, {step}")
-    groups = fn.v(f"sdiv i64 {ntok}, {GROUP}")
-    with fn.loop("0", nsteps, stem="rs") as S:
-        rb = fn.v(f"add i64 %r0, {fn.v(f'mul i64 {S.i}, {step}')}")
-        re_ = fn.call("i64", "llvm.smin.i64", [f"i64 {fn.v(f'add i64 {rb}, {step}')}", "i64 %r1"], "i64, i64")
-        for size, lo, hi in ((GROUP, "0", groups), (1, fn.v(f"mul i64 {groups}, {GROUP}"), ntok)):
-            with fn.loop(lo, hi, stem="tg") as G:
-                t0 = fn.v(f"mul i64 {G.i}, {size}")
-                toks = [fn.v(f"add i64 {t0}, {k}") for k in range(size)]
-                xqs = [fn.gep(xq, fn.v(f"mul i64 {t}, {xs}")) for t in toks]
-                ysb = [fn.gep("%y", fn.v(f"mul i64 {t}, {ys}")) for t in toks]
-                with fn.loop(rb, re_, stem="rw") as R:
-                    tot = block_rows(fn, kind, fn.gep("%w", fn.v(f"mul i64 {R.i}, {row_bytes}")), xqs, nb)
-                    for yb, v in zip(ysb, tot):
-                        fn.store("float", v, fn.gep(yb, fn.v(f"shl i64 {R.i}, 2")), 4)
-    fn.do("ret void")
-    mt.add(fn)
-    return mt.text()
+    return grouped_batch_ir(cpu, mm_symbol(name), 32, kind.wb, GROUP,
+                            lambda fn, wrow, nb, xqs: block_rows(fn, kind, wrow, xqs, nb))

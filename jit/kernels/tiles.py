@@ -76,3 +76,37 @@ def tiles_ir(cpu: CpuInfo) -> str:
     fn.do("ret void")
     mt.add(fn)
     return mt.text()
+
+
+def grouped_batch_ir(cpu: CpuInfo, symbol: str, block: int, wbytes: int, group: int, dots) -> str:
+    """A batch kernel over rows [r0, r1) of a weight matrix and the tokens of one tile (parameters
+    P_*): rows in steps of P_STEP, tokens in groups of `group` then one by one; for each row,
+    dots(fn, wrow, nb, xqs) returns one float total per token of the group (each unpacked weight
+    block is shared by the group). block: weights per block; wbytes: bytes per block."""
+    mt = ModuleText(cpu)
+    fn = mt.function(f"define void @{symbol}(ptr noalias %w, ptr noalias %p, ptr noalias %y, i64 %r0, "
+                     "i64 %r1, i64 %n) nounwind")
+    xq = fn.load("ptr", fn.gep("%p", str(8 * P_XQ)), 8)
+    ntok, xs, ys, step = (fn.load("i64", fn.gep("%p", str(8 * k)), 8) for k in (P_NTOK, P_XSTRIDE, P_YSTRIDE, P_STEP))
+    nb = fn.v(f"sdiv i64 %n, {block}")
+    row_bytes = fn.v(f"mul i64 {nb}, {wbytes}")
+    span = fn.v("sub i64 %r1, %r0")
+    last = fn.v(f"sub i64 {step}, 1")
+    nsteps = fn.v(f"sdiv i64 {fn.v(f'add i64 {span}, {last}')}, {step}")
+    groups = fn.v(f"sdiv i64 {ntok}, {group}")
+    with fn.loop("0", nsteps, stem="rs") as S:
+        rb = fn.v(f"add i64 %r0, {fn.v(f'mul i64 {S.i}, {step}')}")
+        re_ = fn.call("i64", "llvm.smin.i64", [f"i64 {fn.v(f'add i64 {rb}, {step}')}", "i64 %r1"], "i64, i64")
+        for size, lo, hi in ((group, "0", groups), (1, fn.v(f"mul i64 {groups}, {group}"), ntok)):
+            with fn.loop(lo, hi, stem="tg") as G:
+                t0 = fn.v(f"mul i64 {G.i}, {size}")
+                toks = [fn.v(f"add i64 {t0}, {k}") for k in range(size)]
+                xqs = [fn.gep(xq, fn.v(f"mul i64 {t}, {xs}")) for t in toks]
+                ysb = [fn.gep("%y", fn.v(f"mul i64 {t}, {ys}")) for t in toks]
+                with fn.loop(rb, re_, stem="rw") as R:
+                    tot = dots(fn, fn.gep("%w", fn.v(f"mul i64 {R.i}, {row_bytes}")), nb, xqs)
+                    for yb, v in zip(ysb, tot):
+                        fn.store("float", v, fn.gep(yb, fn.v(f"shl i64 {R.i}, 2")), 4)
+    fn.do("ret void")
+    mt.add(fn)
+    return mt.text()
