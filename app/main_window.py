@@ -4,6 +4,7 @@ The GUI talks to the engine only through the inference worker (app.worker)."""
 from __future__ import annotations
 
 import base64
+import gc
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +13,7 @@ from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget)
 
+from . import gc_guard
 from .chat_controller import ChatMixin
 from .chat_view import ChatView
 from .conversation_list import ConversationList
@@ -36,6 +38,7 @@ class MainWindow(HubMixin, RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWi
 
         self.version = __version__
         self.store, self.library = store, library
+        gc_guard.hold()                     # collect garbage on this thread only (app.gc_guard)
         self.worker = WorkerThread(ram_bytes)
         self.model_path = ""
         self.model_entry: ModelEntry | None = None
@@ -239,6 +242,7 @@ class MainWindow(HubMixin, RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWi
         self.load_bar.setVisible(True)
         self.load_cancel.setVisible(True)
         self._failed_path = path
+        gc.unfreeze()                       # a model loaded before may be collected again
         self.worker.load(self.lid, path, self.library.settings(entry)["n_ctx"])
 
     def cancel_load(self) -> None:
@@ -255,6 +259,7 @@ class MainWindow(HubMixin, RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWi
         if lid != self.loading_lid:
             return
         self.loading_lid = None
+        gc_guard.settle_after_load()
         self.model_path, self.n_ctx = info["path"], info["n_ctx"]
         self.store.set("last_model", self.model_path)
         self.load_bar.setVisible(False)
@@ -392,4 +397,5 @@ class MainWindow(HubMixin, RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWi
         self.server.stop()
         self.close_hub()
         self.worker.shutdown()
+        gc_guard.release()
         super().closeEvent(ev)

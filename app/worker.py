@@ -9,7 +9,6 @@ checks between its stages) ends at the next boundary.
 """
 from __future__ import annotations
 
-import gc
 import threading
 import time
 import traceback
@@ -98,7 +97,6 @@ class InferenceWorker(QObject):
 
         try:
             stage(0)
-            gc.unfreeze()         # objects of a model loaded before may be collected again
             entry = inspect(path, n_ctx=n_ctx)
             if entry.error:
                 kind = "missing" if "not found" in entry.error else "error"
@@ -124,10 +122,6 @@ class InferenceWorker(QObject):
                 raise _Cancelled()
             self.engine, self.session, self.path = engine, session, str(path)
             self.remote = None
-            # the model's many small objects live as long as it does: keep them out of the
-            # garbage collector's full passes, which hold the GIL (and so the GUI) meanwhile
-            gc.collect()
-            gc.freeze()
             emit(self.loadProgress, lid, steps, steps, LOAD_STAGES[-1])
             emit(self.loaded, lid, {"path": str(path), "name": entry.name, "n_ctx": session.n_ctx,
                                    "architecture": entry.architecture})

@@ -266,6 +266,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.whole(req, job)
         except (BrokenPipeError, ConnectionResetError, ClientGone):
             job.cancel.set()
+            srv.worker.stats.disconnected += 1
             self.close_connection = True
 
     def events(self, job: Job):

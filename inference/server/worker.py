@@ -44,6 +44,7 @@ class Stats:
     completed: int = 0        # ran to an end other than cancellation
     cancelled: int = 0        # stopped because the client went away (or skipped while waiting)
     refused_busy: int = 0     # 503: queue full
+    disconnected: int = 0     # clients seen leaving before their answer was complete
     failed: int = 0           # the engine raised
     generated_tokens: int = 0
     prompt_tokens: int = 0

@@ -1,6 +1,7 @@
 """GUI tests run offscreen with their own data directory and the golden tiny model."""
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -10,6 +11,17 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO.parent / "shared" / "golden" / "models" / "tiny-llama-F16.gguf"
+
+
+@pytest.fixture(autouse=True)
+def collect_on_the_gui_thread():
+    """Each test's windows are closed before this runs; their garbage (Qt objects in reference
+    cycles) is collected here, on the GUI thread, not later by some engine thread (app.gc_guard)."""
+    yield
+    from app import gc_guard
+
+    gc_guard.reset()
+    gc.collect()
 
 
 @pytest.fixture

@@ -239,16 +239,21 @@ def test_client_disconnect_stops_the_generation(server):
 
 
 def test_non_streaming_client_disconnect_stops_the_generation(server):
+    """No clock: the test holds the engine lock, so the job waits (accepted) until the server has
+    seen the client leave; only then may it run, and it must stop instead of writing 400 tokens."""
     before = health(server.url)["stats"]
     u = urllib.parse.urlsplit(server.url)
     body = b'{"prompt": "the", "max_tokens": 400}'
-    with socket.create_connection((u.hostname, u.port), timeout=30) as s:
-        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        wait_for(lambda: health(server.url)["stats"]["busy"])
+    with server.worker.lock:
+        with socket.create_connection((u.hostname, u.port), timeout=30) as s:
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            wait_for(lambda: health(server.url)["stats"]["requests"] > before["requests"])
+        wait_for(lambda: health(server.url)["stats"]["disconnected"] > before["disconnected"])
     st = wait_for(lambda: (s := health(server.url)["stats"])["cancelled"] > before["cancelled"]
                   and not s["busy"] and s)
-    assert st["last_cancelled_tokens"] < 400
+    assert 0 <= st["last_cancelled_tokens"] < 400
+    assert st["completed"] == before["completed"]
 
 
 def test_full_queue_answers_503_with_retry_after():
