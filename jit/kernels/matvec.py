@@ -121,13 +121,13 @@ def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
 
 
 def _q4_K_token(fn: Fn, W: dict, xb: str, acc: str) -> tuple[str, str]:
-    """One token's share of a Q4_K/Q5_K superblock -> (acc, float to subtract). As llama.cpp's
+    """One token's share of a Q4_K/Q5_K superblock -> (acc, <8 x float> to subtract). As llama.cpp's
     AVX2 vec_dot: the 6-bit scales multiply the integer pair sums (vpmaddwd), so the superblock
     is one exact integer dot, scaled once in float: acc += float(isum) * (d * dx)."""
     dx = fn.load("float", xb)
-    # mins: sum_j m_j * (bsums[2j] + bsums[2j+1]), exact in i32
+    # mins: lane j of m_j * (bsums[2j] + bsums[2j+1]), exact in i32
     bs = fn.load("<16 x i16>", fn.gep(xb, "260"))
-    msum = fn.call("i32", "llvm.vector.reduce.add.v8i32", [f"{V8I} {_madd_i16(fn, bs, W['m'])}"], V8I)
+    mprod = fn.v(f"sitofp {V8I} {_madd_i16(fn, bs, W['m'])} to {vec(8, 'float')}")
     # sub-block j: 32 weights (0..31) x 32 activations -> 16 pair sums (|.| <= 2*31*127) -> * sc_j
     parts = [_scaled_dot(fn, q, fn.load(V32B, fn.gep(xb, str(4 + 32 * j))), W["sc"][j]) for j, q in enumerate(W["q"])]
     lo, hi = parts[0], parts[1]
@@ -142,7 +142,10 @@ def _q4_K_token(fn: Fn, W: dict, xb: str, acc: str) -> tuple[str, str]:
         acc = fn.fma_v(16, isum, ds, acc)
     else:                                     # no FMA: two roundings, the same in batch and matvec
         acc = fn.v(f"fadd {V16F} {fn.v(f'fmul {V16F} {isum}, {ds}')}, {acc}")
-    return acc, fn.v(f"fmul float {dmin}, {fn.v(f'sitofp i32 {msum} to float')}")
+    return acc, fn.v(f"fmul {vec(8, 'float')} {mprod}, {fn.splat(8, 'float', dmin)}")
+
+
+_q4_K_token.sub_lanes = 8    # the mins' term stays in 8 lanes (pairs of sub-blocks) until the row ends
 
 
 def _u32x2_to_i16x8(fn: Fn, lo: str, hi: str) -> str:
@@ -196,11 +199,13 @@ def _scaled_dot(fn: Fn, q: str, x: str, sc: str) -> str:
 def _superblocks_many(fn: Fn, wrow: str, wbytes: int, nb: str, unpack, token, xqs) -> list[str]:
     """Sum over 256-blocks (Q8_K activations) for several tokens at once: each superblock is
     unpacked once (unpack(fn, wb) -> W) and then used by every token (token(fn, W, xb, acc) ->
-    (acc, float subtract)). Every token's float operations are the one-token sequence, so the
+    (acc, subtrahend): a float, or token.sub_lanes floats summed only at the row's end). Every token's float operations are the one-token sequence, so the
     batch gives the matvec's bits."""
+    lanes = getattr(token, "sub_lanes", 0)          # the subtrahend: a float, or <lanes x float> lanes
+    sub_ty = vec(lanes, "float") if lanes else "float"
     with fn.loop("0", nb, stem="sb") as B:
         accs = [B.carry(V16F, "zeroinitializer") for _ in xqs]
-        corrs = [B.carry("float", "0.0") for _ in xqs]
+        corrs = [B.carry(sub_ty, "zeroinitializer" if lanes else "0.0") for _ in xqs]
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
         _prefetch(fn, wb, wbytes)
         W = unpack(fn, wb)
@@ -208,8 +213,9 @@ def _superblocks_many(fn: Fn, wrow: str, wbytes: int, nb: str, unpack, token, xq
         for xq, acc, corr in zip(xqs, accs, corrs):
             a, sub = token(fn, W, fn.gep(xq, off), acc)
             B.set(acc, a)
-            B.set(corr, fn.v(f"fadd float {corr}, {sub}"))
-    return [fn.v(f"fsub float {fn.hsum_f(16, acc)}, {corr}") for acc, corr in zip(accs, corrs)]
+            B.set(corr, fn.v(f"fadd {sub_ty} {corr}, {sub}"))
+    return [fn.v(f"fsub float {fn.hsum_f(16, acc)}, {fn.hsum_f(lanes, corr) if lanes else corr}")
+            for acc, corr in zip(accs, corrs)]
 
 
 def _q4_K(fn: Fn, five: bool = False):
