@@ -48,6 +48,9 @@ def register(sub) -> None:
                    help="weight matrix size for --kernels (default %(default)s MB)")
     p.add_argument("--kernel-repeat", type=int, default=10, metavar="N",
                    help="timed matvecs per type for --kernels, best counts (default %(default)s)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="--kernels with -t 1: time the matvecs and the read passes with the thread's CPU "
+                        "clock (time the scheduler gives to other processes is not counted)")
     p.add_argument("--bandwidth-mb", type=int, default=0, metavar="MB",
                    help="read-bandwidth buffer for --kernels and --bandwidth (default: 32 x L3, >= 1024)")
     bench_long.add_args(p)
@@ -215,25 +218,34 @@ def kernels(args) -> int:
         if name not in T.__members__:
             raise LecternError(f"unknown weight type {name!r}; try: {KERNEL_TYPES}")
     mb = args.bandwidth_mb or default_read_mb()
-    reader = Reader(mb, args.threads, detect(), "native" if supported() else "python")
-    rows_out = []
+    if args.cpu_time and args.threads != 1:
+        raise LecternError("--cpu-time measures one thread: use it with -t 1")
+    import jit.bench
+
+    jit.bench.CLOCK = time.thread_time if args.cpu_time else time.perf_counter   # 1 thread: this one
+    rows_out, reader = [], None
     try:
+        reader = Reader(mb, args.threads, detect(), "native" if supported() else "python")
         for name in names:
             block, size = GGML_QUANT_SIZES[T[name]]
             cols = 8192 if 8192 % block == 0 else block * 32
             rows = max(16, (args.kernel_mb << 20) // (cols // block * size))
             rows_out += matvec_table([name], rows, cols, args.threads, args.kernel_repeat, reader)
     finally:
-        reader.close()
+        jit.bench.CLOCK = time.perf_counter
+        if reader is not None:
+            reader.close()
     bw = reader.best * 1e9
     for row in rows_out:
         row["fraction_of_bandwidth"] = row["gb_per_s"] * 1e9 / bw
     if args.json:
         print(json.dumps({"threads": args.threads, "bandwidth_bytes_per_s": bw, "bandwidth_buffer_mb": mb,
+                          "cpu_time": bool(args.cpu_time),
                           "kernels": rows_out}))
         return 0
+    clock = "thread CPU time" if args.cpu_time else "wall time"
     print(f"read bandwidth: {bw / 1e9:.1f} GB/s, best pass over a {mb} MB buffer, {args.threads} thread(s), "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"{clock}, load average {os.getloadavg()[0]:.1f}")
     for row in rows_out:
         print(f"{row['type']:6s} {row['rows']}x{row['cols']} ({row['bytes'] / 1e6:6.1f} MB) {args.threads}T: "
               f"{row['gb_per_s']:6.1f} GB/s = {100 * row['fraction_of_bandwidth']:5.1f}% of read bandwidth")
