@@ -99,9 +99,10 @@ def default_read_mb() -> int:
 class Reader:
     """Memory read bandwidth: a buffer of `mb` MB (pick it >> L3) read by every STREAMS variant
     of the JIT read kernel on `threads` threads (rows of 1 MB taken from the pool's chunk counter).
-    `once()` times one pass of each variant and returns the best GB/s; `best` is the highest seen
-    so far. Interleave once() with the runs it is a reference for: on a shared machine both then
-    see the same load, and the reference is the best of all those passes."""
+    `once(nbytes)` times one pass of each variant (over the next nbytes-long slice, or the whole
+    buffer) and returns the best GB/s; `best` is the highest seen so far. Interleave once() with
+    the runs it is a reference for, reading as many bytes: on a shared machine both then see the
+    same load for as long, and the reference is the best of all those passes."""
 
     def __init__(self, mb: int, threads: int, cpu: CpuInfo | None = None, kind: str = "native"):
         cpu = cpu or detect()
@@ -111,17 +112,27 @@ class Reader:
         self.buf = np.ones(self.rows * self.row, np.uint8)       # written: every page is really there
         self.y = np.empty(self.rows, np.float32)
         self.pool = make_pool(kind, threads)
-        self.best = 0.0
+        self.best, self.next = 0.0, 0
         for k in self.kerns:    # warm up: page tables, caches of the kernel code
             self._pass(k)
 
-    def _pass(self, kern) -> float:
+    def _pass(self, kern, first: int = 0, rows: int | None = None) -> float:
+        rows = self.rows if rows is None else rows
         t = CLOCK()
-        self.pool.run(kern, (self.buf.ctypes.data, 0, self.y.ctypes.data), self.rows, (self.row,))
-        return self.buf.nbytes / (CLOCK() - t) / 1e9
+        self.pool.run(kern, (self.buf.ctypes.data + first * self.row, 0, self.y.ctypes.data), rows, (self.row,))
+        return rows * self.row / (CLOCK() - t) / 1e9
 
-    def once(self) -> float:
-        gbs = max(self._pass(k) for k in self.kerns)
+    def once(self, nbytes: int | None = None) -> float:
+        """One pass of each variant; nbytes: each pass reads only that much (whole MB), the next
+        slice of the buffer each time, so a pass is as long as the run it is compared with (as
+        exposed to preemption) and still never finds its bytes in a cache."""
+        rows = self.rows if nbytes is None else max(1, min(self.rows, -(-nbytes // self.row)))
+        gbs = 0.0
+        for k in self.kerns:
+            if self.next + rows > self.rows:
+                self.next = 0
+            gbs = max(gbs, self._pass(k, self.next, rows))
+            self.next += rows
         self.best = max(self.best, gbs)
         return gbs
 
@@ -171,7 +182,8 @@ def matvec_table(types: list[str], rows: int, cols: int, threads: int, repeat: i
                  reader: Reader | None = None) -> list[dict]:
     """Matvec speed per weight type on a rows x cols matrix (pick it larger than the L3 cache):
     [{type, rows, cols, bytes, seconds, gb_per_s}], best of `repeat`, `threads` native threads.
-    With a Reader, each timed matvec is followed by one bandwidth pass (reader.once())."""
+    With a Reader, each timed matvec is followed by one bandwidth pass over as many bytes
+    (reader.once(w.nbytes))."""
     kind = "native" if supported() else "python"
     x = np.random.default_rng(1).standard_normal(cols).astype(np.float32)
     out = []
@@ -188,7 +200,7 @@ def matvec_table(types: list[str], rows: int, cols: int, threads: int, repeat: i
                 api.matvec_raw(w, qt, rows, cols, x, out=y, pool=pool)
                 t = min(t, CLOCK() - t0)
                 if reader is not None:
-                    reader.once()
+                    reader.once(w.nbytes)
         finally:
             pool.close()
         out.append({"type": name, "rows": rows, "cols": cols, "bytes": int(w.nbytes),

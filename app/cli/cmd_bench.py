@@ -244,8 +244,8 @@ def kernels(args) -> int:
                           "kernels": rows_out}))
         return 0
     clock = "thread CPU time" if args.cpu_time else "wall time"
-    print(f"read bandwidth: {bw / 1e9:.1f} GB/s, best pass over a {mb} MB buffer, {args.threads} thread(s), "
-          f"{clock}, load average {os.getloadavg()[0]:.1f}")
+    print(f"read bandwidth: {bw / 1e9:.1f} GB/s, best read pass (each as long as a matrix, slices of a {mb} MB "
+          f"buffer), {args.threads} thread(s), {clock}, load average {os.getloadavg()[0]:.1f}")
     for row in rows_out:
         print(f"{row['type']:6s} {row['rows']}x{row['cols']} ({row['bytes'] / 1e6:6.1f} MB) {args.threads}T: "
               f"{row['gb_per_s']:6.1f} GB/s = {100 * row['fraction_of_bandwidth']:5.1f}% of read bandwidth")
