@@ -4,7 +4,7 @@ Like llama-bench: prefill P random token ids as one batch, then decode N tokens 
 (random ids again: the speed does not depend on which tokens). Decode is bound by memory
 bandwidth, so next to tokens/s it reports the bytes of weights one token reads and the
 resulting GB/s. `--bandwidth` measures the machine's memory read bandwidth (a JIT streaming
-kernel over 128 MB, same threads) and reports the fraction of it decode reaches;
+kernels over a buffer of 32 x L3, at least 1 GB, same threads) and reports the fraction of it decode reaches;
 `--llama-bench PATH` runs llama.cpp's llama-bench on the same file with the same threads and
 sizes in the same run and prints our speed as a fraction of llama.cpp's.
 """
@@ -46,19 +46,27 @@ def register(sub) -> None:
                         f"L3 cache, against the measured read bandwidth (default types {KERNEL_TYPES})")
     p.add_argument("--kernel-mb", type=int, default=KERNEL_MATRIX_BYTES >> 20, metavar="MB",
                    help="weight matrix size for --kernels (default %(default)s MB)")
+    p.add_argument("--kernel-repeat", type=int, default=10, metavar="N",
+                   help="timed matvecs per type for --kernels, best counts (default %(default)s)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="--kernels with -t 1: time the matvecs and the read passes with the thread's CPU "
+                        "clock (time the scheduler gives to other processes is not counted)")
+    p.add_argument("--bandwidth-mb", type=int, default=0, metavar="MB",
+                   help="read-bandwidth buffer for --kernels and --bandwidth (default: 32 x L3, >= 1024)")
     bench_long.add_args(p)
     p.add_argument("--decode-after", type=int, default=16, metavar="N",
                    help="tokens decoded after each --contexts prefill (default 16)")
     p.set_defaults(func=run)
 
 
-def measure_bandwidth(threads: int) -> float:
-    """Memory read bandwidth in bytes/s: best of 3 streaming reads of 128 MB (JIT kernel)."""
-    from jit.bench import read_bandwidth
+def measure_bandwidth(threads: int, mb: int = 0) -> float:
+    """Memory read bandwidth in bytes/s: best of 5 rounds of the JIT read kernels over a buffer
+    of mb MB (default 32 x L3, at least 1 GB)."""
+    from jit.bench import default_read_mb, read_bandwidth
     from jit.cpu import detect
     from jit.native_pool import supported
 
-    return read_bandwidth(128, threads, 3, detect(), "native" if supported() else "python") * 1e9
+    return read_bandwidth(mb or default_read_mb(), threads, 5, detect(), "native" if supported() else "python") * 1e9
 
 
 def llama_bench(exe: str, model: str, p: int, n: int, threads: int) -> tuple[float, float]:
@@ -143,7 +151,7 @@ def run(args) -> int:
         "decode_gb_per_s": round(wbytes * decode_tps / 1e9, 4),
     }
     if args.bandwidth:
-        bw = measure_bandwidth(args.threads)
+        bw = measure_bandwidth(args.threads, args.bandwidth_mb)
         result["bandwidth_bytes_per_s"] = round(bw)
         result["prefill_bandwidth_fraction"] = round(result["prefill_gb_per_s"] * 1e9 / bw, 4)
         result["decode_bandwidth_fraction"] = round(result["decode_gb_per_s"] * 1e9 / bw, 4)
@@ -195,29 +203,50 @@ def print_report(r: dict, name: str, p: int, n: int, pre_s: float, dec_s: float)
 
 
 def kernels(args) -> int:
-    """lectern bench --kernels: the matvec micro-benchmark (no model needed)."""
+    """lectern bench --kernels: the matvec micro-benchmark (no model needed). Each timed matvec
+    is followed by one pass of the read-bandwidth kernels over a buffer >> L3, and every fraction
+    is taken of the best read pass of the whole run (an upper bound under the same load)."""
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
     from inference import LecternError
-    from jit.bench import matvec_table
+    from jit.bench import Reader, default_read_mb, matvec_table
+    from jit.cpu import detect
+    from jit.native_pool import supported
 
     names = [t.strip().upper() for t in args.kernels.split(",") if t.strip()]
     for name in names:
         if name not in T.__members__:
             raise LecternError(f"unknown weight type {name!r}; try: {KERNEL_TYPES}")
-    bw = measure_bandwidth(args.threads)
-    rows_out = []
-    for name in names:
-        block, size = GGML_QUANT_SIZES[T[name]]
-        cols = 8192 if 8192 % block == 0 else block * 32
-        rows = max(16, (args.kernel_mb << 20) // (cols // block * size))
-        [row] = matvec_table([name], rows, cols, args.threads)
+    mb = args.bandwidth_mb or default_read_mb()
+    if args.cpu_time and args.threads != 1:
+        raise LecternError("--cpu-time measures one thread: use it with -t 1")
+    import jit.bench
+
+    jit.bench.CLOCK = time.thread_time if args.cpu_time else time.perf_counter   # 1 thread: this one
+    rows_out, reader = [], None
+    try:
+        reader = Reader(mb, args.threads, detect(), "native" if supported() else "python")
+        for name in names:
+            block, size = GGML_QUANT_SIZES[T[name]]
+            cols = 8192 if 8192 % block == 0 else block * 32
+            rows = max(16, (args.kernel_mb << 20) // (cols // block * size))
+            rows_out += matvec_table([name], rows, cols, args.threads, args.kernel_repeat, reader)
+    finally:
+        jit.bench.CLOCK = time.perf_counter
+        if reader is not None:
+            reader.close()
+    bw = reader.best * 1e9
+    for row in rows_out:
         row["fraction_of_bandwidth"] = row["gb_per_s"] * 1e9 / bw
-        rows_out.append(row)
-        if not args.json:
-            print(f"{name:6s} {rows}x{cols} ({row['bytes'] / 1e6:6.1f} MB) {args.threads}T: "
-                  f"{row['gb_per_s']:6.1f} GB/s = {100 * row['fraction_of_bandwidth']:5.1f}% of "
-                  f"{bw / 1e9:.1f} GB/s read bandwidth", flush=True)
     if args.json:
-        print(json.dumps({"threads": args.threads, "bandwidth_bytes_per_s": bw, "kernels": rows_out}))
+        print(json.dumps({"threads": args.threads, "bandwidth_bytes_per_s": bw, "bandwidth_buffer_mb": mb,
+                          "cpu_time": bool(args.cpu_time),
+                          "kernels": rows_out}))
+        return 0
+    clock = "thread CPU time" if args.cpu_time else "wall time"
+    print(f"read bandwidth: {bw / 1e9:.1f} GB/s, best read pass (each as long as a matrix, slices of a {mb} MB "
+          f"buffer), {args.threads} thread(s), {clock}, load average {os.getloadavg()[0]:.1f}")
+    for row in rows_out:
+        print(f"{row['type']:6s} {row['rows']}x{row['cols']} ({row['bytes'] / 1e6:6.1f} MB) {args.threads}T: "
+              f"{row['gb_per_s']:6.1f} GB/s = {100 * row['fraction_of_bandwidth']:5.1f}% of read bandwidth")
     return 0

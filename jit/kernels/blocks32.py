@@ -15,6 +15,7 @@ Row result: r = acc[4:8] + acc[0:4]; ((r0 + r2) + (r1 + r3)) + summs   (hsum_flo
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 from ..cpu import CpuInfo
@@ -57,7 +58,14 @@ def _weights(fn: Fn, kind: Kind, wb: str) -> str:
     if kind.name == "Q8_0":
         return fn.load(V32B, fn.gep(wb, "2"))
     qs = fn.load(V16B, fn.gep(wb, str(kind.qs)))
-    q = fn.concat("i8", 16, fn.v(f"and {V16B} {qs}, splat (i8 15)"), fn.v(f"lshr {V16B} {qs}, splat (i8 4)"))
+    if fn.cpu.has_avx2:
+        # both halves of one broadcast load; the high half shifted by 4 in its dwords (vpsrlvd):
+        # 2 vector ops instead of shift + insert + and
+        both = fn.v(f"bitcast {V32B} {fn.concat('i8', 16, qs, qs)} to {V8I}")
+        sh = fn.v(f"lshr {V8I} {both}, <i32 0, i32 0, i32 0, i32 0, i32 4, i32 4, i32 4, i32 4>")
+        q = fn.v(f"and {V32B} {fn.v(f'bitcast {V8I} {sh} to {V32B}')}, splat (i8 15)")
+    else:
+        q = fn.concat("i8", 16, fn.v(f"and {V16B} {qs}, splat (i8 15)"), fn.v(f"lshr {V16B} {qs}, splat (i8 4)"))
     if kind.qh is not None:
         m = fn.v(f"bitcast i32 {fn.load('i32', fn.gep(wb, str(kind.qh)))} to <32 x i1>")
         q = fn.v(f"or {V32B} {q}, {fn.v(f'select <32 x i1> {m}, {V32B} splat (i8 16), {V32B} zeroinitializer')}")
@@ -80,10 +88,11 @@ def _fma8(fn: Fn, a: str, b: str, c: str) -> str:
     return fn.v(f"fadd {V8F} {fn.v(f'fmul {V8F} {a}, {b}')}, {c}")   # no FMA: two roundings
 
 
-def block_rows(fn: Fn, kind: Kind, wrow, xqs: list[str], nb: str) -> list[str]:
+def block_rows(fn: Fn, kind: Kind, wrow, xqs: list[str], nb: str, prefetch: int | str = 0) -> list[str]:
     """The dot of weight row(s) wrow (one pointer or a list) with each activation in xqs (8-bit
     rows of nb blocks) -> totals, row-major over (row, token). Each (row, token) is its own
-    strict chain: several of them only interleave for the CPU."""
+    strict chain: several of them only interleave for the CPU. prefetch (bytes, a constant or an
+    i64 value; 0 = none): each row's block asks for the cache line that far ahead of it."""
     wrows = wrow if isinstance(wrow, list) else [wrow]
     auxs = [fn.gep(x, fn.v(f"mul i64 {nb}, {kind.xb}")) for x in xqs]
     pairs = [(r, k) for r in range(len(wrows)) for k in range(len(xqs))]
@@ -96,15 +105,17 @@ def block_rows(fn: Fn, kind: Kind, wrow, xqs: list[str], nb: str) -> list[str]:
             ab = fn.gep(aux, fn.v(f"mul i64 {B.i}, {kind.xaux}"))
             sa = fn.load("float", fn.gep(ab, "4"), 4) if kind.has_min else None
             xs.append((fn.load(V32B, fn.gep(xb, str(kind.xqs))), fn.load("float", ab, 4), sa))
-        for r, wr in enumerate(wrows):
-            wb = fn.gep(wr, fn.v(f"mul i64 {B.i}, {kind.wb}"))
+        wbs = [fn.gep(wr, fn.v(f"mul i64 {B.i}, {kind.wb}")) for wr in wrows]
+        dprods = _scale_products(fn, wbs, [da for _, da, _ in xs])
+        for r, wb in enumerate(wbs):
+            if prefetch:
+                _prefetch_at(fn, wb, prefetch)
             q = _weights(fn, kind, wb)
-            dw = fn.half_to_float(fn.load("i16", wb, 2))
             mw = fn.half_to_float(fn.load("i16", fn.gep(wb, "2"), 2)) if kind.has_min else None
             for k, (x, da, sa) in enumerate(xs):
                 i = r * len(xqs) + k
                 lf = fn.v(f"sitofp {V8I} {_lanes(fn, kind, q, x)} to {V8F}")
-                d = fn.v(f"fmul float {dw}, {da}")
+                d = dprods[r][k]
                 B.set(accs[i], _fma8(fn, fn.splat(8, "float", d), lf, accs[i]))
                 if kind.has_min:
                     B.set(summs[i], fn.v(f"fadd float {summs[i]}, {fn.v(f'fmul float {mw}, {sa}')}"))
@@ -119,15 +130,62 @@ def block_rows(fn: Fn, kind: Kind, wrow, xqs: list[str], nb: str) -> list[str]:
     return out
 
 
-def matvec_body(fn: Fn, name: str) -> None:
-    """matvec_<type>'s body, one row at a time: y[r] = row r . xq. (Interleaving rows measured
-    slower out of cache: one sequential weight stream suits the hardware prefetcher best.)"""
+def _scale_products(fn: Fn, wbs: list[str], das: list[str]) -> list[list[str]]:
+    """d_w * d_a (float32, one rounding) for each weight block (f16 d at byte 0) and activation
+    scale: [row][token]. Several rows: their f16 scales gathered into one vector, converted by one
+    vcvtph2ps and multiplied in one vmulps per token (the same per-lane rounding as scalar code)."""
+    if len(wbs) == 1 or not fn.cpu.has_f16c:
+        dws = [fn.half_to_float(fn.load("i16", wb, 2)) for wb in wbs]
+        return [[fn.v(f"fmul float {dw}, {da}") for da in das] for dw in dws]
+    n = len(wbs)
+    h = "poison"
+    for r, wb in enumerate(wbs):
+        h = fn.v(f"insertelement <{n} x i16> {h}, i16 {fn.load('i16', wb, 2)}, i64 {r}")
+    dw = fn.v(f"fpext <{n} x half> {fn.v(f'bitcast <{n} x i16> {h} to <{n} x half>')} to <{n} x float>")
+    out = [[None] * len(das) for _ in wbs]
+    for k, da in enumerate(das):
+        p = fn.v(f"fmul <{n} x float> {dw}, {fn.splat(n, 'float', da)}")
+        for r in range(n):
+            out[r][k] = fn.v(f"extractelement <{n} x float> {p}, i64 {r}")
+    return out
+
+
+def _prefetch_at(fn: Fn, ptr: str, ahead: int | str) -> None:
+    fn.declare("declare void @llvm.prefetch.p0(ptr, i32, i32, i32)")
+    fn.do(f"call void @llvm.prefetch.p0(ptr {fn.v(f'getelementptr i8, ptr {ptr}, i64 {ahead}')}, i32 0, i32 3, i32 1)")
+
+
+# matvec: rows per step, and the prefetch distance (< 0: the next group of rows, at the same block)
+MV_ROWS = int(os.environ.get("LECTERN_MV_ROWS", "4"))
+MV_PREFETCH = int(os.environ.get("LECTERN_MV_PREFETCH", "-1"))
+
+
+def matvec_body(fn: Fn, name: str, rows: int = MV_ROWS, prefetch: int = MV_PREFETCH) -> None:
+    """matvec_<type>'s body: y[r] = row r . xq, `rows` neighbouring rows per step, then the
+    remaining rows one at a time. One row alone is bound by latency (its FMA chain, the f16 scale
+    conversion); several interleave, share the activation's work and convert their scales in one
+    vcvtph2ps. Several rows are several streams, which the hardware prefetcher follows badly, so
+    each row's block asks for the same block of the next group of rows (prefetch < 0): one
+    sequential stream of prefetches runs a group ahead. Every row's float sequence is the one-row
+    sequence, so results never depend on how rows are grouped or split over threads."""
     kind = KINDS[name]
     nb = fn.v("sdiv i64 %n, 32")
     row_bytes = fn.v(f"mul i64 {nb}, {kind.wb}")
-    with fn.loop("%r0", "%r1", stem="mr") as R:
+    if prefetch < 0:       # the same place in the next group of rows (+ |prefetch| - 1 bytes)
+        prefetch = fn.v(f"add i64 {fn.v(f'mul i64 {row_bytes}, {rows}')}, {-prefetch - 1}")
+    span = fn.v("sub i64 %r1, %r0")
+    rest = fn.v(f"srem i64 {span}, {rows}")
+    grouped = fn.v(f"sub i64 %r1, {rest}")                  # rows in [r0, grouped) go `rows` at a time
+    with fn.loop("%r0", grouped, step=rows, stem="mg") as R:
         wrow = fn.gep("%w", fn.v(f"mul i64 {R.i}, {row_bytes}"))
-        fn.store("float", block_rows(fn, kind, wrow, ["%xq"], nb)[0], fn.gep("%y", fn.v(f"shl i64 {R.i}, 2")), 4)
+        wrows = [wrow] + [fn.gep(wrow, fn.v(f"mul i64 {row_bytes}, {k}")) for k in range(1, rows)]
+        yrow = fn.gep("%y", fn.v(f"shl i64 {R.i}, 2"))
+        for k, total in enumerate(block_rows(fn, kind, wrows, ["%xq"], nb, prefetch)):
+            fn.store("float", total, fn.gep(yrow, str(4 * k)), 4)
+    with fn.loop(grouped, "%r1", stem="mr") as R:
+        wrow = fn.gep("%w", fn.v(f"mul i64 {R.i}, {row_bytes}"))
+        total = block_rows(fn, kind, wrow, ["%xq"], nb, prefetch)[0]
+        fn.store("float", total, fn.gep("%y", fn.v(f"shl i64 {R.i}, 2")), 4)
     fn.do("ret void")
 
 

@@ -224,6 +224,9 @@ class Fn:
         """Signed x signed bytes via |a| x (sign(a) * b); b must not hold -128."""
         vb = vec(nbytes, "i8")
         absa = self.call(vb, f"llvm.abs.v{nbytes}i8", [f"{vb} {a}", "i1 false"], f"{vb}, i1")
+        if self.cpu.has_avx2 and nbytes == 32:    # vpsignb: b negated where a < 0, zeroed where a == 0
+            sb = self.call(vb, "llvm.x86.avx2.psign.b", [f"{vb} {b}", f"{vb} {a}"], f"{vb}, {vb}")
+            return self.dot_u8s8(acc, absa, sb, nbytes)     # (where a == 0, |a| == 0 anyway)
         neg = self.v(f"icmp slt {vb} {a}, zeroinitializer")
         nb = self.v(f"sub {vb} zeroinitializer, {b}")
         sb = self.v(f"select {vec(nbytes, 'i1')} {neg}, {vb} {nb}, {vb} {b}")

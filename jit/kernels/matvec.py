@@ -28,11 +28,11 @@ from gguf import GGMLQuantizationType as T
 
 from ..cpu import CpuInfo
 from .blocks32 import KINDS, matvec_body, matvec_builder
-from .emit import Fn, ModuleText, mask, vec
+from .emit import Fn, ModuleText, const_vec, mask, vec
 from .matvec_more import MORE, more_body
 
 HEADER = "(ptr noalias %w, ptr noalias %xq, ptr noalias %y, i64 %r0, i64 %r1, i64 %n) nounwind"
-V8F, V8I, V32B = vec(8, "float"), vec(8, "i32"), vec(32, "i8")
+V8I, V32B = vec(8, "i32"), vec(32, "i8")
 
 
 def _rows(fn: Fn, row_bytes: str, body) -> None:
@@ -83,14 +83,6 @@ def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
     return fn.v(f"fsub float {total}, {corr}")
 
 
-def _u32x2_to_i32x8(fn: Fn, lo: str, hi: str) -> str:
-    """two i32 holding 8 bytes -> <8 x i32> of the bytes (zero-extended)"""
-    v = fn.v(f"insertelement <2 x i32> poison, i32 {lo}, i64 0")
-    v = fn.v(f"insertelement <2 x i32> {v}, i32 {hi}, i64 1")
-    v = fn.v(f"bitcast <2 x i32> {v} to <8 x i8>")
-    return fn.v(f"zext <8 x i8> {v} to {V8I}")
-
-
 def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
     """A Q4_K/Q5_K superblock's weights, token-independent: 6-bit sc/m as <8 x i32>, d and dmin
     as floats, float(sc), and the 4 chunks of 64 weight integers."""
@@ -110,10 +102,13 @@ def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
     t2 = fn.v(f"shl i32 {t2}, 4")
     u1 = fn.v(f"or i32 {t}, {t2}")
     u0 = fn.v(f"and i32 {u[0]}, {0x3F3F3F3F}")
-    sc = _u32x2_to_i32x8(fn, u0, u1)
-    W = dict(m=_u32x2_to_i32x8(fn, u2, u3), d=_half(fn, wb), dmin=_half(fn, fn.gep(wb, "2")),
-             scf=fn.v(f"uitofp {V8I} {sc} to {V8F}"), q=[])
-    # chunk c: 32 bytes of qs = sub-blocks 2c (low nibbles) and 2c+1 (high), 64 activations
+    sc = _u32x2_to_i16x8(fn, u0, u1)
+    m = _u32x2_to_i16x8(fn, u2, u3)
+    # sc_j splat over the 16 words of sub-block j's vpmaddubsw pairs; m_j on words 2j, 2j+1 (bsums)
+    W = dict(sc=_splat_words(fn, sc),
+             m=fn.v(f"shufflevector <8 x i16> {m}, <8 x i16> poison, {mask(j // 2 for j in range(16))}"),
+             d=_half(fn, wb), dmin=_half(fn, fn.gep(wb, "2")), q=[])
+    # chunk c: 32 bytes of qs = sub-blocks 2c (low nibbles) and 2c+1 (high): W["q"][j] = sub-block j
     qh = fn.load(V32B, fn.gep(wb, "16")) if five else None
     for c in range(4):
         qb = fn.load(V32B, fn.gep(wb, str(qs_at + 32 * c)))
@@ -121,40 +116,96 @@ def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
         hi = fn.v(f"lshr {V32B} {qb}, splat (i8 4)")
         if five:
             lo, hi = (fn.v(f"or {V32B} {part}, {_bit_to_16(fn, qh, 2 * c + k)}") for k, part in enumerate((lo, hi)))
-        W["q"].append(fn.concat("i8", 32, lo, hi))
+        W["q"] += [lo, hi]
     return W
 
 
 def _q4_K_token(fn: Fn, W: dict, xb: str, acc: str) -> tuple[str, str]:
-    """One token's share of a Q4_K/Q5_K superblock -> (acc, float to subtract)."""
+    """One token's share of a Q4_K/Q5_K superblock -> (acc, <8 x float> to subtract). As llama.cpp's
+    AVX2 vec_dot: the 6-bit scales multiply the integer pair sums (vpmaddwd), so the superblock
+    is one exact integer dot, scaled once in float: acc += float(isum) * (d * dx)."""
     dx = fn.load("float", xb)
-    # mins: sum_j m_j * (bsums[2j] + bsums[2j+1])
+    # mins: lane j of m_j * (bsums[2j] + bsums[2j+1]), exact in i32
     bs = fn.load("<16 x i16>", fn.gep(xb, "260"))
-    bs = fn.v(f"sext <16 x i16> {bs} to <16 x i32>")
-    be = fn.v(f"shufflevector <16 x i32> {bs}, <16 x i32> poison, {mask(range(0, 16, 2))}")
-    bo = fn.v(f"shufflevector <16 x i32> {bs}, <16 x i32> poison, {mask(range(1, 16, 2))}")
-    mp = fn.v(f"mul {V8I} {W['m']}, {fn.v(f'add {V8I} {be}, {bo}')}")
-    msum = fn.call("i32", "llvm.vector.reduce.add.v8i32", [f"{V8I} {mp}"], V8I)
+    mprod = fn.v(f"sitofp {V8I} {_madd_i16(fn, bs, W['m'])} to {vec(8, 'float')}")
+    # sub-block j: 32 weights (0..31) x 32 activations -> 16 pair sums (|.| <= 2*31*127) -> * sc_j
+    parts = [_scaled_dot(fn, q, fn.load(V32B, fn.gep(xb, str(4 + 32 * j))), W["sc"][j]) for j, q in enumerate(W["q"])]
+    lo, hi = parts[0], parts[1]
+    for j in range(2, 8, 2):
+        lo = fn.v(f"add {V8I} {lo}, {parts[j]}")
+        hi = fn.v(f"add {V8I} {hi}, {parts[j + 1]}")
+    isum = fn.v(f"sitofp {V16I} {fn.concat('i32', 8, lo, hi)} to {V16F}")
     d = fn.v(f"fmul float {W['d']}, {dx}")
     dmin = fn.v(f"fmul float {W['dmin']}, {dx}")
-    # float scale of each sub-block: d * dx * sc_j (exact integer dot, one rounding per scale)
-    dsc = fn.v(f"fmul {V8F} {W['scf']}, {fn.splat(8, 'float', d)}")
-    for c, q in enumerate(W["q"]):
-        x = fn.load(V64B, fn.gep(xb, str(4 + 64 * c)))
-        pf = fn.v(f"sitofp {V16I} {fn.dot_u8s8('zeroinitializer', q, x, 64)} to {V16F}")
-        s = fn.v(f"shufflevector {V8F} {dsc}, {V8F} poison, {mask([2 * c] * 8 + [2 * c + 1] * 8)}")
-        acc = fn.fmadd_v(16, pf, s, acc)
-    return acc, fn.v(f"fmul float {dmin}, {fn.v(f'sitofp i32 {msum} to float')}")
+    ds = fn.splat(16, "float", d)
+    if fn.cpu.has_fma:
+        acc = fn.fma_v(16, isum, ds, acc)
+    else:                                     # no FMA: two roundings, the same in batch and matvec
+        acc = fn.v(f"fadd {V16F} {fn.v(f'fmul {V16F} {isum}, {ds}')}, {acc}")
+    return acc, fn.v(f"fmul {vec(8, 'float')} {mprod}, {fn.splat(8, 'float', dmin)}")
+
+
+_q4_K_token.sub_lanes = 8    # the mins' term stays in 8 lanes (pairs of sub-blocks) until the row ends
+
+
+def _u32x2_to_i16x8(fn: Fn, lo: str, hi: str) -> str:
+    """two i32 holding 8 bytes -> <8 x i16> of the bytes (zero-extended)"""
+    v = fn.v(f"insertelement <2 x i32> poison, i32 {lo}, i64 0")
+    v = fn.v(f"insertelement <2 x i32> {v}, i32 {hi}, i64 1")
+    v = fn.v(f"bitcast <2 x i32> {v} to <8 x i8>")
+    return fn.v(f"zext <8 x i8> {v} to <8 x i16>")
+
+
+def _splat_words(fn: Fn, v: str) -> list[str]:
+    """<8 x i16> v -> [<16 x i16> splat(v[j]) for j < 8]: on AVX2 one vpshufb each from v in both
+    128-bit lanes (a broadcast shuffle per word otherwise costs two shuffles)."""
+    if not fn.cpu.has_avx2:
+        return [fn.v(f"shufflevector <8 x i16> {v}, <8 x i16> poison, {mask([j] * 16)}") for j in range(8)]
+    both = fn.v(f"shufflevector <8 x i16> {v}, <8 x i16> poison, {mask(list(range(8)) * 2)}")
+    both = fn.v(f"bitcast <16 x i16> {both} to <32 x i8>")
+    out = []
+    for j in range(8):
+        idx = const_vec("i8", [2 * j, 2 * j + 1] * 16)
+        b = fn.call("<32 x i8>", "llvm.x86.avx2.pshuf.b", [f"<32 x i8> {both}", f"<32 x i8> {idx}"],
+                    "<32 x i8>, <32 x i8>")
+        out.append(fn.v(f"bitcast <32 x i8> {b} to <16 x i16>"))
+    return out
+
+
+def _madd_i16(fn: Fn, a: str, b: str) -> str:
+    """<16 x i16> a, b -> <8 x i32> a[2i]*b[2i] + a[2i+1]*b[2i+1] (vpmaddwd; exact)"""
+    if fn.cpu.has_avx2:
+        return fn.call(V8I, "llvm.x86.avx2.pmadd.wd", [f"<16 x i16> {a}", f"<16 x i16> {b}"],
+                       "<16 x i16>, <16 x i16>")
+    p = fn.v(f"mul <16 x i32> {fn.v(f'sext <16 x i16> {a} to <16 x i32>')}, {fn.v(f'sext <16 x i16> {b} to <16 x i32>')}")
+    ev = fn.v(f"shufflevector <16 x i32> {p}, <16 x i32> poison, {mask(range(0, 16, 2))}")
+    od = fn.v(f"shufflevector <16 x i32> {p}, <16 x i32> poison, {mask(range(1, 16, 2))}")
+    return fn.v(f"add {V8I} {ev}, {od}")
+
+
+def _scaled_dot(fn: Fn, q: str, x: str, sc: str) -> str:
+    """<32 x i8> q (unsigned, < 128), x (signed), <16 x i16> sc -> <8 x i32>: lane i =
+    sc[2i] * (q.x over bytes 4i, 4i+1) + sc[2i+1] * (bytes 4i+2, 4i+3) (vpmaddubsw, vpmaddwd)."""
+    if fn.cpu.has_avx2:
+        m = fn.call(vec(16, "i16"), "llvm.x86.avx2.pmadd.ub.sw", [f"<32 x i8> {q}", f"<32 x i8> {x}"],
+                    "<32 x i8>, <32 x i8>")
+        return _madd_i16(fn, m, sc)
+    p = fn.v(f"mul <32 x i16> {fn.v(f'zext <32 x i8> {q} to <32 x i16>')}, {fn.v(f'sext <32 x i8> {x} to <32 x i16>')}")
+    ev = fn.v(f"shufflevector <32 x i16> {p}, <32 x i16> poison, {mask(range(0, 32, 2))}")
+    od = fn.v(f"shufflevector <32 x i16> {p}, <32 x i16> poison, {mask(range(1, 32, 2))}")
+    return _madd_i16(fn, fn.v(f"add <16 x i16> {ev}, {od}"), sc)
 
 
 def _superblocks_many(fn: Fn, wrow: str, wbytes: int, nb: str, unpack, token, xqs) -> list[str]:
     """Sum over 256-blocks (Q8_K activations) for several tokens at once: each superblock is
     unpacked once (unpack(fn, wb) -> W) and then used by every token (token(fn, W, xb, acc) ->
-    (acc, float subtract)). Every token's float operations are the one-token sequence, so the
+    (acc, subtrahend): a float, or token.sub_lanes floats summed only at the row's end). Every token's float operations are the one-token sequence, so the
     batch gives the matvec's bits."""
+    lanes = getattr(token, "sub_lanes", 0)          # the subtrahend: a float, or <lanes x float> lanes
+    sub_ty = vec(lanes, "float") if lanes else "float"
     with fn.loop("0", nb, stem="sb") as B:
         accs = [B.carry(V16F, "zeroinitializer") for _ in xqs]
-        corrs = [B.carry("float", "0.0") for _ in xqs]
+        corrs = [B.carry(sub_ty, "zeroinitializer" if lanes else "0.0") for _ in xqs]
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
         _prefetch(fn, wb, wbytes)
         W = unpack(fn, wb)
@@ -162,8 +213,9 @@ def _superblocks_many(fn: Fn, wrow: str, wbytes: int, nb: str, unpack, token, xq
         for xq, acc, corr in zip(xqs, accs, corrs):
             a, sub = token(fn, W, fn.gep(xq, off), acc)
             B.set(acc, a)
-            B.set(corr, fn.v(f"fadd float {corr}, {sub}"))
-    return [fn.v(f"fsub float {fn.hsum_f(16, acc)}, {corr}") for acc, corr in zip(accs, corrs)]
+            B.set(corr, fn.v(f"fadd {sub_ty} {corr}, {sub}"))
+    return [fn.v(f"fsub float {fn.hsum_f(16, acc)}, {fn.hsum_f(lanes, corr) if lanes else corr}")
+            for acc, corr in zip(accs, corrs)]
 
 
 def _q4_K(fn: Fn, five: bool = False):

@@ -147,3 +147,10 @@ def test_kernel_micro_benchmark_refuses_an_unknown_type():
     p = subprocess.run([sys.executable, "-m", "app", "bench", "--kernels", "Q4_K,Q9_X"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1 and "unknown weight type 'Q9_X'" in p.stderr
+
+
+def test_kernel_micro_benchmark_on_the_thread_cpu_clock():
+    r = json.loads(run_bench("--kernels", "Q4_0", "--kernel-mb", "2", "--bandwidth-mb", "64", "-t", "1",
+                             "--cpu-time", "--kernel-repeat", "2", "--json"))
+    assert r["cpu_time"] and r["bandwidth_buffer_mb"] == 64 and r["bandwidth_bytes_per_s"] > 0
+    assert r["kernels"][0]["type"] == "Q4_0" and r["kernels"][0]["gb_per_s"] > 0
