@@ -160,6 +160,18 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
     fn.do("ret void")
     mt.add(fn)
 
+    # wake(ctx): sleeping workers return from futex_wait and spin again (the generation is
+    # unchanged, so they find no job): called ahead of a burst of jobs, e.g. a decode step
+    fn = mt.function("define void @pool_wake(ptr %ctx) nounwind")
+    sl = fn.v(f"load atomic i64, ptr {slot(fn, 'sleeping')} seq_cst, align 8")
+    fn.do(f"br i1 {fn.v(f'icmp sgt i64 {sl}, 0')}, label %wake, label %end")
+    fn.label("wake")
+    fn.v(f"call i64 (i64, ...) @syscall(i64 {futex_nr}, ptr %ctx, i64 {FUTEX_WAKE_PRIVATE}, i64 2147483647)")
+    fn.do("br label %end")
+    fn.label("end")
+    fn.do("ret void")
+    mt.add(fn)
+
     # stop(ctx): tell every worker to return
     fn = mt.function("define void @pool_stop(ptr %ctx) nounwind")
     fn.do(f"store atomic i64 1, ptr {slot(fn, 'stop')} seq_cst, align 8")
@@ -193,8 +205,8 @@ class NativePool:
         cpu = cpu or detect()
         nr = SYS_FUTEX[platform.machine()]
         fns = jc.kernel(("native_pool", nr), lambda: pool_ir(cpu, nr),
-                        {"pool_worker": WORKER, "pool_run": RUN, "pool_stop": WORKER}, cpu)
-        self._run, self._stop = fns["pool_run"], fns["pool_stop"]
+                        {"pool_worker": WORKER, "pool_run": RUN, "pool_stop": WORKER, "pool_wake": WORKER}, cpu)
+        self._run, self._stop, self._wake = fns["pool_run"], fns["pool_stop"], fns["pool_wake"]
         self.n = n_threads or default_threads()
         self.chunks_per_thread = chunks_per_thread
         self._ctx = np.zeros(CTX_BYTES // 8 + 8, np.int64)          # + slack to align to 64 bytes
@@ -222,6 +234,12 @@ class NativePool:
             if self._threads is None:
                 raise RuntimeError("the pool is closed")
             self._run(self.ctx, addr, *head, rows, *tail, chunk or self.chunk_rows(rows))
+
+    def wake(self) -> None:
+        """Get sleeping workers spinning again (no job): the next run finds them awake. Harmless
+        at any time (a worker that finds no job spins, then sleeps again)."""
+        if self._threads is not None:
+            self._wake(self.ctx)
 
     def raw(self) -> tuple[int, int, threading.Lock]:
         """(address of pool_run, ctx, lock) for native code that runs jobs on this pool itself
