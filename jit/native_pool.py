@@ -60,6 +60,9 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
             for k in ("w", "xq", "y", "rows", "n", "chunk", "nchunks")}
     fn.do("br label %take")
     fn.label("take")
+    # chunks this thread ran: added to `done` once, when no chunk is left (not once per chunk:
+    # the thread waiting on `done` would pull its cache line away after every chunk)
+    fn.do("%cnt = phi i64 [0, %entry], [%cnt, %claim], [%cnt1, %run]")
     cur = fn.v(f"load atomic i64, ptr {slot(fn, 'next')} acquire, align 8")
     same = fn.v(f"icmp eq i64 {fn.v(f'and i64 {cur}, -4294967296')}, {tag}")
     c = fn.v(f"and i64 {cur}, 4294967295")
@@ -75,9 +78,15 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
     r1 = fn.v(f"add i64 {r0}, {args['chunk']}")
     r1 = fn.call("i64", "llvm.smin.i64", [f"i64 {r1}", f"i64 {args['rows']}"], "i64, i64")
     fn.do(f"call void {f}(ptr {args['w']}, ptr {args['xq']}, ptr {args['y']}, i64 {r0}, i64 {r1}, i64 {args['n']})")
-    fn.v(f"atomicrmw add ptr {slot(fn, 'done')}, i64 1 release")
+    fn.do("%cnt1 = add i64 %cnt, 1")
     fn.do("br label %take")
     fn.label("out")
+    fn.do("%ran = icmp sgt i64 %cnt, 0")
+    fn.do("br i1 %ran, label %count, label %bye")
+    fn.label("count")
+    fn.v(f"atomicrmw add ptr {slot(fn, 'done')}, i64 %cnt release")
+    fn.do("br label %bye")
+    fn.label("bye")
     fn.do("ret void")
     mt.add(fn)
 
