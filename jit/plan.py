@@ -12,6 +12,7 @@ Used only with the native pool (its pool_run is called from the plan).
 from __future__ import annotations
 
 import ctypes
+import sys
 import weakref
 
 import numpy as np
@@ -137,9 +138,10 @@ class LlamaPlan:
         self.AP[:, ka.P_SCRATCH] = pos + 129
         self.P[:, L["krow"]] = self._kbase + pos * self._row_bytes
         self.P[:, L["vrow"]] = self._vbase + pos * self._row_bytes
+        out = self.head.target()
         with self._lock:
             self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
-        return self.head.result()
+        return self.head.result(out)
 
 
 class Head:
@@ -148,8 +150,9 @@ class Head:
     the model applies its own after the plan."""
 
     def __init__(self, plan, output, norm: np.ndarray, n_embd: int):
-        self.logits = None
         self.H = None
+        self._outs: list[np.ndarray] = []
+        self._addrs: list[int] = []
         self._x = plan.buf["x"]
         from inference import ops
 
@@ -157,16 +160,35 @@ class Head:
             return
         op = op_for(output)
         self.xn = np.zeros(n_embd, np.float32)
-        self.logits = np.zeros(op.n_out, np.float32)
+        self.n_vocab = op.n_out
         self._norm = norm
-        lo = plan._block(op, self.xn.ctypes.data, self.logits.ctypes.data)
+        lo = plan._block(op, self.xn.ctypes.data, 0)           # y: set by target() every step
+        self._lo = plan._blocks[-1][1]
         vals = dict(x=self._x.ctypes.data, norm=norm.ctypes.data, xn=self.xn.ctypes.data,
                     linear_one=_addr(tiles()["linear_one"]), lo=lo)
         self._h = np.array([vals[k] for k in HEAD], np.int64)
         self.H = self._h.ctypes.data
 
-    def result(self) -> np.ndarray:
-        return (self._x if self.logits is None else self.logits).copy()
+    def target(self) -> np.ndarray | None:
+        """The array this step's logits go to, written by the output matrix itself (no copy): an
+        earlier one that every caller has let go of (no reference or view left), else a new one.
+        None without a head."""
+        if self.H is None:
+            return None
+        for i in range(len(self._outs)):          # (no enumerate: its tuple would hold one more)
+            out = self._outs[i]
+            if sys.getrefcount(out) == 3:          # self._outs, `out`, getrefcount's argument
+                self._lo[LO["y"]] = self._addrs[i]
+                return out
+        out = np.empty(self.n_vocab, np.float32)
+        if len(self._outs) < 4:
+            self._outs.append(out)
+            self._addrs.append(out.ctypes.data)
+        self._lo[LO["y"]] = out.ctypes.data
+        return out
+
+    def result(self, out: np.ndarray | None) -> np.ndarray:
+        return self._x.copy() if out is None else out
 
 
 class Angles:

@@ -133,6 +133,7 @@ class GemmaPlan:
         for il in self._swa:                      # the rings' position bookkeeping
             st.arrays[f"pos.k.{il}"][slot[il]] = pos
             st.arrays[f"pos.v.{il}"][slot[il]] = pos
+        out = self.head.target()
         with self._lock:
             self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
-        return self.head.result()
+        return self.head.result(out)
