@@ -64,9 +64,9 @@ class Jobs:
             xq_of[id(op)] = by_fn[q]
         return slots, xq_of
 
-    def _job(self, slots: dict, driver: str, table: int, rows: int) -> int:
+    def _job(self, slots: dict, driver: str, table: int, rows: int, row_bytes: int) -> int:
         slots.update(run=self.run, ctx=self.ctx, driver=_addr(self.k[driver]), table=table, rows=rows,
-                     chunk=self.pool.chunk_rows(rows))
+                     chunk=self.pool.chunk_rows(rows, row_bytes))
         return self._block(slots, GJ_FIELDS)
 
     def rows(self, parts: list, x: int) -> int:
@@ -82,7 +82,7 @@ class Jobs:
         assert len(table) == 1 + len(GR_FIELDS) * len(parts)
         t = np.array(table, np.int64)
         self._keep.append(t)
-        return self._job(slots, "group_rows", t.ctypes.data, begin)
+        return self._job(slots, "group_rows", t.ctypes.data, begin, max(op.row_bytes for op in ops))
 
     def gate_up(self, op_g, op_u, x: int, gate: int, up: int, out: int, act: str, table: int = 0) -> int:
         if op_g.n_in != op_u.n_in or op_g.n_out != op_u.n_out or op_g.n_out % 16:
@@ -90,4 +90,5 @@ class Jobs:
         slots, xq_of = self._quantized([op_g, op_u], x)
         t = dict(kern_g=_addr(op_g._kern), w_g=op_g._w, xq_g=xq_of[id(op_g)], gate=gate, kern_u=_addr(op_u._kern),
                  w_u=op_u._w, xq_u=xq_of[id(op_u)], up=up, n=op_g.n_in, out=out, table=table)
-        return self._job(slots, f"gate_up_{act}", self._block(t, GU_FIELDS), op_g.n_out)
+        return self._job(slots, f"gate_up_{act}", self._block(t, GU_FIELDS), op_g.n_out,
+                         op_g.row_bytes + op_u.row_bytes)

@@ -29,6 +29,7 @@ from .pool import ALIGN, default_threads
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98}
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
 CTX_BYTES = 384
+MAX_CHUNK_BYTES = 256 << 10
 SLOT = {"gen": 0, "next": 64, "done": 128, "fn": 192, "w": 200, "xq": 208, "y": 216, "rows": 224, "n": 232,
         "chunk": 240, "nchunks": 248, "stop": 256, "sleeping": 320, "spin": 328}
 
@@ -229,8 +230,13 @@ class NativePool:
             t.start()
         _live.add(self)
 
-    def chunk_rows(self, rows: int) -> int:
+    def chunk_rows(self, rows: int, row_bytes: int = 0) -> int:
+        """Rows per chunk: chunks_per_thread chunks per thread, a multiple of ALIGN rows; with
+        row_bytes (weight bytes per row) at most ~MAX_CHUNK_BYTES of weights, so a big matrix (a
+        262k-row output head: 22 MB chunks otherwise) ends with threads a small chunk apart."""
         per = -(-rows // (self.n * self.chunks_per_thread))
+        if row_bytes > 0 and self.n > 1:
+            per = min(per, MAX_CHUNK_BYTES // row_bytes)
         return max(ALIGN, -(-per // ALIGN) * ALIGN)
 
     def run(self, fn, head: tuple, rows: int, tail: tuple, chunk: int | None = None) -> None:
