@@ -128,7 +128,7 @@ class LlamaPlan:
 
     def step(self, x: np.ndarray, pos: int) -> np.ndarray:
         """x [n_embd] (the token's embedding) through every layer at position pos -> the logits
-        [n_vocab] (a new array), or the last layer's output [n_embd] if the plan has no head."""
+        [n_vocab] (an array no earlier caller still holds), or the last layer's output [n_embd] if the plan has no head."""
         self._pool.wake()                    # the workers spin again while this thread prepares
         cos, sin = self._angles.at(pos)
         np.copyto(self.buf["cos"], cos)
@@ -146,8 +146,8 @@ class LlamaPlan:
 
 class Head:
     """The output head inside a plan's native call (layer.head_ir): x -> rms_norm * norm -> output
-    matrix -> logits, when the JIT has a kernel for the output matrix; else H = 0 (no head) and
-    the model applies its own after the plan."""
+    matrix -> logits, when the JIT has a kernel for the output matrix; else H is None (no head)
+    and the model applies its own after the plan."""
 
     def __init__(self, plan, output, norm: np.ndarray, n_embd: int):
         self.H = None
