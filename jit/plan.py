@@ -128,7 +128,8 @@ class LlamaPlan:
 
     def step(self, x: np.ndarray, pos: int) -> np.ndarray:
         """x [n_embd] (the token's embedding) through every layer at position pos -> the logits
-        [n_vocab] (an array no earlier caller still holds), or the last layer's output [n_embd] if the plan has no head."""
+        [n_vocab] (an array no earlier caller still holds), or the last layer's output [n_embd]
+        if the plan has no head."""
         self._pool.wake()                    # the workers spin again while this thread prepares
         cos, sin = self._angles.at(pos)
         np.copyto(self.buf["cos"], cos)

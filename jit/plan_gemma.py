@@ -115,8 +115,8 @@ class GemmaPlan:
 
     def step(self, x: np.ndarray, pos: int, st) -> np.ndarray:
         """x [n_embd] (the scaled embedding) through every layer of state st (the plan's, see
-        refs) at position pos -> the logits [n_vocab] before any soft-capping (an array no earlier caller still holds), or
-        the last layer's output [n_embd] if the plan has no head."""
+        refs) at position pos -> the logits [n_vocab] before any soft-capping (an array no
+        earlier caller still holds), or the last layer's output [n_embd] if the plan has no head."""
         self._pool.wake()                    # the workers spin again while this thread prepares
         c = self.model.config
         for (cn, sn), swa in ((("cos", "sin"), False), (("cos_swa", "sin_swa"), True)):
