@@ -94,16 +94,22 @@ class Sampler:
         params.validate()
         self.params = params
         self.rng = np.random.default_rng(params.seed)
+        self._scratch = np.empty(0, np.float32)   # top-k's partition buffer, reused token after token
 
     # --- the steps of the chain, each usable (and tested) alone ------------------------------
+    def _penalties_off(self, history: Sequence[int]) -> bool:
+        p = self.params
+        n = p.repeat_last_n if p.repeat_last_n >= 0 else len(history)
+        off = p.repeat_penalty == 1.0 and p.frequency_penalty == 0.0 and p.presence_penalty == 0.0
+        return off or n == 0 or len(history) == 0
+
     def penalize(self, logits: np.ndarray, history: Sequence[int] = ()) -> np.ndarray:
         """logits [n_vocab] -> a penalised copy (float64)."""
         p = self.params
         out = np.array(logits, dtype=np.float64)
-        n = p.repeat_last_n if p.repeat_last_n >= 0 else len(history)
-        off = p.repeat_penalty == 1.0 and p.frequency_penalty == 0.0 and p.presence_penalty == 0.0
-        if off or n == 0 or len(history) == 0:
+        if self._penalties_off(history):
             return out
+        n = p.repeat_last_n if p.repeat_last_n >= 0 else len(history)
         recent = np.asarray(history[-n:], dtype=np.int64)
         recent = recent[(recent >= 0) & (recent < out.shape[0])]
         ids, counts = np.unique(recent, return_counts=True)
@@ -115,16 +121,16 @@ class Sampler:
     def candidates(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Penalised logits [n_vocab] -> (ids, logits) kept by top-k, top-p, min-p, best first."""
         p = self.params
-        logits = np.asarray(logits, dtype=np.float64)
+        logits = np.asarray(logits)
+        if logits.dtype != np.float32:          # float32 logits stay float32 until the k are chosen
+            logits = np.asarray(logits, dtype=np.float64)
         n = logits.shape[0]
         k = n if p.top_k <= 0 else min(p.top_k, n)
-        if k < n:
-            ids = np.argpartition(-logits, k - 1)[:k]
-        else:
-            ids = np.arange(n)
+        ids = self._top_k(logits, k) if k < n else np.arange(n)
+        zk = np.asarray(logits[ids], dtype=np.float64)
         # stable descending order: ties keep the lower id first (llama.cpp keeps them in any order)
-        ids = ids[np.lexsort((ids, -logits[ids]))]
-        z = logits[ids]
+        order = np.lexsort((ids, -zk))
+        ids, z = ids[order], zk[order]
         if p.top_p < 1.0:
             probs = _softmax(z)
             cum = np.cumsum(probs)
@@ -135,9 +141,34 @@ class Sampler:
             ids, z = ids[keep], z[keep]
         return ids, z
 
+    def _top_k(self, z: np.ndarray, k: int) -> np.ndarray:
+        """The ids of the k largest of z [n] (0 < k < n), in any order: np.argpartition's set,
+        without its n-long index array or a float64 copy of float32 logits (fresh megabytes, page
+        faults and all, on a 262k vocabulary: most of a token's sampling time).
+
+        If exactly k values are >= the k-th largest, they are the one top-k set (float32 values
+        are their float64 values). Otherwise (a tie at the boundary, or NaN) the float64
+        argpartition decides which of the tied ones stay, as it always did."""
+        n = z.shape[0]
+        if self._scratch.shape != z.shape or self._scratch.dtype != z.dtype:
+            self._scratch = np.empty_like(z)
+        buf = self._scratch
+        np.copyto(buf, z)
+        buf.partition(n - k)                   # buf[n - k]: the k-th largest
+        ids = np.flatnonzero(z >= buf[n - k])
+        if len(ids) == k:
+            return ids
+        return np.argpartition(-np.asarray(z, dtype=np.float64), k - 1)[:k]
+
     def distribution(self, logits: np.ndarray, history: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, probabilities) the next token is drawn from. Greedy: the argmax with p = 1."""
-        z = self.penalize(logits, history)
+        """(ids, probabilities) the next token is drawn from. Greedy: the argmax with p = 1.
+        Float32 logits are read as float64 values (exact), without a float64 copy of them all when
+        no penalty applies."""
+        x = np.asarray(logits)
+        if x.dtype == np.float32 and self._penalties_off(history):
+            z = x
+        else:
+            z = self.penalize(logits, history)
         if self.params.greedy:
             return np.array([int(np.argmax(z))]), np.array([1.0])
         ids, z = self.candidates(z)
@@ -145,8 +176,11 @@ class Sampler:
 
     def sample(self, logits: np.ndarray, history: Sequence[int] = ()) -> int:
         """Pick the next token id from logits [n_vocab] (float32 from the model)."""
-        logits = np.asarray(logits, dtype=np.float64).reshape(-1)
-        logits = np.where(np.isnan(logits), -np.inf, logits)
+        logits = np.asarray(logits).reshape(-1)
+        if logits.dtype != np.float32:
+            logits = np.asarray(logits, dtype=np.float64)
+        if np.isnan(logits).any():
+            logits = np.where(np.isnan(logits), -np.inf, np.asarray(logits, dtype=np.float64))
         if not np.isfinite(logits).any():
             raise ValueError("the model produced no finite logits; cannot sample")
         ids, probs = self.distribution(logits, history)

@@ -6,12 +6,18 @@
                   Q8_0/Q8_1/Q8_K/F16 as llama.cpp's x86 backend rounds), matvec.py (F32, F16,
                   Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), tiles.py (matmul_tiles:
                   a batch as per-token matvec calls over L1-sized row steps; quantize_rows;
-                  linear_one: a decode linear in one native call)
+                  linear_one: a decode linear in one native call), group.py (several
+                  matvecs of one input as one pool job: q/k/v, gate/up + activation),
+                  layer.py / gemma_layer.py (a decode step's layers and output head)
   compile.py      IR -> O3 (new pass manager) -> object code, cached on disk under
                   cache_dir()/kernels (checksummed, atomic writes) -> MCJIT -> ctypes
   twins.py        numpy twins of every kernel (test oracles)
   pool.py         Python thread pool splitting rows (LECTERN_THREADS)
-  native_pool.py  JIT-compiled worker loop: atomic chunk counter, spin then futex sleep
+  native_pool.py  JIT-compiled worker loop: atomic chunk counter, spin then futex sleep;
+                  wake() gets sleeping workers spinning ahead of a burst of jobs
+  group.py        Jobs: the grouped jobs' parameter blocks built from LinearOps
+  plan.py         LlamaPlan / plan_gemma.py GemmaPlan: a decode token (layers + head) in one
+                  native call, 5 pool jobs per layer; the per-op path's bits
   api.py          matvec(tensor, x), MatvecOp (prepared weight), available()/enabled()
                   (LECTERN_KERNELS=jit|numpy, LECTERN_POOL=native|python)
   linear.py       linear(tensor, x [T, in]): what inference.ops.linear delegates to; LinearOp

@@ -71,6 +71,7 @@ class LinearOp:
             raise ValueError(f"{w.name}: {data.size} bytes do not hold {self.n_out} x {self.n_in} "
                              f"{self.qtype.name} values")
         self._data = data                       # keeps the memory map alive
+        self.row_bytes = self.n_in // bs * bb
         self._w = data.ctypes.data
         self._kern = matvec_kernel(self.qtype, cpu)
         fmt = ACTIVATION[self.qtype]
@@ -96,7 +97,7 @@ class LinearOp:
             xq = self._xq.ctypes.data if self._quant is not None else self._x.ctypes.data
             slots = dict(quant=self._quant_addr, x=self._x.ctypes.data, xq=xq, n=self.n_in, run=run, ctx=ctx,
                          kern=_addr(self._kern), w=self._w, y=self._y.ctypes.data, rows=self.n_out,
-                         chunk=self._pool.chunk_rows(self.n_out))
+                         chunk=self._pool.chunk_rows(self.n_out, self.row_bytes))
             self._one_p = np.array([slots[k] for k in LO_FIELDS], np.int64)
             self._fast = functools.partial(t["linear_one"], self._one_p.ctypes.data)
 

@@ -29,6 +29,7 @@ from .pool import ALIGN, default_threads
 SYS_FUTEX = {"x86_64": 202, "aarch64": 98}
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
 CTX_BYTES = 384
+MAX_CHUNK_BYTES = 256 << 10
 SLOT = {"gen": 0, "next": 64, "done": 128, "fn": 192, "w": 200, "xq": 208, "y": 216, "rows": 224, "n": 232,
         "chunk": 240, "nchunks": 248, "stop": 256, "sleeping": 320, "spin": 328}
 
@@ -60,6 +61,9 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
             for k in ("w", "xq", "y", "rows", "n", "chunk", "nchunks")}
     fn.do("br label %take")
     fn.label("take")
+    # chunks this thread ran: added to `done` once, when no chunk is left (not once per chunk:
+    # the thread waiting on `done` would pull its cache line away after every chunk)
+    fn.do("%cnt = phi i64 [0, %entry], [%cnt, %claim], [%cnt1, %run]")
     cur = fn.v(f"load atomic i64, ptr {slot(fn, 'next')} acquire, align 8")
     same = fn.v(f"icmp eq i64 {fn.v(f'and i64 {cur}, -4294967296')}, {tag}")
     c = fn.v(f"and i64 {cur}, 4294967295")
@@ -75,9 +79,15 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
     r1 = fn.v(f"add i64 {r0}, {args['chunk']}")
     r1 = fn.call("i64", "llvm.smin.i64", [f"i64 {r1}", f"i64 {args['rows']}"], "i64, i64")
     fn.do(f"call void {f}(ptr {args['w']}, ptr {args['xq']}, ptr {args['y']}, i64 {r0}, i64 {r1}, i64 {args['n']})")
-    fn.v(f"atomicrmw add ptr {slot(fn, 'done')}, i64 1 release")
+    fn.do("%cnt1 = add i64 %cnt, 1")
     fn.do("br label %take")
     fn.label("out")
+    fn.do("%ran = icmp sgt i64 %cnt, 0")
+    fn.do("br i1 %ran, label %count, label %bye")
+    fn.label("count")
+    fn.v(f"atomicrmw add ptr {slot(fn, 'done')}, i64 %cnt release")
+    fn.do("br label %bye")
+    fn.label("bye")
     fn.do("ret void")
     mt.add(fn)
 
@@ -160,6 +170,18 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
     fn.do("ret void")
     mt.add(fn)
 
+    # wake(ctx): sleeping workers return from futex_wait and spin again (the generation is
+    # unchanged, so they find no job): called ahead of a burst of jobs, e.g. a decode step
+    fn = mt.function("define void @pool_wake(ptr %ctx) nounwind")
+    sl = fn.v(f"load atomic i64, ptr {slot(fn, 'sleeping')} seq_cst, align 8")
+    fn.do(f"br i1 {fn.v(f'icmp sgt i64 {sl}, 0')}, label %wake, label %end")
+    fn.label("wake")
+    fn.v(f"call i64 (i64, ...) @syscall(i64 {futex_nr}, ptr %ctx, i64 {FUTEX_WAKE_PRIVATE}, i64 2147483647)")
+    fn.do("br label %end")
+    fn.label("end")
+    fn.do("ret void")
+    mt.add(fn)
+
     # stop(ctx): tell every worker to return
     fn = mt.function("define void @pool_stop(ptr %ctx) nounwind")
     fn.do(f"store atomic i64 1, ptr {slot(fn, 'stop')} seq_cst, align 8")
@@ -193,8 +215,8 @@ class NativePool:
         cpu = cpu or detect()
         nr = SYS_FUTEX[platform.machine()]
         fns = jc.kernel(("native_pool", nr), lambda: pool_ir(cpu, nr),
-                        {"pool_worker": WORKER, "pool_run": RUN, "pool_stop": WORKER}, cpu)
-        self._run, self._stop = fns["pool_run"], fns["pool_stop"]
+                        {"pool_worker": WORKER, "pool_run": RUN, "pool_stop": WORKER, "pool_wake": WORKER}, cpu)
+        self._run, self._stop, self._wake = fns["pool_run"], fns["pool_stop"], fns["pool_wake"]
         self.n = n_threads or default_threads()
         self.chunks_per_thread = chunks_per_thread
         self._ctx = np.zeros(CTX_BYTES // 8 + 8, np.int64)          # + slack to align to 64 bytes
@@ -208,8 +230,13 @@ class NativePool:
             t.start()
         _live.add(self)
 
-    def chunk_rows(self, rows: int) -> int:
+    def chunk_rows(self, rows: int, row_bytes: int = 0) -> int:
+        """Rows per chunk: chunks_per_thread chunks per thread, a multiple of ALIGN rows; with
+        row_bytes (weight bytes per row) at most ~MAX_CHUNK_BYTES of weights, so a big matrix (a
+        262k-row output head: 22 MB chunks otherwise) ends with threads a small chunk apart."""
         per = -(-rows // (self.n * self.chunks_per_thread))
+        if row_bytes > 0 and self.n > 1:
+            per = min(per, MAX_CHUNK_BYTES // row_bytes)
         return max(ALIGN, -(-per // ALIGN) * ALIGN)
 
     def run(self, fn, head: tuple, rows: int, tail: tuple, chunk: int | None = None) -> None:
@@ -222,6 +249,12 @@ class NativePool:
             if self._threads is None:
                 raise RuntimeError("the pool is closed")
             self._run(self.ctx, addr, *head, rows, *tail, chunk or self.chunk_rows(rows))
+
+    def wake(self) -> None:
+        """Get sleeping workers spinning again (no job): the next run finds them awake. Harmless
+        at any time (a worker that finds no job spins, then sleeps again)."""
+        if self._threads is not None:
+            self._wake(self.ctx)
 
     def raw(self) -> tuple[int, int, threading.Lock]:
         """(address of pool_run, ctx, lock) for native code that runs jobs on this pool itself

@@ -4,13 +4,15 @@
 o, gate, up, g, down, cos/sin), fills one i64 parameter block per layer (jit/kernels/layer.py
 slots) pointing at those buffers, the layer's weights (linear_one blocks: the same kernels as
 jit.linear) and its KV cache in `state`, and per token only writes the position-dependent slots
-and calls `llama_layers(P, n_layer)`. The result has the bits of the per-op path (tested).
+and calls `llama_layers(P, n_layer, H)`: q/k/v and gate/up each run as one pool job (jit.group),
+and H, the output head, turns the last layer's x into the logits in the same call. The result
+has the bits of the per-op path (tested).
 Used only with the native pool (its pool_run is called from the plan).
 """
 from __future__ import annotations
 
 import ctypes
-import functools
+import sys
 import weakref
 
 import numpy as np
@@ -21,30 +23,19 @@ from .attention import MIN_RING
 from .attention import kernel as attention_kernel
 from .cpu import CpuInfo, detect
 from .kernels import attention as ka
-from .kernels.emit import ModuleText
-from .kernels.layer import L, SLOTS, LayerShape, llama_layer_ir, supported
+from .group import Jobs
+from .kernels.layer import HEAD, L, SLOTS, LayerShape, llama_layer_ir, supported
 from .kernels.tiles import LO_FIELDS
 from .linear import _addr, op_for, tiles
 
-LAYERS_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+LAYERS_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
 LO = {k: i for i, k in enumerate(LO_FIELDS)}
 
 
-@functools.cache
-def _layers_ir(shape: LayerShape, cpu: CpuInfo) -> str:
-    """llama_layer plus llama_layers(P, n): the layers in order, P advancing by one block each."""
-    mt = ModuleText(cpu)
-    fn = mt.function("define void @llama_layers(ptr %P, i64 %n) nounwind")
-    with fn.loop("0", "%n", stem="ly") as Y:
-        fn.do(f"call void @llama_layer(ptr {fn.gep('%P', fn.v(f'mul i64 {Y.i}, {8 * len(SLOTS)}'))})")
-    fn.do("ret void")
-    mt.add(fn)
-    return llama_layer_ir(shape, cpu) + mt.text()
-
-
 def layers_fn(shape: LayerShape, cpu: CpuInfo | None = None):
+    """llama_layers(P, n, H): the n layers in order (P advancing by one block each), then the head."""
     cpu = cpu or detect()
-    return jc.kernel(("llama_layers", shape), lambda: _layers_ir(shape, cpu), {"llama_layers": LAYERS_PROTO},
+    return jc.kernel(("llama_layers", shape), lambda: llama_layer_ir(shape, cpu), {"llama_layers": LAYERS_PROTO},
                      cpu)["llama_layers"]
 
 
@@ -81,6 +72,7 @@ class LlamaPlan:
         self._fn = layers_fn(self.shape)
         pool = api.get_pool()
         run, ctx, self._lock = pool.raw()
+        self._pool = pool
         self.refs = StateRefs(state)
         E, F, D = c.n_embd, c.n_ff, c.head_dim
         qd, kvd = c.n_head * D, c.n_head_kv * D
@@ -88,6 +80,7 @@ class LlamaPlan:
                (("x", E), ("h", E), ("q", qd), ("k", kvd), ("v", kvd), ("att", qd), ("o", E), ("gate", F),
                 ("up", F), ("g", F), ("down", E), ("cos", c.rope_dim // 2), ("sin", c.rope_dim // 2))}
         self.buf = buf
+        self._angles = Angles(c.rope_dim, c.rope_base, c.rope_freq_scale, model.rope_freqs)
         self._qpos = np.zeros(1, np.int64)
         self._kbeg = np.zeros(1, np.int64)
         attn_fn = _addr(attention_kernel(D, D, True))
@@ -95,6 +88,7 @@ class LlamaPlan:
         self.P = np.zeros((c.n_layer, len(SLOTS)), np.int64)
         self.AP = np.zeros((c.n_layer, ka.N_PARAMS), np.int64)
         self._blocks = []                    # linear_one blocks (kept alive)
+        self._jobs = jobs = Jobs(pool)       # grouped q/k/v and gate/up jobs (kept alive)
         self._kbase = np.zeros(c.n_layer, np.int64)
         self._vbase = np.zeros(c.n_layer, np.int64)
         self._row_bytes = 4 * kvd
@@ -107,19 +101,21 @@ class LlamaPlan:
             ap[ka.P_QPOS], ap[ka.P_KBEG] = self._qpos.ctypes.data, self._kbeg.ctypes.data
             ap[ka.P_R], ap[ka.P_HQ], ap[ka.P_HKV] = state.n_ctx, c.n_head, c.n_head_kv
             ap[ka.P_SCALE:ka.P_SCALE + 1].view(np.float32)[0] = np.float32(1.0 / np.sqrt(D))
-            for name, w, x, y in (("lo_q", lay.attn_q, "h", "q"), ("lo_k", lay.attn_k, "h", "k"),
-                                  ("lo_v", lay.attn_v, "h", "v"), ("lo_o", lay.attn_output, "att", "o"),
-                                  ("lo_gate", lay.ffn_gate, "h", "gate"), ("lo_up", lay.ffn_up, "h", "up"),
-                                  ("lo_down", lay.ffn_down, "g", "down")):
-                p[L[name]] = self._block(op_for(w), ptr[x], ptr[y])
+            p[L["job_qkv"]] = jobs.rows([(op_for(lay.attn_q), ptr["q"]), (op_for(lay.attn_k), ptr["k"]),
+                                         (op_for(lay.attn_v), ptr["v"])], ptr["h"])
+            p[L["job_ffn"]] = jobs.gate_up(op_for(lay.ffn_gate), op_for(lay.ffn_up), ptr["h"], ptr["gate"], ptr["up"],
+                                           ptr["g"], "swiglu")
+            p[L["lo_o"]] = self._block(op_for(lay.attn_output), ptr["att"], ptr["o"])
+            p[L["lo_down"]] = self._block(op_for(lay.ffn_down), ptr["g"], ptr["down"])
             p[L["x"]], p[L["h"]] = ptr["x"], ptr["h"]
             p[L["attn_norm"]] = model.vec(lay.attn_norm).ctypes.data
             p[L["ffn_norm"]] = model.vec(lay.ffn_norm).ctypes.data
-            for k in ("q", "k", "v", "cos", "sin", "att", "o", "gate", "up", "g", "down"):
+            for k in ("q", "k", "v", "cos", "sin", "att", "o", "down"):
                 p[L[k]] = ptr[k]
             p[L["attn_p"]], p[L["attn_fn"]], p[L["run"]], p[L["ctx"]] = ap.ctypes.data, attn_fn, run, ctx
             p[L["attn_chunk"]] = max(1, -(-c.n_head // pool.n))
-            p[L["linear_one"]] = lin_one
+            p[L["linear_one"]], p[L["linear_group"]] = lin_one, jobs.linear_group
+        self.head = Head(self, model.output, model.vec(model.output_norm), E)
 
     def _block(self, op, x: int, y: int) -> int:
         """A linear_one block of op reading x and writing y (an F32 weight reads x directly)."""
@@ -131,22 +127,90 @@ class LlamaPlan:
         return b.ctypes.data
 
     def step(self, x: np.ndarray, pos: int) -> np.ndarray:
-        """x [n_embd] (the token's embedding) through every layer at position pos -> [n_embd]."""
-        c = self.model.config
-        from inference import ggml_cpu
-
-        cos, sin = ggml_cpu.rope_angles(np.array([pos]), c.rope_dim, c.rope_base, c.rope_freq_scale,
-                                        self.model.rope_freqs)
-        np.copyto(self.buf["cos"], cos[0])
-        np.copyto(self.buf["sin"], sin[0])
+        """x [n_embd] (the token's embedding) through every layer at position pos -> the logits
+        [n_vocab] (an array no earlier caller still holds), or the last layer's output [n_embd]
+        if the plan has no head."""
+        self._pool.wake()                    # the workers spin again while this thread prepares
+        cos, sin = self._angles.at(pos)
+        np.copyto(self.buf["cos"], cos)
+        np.copyto(self.buf["sin"], sin)
         np.copyto(self.buf["x"], x)
         self._qpos[0] = pos
         self.AP[:, ka.P_SCRATCH] = pos + 129
         self.P[:, L["krow"]] = self._kbase + pos * self._row_bytes
         self.P[:, L["vrow"]] = self._vbase + pos * self._row_bytes
+        out = self.head.target()
         with self._lock:
-            self._fn(self.P.ctypes.data, self.n_layer)
-        return self.buf["x"].copy()
+            self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
+        return self.head.result(out)
+
+
+class Head:
+    """The output head inside a plan's native call (layer.head_ir): x -> rms_norm * norm -> output
+    matrix -> logits, when the JIT has a kernel for the output matrix; else H is None (no head)
+    and the model applies its own after the plan."""
+
+    def __init__(self, plan, output, norm: np.ndarray, n_embd: int):
+        self.H = None
+        self._outs: list[np.ndarray] = []
+        self._addrs: list[int] = []
+        self._x = plan.buf["x"]
+        from inference import ops
+
+        if not (ops.ROUND_ACTIVATIONS and api.supports(output.ggml_type)):      # ops.linear's JIT case
+            return
+        op = op_for(output)
+        self.xn = np.zeros(n_embd, np.float32)
+        self.n_vocab = op.n_out
+        self._norm = norm
+        lo = plan._block(op, self.xn.ctypes.data, 0)           # y: set by target() every step
+        self._lo = plan._blocks[-1][1]
+        vals = dict(x=self._x.ctypes.data, norm=norm.ctypes.data, xn=self.xn.ctypes.data,
+                    linear_one=_addr(tiles()["linear_one"]), lo=lo)
+        self._h = np.array([vals[k] for k in HEAD], np.int64)
+        self.H = self._h.ctypes.data
+
+    def target(self) -> np.ndarray | None:
+        """The array this step's logits go to, written by the output matrix itself (no copy): an
+        earlier one that every caller has let go of (no reference or view left), else a new one.
+        None without a head."""
+        if self.H is None:
+            return None
+        for i in range(len(self._outs)):          # (no enumerate: its tuple would hold one more)
+            out = self._outs[i]
+            if sys.getrefcount(out) == 3:          # self._outs, `out`, getrefcount's argument
+                self._lo[LO["y"]] = self._addrs[i]
+                return out
+        out = np.empty(self.n_vocab, np.float32)
+        if len(self._outs) < 4:
+            self._outs.append(out)
+            self._addrs.append(out.ctypes.data)
+        self._lo[LO["y"]] = out.ctypes.data
+        return out
+
+    def result(self, out: np.ndarray | None) -> np.ndarray:
+        return self._x.copy() if out is None else out
+
+
+class Angles:
+    """RoPE cos/sin rows (inference.ggml_cpu.rope_angles: the same bits, cached there too) for
+    positions computed 256 at a time, so a decode step does no per-value cosf/sinf calls."""
+
+    BLOCK = 256
+
+    def __init__(self, n_dims: int, base: float, freq_scale: float, factors):
+        self.args = (n_dims, base, freq_scale, factors)
+        self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def at(self, pos: int) -> tuple[np.ndarray, np.ndarray]:
+        b, i = divmod(int(pos), self.BLOCK)
+        blk = self._blocks.get(b)
+        if blk is None:
+            from inference import ggml_cpu
+
+            blk = self._blocks[b] = ggml_cpu.rope_angles(np.arange(b * self.BLOCK, (b + 1) * self.BLOCK),
+                                                          *self.args)
+        return blk[0][i], blk[1][i]
 
 
 class StateRefs:

@@ -6,9 +6,6 @@ decoded by the plan rewinds and continues on either path.
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-
 import numpy as np
 
 from . import api
@@ -18,10 +15,10 @@ from .attention import kernel as attention_kernel
 from .cpu import detect
 from .kernels import attention as ka
 from .kernels.gemma_layer import SLOTS, G, GemmaShape, gemma_layer_ir, supported
+from .group import Jobs
 from .linear import _addr, op_for, tiles
-from .plan import LO, StateRefs
+from .plan import LAYERS_PROTO, LO, Angles, Head, StateRefs
 
-LAYERS_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
 WEIGHTS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
 
@@ -67,6 +64,9 @@ class GemmaPlan:
                            ("sin_swa", half))}
         ptr = {k: v.ctypes.data for k, v in buf.items()}
         self._table = gelu_table()
+        self._pool = pool
+        self._angles = {False: Angles(c.rope_dim, c.rope_base, c.rope_freq_scale, None),
+                        True: Angles(c.rope_dim, c.rope_base_swa, 1.0, None)}
         self._qpos = np.zeros(1, np.int64)
         self._kbeg = {False: np.zeros(1, np.int64), True: np.zeros(1, np.int64)}
         attn_fn = _addr(attention_kernel(D, D, True))
@@ -74,6 +74,7 @@ class GemmaPlan:
         self.P = np.zeros((c.n_layer, len(SLOTS)), np.int64)
         self.AP = np.zeros((c.n_layer, ka.N_PARAMS), np.int64)
         self._blocks = []
+        self._jobs = jobs = Jobs(pool)
         self._kbase = np.array([state.arrays[f"k.{il}"].ctypes.data for il in range(c.n_layer)], np.int64)
         self._vbase = np.array([state.arrays[f"v.{il}"].ctypes.data for il in range(c.n_layer)], np.int64)
         self._ring = np.array([state.arrays[f"k.{il}"].shape[0] for il in range(c.n_layer)], np.int64)
@@ -85,23 +86,24 @@ class GemmaPlan:
             ap[ka.P_QPOS], ap[ka.P_KBEG] = self._qpos.ctypes.data, self._kbeg[swa].ctypes.data
             ap[ka.P_R], ap[ka.P_HQ], ap[ka.P_HKV] = self._ring[il], c.n_head, c.n_head_kv
             ap[ka.P_SCALE:ka.P_SCALE + 1].view(np.float32)[0] = np.float32(1.0)
-            for name, w, x, y in (("lo_q", lay.attn_q, "h", "q"), ("lo_k", lay.attn_k, "h", "k"),
-                                  ("lo_v", lay.attn_v, "h", "v"), ("lo_o", lay.attn_output, "att", "o"),
-                                  ("lo_gate", lay.ffn_gate, "h", "gate"), ("lo_up", lay.ffn_up, "h", "up"),
-                                  ("lo_down", lay.ffn_down, "g", "down")):
-                p[G[name]] = self._block(op_for(w), ptr[x], ptr[y])
+            p[G["job_qkv"]] = jobs.rows([(op_for(lay.attn_q), ptr["q"]), (op_for(lay.attn_k), ptr["k"]),
+                                         (op_for(lay.attn_v), ptr["v"])], ptr["h"])
+            p[G["job_ffn"]] = jobs.gate_up(op_for(lay.ffn_gate), op_for(lay.ffn_up), ptr["h"], ptr["gate"], ptr["up"],
+                                           ptr["g"], "gelu", self._table.ctypes.data)
+            p[G["lo_o"]] = self._block(op_for(lay.attn_output), ptr["att"], ptr["o"])
+            p[G["lo_down"]] = self._block(op_for(lay.ffn_down), ptr["g"], ptr["down"])
             for slot, t in (("attn_norm", lay.attn_norm), ("q_norm", lay.attn_q_norm), ("k_norm", lay.attn_k_norm),
                             ("post_attn_norm", lay.post_attention_norm), ("ffn_norm", lay.ffn_norm),
                             ("post_ffw_norm", lay.post_ffw_norm)):
                 p[G[slot]] = model.vec(t).ctypes.data
-            for k in ("x", "h", "q", "k", "v", "att", "o", "gate", "up", "g", "down"):
+            for k in ("x", "h", "q", "k", "v", "att", "o", "down"):
                 p[G[k]] = ptr[k]
             p[G["cos"]], p[G["sin"]] = (ptr["cos_swa"], ptr["sin_swa"]) if swa else (ptr["cos"], ptr["sin"])
             p[G["attn_p"]], p[G["attn_fn"]], p[G["run"]], p[G["ctx"]] = ap.ctypes.data, attn_fn, run, ctx
             p[G["attn_chunk"]] = max(1, -(-c.n_head // pool.n))
-            p[G["linear_one"]] = lin_one
-            p[G["gelu_table"]] = self._table.ctypes.data
+            p[G["linear_one"]], p[G["linear_group"]] = lin_one, jobs.linear_group
         self._swa = [il for il in range(c.n_layer) if c.is_swa[il]]
+        self.head = Head(self, model.output, model.vec(model.output_norm), E)
 
     def _block(self, op, x: int, y: int) -> int:
         b = op._one_p.copy()
@@ -113,16 +115,14 @@ class GemmaPlan:
 
     def step(self, x: np.ndarray, pos: int, st) -> np.ndarray:
         """x [n_embd] (the scaled embedding) through every layer of state st (the plan's, see
-        refs) at position pos -> [n_embd]."""
-        from inference import ggml_cpu
-
+        refs) at position pos -> the logits [n_vocab] before any soft-capping (an array no
+        earlier caller still holds), or the last layer's output [n_embd] if the plan has no head."""
+        self._pool.wake()                    # the workers spin again while this thread prepares
         c = self.model.config
-        p = np.array([pos])
-        for (cn, sn), base, fs in ((("cos", "sin"), c.rope_base, c.rope_freq_scale),
-                                   (("cos_swa", "sin_swa"), c.rope_base_swa, 1.0)):
-            cos, sin = ggml_cpu.rope_angles(p, c.rope_dim, base, fs, None)
-            np.copyto(self.buf[cn], cos[0])
-            np.copyto(self.buf[sn], sin[0])
+        for (cn, sn), swa in ((("cos", "sin"), False), (("cos_swa", "sin_swa"), True)):
+            cos, sin = self._angles[swa].at(pos)
+            np.copyto(self.buf[cn], cos)
+            np.copyto(self.buf[sn], sin)
         np.copyto(self.buf["x"], x)
         self._qpos[0] = pos
         self._kbeg[True][0] = max(0, pos - c.n_swa + 1)
@@ -133,6 +133,7 @@ class GemmaPlan:
         for il in self._swa:                      # the rings' position bookkeeping
             st.arrays[f"pos.k.{il}"][slot[il]] = pos
             st.arrays[f"pos.v.{il}"][slot[il]] = pos
+        out = self.head.target()
         with self._lock:
-            self._fn(self.P.ctypes.data, self.n_layer)
-        return self.buf["x"].copy()
+            self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
+        return self.head.result(out)

@@ -196,8 +196,13 @@ class Model(BaseModel):
         pos = np.arange(p0, p0 + T)
         x = ops.embed(self.token_embd, tokens) * np.float32(np.sqrt(c.n_embd))   # x: [T, n_embd]
         plan = self.decode_plan(state) if T == 1 else None
-        if plan is not None:                 # every layer in one native call, the same bits
-            x = plan.step(x[0], p0, state)[None]
+        logits = None
+        if plan is not None:                 # every layer (and the head) in one native call, the same bits
+            out = plan.step(x[0], p0, state)[None]
+            if plan.head.H is not None:
+                logits = out                                                 # [1, n_vocab]
+            else:
+                x = out
         else:
             for il, L in enumerate(self.layers):
                 a = self.attention(il, L, self.norm(x, L.attn_norm), pos, state)    # a: [T, n_embd]
@@ -207,7 +212,8 @@ class Model(BaseModel):
         state.n_past = p0 + T
         if last_only:
             x = x[-1:]
-        logits = ops.linear(self.output, self.norm(x, self.output_norm))        # [T, n_vocab]
+        if logits is None:
+            logits = ops.linear(self.output, self.norm(x, self.output_norm))    # [T, n_vocab]
         if c.final_softcap:
             logits = np.float32(c.final_softcap) * np.tanh(logits / np.float32(c.final_softcap))
         return logits

@@ -202,8 +202,12 @@ class Model(BaseModel):
         pos = np.arange(p0, p0 + T)
         x = ops.embed(self.token_embd, tokens)                               # x: [T, n_embd]
         plan = self.decode_plan(state) if T == 1 else None
-        if plan is not None:                 # every layer in one native call, the same bits
-            x = plan.step(x[0], p0)[None]
+        if plan is not None:                 # every layer (and the head) in one native call, the same bits
+            out = plan.step(x[0], p0)[None]
+            if plan.head.H is not None:
+                state.n_past = p0 + T
+                return out                                                   # [1, n_vocab]
+            x = out
         else:
             for il, L in enumerate(self.layers):
                 h = ops.rms_norm(x, self.vec(L.attn_norm), c.eps)            # h: [T, n_embd]

@@ -3,15 +3,16 @@
     void gemma_layer(const i64 *P)
 
     h = rms_norm(x) * attn_norm
-    q, k, v = linear_one(lo_q), (lo_k), (lo_v)
+    q, k, v = linear_group(job_qkv)                                  (one pool job, kernels/group.py)
     q, k = rms_norm(q_head) * q_norm, rms_norm(k_head) * k_norm     (per head)
     q = rope_neox(q) * attn_scale; k = rope_neox(k)                  (this layer's cos/sin)
     cache[slot], vcache[slot] = f16(k), f16(v)                       (slot = pos, or pos % ring)
     a = attention kernel on the pool (window on sliding layers: its param block)
     x += rms_norm(linear_one(lo_o)) * post_attention_norm
     h = rms_norm(x) * ffn_norm
-    g = gelu_f16(linear_one(lo_gate)) * linear_one(lo_up)           (GGML_GELU_FP16: a table)
+    g = gelu_f16(gate) * up, gate/up = linear_group(job_ffn)         (GGML_GELU_FP16: a table; one job)
     x += rms_norm(linear_one(lo_down)) * post_ffw_norm
+    then (gemma_layers(P, n, H), with H) the final norm and the output matrix (layer.head_ir)
 
 The float32 operations of inference/models/gemma3.py's per-op path (tested for equal bits).
 """
@@ -23,12 +24,11 @@ from dataclasses import dataclass
 from ..cpu import CpuInfo
 from .attention import V16F, splatf
 from .emit import Fn, ModuleText, vec
-from .layer import add_into, f16_store, rms_norm, rope
+from .layer import add_into, f16_store, head_ir, rms_norm, rope, token_ir
 
 SLOTS = ("x", "attn_norm", "q_norm", "k_norm", "post_attn_norm", "ffn_norm", "post_ffw_norm", "h",
-         "lo_q", "lo_k", "lo_v", "lo_o", "lo_gate", "lo_up", "lo_down", "q", "k", "v", "cos", "sin", "krow", "vrow",
-         "attn_p", "attn_fn", "run", "ctx", "att", "attn_chunk", "o", "gate", "up", "g", "down", "linear_one",
-         "gelu_table")
+         "job_qkv", "lo_o", "job_ffn", "lo_down", "q", "k", "v", "cos", "sin", "krow", "vrow",
+         "attn_p", "attn_fn", "run", "ctx", "att", "attn_chunk", "o", "down", "linear_one", "linear_group")
 G = {name: i for i, name in enumerate(SLOTS)}
 
 
@@ -93,8 +93,7 @@ def gemma_layer_ir(s: GemmaShape, cpu: CpuInfo) -> str:
 
     kv_dim = s.n_head_kv * s.head_dim
     rms_norm(fn, a["x"], a["attn_norm"], a["h"], s.n_embd, s.eps)
-    for name in ("lo_q", "lo_k", "lo_v"):
-        lin(name)
+    fn.do(f"call void {a['linear_group']}(ptr {a['job_qkv']})")
     per_head_norm(fn, a["q"], a["q_norm"], s.n_head, s)
     per_head_norm(fn, a["k"], a["k_norm"], s.n_head_kv, s)
     rope(fn, a["q"], a["cos"], a["sin"], s.n_head, s)
@@ -108,18 +107,13 @@ def gemma_layer_ir(s: GemmaShape, cpu: CpuInfo) -> str:
     rms_norm(fn, a["o"], a["post_attn_norm"], a["o"], s.n_embd, s.eps)
     add_into(fn, a["x"], a["o"], s.n_embd)
     rms_norm(fn, a["x"], a["ffn_norm"], a["h"], s.n_embd, s.eps)
-    lin("lo_gate")
-    lin("lo_up")
-    gelu_mul(fn, a["gate"], a["up"], a["g"], a["gelu_table"], s.n_ff)
+    fn.do(f"call void {a['linear_group']}(ptr {a['job_ffn']})")     # gate, up, g (kernels/group.py)
     lin("lo_down")
     rms_norm(fn, a["down"], a["post_ffw_norm"], a["down"], s.n_embd, s.eps)
     add_into(fn, a["x"], a["down"], s.n_embd)
     fn.do("ret void")
     mt.add(fn)
 
-    fn = mt.function("define void @gemma_layers(ptr %P, i64 %n) nounwind")
-    with fn.loop("0", "%n", stem="ly") as Y:
-        fn.do(f"call void @gemma_layer(ptr {fn.gep('%P', fn.v(f'mul i64 {Y.i}, {8 * len(SLOTS)}'))})")
-    fn.do("ret void")
-    mt.add(fn)
+    head_ir(mt, s.n_embd, s.eps)
+    token_ir(mt, "gemma_layers", "gemma_layer", len(SLOTS))
     return mt.text()

@@ -3,13 +3,14 @@
     void llama_layer(const i64 *P)
 
     h = rms_norm(x) * attn_norm                       -> the q/k/v linears' shared input
-    q, k, v = linear_one(lo_q), (lo_k), (lo_v)       (quantize h, matvec on the native pool)
+    q, k, v = linear_group(job_qkv)                  (quantize h once, the 3 matvecs as one pool job)
     q, k = rope(q), rope(k)                           (cos/sin of this position, ggml's fma order)
     kcache[pos], vcache[pos] = f16(k), f16(v)
     a = attention kernel on the pool over the heads   (its own param block, set per token)
     x += linear_one(lo_o)                             (its input is a)
     h = rms_norm(x) * ffn_norm
-    g = silu(linear_one(lo_gate)) * linear_one(lo_up) (ggml_vec_swiglu_f32)
+    g = silu(gate) * up, gate/up = linear_group(job_ffn)  (one pool job; each row chunk ends
+                                                        with its ggml_vec_swiglu_f32, kernels/group.py)
     x += linear_one(lo_down)                          (its input is g)
 
 Every step is the float32 arithmetic of the per-op path (ops.rms_norm, ggml_cpu.rotate, the same
@@ -25,10 +26,13 @@ from ..cpu import CpuInfo
 from .attention import V16F, flt, splatf, v_expf
 from .emit import Fn, ModuleText, vec
 
-SLOTS = ("x", "attn_norm", "ffn_norm", "h", "lo_q", "lo_k", "lo_v", "lo_o", "lo_gate", "lo_up", "lo_down",
+SLOTS = ("x", "attn_norm", "ffn_norm", "h", "job_qkv", "lo_o", "job_ffn", "lo_down",
          "q", "k", "v", "cos", "sin", "krow", "vrow", "attn_p", "attn_fn", "run", "ctx", "att", "attn_chunk",
-         "o", "gate", "up", "g", "down", "linear_one")
+         "o", "down", "linear_one", "linear_group")
 L = {name: i for i, name in enumerate(SLOTS)}
+# the output head after the last layer (plan_head): x [n_embd] -> rms_norm * norm -> xn, then
+# linear_one(lo) (xn -> logits); H null: no head
+HEAD = ("x", "norm", "xn", "linear_one", "lo")
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ def swiglu(fn: Fn, g: str, u: str, out: str, n: int) -> None:
 
 @functools.cache
 def llama_layer_ir(s: LayerShape, cpu: CpuInfo) -> str:
+    """llama_layer(P), plan_head(H) and llama_layers(P, n, H): a whole token."""
     mt = ModuleText(cpu)
     fn = mt.function("define void @llama_layer(ptr noalias %P) nounwind")
     a = {k: fn.load("i64" if k == "attn_chunk" else "ptr", fn.gep("%P", str(8 * i)), 8) for k, i in L.items()}
@@ -129,8 +134,7 @@ def llama_layer_ir(s: LayerShape, cpu: CpuInfo) -> str:
 
     kv_dim = s.n_head_kv * s.head_dim
     rms_norm(fn, a["x"], a["attn_norm"], a["h"], s.n_embd, s.eps)
-    for name in ("lo_q", "lo_k", "lo_v"):
-        lin(name)
+    fn.do(f"call void {a['linear_group']}(ptr {a['job_qkv']})")
     rope(fn, a["q"], a["cos"], a["sin"], s.n_head, s)
     rope(fn, a["k"], a["cos"], a["sin"], s.n_head_kv, s)
     f16_store(fn, a["k"], a["krow"], kv_dim)
@@ -140,11 +144,36 @@ def llama_layer_ir(s: LayerShape, cpu: CpuInfo) -> str:
     lin("lo_o")
     add_into(fn, a["x"], a["o"], s.n_embd)
     rms_norm(fn, a["x"], a["ffn_norm"], a["h"], s.n_embd, s.eps)
-    lin("lo_gate")
-    lin("lo_up")
-    swiglu(fn, a["gate"], a["up"], a["g"], s.n_ff)
+    fn.do(f"call void {a['linear_group']}(ptr {a['job_ffn']})")
     lin("lo_down")
     add_into(fn, a["x"], a["down"], s.n_embd)
     fn.do("ret void")
     mt.add(fn)
+    head_ir(mt, s.n_embd, s.eps)
+    token_ir(mt, "llama_layers", "llama_layer", len(SLOTS))
     return mt.text()
+
+
+def head_ir(mt: ModuleText, n_embd: int, eps: float) -> None:
+    """plan_head(H): the final norm and the output matrix of a decode plan (HEAD slots)."""
+    fn = mt.function("define void @plan_head(ptr noalias %H) nounwind")
+    a = {k: fn.load("ptr", fn.gep("%H", str(8 * i)), 8) for i, k in enumerate(HEAD)}
+    rms_norm(fn, a["x"], a["norm"], a["xn"], n_embd, eps)
+    fn.do(f"call void {a['linear_one']}(ptr {a['lo']})")
+    fn.do("ret void")
+    mt.add(fn)
+
+
+def token_ir(mt: ModuleText, name: str, layer: str, n_slots: int) -> None:
+    """name(P, n, H): the n layers (P advancing by one block each), then the head if H is not null."""
+    fn = mt.function(f"define void @{name}(ptr %P, i64 %n, ptr %H) nounwind")
+    with fn.loop("0", "%n", stem="ly") as Y:
+        fn.do(f"call void @{layer}(ptr {fn.gep('%P', fn.v(f'mul i64 {Y.i}, {8 * n_slots}'))})")
+    has = fn.v("icmp ne ptr %H, null")
+    fn.do(f"br i1 {has}, label %head, label %done")
+    fn.label("head")
+    fn.do("call void @plan_head(ptr %H)")
+    fn.do("br label %done")
+    fn.label("done")
+    fn.do("ret void")
+    mt.add(fn)

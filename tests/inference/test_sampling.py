@@ -197,3 +197,54 @@ def test_impossible_values_are_refused_with_the_parameter_named(kw, match):
 def test_stop_accepts_a_single_string():
     assert SamplingParams(stop="\n\n").stop == ("\n\n",)
     assert GREEDY.greedy and not SamplingParams().greedy
+
+
+def reference_sample(p: SamplingParams, rng, logits, history):
+    """The sampler as first written (float64 copies of the whole vocabulary, argpartition): the
+    faster one must pick the same tokens from the same draws."""
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    z = np.where(np.isnan(z), -np.inf, z)
+    z = Sampler(p).penalize(z, history)
+    if p.greedy:
+        return int(np.argmax(z))
+    n = z.shape[0]
+    k = n if p.top_k <= 0 else min(p.top_k, n)
+    ids = np.argpartition(-z, k - 1)[:k] if k < n else np.arange(n)
+    ids = ids[np.lexsort((ids, -z[ids]))]
+    zz = z[ids]
+    if p.top_p < 1.0:
+        cum = np.cumsum(softmax(zz))
+        keep = int(np.searchsorted(cum, p.top_p, side="left")) + 1
+        ids, zz = ids[:keep], zz[:keep]
+    if p.min_p > 0.0:
+        keep = zz >= zz[0] + math.log(p.min_p)
+        ids, zz = ids[keep], zz[keep]
+    probs = softmax(zz / p.temperature)
+    if len(ids) == 1:
+        return int(ids[0])
+    cum = np.cumsum(probs)
+    return int(ids[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(ids) - 1)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(2, 3000), levels=st.sampled_from([0, 3, 50]), seed=seeds,
+       top_k=st.sampled_from([0, 1, 2, 40, 5000]), top_p=st.sampled_from([1.0, 0.95, 0.3]),
+       min_p=st.sampled_from([0.0, 0.05]), temp=st.sampled_from([0.0, 0.8, 1.5]),
+       penalty=st.sampled_from([1.0, 1.1]), nan=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_same_tokens_as_the_reference_sampler(n, levels, seed, top_k, top_p, min_p, temp, penalty, nan, dtype):
+    """float32 logits with ties at the top-k boundary (few distinct levels), -inf, NaN, penalties."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(n) * 4
+    if levels:
+        z = np.round(z * levels / 8) * (8 / levels)          # many equal values
+    z[rng.random(n) < 0.05] = -np.inf
+    if nan:
+        z[rng.integers(0, n)] = np.nan
+    z = z.astype(dtype)
+    if not np.isfinite(z).any():
+        z[0] = 1.0
+    p = SamplingParams(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p, repeat_penalty=penalty, seed=seed)
+    history = list(rng.integers(0, n, 30))
+    fast, ref = Sampler(p), np.random.default_rng(seed)
+    for _ in range(3):
+        assert fast.sample(z, history) == reference_sample(p, ref, z, history)

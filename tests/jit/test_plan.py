@@ -150,3 +150,24 @@ def test_no_plan_when_single_queries_sum_in_batch_order(monkeypatch):
     m = load_model(golden_dir() / "models" / "tiny-llama-Q8_0.gguf")
     monkeypatch.setattr(ops, "SINGLE_QUERY_DECODE_ORDER", False)
     assert m.decode_plan(m.new_state(80)) is None
+
+
+def test_logits_arrays_are_reused_only_when_nobody_holds_them():
+    """The head writes each step's logits into an earlier result array only once every caller
+    has let go of it: a held result keeps its values, dropped ones are recycled, values equal the
+    per-op path's either way."""
+    m = load_model(golden_dir() / "models" / "tiny-llama-Q8_0.gguf")
+    ids = np.random.default_rng(7).integers(0, m.config.n_vocab, 30)
+    want = decode_both(m, 10, 20, 64, seed=7)[False][0]
+    st = m.new_state(64)
+    m.forward(ids[:10], st)
+    held = m.forward(ids[10:11], st)[0]                  # kept (a view) through every later step
+    held_copy = held.copy()
+    seen = set()
+    for i in range(11, 30):
+        out = m.forward(ids[i:i + 1], st)[0]
+        seen.add(out.base.ctypes.data if out.base is not None else out.ctypes.data)
+        assert np.array_equal(out, want[i - 10])
+        del out
+    assert np.array_equal(held, held_copy) and np.array_equal(held, want[0])
+    assert len(seen) <= 3                                # recycled, not one new array per step
