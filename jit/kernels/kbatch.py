@@ -17,7 +17,7 @@ from ..cpu import CpuInfo
 from .matvec import K_PARTS, _superblocks_many
 from .tiles import grouped_batch_ir
 
-GROUP = 4
+GROUP = 8
 KINDS = tuple(K_PARTS)
 
 
