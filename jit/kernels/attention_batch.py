@@ -13,7 +13,7 @@ same order, so the bits are the numpy twin's (inference.ops._attention_f16, batc
 
 p as attention.py (P_* slots). A unit is (token t, heads h0 .. h0+G-1) with G dividing Hq/Hkv:
 unit = t * (Hq / G) + h0 / G. Scratch (stack): G score rows of p[P_SCRATCH] floats, the G rounded
-query rows [G, Dk], and one chunk's lane sums [G, 16 lanes, 16 floats].
+query rows [G, Dk], one chunk's lane sums [G, 16 lanes, 16 floats], each lane's first index and slot.
 The value sum walks Dv in chunks of 16 floats (G accumulators stay in registers), each chunk
 lane by lane over the visible positions, and reduces a chunk's 16 lanes as soon as it is done.
 """
@@ -79,16 +79,22 @@ def _softmax(fn: Fn, s: str, span_p: str, mx: str) -> None:
 
 
 def _values(fn: Fn, a: dict, u: dict, dv: int, G: int) -> None:
-    """out rows of the G heads, 16 floats at a time: lane sums over the positions, then their tree."""
+    """out rows of the G heads, 16 floats at a time: lane sums over the positions, then their tree.
+    Each lane's first position (and its cache slot) is found once per unit, not once per chunk."""
     a0, ring = u["a0"], a["R"]
     off = fn.v(f"sub i64 {u['kb']}, {a0}")                                          # 0..63
+    with fn.loop("0", str(LANES), stem="l0") as Ln:
+        behind = fn.call("i64", "llvm.smax.i64", [f"i64 {fn.v(f'sub i64 {off}, {Ln.i}')}", "i64 0"], "i64, i64")
+        skip = fn.v(f"and i64 {fn.v(f'add i64 {behind}, {LANES - 1}')}, {-LANES}")
+        i0 = fn.v(f"add i64 {Ln.i}, {skip}")
+        fn.store("i64", i0, fn.gep(u["lane0"], fn.v(f"shl i64 {Ln.i}, 4")), 8)
+        fn.store("i64", fn.v(f"urem i64 {fn.v(f'add i64 {a0}, {i0}')}, {ring}"),
+                 fn.gep(u["lane0"], fn.v(f"add i64 {fn.v(f'shl i64 {Ln.i}, 4')}, 8")), 8)
     with fn.loop("0", str(dv // 16), stem="ch") as C:
         vcol = fn.gep(u["vh"], fn.v(f"shl i64 {C.i}, 6"))
         with fn.loop("0", str(LANES), stem="ln") as Ln:
-            behind = fn.call("i64", "llvm.smax.i64", [f"i64 {fn.v(f'sub i64 {off}, {Ln.i}')}", "i64 0"], "i64, i64")
-            skip = fn.v(f"and i64 {fn.v(f'add i64 {behind}, {LANES - 1}')}, {-LANES}")
-            i0 = fn.v(f"add i64 {Ln.i}, {skip}")
-            vslot0 = fn.v(f"urem i64 {fn.v(f'add i64 {a0}, {i0}')}, {ring}")
+            at0 = fn.gep(u["lane0"], fn.v(f"shl i64 {Ln.i}, 4"))
+            i0, vslot0 = fn.load("i64", at0, 8), fn.load("i64", fn.gep(at0, "8"), 8)
             with fn.loop(i0, u["span"], step=LANES, stem="pv") as P:
                 accs = [P.carry(V16F, "zeroinitializer") for _ in range(G)]
                 vslot = P.carry("i64", vslot0)
@@ -122,7 +128,7 @@ def _unit(fn: Fn, r: str, a: dict, dk: int, dv: int, G: int) -> None:
     span_p = fn.v(f"and i64 {fn.v(f'add i64 {span}, 63')}, -64")
     row0 = fn.v(f"add i64 {fn.v(f'mul i64 {t}, {hq}')}, {h0}")
     u = dict(kb=kb, a0=a0, span=span, stop=fn.v(f"add i64 {qp}, 1"), slot0=fn.v(f"urem i64 {kb}, {a['R']}"),
-             qbuf=a["qbuf"], lanes=a["lanes"],
+             qbuf=a["qbuf"], lanes=a["lanes"], lane0=a["lane0"],
              kstride=fn.v(f"mul i64 {a['hkv']}, {4 * dk}"), vstride=fn.v(f"mul i64 {a['hkv']}, {4 * dv}"),
              kh=fn.gep(a["k"], fn.v(f"mul i64 {hk}, {4 * dk}")), vh=fn.gep(a["v"], fn.v(f"mul i64 {hk}, {4 * dv}")),
              srow=[fn.gep(a["scratch"], fn.v(f"mul i64 {a['nscratch']}, {4 * i}")) for i in range(G)],
@@ -154,6 +160,7 @@ def attention_group_ir(dk: int, dv: int, group: int, cpu: CpuInfo) -> str:
     a["scratch"] = fn.v(f"alloca float, i64 {fn.v(f'mul i64 {ns}, {group}')}, align 64")
     a["qbuf"] = fn.v(f"alloca float, i64 {group * dk}, align 64")
     a["lanes"] = fn.v(f"alloca float, i64 {group * LANES * 16}, align 64")
+    a["lane0"] = fn.v(f"alloca i64, i64 {2 * LANES}, align 64")     # per lane: first index, its slot
     with fn.loop("%r0", "%r1", stem="unit") as U:
         _unit(fn, U.i, a, dk, dv, group)
     fn.do("ret void")
