@@ -82,7 +82,7 @@ def _libm():
 
 
 _LIBM = _libm()
-_ROPE_CACHE: dict[tuple, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+_ROPE_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}   # key -> cos, sin, filled
 
 
 def _cosf_sinf(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,27 +113,38 @@ def rope_angles(pos: np.ndarray, n_dims: int, base: float, freq_scale: float,
     """cos, sin [T, n_dims/2] as ggml_rope_cache_init (ggml-cpu/ops.cpp:6204, rope_yarn without
     YaRN): theta_scale = powf(base, -2/n_dims); theta starts at float(p) and is multiplied by
     theta_scale in float32 pair after pair; angle = freq_scale * (theta / ff[i]); cosf, sinf.
-    Rows are cached per position (the C library calls are slow from Python)."""
+    Rows are cached per position in dense tables (the C library calls are slow from Python, and
+    a prefill asks for the same positions once per layer: one gather then)."""
     key = (n_dims, float(base), float(freq_scale),
            None if freq_factors is None else np.asarray(freq_factors, F32).tobytes())
-    cache = _ROPE_CACHE.setdefault(key, {})
-    pos = np.asarray(pos, np.int64)
-    missing = sorted({int(p) for p in pos} - cache.keys())
-    if missing:
+    pos = np.asarray(pos, np.int64).reshape(-1)
+    if pos.size and pos.min() < 0:
+        raise ValueError("rope_angles: negative position")
+    cos_t, sin_t, have = _rope_table(key, n_dims // 2, int(pos.max()) + 1 if pos.size else 0)
+    missing = np.unique(pos[~have[pos]])
+    if missing.size:
         ts = F32(_LIBM.powf(base, -2.0 / n_dims)) if _LIBM is not None else \
             F32(F64(base) ** (F64(F32(-2.0) / F32(n_dims))))
-        theta = np.array(missing, F32)
-        cols = []
+        theta = missing.astype(F32)
         for i in range(n_dims // 2):
             t = theta / F32(freq_factors[i]) if freq_factors is not None else theta
-            cols.append(_cosf_sinf((F32(freq_scale) * t).astype(F32)))
+            cos_t[missing, i], sin_t[missing, i] = _cosf_sinf((F32(freq_scale) * t).astype(F32))
             theta = (theta * ts).astype(F32)
-        cos = np.stack([c for c, _ in cols], axis=1)
-        sin = np.stack([s for _, s in cols], axis=1)
-        for j, p in enumerate(missing):
-            cache[p] = (cos[j], sin[j])
-    return (np.stack([cache[int(p)][0] for p in pos]).reshape(len(pos), n_dims // 2),
-            np.stack([cache[int(p)][1] for p in pos]).reshape(len(pos), n_dims // 2))
+        have[missing] = True
+    return cos_t[pos], sin_t[pos]
+
+
+def _rope_table(key: tuple, half: int, top: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cache's (cos [N, half], sin [N, half], filled [N]) of key, grown to N >= top."""
+    tab = _ROPE_CACHE.get(key)
+    if tab is None or len(tab[2]) < top:
+        n = max(top, 64, 2 * len(tab[2]) if tab is not None else 0)
+        new = (np.zeros((n, half), F32), np.zeros((n, half), F32), np.zeros(n, bool))
+        if tab is not None:
+            for old, grown in zip(tab, new):
+                grown[:len(old)] = old
+        tab = _ROPE_CACHE[key] = new
+    return tab
 
 
 def rotate(x0: np.ndarray, x1: np.ndarray, cos: np.ndarray, sin: np.ndarray):

@@ -178,9 +178,15 @@ def expert(w: Tensor, e: int) -> Tensor:
 
 
 def embed(w: Tensor, ids: np.ndarray) -> np.ndarray:
-    """Rows `ids` of token_embd: [T] -> [T, n_embd] float32, dequantizing only those rows."""
-    return np.stack([dequant_rows(w, int(i), int(i) + 1)[0] for i in ids]) if len(ids) else \
-        np.zeros((0, w.shape_ggml[0]), np.float32)
+    """Rows `ids` of token_embd: [T] -> [T, n_embd] float32, dequantizing only those rows (their
+    blocks gathered first, then decoded in one call: blocks decode independently)."""
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    n0, rb = w.shape_ggml[0], row_bytes(w)
+    if not len(ids):
+        return np.zeros((0, n0), np.float32)
+    raw = np.asarray(w.data).reshape(-1).view(np.uint8)
+    rows = raw[:raw.size // rb * rb].reshape(-1, rb)[ids]
+    return dequantize(rows.reshape(-1), w.ggml_type, len(ids) * n0).reshape(len(ids), n0)
 
 
 def vector(w: Tensor) -> np.ndarray:

@@ -1,5 +1,7 @@
 """`attend(...)`: attention over a KV cache on the JIT kernel (jit/kernels/attention.py), bit for
-bit inference.ops._attention_f16 (llama.cpp's CPU attention with an F16 cache).
+bit inference.ops._attention_f16 (llama.cpp's CPU attention with an F16 cache). A batch runs the
+query heads that share a KV head together (kernels/attention_batch.py), a single query in decode
+order one head at a time (kernels/attention.py).
 
 General over models: any head sizes that are multiples of 16, grouped KV heads, a plain cache
 (R = its length) or a sliding-window ring (R slots, position p in slot p % R), a window given per
@@ -14,6 +16,8 @@ from .api import MATVEC_PROTO, get_pool
 from .cpu import CpuInfo, detect
 from .kernels.attention import N_PARAMS, P_HKV, P_HQ, P_K, P_KBEG, P_Q, P_QPOS, P_R, P_SCALE, P_SCRATCH, P_V
 from .kernels.attention import attention_ir, supported, symbol
+from .kernels.attention_batch import attention_group_ir, group_for
+from .kernels.attention_batch import symbol as group_symbol
 
 MIN_RING = 64     # a ring shorter than the decode step would need a modulo per key: numpy does those
 
@@ -22,6 +26,14 @@ def kernel(dk: int, dv: int, decode: bool, cpu: CpuInfo | None = None):
     cpu = cpu or detect()
     name = symbol(dk, dv, decode)
     return jc.kernel(("attention", dk, dv, decode), lambda: attention_ir(dk, dv, decode, cpu),
+                     {name: MATVEC_PROTO}, cpu)[name]
+
+
+def group_kernel(dk: int, dv: int, group: int, cpu: CpuInfo | None = None):
+    """The batch kernel over `group` query heads that share a KV head (units of (token, heads))."""
+    cpu = cpu or detect()
+    name = group_symbol(dk, dv, group)
+    return jc.kernel(("attention_group", dk, dv, group), lambda: attention_group_ir(dk, dv, group, cpu),
                      {name: MATVEC_PROTO}, cpu)[name]
 
 
@@ -54,9 +66,12 @@ def attend(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, q_pos: np.ndarray, k_b
         p[slot] = arr.ctypes.data
     p[P_R], p[P_HQ], p[P_HKV], p[P_SCRATCH] = R, Hq, Hkv, scratch
     p[P_SCALE:P_SCALE + 1].view(np.float32)[0] = np.float32(scale)
-    fn = kernel(dk, dv, decode, cpu)
     pool = pool or get_pool(threads)
-    rows = T * Hq
+    if decode:                                          # one row per (query, head)
+        fn, rows = kernel(dk, dv, True, cpu), T * Hq
+    else:                                               # one row per (query, heads sharing a KV head)
+        group = group_for(Hq, Hkv)
+        fn, rows = group_kernel(dk, dv, group, cpu), T * Hq // group
     chunk = max(1, -(-rows // (pool.n * 8)))           # small chunks: later queries see more keys
     pool.run(fn, (p.ctypes.data, 0, out.ctypes.data), rows, (0,), chunk=chunk)
     return out

@@ -20,7 +20,7 @@ from gguf import GGMLQuantizationType as T
 from . import compile as jc
 from .api import MATVEC_PROTO, get_pool, matvec_kernel, quantizers, supports
 from .cpu import CpuInfo, detect
-from .kernels.blocks32 import KINDS, mm_ir, mm_symbol
+from .kernels.batch32 import KINDS, mm_ir, mm_symbol
 from .kernels.kbatch import KINDS as K_KINDS
 from .kernels.kbatch import kmm_ir, kmm_symbol
 from .kernels.quantize import activation_bytes

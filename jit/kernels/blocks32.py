@@ -1,16 +1,13 @@
 """32-block weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) . 8-bit activations in llama.cpp's own order
 (ggml_vec_dot_<type>_q8_<0|1>, AVX2/VNNI; numpy twin of Q4_1: inference.ggml_cpu.vec_dot_q4_1_q8_1),
-for one token (the matvec) or several at once (`mm_<type>`, the batch driver): every token's float
-operations are the same strict sequence, so batch and decode give identical bits.
+for one token (the matvec); the batch kernels `mm_<type>` (batch32.py) run the same float sequence
+per token, so batch and decode give identical bits.
 
 Per 32-block b:  lanes[8] = int32 sums of 4 consecutive products (vpdpbusd on 32 bytes), with the
                  weights' offset (Q4_0: q - 8, Q5_0: q - 16) applied to the integers
                  acc = fma(f32(d_w * d_a), float(lanes), acc)          <8 x float>
                  summs += m_w * s_a                                     (Q4_1/Q5_1: s_a = Q8_1's F16 sum)
 Row result: r = acc[4:8] + acc[0:4]; ((r0 + r2) + (r1 + r3)) + summs   (hsum_float_8)
-
-    void mm_<type>(const u8 *w, const i64 *p, float *y, i64 row_begin, i64 row_end, i64 n_cols)
-        p as matmul_tiles (tiles.py): tokens in groups of GROUP share each unpacked weight block.
 """
 from __future__ import annotations
 
@@ -18,12 +15,9 @@ import functools
 import os
 from dataclasses import dataclass
 
-from ..cpu import CpuInfo
 from .emit import Fn, mask, vec
-from .tiles import grouped_batch_ir
 
 V8F, V8I, V32B, V16B = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i8")
-GROUP = 4
 
 
 @dataclass(frozen=True)
@@ -196,14 +190,3 @@ def matvec_builder(name: str):
     def build(fn: Fn):
         return kind.wb, lambda fn, wrow, nb: block_rows(fn, kind, wrow, ["%xq"], nb)[0]
     return build
-
-
-def mm_symbol(name: str) -> str:
-    return f"mm_{name.lower()}"
-
-
-@functools.cache
-def mm_ir(name: str, cpu: CpuInfo) -> str:
-    kind = KINDS[name]
-    return grouped_batch_ir(cpu, mm_symbol(name), 32, kind.wb, GROUP,
-                            lambda fn, wrow, nb, xqs: block_rows(fn, kind, wrow, xqs, nb))

@@ -17,7 +17,7 @@ from ..cpu import CpuInfo
 from .matvec import K_PARTS, _superblocks_many
 from .tiles import grouped_batch_ir
 
-GROUP = 4
+GROUP = 8
 KINDS = tuple(K_PARTS)
 
 
@@ -26,7 +26,7 @@ def kmm_symbol(name: str) -> str:
 
 
 @functools.cache
-def kmm_ir(name: str, cpu: CpuInfo) -> str:
+def kmm_ir(name: str, cpu: CpuInfo, group: int = GROUP) -> str:
     wbytes, unpack, token = K_PARTS[name]
-    return grouped_batch_ir(cpu, kmm_symbol(name), 256, wbytes, GROUP,
+    return grouped_batch_ir(cpu, kmm_symbol(name), 256, wbytes, group,
                             lambda fn, wrow, nb, xqs: _superblocks_many(fn, wrow, wbytes, nb, unpack, token, xqs))

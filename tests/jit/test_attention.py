@@ -34,7 +34,7 @@ def twin(q, kc, vc, pos, window, scale, single):
 
 
 @settings(max_examples=40, deadline=None)
-@given(T=st.integers(1, 40), groups=st.sampled_from([(1, 1), (4, 1), (6, 2), (9, 3)]),
+@given(T=st.integers(1, 40), groups=st.sampled_from([(1, 1), (4, 1), (6, 2), (9, 3), (8, 4), (8, 1)]),
        dk=st.sampled_from([16, 32, 64, 80, 256]), dv=st.sampled_from([16, 48, 64, 256]),
        p0=st.integers(0, 300), ring=st.integers(64, 400), window=st.one_of(st.none(), st.integers(1, 64)),
        threads=st.integers(1, 3), scale_q=st.sampled_from([0.1, 1.0, 8.0]), seed=st.integers(0, 1000))
