@@ -80,7 +80,7 @@ def load_session(cls: type[Session], engine: Engine, path: Path, n_ctx: int | No
             if kind != KV and e.get("rows") != rows and n_ctx != saved_ctx:
                 raise SessionFileError(f"{path} was saved with a context of {saved_ctx} tokens and "
                                        f"cannot be opened with {n_ctx}; use {saved_ctx}")
-            dst[:rows] = _read(zf, f"a{i}", dst.dtype, (rows,) + dst.shape[1:], path)
+            dst[:rows] = _read_rows(zf, f"a{i}", dst, rows, path)
         logits = _read_logits(zf, n_vocab, path)
     st.n_past = n_past
     session.tokens = [int(t) for t in tokens]
@@ -111,6 +111,18 @@ def _check_model(meta: dict, engine: Engine, path: Path) -> None:
             f"{path} was saved with another model ({saved.get('file')}, {saved.get('size')} bytes) "
             f"than the one loaded ({ours['file']}, {ours['size']} bytes); load that model, or "
             "start a new conversation")
+
+
+def _read_rows(zf: zipfile.ZipFile, key: str, dst: np.ndarray, rows: int, path: Path) -> np.ndarray:
+    """The first `rows` rows of a state buffer. A float16 buffer also takes the float32 rows of
+    files from before the cache was half (they hold half-rounded values: exact)."""
+    shape = (rows,) + dst.shape[1:]
+    try:
+        return _read(zf, key, dst.dtype, shape, path)
+    except SessionFileError:
+        if dst.dtype != np.float16:
+            raise
+        return _read(zf, key, np.dtype(np.float32), shape, path)
 
 
 def _read(zf: zipfile.ZipFile, key: str, dtype: np.dtype, shape: tuple | None, path: Path,

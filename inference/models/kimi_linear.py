@@ -8,8 +8,8 @@ Math as llama.cpp computes it: ../shared/docs/kimi-linear-and-step35.md section 
 in kda.py and mla.py, the MoE routing in moe.py.
 State: per KDA layer `blk.N.conv_{q,k,v}` [d_conv-1, D] and `blk.N.ssm` [H, d, d] (RECURRENT),
 per MLA layer `blk.N.kv` [n_ctx, kv_lora_rank + rope dims] (KV, the compressed latent cache,
-float32 arrays holding half-rounded rows like llama.cpp's default F16 cache unless `cache_type`
-says float32; the `mla_half` marker says which).
+float16 arrays like llama.cpp's default F16 cache unless `cache_type` says float32; the
+`mla_half` marker says which).
 """
 from __future__ import annotations
 
@@ -185,8 +185,8 @@ class Model(base.Model):
                     st.add(f"blk.{il}.conv_{n}", np.zeros((c.d_conv - 1, D), np.float32), base.RECURRENT)
                 st.add(f"blk.{il}.ssm", np.zeros((c.n_head, d, d), np.float32), base.RECURRENT)
             else:
-                # float32 rows; an F16 cache type stores them rounded to half (see mla_mixer)
-                st.add(f"blk.{il}.kv", np.zeros((n_ctx, c.kv_lora_rank + c.n_rope), np.float32), base.KV)
+                # rows of the cache type: float16 (llama.cpp's default F16 cache) or float32
+                st.add(f"blk.{il}.kv", np.zeros((n_ctx, c.kv_lora_rank + c.n_rope), self.cache_type), base.KV)
         if np.dtype(self.cache_type) == np.float16:
             st.arrays[HALF_KV] = np.ones(1, np.int8)   # marker (no kind): the MLA cache holds half values
         return st

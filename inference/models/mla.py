@@ -41,11 +41,13 @@ def per_head(w: Tensor, x: np.ndarray) -> np.ndarray:
 
 def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_head: int,
               n_rope: int, key_length: int, eps: float, half: bool = False) -> np.ndarray:
-    """x: [T, E] normed hidden; cache: [n_ctx, R + r] float32, rows n_past.. are written -> [T, E].
+    """x: [T, E] normed hidden; cache: [n_ctx, R + r] float16 or float32, rows n_past.. are
+    written -> [T, E].
 
     half: the cache stands for llama.cpp's F16 cache (its default): rows are stored rounded to
-    half (kept in float32, so attention reads the cache in place, no per-step conversion) and
-    attention rounds q and the probabilities to F16 too."""
+    half (a float16 cache, 1152 bytes per token like llama.cpp's; or float32 holding half values)
+    and attention rounds q and the probabilities to F16 too. A decode step over a long cache runs
+    on the JIT kernel (jit.mla_attention) when selected, which reads either cache in place."""
     T = x.shape[0]
     H, r = n_head, n_rope
     R = cache.shape[1] - r
@@ -60,14 +62,29 @@ def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_he
     Q = np.concatenate([q_abs, q[:, :, n:]], axis=-1)                   # [T, H, R + r]
     S = n_past + T
     scale = 1.0 / np.sqrt(key_length)
-    if ops.attention_is_long(T, H, S):
+    dec = _jit_decode(R + r, R, H) if T == 1 and ops.attention_is_long(T, H, S) else None
+    if dec is not None:                                                 # one pass, in place
+        lat = dec(np.asarray(rnd(Q[0]), np.float32), cache, S, scale, R)[None]     # [1, H, R]
+    elif ops.attention_is_long(T, H, S):
         lat = latent_attention(Q, cache[:S], n_past, scale, R, half)    # [T, H, R]
     else:                                                               # llama.cpp's order, exact
-        K = cache[:S][:, None, :]                                       # [S, 1, R + r]
+        K = np.asarray(cache[:S], np.float32)[:, None, :]               # [S, 1, R + r]
         pos = np.arange(S)
         lat = ops.attention(Q, K, K[:, :, :R], pos[n_past:], pos, scale, round_f16=half)
     out = per_head(w.attn_v_b, lat)                                     # [T, H, dv]
     return ops.linear(w.attn_output, out.reshape(T, -1))                # [T, E]
+
+
+def _jit_decode(d: int, r_lat: int, n_head: int):
+    """jit.mla_attention.decode if the JIT kernels are selected and fit these sizes, else None."""
+    try:
+        from jit import api
+    except ImportError:
+        return None
+    if not api.enabled():
+        return None
+    from jit import mla_attention as jm
+    return jm.decode if jm.usable(d, r_lat, n_head) else None
 
 
 LATENT_BLOCK = 1 << 23   # scores (queries x heads x keys) per block of queries
@@ -76,9 +93,11 @@ LATENT_BLOCK = 1 << 23   # scores (queries x heads x keys) per block of queries
 def latent_attention(Q: np.ndarray, K: np.ndarray, n_past: int, scale: float, R: int,
                      half: bool) -> np.ndarray:
     """Causal attention of Q [T, H, R + r] (query t at position n_past + t) over the cache rows
-    K [S, R + r] (values: their first R columns), read in place by BLAS matmuls: a decode step
-    costs two passes over the cache and no copy of it. Equal to ops.attention to float32
-    rounding (BLAS summation order). -> [T, H, R]"""
+    K [S, R + r] (values: their first R columns), read in place by BLAS matmuls (a float16 cache
+    is widened once per call). Equal to ops.attention to float32 rounding (BLAS summation
+    order). -> [T, H, R]"""
+    if K.dtype != np.float32:
+        K = K.astype(np.float32)
     T, H, _ = Q.shape
     S = K.shape[0]
     rnd = ops._f16 if half else (lambda a: np.asarray(a, np.float32))

@@ -108,8 +108,8 @@ def test_bench_reports_the_kernel_path():
 
 def test_bench_contexts_json():
     """--contexts: one entry per size, rates from fresh prefills, resident memory, and the cache
-    growth per token from the file's own metadata: 1 MLA layer x (kv_lora 64 + rope 16) x 4 bytes
-    (half-rounded values kept in float32, so decode reads the cache in place)."""
+    growth per token from the file's own metadata: 1 MLA layer x (kv_lora 64 + rope 16) x 2 bytes
+    (a float16 latent cache, as llama.cpp's default F16 cache)."""
     path = golden_dir() / "models" / "tiny-kimi-linear-Q8_0.gguf"
     r = json.loads(run_bench("-m", str(path), "-p", "8", "-n", "1", "-t", "1", "--json",
                              "--contexts", "40,100", "--decode-after", "3", "--chunk", "32"))
@@ -122,7 +122,7 @@ def test_bench_contexts_json():
     g = m.gguf.metadata
     n_mla = sum(1 for v in g["kimi-linear.attention.head_count_kv"] if v)
     assert r["state_bytes_per_token"] == n_mla * (g["kimi-linear.attention.kv_lora_rank"] +
-                                                  g["kimi-linear.rope.dimension_count"]) * 4 == 320
+                                                  g["kimi-linear.rope.dimension_count"]) * 2 == 160
     assert "rss_growth_bytes_per_token" in r
 
 

@@ -203,6 +203,27 @@ def test_restore_gives_identical_next_token_logits(stem, tmp_path):
     assert r.prefill(s.tokens + [5]).n_reused == len(s.tokens)
 
 
+def test_a_kimi_session_saved_with_the_old_float32_latent_cache_restores(tmp_path):
+    """Before the MLA cache was float16 it was float32 holding half-rounded rows: such files load
+    into the float16 cache exactly."""
+    from inference.models.kimi_linear import Model as KimiLinear
+
+    stem = "tiny-kimi-linear-F16"
+    tokens = prompt(stem, 30)
+    s = engine(stem).session(64)
+    s.prefill(tokens)
+    assert KimiLinear.cache_type == np.float16
+    kv = [k for k in s.state.arrays if k.endswith(".kv")]
+    want = {k: s.state.arrays[k].copy() for k in kv}
+    for k in kv:                                    # the old layout: the same values in float32
+        s.state.arrays[k] = s.state.arrays[k].astype(np.float32)
+    s.save(tmp_path / "old.lectern")
+    r = type(s).restore(Engine.load(engine(stem).path), tmp_path / "old.lectern")
+    for k in kv:
+        assert r.state.arrays[k].dtype == np.float16
+        np.testing.assert_array_equal(r.state.arrays[k], want[k])
+
+
 def test_state_file_holds_only_the_used_part_of_the_kv_cache(tmp_path):
     s = engine("tiny-llama-F16").session(4096)
     s.prefill(prompt("tiny-llama-F16", 10))

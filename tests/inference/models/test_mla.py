@@ -1,6 +1,7 @@
 """mla.latent_attention (the long-context MLA path reading the latent cache in place) against
 ops.attention's exact llama.cpp-order path on the same rows, and the tiny kimi-linear decoded
-token by token on that path against its batch logits."""
+token by token on the long path (numpy BLAS or the JIT decode kernel, float16 or float32 cache)
+against its batch logits."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,6 +25,8 @@ def test_latent_attention_matches_exact_attention(half, n_past, T):
     want = ops.attention(Q, K[:, None, :], K[:, None, :R], pos[n_past:], pos, 0.2, round_f16=half)
     got = latent_attention(Q, K, n_past, 0.2, R, half)
     assert got.shape == (T, H, R)
+    if half:                                              # a float16 cache holds the same values
+        assert np.array_equal(latent_attention(Q, K.astype(np.float16), n_past, 0.2, R, half), got)
     tol = 2e-3 if half else 1e-5                          # F16 probabilities may round the other way
     np.testing.assert_allclose(got, want, atol=tol, rtol=tol)
 
@@ -37,12 +40,17 @@ def test_latent_attention_blocks_of_queries_match_one_block(monkeypatch):
     np.testing.assert_allclose(latent_attention(Q, K, 20, 0.3, 16, False), whole, rtol=1e-5, atol=1e-6)
 
 
-def test_kimi_decode_on_the_long_path_matches_batch(monkeypatch):
-    """Every MLA call on latent_attention: token-by-token decode == the exact batch logits to
+@pytest.mark.parametrize("kernels", ["numpy", "jit"])
+@pytest.mark.parametrize("cache_type", [np.float16, np.float32])
+def test_kimi_decode_on_the_long_path_matches_batch(monkeypatch, kernels, cache_type):
+    """Every MLA call on the long path: token-by-token decode == the exact batch logits to
     F16-probability rounding (the cache is written and read in place each step)."""
     from inference.models import load_model
+    from inference.models.kimi_linear import Model as KimiLinear
     from tests.conftest import golden_dir
 
+    monkeypatch.setenv("LECTERN_KERNELS", kernels)
+    monkeypatch.setattr(KimiLinear, "cache_type", cache_type)
     m = load_model(golden_dir() / "models" / "tiny-kimi-linear-F16.gguf")
     toks = np.random.default_rng(1).integers(0, m.n_vocab, 40)
     want = m.logits(toks)
