@@ -16,8 +16,9 @@ QUANTS = ["Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q3_K_XL", "Q4_0", "Q4
           "Q8_0", "Q8_K_XL", "Q4_0_4_4", "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M",
           "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ4_XS", "IQ4_NL", "TQ1_0", "TQ2_0", "F16",
           "BF16", "F32", "MXFP4_MOE"]
-# Model names as repositories spell them: letters, digits, dots, sizes; never a quant token.
-word = st.from_regex(r"[A-Za-z][a-z]{1,8}", fullmatch=True)
+# Model names as repositories spell them: letters, digits, dots, sizes; never a quant token, and
+# never "UD" in any case (a stem ending in "-Ud" before "-Q2_K" is unsloth's UD-Q2_K spelling).
+word = st.from_regex(r"[A-Za-z][a-z]{1,8}", fullmatch=True).filter(lambda w: w.lower() != "ud")
 size = st.from_regex(r"[0-9]{1,3}(\.[0-9])?[BMbm]", fullmatch=True)
 stem = st.lists(st.one_of(word, size, st.sampled_from(["Instruct", "it", "A3B", "v0.1", "Qwen3"])),
                 min_size=1, max_size=5).map("-".join)
