@@ -21,8 +21,8 @@ from __future__ import annotations
 import functools
 
 from ..cpu import CpuInfo
-from .blocks32 import KINDS, Kind, _fma8, _weights
-from .emit import Fn, mask, vec
+from .blocks32 import KINDS, Kind, _fma8, _weights, row_totals
+from .emit import Fn, vec
 from .tiles import grouped_batch_ir
 
 V8F, V32B = vec(8, "float"), vec(32, "i8")
@@ -85,15 +85,7 @@ def batch_rows(fn: Fn, kind: Kind, wrow: str, xqs: list[str], nb: str) -> list[s
             if kind.has_min:
                 sa = fn.load("float", fn.gep(ab, "4"), 4)
                 B.set(summs[k], fn.v(f"fadd float {summs[k]}, {fn.v(f'fmul float {mw}, {sa}')}"))
-    out = []
-    for k, acc in enumerate(accs):
-        hi = fn.v(f"shufflevector {V8F} {acc}, {V8F} poison, {mask(range(4, 8))}")
-        lo = fn.v(f"shufflevector {V8F} {acc}, {V8F} poison, {mask(range(4))}")
-        r = fn.v(f"fadd {vec(4, 'float')} {hi}, {lo}")
-        e = [fn.v(f"extractelement {vec(4, 'float')} {r}, i64 {i}") for i in range(4)]
-        t = fn.v(f"fadd float {fn.v(f'fadd float {e[0]}, {e[2]}')}, {fn.v(f'fadd float {e[1]}, {e[3]}')}")
-        out.append(fn.v(f"fadd float {t}, {summs[k]}") if kind.has_min else t)
-    return out
+    return row_totals(fn, accs, summs, kind.has_min)
 
 
 @functools.cache

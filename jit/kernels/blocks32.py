@@ -113,6 +113,12 @@ def block_rows(fn: Fn, kind: Kind, wrow, xqs: list[str], nb: str, prefetch: int 
                 B.set(accs[i], _fma8(fn, fn.splat(8, "float", d), lf, accs[i]))
                 if kind.has_min:
                     B.set(summs[i], fn.v(f"fadd float {summs[i]}, {fn.v(f'fmul float {mw}, {sa}')}"))
+    return row_totals(fn, accs, summs, kind.has_min)
+
+
+def row_totals(fn: Fn, accs: list, summs: list, has_min: bool) -> list:
+    """Each 8-lane accumulator summed in llama.cpp's order, ((4+0)+(6+2))+((5+1)+(7+3)), plus
+    the row's min term (Q4_1/Q5_1)."""
     out = []
     for k, acc in enumerate(accs):
         hi = fn.v(f"shufflevector {V8F} {acc}, {V8F} poison, {mask(range(4, 8))}")
@@ -120,7 +126,7 @@ def block_rows(fn: Fn, kind: Kind, wrow, xqs: list[str], nb: str, prefetch: int 
         r = fn.v(f"fadd {vec(4, 'float')} {hi}, {lo}")
         e = [fn.v(f"extractelement {vec(4, 'float')} {r}, i64 {i}") for i in range(4)]
         s = fn.v(f"fadd float {fn.v(f'fadd float {e[0]}, {e[2]}')}, {fn.v(f'fadd float {e[1]}, {e[3]}')}")
-        out.append(fn.v(f"fadd float {s}, {summs[k]}") if kind.has_min else s)
+        out.append(fn.v(f"fadd float {s}, {summs[k]}") if has_min else s)
     return out
 
 
