@@ -83,6 +83,7 @@ def _libm():
 
 _LIBM = _libm()
 _ROPE_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}   # key -> cos, sin, filled
+ROPE_BLOCK = 256             # positions computed together when one of them is asked for
 
 
 def _cosf_sinf(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,14 +115,18 @@ def rope_angles(pos: np.ndarray, n_dims: int, base: float, freq_scale: float,
     YaRN): theta_scale = powf(base, -2/n_dims); theta starts at float(p) and is multiplied by
     theta_scale in float32 pair after pair; angle = freq_scale * (theta / ff[i]); cosf, sinf.
     Rows are cached per position in dense tables (the C library calls are slow from Python, and
-    a prefill asks for the same positions once per layer: one gather then)."""
+    a prefill asks for the same positions once per layer: one gather then), filled ROPE_BLOCK
+    positions at a time (a decode step's new position is then almost always there already)."""
     key = (n_dims, float(base), float(freq_scale),
            None if freq_factors is None else np.asarray(freq_factors, F32).tobytes())
     pos = np.asarray(pos, np.int64).reshape(-1)
     if pos.size and pos.min() < 0:
         raise ValueError("rope_angles: negative position")
-    cos_t, sin_t, have = _rope_table(key, n_dims // 2, int(pos.max()) + 1 if pos.size else 0)
-    missing = np.unique(pos[~have[pos]])
+    top = (int(pos.max()) // ROPE_BLOCK + 1) * ROPE_BLOCK if pos.size else 0
+    cos_t, sin_t, have = _rope_table(key, n_dims // 2, top)
+    blocks = np.unique(pos[~have[pos]] // ROPE_BLOCK)
+    missing = (blocks[:, None] * ROPE_BLOCK + np.arange(ROPE_BLOCK)).reshape(-1)
+    missing = missing[~have[missing]]                      # whole blocks, each position once
     if missing.size:
         ts = F32(_LIBM.powf(base, -2.0 / n_dims)) if _LIBM is not None else \
             F32(F64(base) ** (F64(F32(-2.0) / F32(n_dims))))

@@ -80,7 +80,7 @@ class LlamaPlan:
                (("x", E), ("h", E), ("q", qd), ("k", kvd), ("v", kvd), ("att", qd), ("o", E), ("gate", F),
                 ("up", F), ("g", F), ("down", E), ("cos", c.rope_dim // 2), ("sin", c.rope_dim // 2))}
         self.buf = buf
-        self._angles = Angles(c.rope_dim, c.rope_base, c.rope_freq_scale, model.rope_freqs)
+        self._rope = (c.rope_dim, c.rope_base, c.rope_freq_scale, model.rope_freqs)
         self._qpos = np.zeros(1, np.int64)
         self._kbeg = np.zeros(1, np.int64)
         attn_fn = _addr(attention_kernel(D, D, True))
@@ -131,7 +131,7 @@ class LlamaPlan:
         [n_vocab] (an array no earlier caller still holds), or the last layer's output [n_embd]
         if the plan has no head."""
         self._pool.wake()                    # the workers spin again while this thread prepares
-        cos, sin = self._angles.at(pos)
+        cos, sin = rope_row(pos, self._rope)
         np.copyto(self.buf["cos"], cos)
         np.copyto(self.buf["sin"], sin)
         np.copyto(self.buf["x"], x)
@@ -192,25 +192,12 @@ class Head:
         return self._x.copy() if out is None else out
 
 
-class Angles:
-    """RoPE cos/sin rows (inference.ggml_cpu.rope_angles: the same bits, cached there too) for
-    positions computed 256 at a time, so a decode step does no per-value cosf/sinf calls."""
+def rope_row(pos: int, rope: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin [rope_dim/2] of one position (ggml_cpu.rope_angles; rope = its other arguments)."""
+    from inference import ggml_cpu
 
-    BLOCK = 256
-
-    def __init__(self, n_dims: int, base: float, freq_scale: float, factors):
-        self.args = (n_dims, base, freq_scale, factors)
-        self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def at(self, pos: int) -> tuple[np.ndarray, np.ndarray]:
-        b, i = divmod(int(pos), self.BLOCK)
-        blk = self._blocks.get(b)
-        if blk is None:
-            from inference import ggml_cpu
-
-            blk = self._blocks[b] = ggml_cpu.rope_angles(np.arange(b * self.BLOCK, (b + 1) * self.BLOCK),
-                                                          *self.args)
-        return blk[0][i], blk[1][i]
+    cos, sin = ggml_cpu.rope_angles(np.array([pos]), *rope)
+    return cos[0], sin[0]
 
 
 class StateRefs:

@@ -17,7 +17,7 @@ from .kernels import attention as ka
 from .kernels.gemma_layer import SLOTS, G, GemmaShape, gemma_layer_ir, supported
 from .group import Jobs
 from .linear import _addr, op_for, tiles
-from .plan import LAYERS_PROTO, LO, Angles, Head, StateRefs
+from .plan import LAYERS_PROTO, LO, Head, StateRefs, rope_row
 
 WEIGHTS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
@@ -65,8 +65,8 @@ class GemmaPlan:
         ptr = {k: v.ctypes.data for k, v in buf.items()}
         self._table = gelu_table()
         self._pool = pool
-        self._angles = {False: Angles(c.rope_dim, c.rope_base, c.rope_freq_scale, None),
-                        True: Angles(c.rope_dim, c.rope_base_swa, 1.0, None)}
+        self._rope = {False: (c.rope_dim, c.rope_base, c.rope_freq_scale, None),
+                      True: (c.rope_dim, c.rope_base_swa, 1.0, None)}
         self._qpos = np.zeros(1, np.int64)
         self._kbeg = {False: np.zeros(1, np.int64), True: np.zeros(1, np.int64)}
         attn_fn = _addr(attention_kernel(D, D, True))
@@ -120,7 +120,7 @@ class GemmaPlan:
         self._pool.wake()                    # the workers spin again while this thread prepares
         c = self.model.config
         for (cn, sn), swa in ((("cos", "sin"), False), (("cos_swa", "sin_swa"), True)):
-            cos, sin = self._angles[swa].at(pos)
+            cos, sin = rope_row(pos, self._rope[swa])
             np.copyto(self.buf[cn], cos)
             np.copyto(self.buf[sn], sin)
         np.copyto(self.buf["x"], x)
