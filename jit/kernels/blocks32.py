@@ -82,37 +82,31 @@ def _fma8(fn: Fn, a: str, b: str, c: str) -> str:
     return fn.v(f"fadd {V8F} {fn.v(f'fmul {V8F} {a}, {b}')}, {c}")   # no FMA: two roundings
 
 
-def block_rows(fn: Fn, kind: Kind, wrow, xqs: list[str], nb: str, prefetch: int | str = 0) -> list[str]:
-    """The dot of weight row(s) wrow (one pointer or a list) with each activation in xqs (8-bit
-    rows of nb blocks) -> totals, row-major over (row, token). Each (row, token) is its own
-    strict chain: several of them only interleave for the CPU. prefetch (bytes, a constant or an
-    i64 value; 0 = none): each row's block asks for the cache line that far ahead of it."""
+def block_rows(fn: Fn, kind: Kind, wrow, xq: str, nb: str, prefetch: int | str = 0) -> list[str]:
+    """The dot of weight row(s) wrow (one pointer or a list) with the activation xq (an 8-bit row
+    of nb blocks) -> one total per row. Each row is its own strict chain: several rows only
+    interleave for the CPU. prefetch (bytes, a constant or an i64 value; 0 = none): each row's
+    block asks for the cache line that far ahead of it. (Batches of tokens: batch32.py.)"""
     wrows = wrow if isinstance(wrow, list) else [wrow]
-    auxs = [fn.gep(x, fn.v(f"mul i64 {nb}, {kind.xb}")) for x in xqs]
-    pairs = [(r, k) for r in range(len(wrows)) for k in range(len(xqs))]
+    aux = fn.gep(xq, fn.v(f"mul i64 {nb}, {kind.xb}"))
     with fn.loop("0", nb, stem="qb") as B:
-        accs = [B.carry(V8F, "zeroinitializer") for _ in pairs]
-        summs = [B.carry("float", "0.0") for _ in pairs] if kind.has_min else []
-        xs = []
-        for xq, aux in zip(xqs, auxs):
-            xb = fn.gep(xq, fn.v(f"mul i64 {B.i}, {kind.xb}"))
-            ab = fn.gep(aux, fn.v(f"mul i64 {B.i}, {kind.xaux}"))
-            sa = fn.load("float", fn.gep(ab, "4"), 4) if kind.has_min else None
-            xs.append((fn.load(V32B, fn.gep(xb, str(kind.xqs))), fn.load("float", ab, 4), sa))
+        accs = [B.carry(V8F, "zeroinitializer") for _ in wrows]
+        summs = [B.carry("float", "0.0") for _ in wrows] if kind.has_min else []
+        xb = fn.gep(xq, fn.v(f"mul i64 {B.i}, {kind.xb}"))
+        ab = fn.gep(aux, fn.v(f"mul i64 {B.i}, {kind.xaux}"))
+        sa = fn.load("float", fn.gep(ab, "4"), 4) if kind.has_min else None
+        x, da = fn.load(V32B, fn.gep(xb, str(kind.xqs))), fn.load("float", ab, 4)
         wbs = [fn.gep(wr, fn.v(f"mul i64 {B.i}, {kind.wb}")) for wr in wrows]
-        dprods = _scale_products(fn, wbs, [da for _, da, _ in xs])
+        dprods = _scale_products(fn, wbs, da)
         for r, wb in enumerate(wbs):
             if prefetch:
                 _prefetch_at(fn, wb, prefetch)
             q = _weights(fn, kind, wb)
             mw = fn.half_to_float(fn.load("i16", fn.gep(wb, "2"), 2)) if kind.has_min else None
-            for k, (x, da, sa) in enumerate(xs):
-                i = r * len(xqs) + k
-                lf = fn.v(f"sitofp {V8I} {_lanes(fn, kind, q, x)} to {V8F}")
-                d = dprods[r][k]
-                B.set(accs[i], _fma8(fn, fn.splat(8, "float", d), lf, accs[i]))
-                if kind.has_min:
-                    B.set(summs[i], fn.v(f"fadd float {summs[i]}, {fn.v(f'fmul float {mw}, {sa}')}"))
+            lf = fn.v(f"sitofp {V8I} {_lanes(fn, kind, q, x)} to {V8F}")
+            B.set(accs[r], _fma8(fn, fn.splat(8, "float", dprods[r]), lf, accs[r]))
+            if kind.has_min:
+                B.set(summs[r], fn.v(f"fadd float {summs[r]}, {fn.v(f'fmul float {mw}, {sa}')}"))
     return row_totals(fn, accs, summs, kind.has_min)
 
 
@@ -130,24 +124,20 @@ def row_totals(fn: Fn, accs: list, summs: list, has_min: bool) -> list:
     return out
 
 
-def _scale_products(fn: Fn, wbs: list[str], das: list[str]) -> list[list[str]]:
-    """d_w * d_a (float32, one rounding) for each weight block (f16 d at byte 0) and activation
-    scale: [row][token]. Several rows: their f16 scales gathered into one vector, converted by one
-    vcvtph2ps and multiplied in one vmulps per token (the same per-lane rounding as scalar code)."""
+def _scale_products(fn: Fn, wbs: list[str], da: str) -> list[str]:
+    """d_w * d_a (float32, one rounding) for each weight block (f16 d at byte 0), per row. Several
+    rows: their f16 scales gathered into one vector, converted by one vcvtph2ps and multiplied in
+    one vmulps (the same per-lane rounding as scalar code)."""
     if len(wbs) == 1 or not fn.cpu.has_f16c:
         dws = [fn.half_to_float(fn.load("i16", wb, 2)) for wb in wbs]
-        return [[fn.v(f"fmul float {dw}, {da}") for da in das] for dw in dws]
+        return [fn.v(f"fmul float {dw}, {da}") for dw in dws]
     n = len(wbs)
     h = "poison"
     for r, wb in enumerate(wbs):
         h = fn.v(f"insertelement <{n} x i16> {h}, i16 {fn.load('i16', wb, 2)}, i64 {r}")
     dw = fn.v(f"fpext <{n} x half> {fn.v(f'bitcast <{n} x i16> {h} to <{n} x half>')} to <{n} x float>")
-    out = [[None] * len(das) for _ in wbs]
-    for k, da in enumerate(das):
-        p = fn.v(f"fmul <{n} x float> {dw}, {fn.splat(n, 'float', da)}")
-        for r in range(n):
-            out[r][k] = fn.v(f"extractelement <{n} x float> {p}, i64 {r}")
-    return out
+    p = fn.v(f"fmul <{n} x float> {dw}, {fn.splat(n, 'float', da)}")
+    return [fn.v(f"extractelement <{n} x float> {p}, i64 {r}") for r in range(n)]
 
 
 def _prefetch_at(fn: Fn, ptr: str, ahead: int | str) -> None:
@@ -180,11 +170,11 @@ def matvec_body(fn: Fn, name: str, rows: int = MV_ROWS, prefetch: int = MV_PREFE
         wrow = fn.gep("%w", fn.v(f"mul i64 {R.i}, {row_bytes}"))
         wrows = [wrow] + [fn.gep(wrow, fn.v(f"mul i64 {row_bytes}, {k}")) for k in range(1, rows)]
         yrow = fn.gep("%y", fn.v(f"shl i64 {R.i}, 2"))
-        for k, total in enumerate(block_rows(fn, kind, wrows, ["%xq"], nb, prefetch)):
+        for k, total in enumerate(block_rows(fn, kind, wrows, "%xq", nb, prefetch)):
             fn.store("float", total, fn.gep(yrow, str(4 * k)), 4)
     with fn.loop(grouped, "%r1", stem="mr") as R:
         wrow = fn.gep("%w", fn.v(f"mul i64 {R.i}, {row_bytes}"))
-        total = block_rows(fn, kind, wrow, ["%xq"], nb, prefetch)[0]
+        total = block_rows(fn, kind, wrow, "%xq", nb, prefetch)[0]
         fn.store("float", total, fn.gep("%y", fn.v(f"shl i64 {R.i}, 2")), 4)
     fn.do("ret void")
 
@@ -194,5 +184,5 @@ def matvec_builder(name: str):
     kind = KINDS[name]
 
     def build(fn: Fn):
-        return kind.wb, lambda fn, wrow, nb: block_rows(fn, kind, wrow, ["%xq"], nb)[0]
+        return kind.wb, lambda fn, wrow, nb: block_rows(fn, kind, wrow, "%xq", nb)[0]
     return build
