@@ -2,9 +2,11 @@
 
 y[t] = W x[t] for x [T, in] -> [T, out]. Each token's activation is quantized by the JIT
 quantizer (bit for bit ops.round_activations) and multiplied by the matvec kernel; a batch runs
-the same matvec per token through `matmul_tiles` (weight rows reused from cache across the
+the same per-token sums through a batch kernel (weight blocks reused from cache across the
 batch), so a prompt gives identical bits whether it is evaluated at once, in chunks or token by
-token. Prepared ops are cached per weight tensor: a decode step allocates only its outputs.
+token -- except where llama.cpp itself sums a batch in another order than one token (Q4_K and
+Q6_K, kernels/kquants.py): there the batch follows llama.cpp's batch order, as its logits do.
+Prepared ops are cached per weight tensor: a decode step allocates only its outputs.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from .api import MATVEC_PROTO, get_pool, matvec_kernel, quantizers, supports
 from .cpu import CpuInfo, detect
 from .kernels.batch32 import KINDS, mm_ir, mm_symbol
 from .kernels.kbatch import KINDS as K_KINDS
+from .kernels.kbatch import MODES as K_MODES
 from .kernels.kbatch import kmm_ir, kmm_symbol
+from .kernels.kquants import batch_modes
 from .kernels.quantize import activation_bytes
 from .kernels.tiles import LO_FIELDS, P_NTOK, P_XQ, tiles_ir
 from .twins import ACTIVATION, RAW_F32
@@ -45,13 +49,14 @@ def tiles(cpu: CpuInfo | None = None) -> dict:
                      cpu)
 
 
-def mm_kernel(name: str, cpu: CpuInfo | None = None):
-    """The batch kernel of a 32-block type or K-quant (tokens share each unpacked weight block)."""
+def mm_kernel(name: str, cpu: CpuInfo | None = None, mode: str | None = None):
+    """The batch kernel of a 32-block type, or of a K-quant in one of its summation orders
+    (kquants.py); tokens share each unpacked weight block."""
     cpu = cpu or detect()
     sym = mm_symbol(name)
     if name in K_KINDS:
-        sym = kmm_symbol(name)
-        return jc.kernel(("kmm", name), lambda: kmm_ir(name, cpu), {sym: MATVEC_PROTO}, cpu)[sym]
+        sym = kmm_symbol(name, mode)
+        return jc.kernel(("kmm", name, mode), lambda: kmm_ir(name, mode, cpu), {sym: MATVEC_PROTO}, cpu)[sym]
     return jc.kernel(("mm", name), lambda: mm_ir(name, cpu), {sym: MATVEC_PROTO}, cpu)[sym]
 
 
@@ -82,8 +87,11 @@ class LinearOp:
         self._pool = pool or get_pool(threads)
         t = tiles(cpu)
         self._tiles, self._qrows = t["matmul_tiles"], t["quantize_rows"]
-        if self.qtype.name in KINDS or self.qtype.name in K_KINDS:    # its own batch kernel: tokens share each unpacked weight block
+        self._modes = {}                                         # K-quants: batch kernel per summation order
+        if self.qtype.name in KINDS:    # its own batch kernel: tokens share each unpacked weight block
             self._tiles = mm_kernel(self.qtype.name, cpu)
+        elif self.qtype.name in K_KINDS:
+            self._modes = {m: mm_kernel(self.qtype.name, cpu, m) for m in K_MODES[self.qtype.name]}
         step = max(1, STEP_BYTES // (self.n_in // bs * bb))
         self._p = np.array([_addr(self._kern), 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)
         self._quant_addr = _addr(self._quant) if self._quant is not None else 0
@@ -112,9 +120,16 @@ class LinearOp:
         if x2.shape[0] == 1:
             self._one(x2[0], y[0])
         else:
-            for t0 in range(0, x2.shape[0], TILE_TOKENS):
-                self._many(x2[t0:t0 + TILE_TOKENS], y[t0:t0 + TILE_TOKENS])
+            for a, b, kern in self._segments(x2.shape[0]):
+                for t0 in range(a, b, TILE_TOKENS):
+                    self._many(x2[t0:min(b, t0 + TILE_TOKENS)], y[t0:min(b, t0 + TILE_TOKENS)], kern)
         return y.reshape(*x.shape[:-1], self.n_out)
+
+    def _segments(self, n_tok: int) -> list:
+        """[(t0, t1, batch kernel)]: a K-quant's tokens in the orders llama.cpp uses for this batch."""
+        if not self._modes:
+            return [(0, n_tok, self._tiles)]
+        return [(a, b, self._modes[m]) for a, b, m in batch_modes(self.qtype.name, self.n_out, n_tok)]
 
     def _one(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self._fast is not None:
@@ -134,7 +149,7 @@ class LinearOp:
         self._pool.run(self._kern, (self._w, xq, y.ctypes.data), self.n_out, (self.n_in,))
         return y
 
-    def _many(self, x: np.ndarray, y: np.ndarray) -> None:
+    def _many(self, x: np.ndarray, y: np.ndarray, kern) -> None:
         n_tok = x.shape[0]
         if self._quant is None:
             xq = x.ctypes.data
@@ -145,7 +160,7 @@ class LinearOp:
             self._qrows(self._quant_addr, x.ctypes.data, xq, self.n_in, n_tok, 4 * self.n_in, self._xbytes)
         p = self._p
         p[P_XQ], p[P_NTOK] = xq, n_tok
-        self._pool.run(self._tiles, (self._w, p.ctypes.data, y.ctypes.data), self.n_out, (self.n_in,))
+        self._pool.run(kern, (self._w, p.ctypes.data, y.ctypes.data), self.n_out, (self.n_in,))
 
 
 _ops: dict[int, tuple] = {}

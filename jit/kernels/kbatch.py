@@ -2,31 +2,34 @@
 GROUP share each unpacked weight superblock (scales, mins and the 256 weight integers are
 unpacked once per group instead of once per token).
 
-    void kmm_<type>(const u8 *w, const i64 *p, float *y, i64 row_begin, i64 row_end, i64 n_cols)
+    void kmm_<type>_<mode>(const u8 *w, const i64 *p, float *y, i64 row_begin, i64 row_end, i64 n_cols)
         p as matmul_tiles (tiles.py); rows are walked in steps of p[P_STEP] (their weights stay
         in L1 while every group of the batch uses them), then the leftover tokens one by one.
 
-Each token's float operations are exactly the matvec's sequence (matvec.K_PARTS is the code
-both use), so a batch, any row split over threads and decode give identical bits.
+One kernel per summation order (kquants.py: llama.cpp's gemm/gemv for Q4_K, tiled/vec_dot for
+Q6_K); kquants.batch_modes says which tokens of a batch take which, as llama.cpp decides. Each
+token's float operations depend on its mode alone, so any row split, row step and grouping give
+the same bits, and a batch in a decode mode gives the matvec's bits.
 """
 from __future__ import annotations
 
 import functools
 
 from ..cpu import CpuInfo
-from .matvec import K_PARTS, _superblocks_many
+from .kquants import STEPS, UNPACK, superblock_dots
+from .matvec import _prefetch
 from .tiles import grouped_batch_ir
 
 GROUP = 8
-KINDS = tuple(K_PARTS)
+KINDS = tuple(UNPACK)
+MODES = {name: tuple(m for n, m in STEPS if n == name) for name in KINDS}
 
 
-def kmm_symbol(name: str) -> str:
-    return f"kmm_{name.lower()}"
+def kmm_symbol(name: str, mode: str) -> str:
+    return f"kmm_{name.lower()}_{mode}"
 
 
 @functools.cache
-def kmm_ir(name: str, cpu: CpuInfo, group: int = GROUP) -> str:
-    wbytes, unpack, token = K_PARTS[name]
-    return grouped_batch_ir(cpu, kmm_symbol(name), 256, wbytes, group,
-                            lambda fn, wrow, nb, xqs: _superblocks_many(fn, wrow, wbytes, nb, unpack, token, xqs))
+def kmm_ir(name: str, mode: str, cpu: CpuInfo, group: int = GROUP) -> str:
+    return grouped_batch_ir(cpu, kmm_symbol(name, mode), 256, UNPACK[name][0], group,
+                            lambda fn, wrow, nb, xqs: superblock_dots(fn, wrow, nb, name, mode, xqs, _prefetch))

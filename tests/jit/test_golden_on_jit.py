@@ -59,12 +59,19 @@ def test_golden_batch_and_greedy(stem, kernels):
     print(f"{stem} [{path}] batch: {assert_close(batch, r['logits'], stem)}")
     steps = _decode_steps(m, r)
     if path == "jit":
-        # a prefill in two chunks gives the batch's bits: every linear computes each token the
-        # same way whatever the batch (single-token decode may differ where the model itself
-        # runs llama.cpp's own single-query attention)
+        # a prefill in two chunks (37 + the rest) gives the batch's bits: every linear computes
+        # each token the same way whatever the batch -- except Q4_K and Q6_K, which sum a batch in
+        # the order llama.cpp picks for its size (jit/kernels/kquants.py): there the first 36
+        # tokens (Q4_K's groups of 4) keep the bits unless experts (MoE) see other sub-batches,
+        # and the whole split meets the same bounds against llama.cpp as the batch
         st = m.new_state(len(r["tokens"]))
         split = np.concatenate([m.forward(r["tokens"][:37], st), m.forward(r["tokens"][37:], st)])
-        assert np.array_equal(split, batch), f"{stem}: a split prefill differs from the batch on the JIT"
+        batch_ordered = stem.endswith(("Q4_K_M", "Q6_K"))
+        same = 36 if batch_ordered else len(batch)
+        if not (batch_ordered and ("kimi" in stem or "step35" in stem)):
+            assert np.array_equal(split[:same], batch[:same]), f"{stem}: a split prefill differs from the batch on the JIT"
+        if batch_ordered:
+            print(f"{stem} [{path}] split: {assert_close(split, r['logits'], stem)}")
     if "step35" in stem and not stem.endswith("F16"):
         # quantized MoE (README: no tail bound; routing near-ties flip experts, see test_step35):
         # >= 80 % of the teacher-forced steps pick llama.cpp's token. The numpy path also has

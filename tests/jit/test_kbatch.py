@@ -1,6 +1,7 @@
-"""K-quant batch kernels (kbatch.py): groups of 4 tokens share each unpacked superblock, and
-every token still gets exactly the bits of the JIT matvec (decode), for any token count
-(groups and leftovers), row step and thread split; both stay near the numpy reference."""
+"""K-quant batch kernels (kbatch.py): groups of tokens share each unpacked superblock, and every
+token gets exactly llama.cpp's bits for its batch (Q4_K gemm/gemv, Q6_K tiled/vec_dot, as
+inference/ggml_matmul.py emulates them; Q5_K and Q4_K with rows % 8 != 0: the JIT matvec's), for
+any token count (groups and leftovers), row step and thread split; all near the numpy reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,10 +15,11 @@ from inference import ops
 from inference.gguf_file import Tensor
 from jit import api
 from jit import linear as jl
-from jit.kernels.kbatch import GROUP, KINDS
+from jit.kernels.kbatch import GROUP, KINDS, MODES
+from jit.kernels.kquants import batch_modes
 from jit.kernels.tiles import P_STEP
 from jit.pool import Pool
-from tests.jit.conftest import random_weights
+from tests.jit.conftest import batch_reference, random_weights
 
 K_TYPES = [T[name] for name in KINDS]
 
@@ -29,16 +31,28 @@ def numpy_linear(w: Tensor, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("qtype", K_TYPES, ids=lambda q: q.name)
-def test_prefill_of_a_k_quant_runs_its_batch_kernel(qtype):
-    w = Tensor("w", qtype, (256, 3), random_weights(np.random.default_rng(1), qtype, 3, 256))
-    assert jl.LinearOp(w)._tiles is jl.mm_kernel(qtype.name)
+def test_prefill_of_a_k_quant_runs_its_batch_kernels(qtype):
+    w = Tensor("w", qtype, (256, 16), random_weights(np.random.default_rng(1), qtype, 16, 256))
+    op = jl.LinearOp(w)
+    assert {m: k for m, k in op._modes.items()} == {m: jl.mm_kernel(qtype.name, mode=m) for m in MODES[qtype.name]}
+    kernels = [k for _, _, k in op._segments(70)]
+    assert kernels == [op._modes[m] for _, _, m in batch_modes(qtype.name, 16, 70)]
+
+
+def test_batch_modes_follow_llama_cpp():
+    assert batch_modes("Q4_K", 16, 70) == [(0, 68, "gemm"), (68, 70, "gemv")]
+    assert batch_modes("Q4_K", 16, 3) == [(0, 3, "gemv")]
+    assert batch_modes("Q4_K", 12, 70) == [(0, 70, "gemv")]          # rows % 8 != 0: not repacked
+    assert batch_modes("Q6_K", 7, 7) == [(0, 7, "vec_dot")]
+    assert batch_modes("Q6_K", 7, 8) == [(0, 8, "tiled")]
+    assert batch_modes("Q5_K", 8, 9) == [(0, 9, "vec")]
 
 
 @settings(max_examples=40, deadline=None)
-@given(qi=st.sampled_from(range(len(K_TYPES))), rows=st.integers(1, 45), nb=st.integers(1, 4),
+@given(qi=st.sampled_from(range(len(K_TYPES))), rows=st.sampled_from([1, 5, 8, 16, 24, 37, 40]), nb=st.integers(1, 4),
        n_tok=st.integers(1, 3 * GROUP + 3), step=st.integers(1, 20), threads=st.integers(1, 3),
        wide=st.booleans(), seed=st.integers(0, 10_000))
-def test_batch_gives_the_matvec_bits_per_token(qi, rows, nb, n_tok, step, threads, wide, seed):
+def test_batch_gives_llama_cpp_bits_per_token(qi, rows, nb, n_tok, step, threads, wide, seed):
     qtype = K_TYPES[qi]
     rng = np.random.default_rng(seed)
     w = Tensor("w", qtype, (256 * nb, rows), random_weights(rng, qtype, rows, 256 * nb, wide_scales=wide))
@@ -47,7 +61,7 @@ def test_batch_gives_the_matvec_bits_per_token(qi, rows, nb, n_tok, step, thread
     op._p[P_STEP] = step
     with np.errstate(all="ignore"):
         got = op(x) if n_tok > 1 else op(x[None, 0])
-        want = np.stack([api.matvec(w, xi, threads=threads) for xi in x])
+        want = batch_reference(w, x, threads)
         ref = numpy_linear(w, x)
     assert got.shape == (n_tok, rows)
     ok = np.isfinite(want)
@@ -60,10 +74,12 @@ def test_batch_gives_the_matvec_bits_per_token(qi, rows, nb, n_tok, step, thread
 
 
 @pytest.mark.parametrize("qtype", K_TYPES, ids=lambda q: q.name)
-def test_a_gemma_sized_batch_matches_decode(qtype):
-    """ffn_down's shape (2048 -> 640) over a 64-token tile plus leftovers, 2 threads."""
+def test_a_gemma_sized_batch_gives_llama_cpp_bits(qtype):
+    """ffn_down's shape (2048 -> 640) over a 64-token tile plus leftovers, 2 threads; and one
+    token is decode (the matvec) in every mode table."""
     rng = np.random.default_rng(3)
     w = Tensor("w", qtype, (2048, 640), random_weights(rng, qtype, 640, 2048))
     x = rng.standard_normal((70, 2048)).astype(np.float32)
     got = jl.LinearOp(w, pool=Pool(2, align=1))(x)
-    assert np.array_equal(got, np.stack([api.matvec(w, xi, threads=2) for xi in x]))
+    assert np.array_equal(got, batch_reference(w, x, threads=2))
+    assert np.array_equal(batch_reference(w, x[:1]), api.matvec(w, x[0], threads=2)[None])

@@ -5,11 +5,10 @@ time (the README's near-tie rule). tests/inference/models/test_real_models.py ho
 path to far tighter bounds.
 
 SmolLM2 (Q4_1 + Q8_0 output): the JIT's 32-block kernels keep llama.cpp's vec_dot order, so its
-logits equal llama.cpp's to the golden file's decimals. Gemma 3's Q4_K/Q6_K JIT kernels sum in
-their own order (llama.cpp's repacked q4_K_8x8 gemm and tiled K-quant matmul are emulated only on
-the numpy path), which moves near ties: top-1 94 %, top-5 sets 65-75 %, greedy leaving llama.cpp's
-token at steps 7-13 (measured). Marked as an expected failure (strict: it must be removed the day
-the kernels follow llama.cpp's order) until then.
+logits equal llama.cpp's to the golden file's decimals. Gemma 3 (Q4_K, Q6_K, Q5_0, Q8_0) needs the
+K-quant kernels in llama.cpp's orders too (repacked q4_K_8x8 gemv/gemm, Q6_K vec_dot/tiled:
+jit/kernels/kquants.py); with an order of their own, near ties moved (measured: top-1 94 %,
+top-5 sets 65-75 %, greedy leaving llama.cpp's token at steps 7-13).
 """
 from __future__ import annotations
 
@@ -22,10 +21,8 @@ from tests.inference.models.test_llama import follow_greedy
 
 pytestmark = pytest.mark.slow
 
-GEMMA_ORDER = pytest.mark.xfail(strict=True, reason="Gemma 3's Q4_K/Q6_K JIT kernels do not sum in llama.cpp's "
-                                                    "order yet (issue 4); the numpy path meets these bounds")
 CASES = [pytest.param("smollm2_path", "smollm2-135m-instruct.json", id="smollm2"),
-         pytest.param("gemma3_path", "gemma3-270m.json", id="gemma3", marks=GEMMA_ORDER)]
+         pytest.param("gemma3_path", "gemma3-270m.json", id="gemma3")]
 
 
 @pytest.fixture
