@@ -171,10 +171,16 @@ def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
 
 
 def expert(w: Tensor, e: int) -> Tensor:
-    """The e-th matrix of a stacked 3-D weight (ffn_*_exps: ne [in, out, n_expert])."""
-    n_exp = w.shape_ggml[-1]
-    per = w.nbytes // n_exp
-    return Tensor(f"{w.name}[{e}]", w.ggml_type, w.shape_ggml[:-1], w.data[e * per:(e + 1) * per])
+    """The e-th matrix of a stacked 3-D weight (ffn_*_exps: ne [in, out, n_expert]). The same
+    Tensor object every time (kept on w), so what is prepared per weight -- the JIT's LinearOp,
+    keyed by the tensor -- is prepared once per expert, not once per token."""
+    views = w.__dict__.setdefault("_experts", {})      # frozen dataclass: a cache beside the fields
+    view = views.get(e)
+    if view is None:
+        n_exp = w.shape_ggml[-1]
+        per = w.nbytes // n_exp
+        view = views[e] = Tensor(f"{w.name}[{e}]", w.ggml_type, w.shape_ggml[:-1], w.data[e * per:(e + 1) * per])
+    return view
 
 
 def embed(w: Tensor, ids: np.ndarray) -> np.ndarray:
