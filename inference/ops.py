@@ -119,6 +119,18 @@ def _jit_linear(w: Tensor):
     return jit_linear
 
 
+def linear_each(ws: list[Tensor], xs: np.ndarray, rows=None) -> np.ndarray:
+    """y[k] = W_k . xs[rows[k]] (rows default 0..K-1) for K weights of one shape -> [K, out]: a
+    decode step's experts or heads. On the JIT one pool job for all K (jit.multi; the same bits
+    as K linear calls), else one linear each."""
+    xs = np.asarray(xs, np.float32).reshape(-1, np.shape(xs)[-1])
+    rows = list(range(len(ws))) if rows is None else list(rows)
+    if ROUND_ACTIVATIONS and ws and all(_jit_linear(w) is not None for w in {w.ggml_type: w for w in ws}.values()):
+        from jit.multi import linear_each as jit_each
+        return jit_each(ws, xs, rows)
+    return np.stack([linear(w, xs[r:r + 1])[0] for w, r in zip(ws, rows)])
+
+
 def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
     """y = x @ W.T.  w: numpy shape (out, in); x: [T, in] -> [T, out] float32.
     With rounded activations the JIT kernels compute it when selected (same rounding, integer

@@ -36,6 +36,8 @@ def per_head(w: Tensor, x: np.ndarray) -> np.ndarray:
 
     w: (H, out, in); x: [T, H, in] -> [T, H, out]
     """
+    if x.shape[0] == 1:                                  # decode: every head in one job
+        return ops.linear_each([ops.expert(w, h) for h in range(x.shape[1])], x[0])[None]
     return np.stack([ops.linear(ops.expert(w, h), x[:, h]) for h in range(x.shape[1])], axis=1)
 
 

@@ -86,6 +86,8 @@ def experts(y: np.ndarray, sel: np.ndarray, w: np.ndarray, gate_exps: Tensor, up
     Tokens are grouped by expert so each expert matrix is dequantized (slab-wise) once per call.
     """
     T, E = y.shape
+    if T == 1:
+        return _experts_one(y, sel[0], w[0], gate_exps, up_exps, down_exps, limit)
     out = np.zeros((T, E), np.float32)
     for e in np.unique(sel):
         rows, slots = np.nonzero(sel == e)                   # tokens routed to e, and their slot
@@ -94,6 +96,23 @@ def experts(y: np.ndarray, sel: np.ndarray, w: np.ndarray, gate_exps: Tensor, up
                    ops.linear(ops.expert(up_exps, int(e)), ye), limit)   # [n_e, n_ff]
         ze = ops.linear(ops.expert(down_exps, int(e)), h)    # [n_e, E]
         np.add.at(out, rows, ze * w[rows, slots][:, None])
+    return out
+
+
+def _experts_one(y: np.ndarray, sel: np.ndarray, w: np.ndarray, gate_exps: Tensor, up_exps: Tensor,
+                 down_exps: Tensor, limit: float) -> np.ndarray:
+    """One token (decode): the k experts' gate and up as one job, then their downs as another.
+    y: [1, E]; sel, w: [k] -> [1, E], summed in the order of np.unique(sel) as a batch does."""
+    es = np.unique(sel)                                                     # [k] ascending
+    slot = {int(e): i for i, e in enumerate(sel)}
+    k = len(es)
+    gu = ops.linear_each([ops.expert(gate_exps, int(e)) for e in es] + [ops.expert(up_exps, int(e)) for e in es],
+                         y, [0] * (2 * k))                                  # [2k, n_ff]
+    h = swiglu(gu[:k], gu[k:], limit)                                       # [k, n_ff]
+    z = ops.linear_each([ops.expert(down_exps, int(e)) for e in es], h)     # [k, E]
+    out = np.zeros((1, y.shape[1]), np.float32)
+    for i, e in enumerate(es):
+        out[0] += z[i] * w[slot[int(e)]]
     return out
 
 

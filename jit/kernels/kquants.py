@@ -293,8 +293,14 @@ UNPACK = {"Q4_K": (144, lambda fn, wb: _q4_K_unpack(fn, wb, False)), "Q5_K": (17
 DECODE = {"Q4_K": "gemv", "Q5_K": "vec", "Q6_K": "vec_dot"}     # one token, as llama.cpp decodes
 
 
+BATCH_ORDERS = True     # False: every token of a batch in the decode order (tests: a batch computes
+                        # exactly what decoding computes, as ops.SINGLE_QUERY_DECODE_ORDER for attention)
+
+
 def batch_modes(name: str, rows: int, n_tok: int) -> list[tuple[int, int, str]]:
     """llama.cpp's choice for a batch of n_tok tokens against `rows` weight rows: [(t0, t1, mode)]."""
+    if not BATCH_ORDERS:
+        return [(0, n_tok, DECODE[name])]
     if name == "Q4_K" and rows % 8 == 0:
         n4 = n_tok - n_tok % 4
         return [(a, b, m) for a, b, m in ((0, n4, "gemm"), (n4, n_tok, "gemv")) if b > a]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from inference import load_model, ops
+from jit.kernels import kquants
 from tests.conftest import golden_dir, golden_models
 from tests.inference.golden import assert_close, check_greedy
 
@@ -51,7 +52,7 @@ def _decode_steps(m, r) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("stem", STEMS)
-def test_golden_batch_and_greedy(stem, kernels):
+def test_golden_batch_and_greedy(stem, kernels, monkeypatch):
     path, _ = kernels
     assert ops.ROUND_ACTIVATIONS
     m, r = load_model(golden_dir() / "models" / f"{stem}.gguf"), _ref(stem)
@@ -59,19 +60,15 @@ def test_golden_batch_and_greedy(stem, kernels):
     print(f"{stem} [{path}] batch: {assert_close(batch, r['logits'], stem)}")
     steps = _decode_steps(m, r)
     if path == "jit":
-        # a prefill in two chunks (37 + the rest) gives the batch's bits: every linear computes
-        # each token the same way whatever the batch -- except Q4_K and Q6_K, which sum a batch in
-        # the order llama.cpp picks for its size (jit/kernels/kquants.py): there the first 36
-        # tokens (Q4_K's groups of 4) keep the bits unless experts (MoE) see other sub-batches,
-        # and the whole split meets the same bounds against llama.cpp as the batch
+        # a prefill in two chunks gives the batch's bits: every linear computes each token the
+        # same way whatever the batch once Q4_K/Q6_K batches sum in the decode order too (by
+        # default they follow llama.cpp's orders for the batch's size: kquants.BATCH_ORDERS)
+        monkeypatch.setattr(kquants, "BATCH_ORDERS", False)
+        whole = m.logits(r["tokens"])
         st = m.new_state(len(r["tokens"]))
         split = np.concatenate([m.forward(r["tokens"][:37], st), m.forward(r["tokens"][37:], st)])
-        batch_ordered = stem.endswith(("Q4_K_M", "Q6_K"))
-        same = 36 if batch_ordered else len(batch)
-        if not (batch_ordered and ("kimi" in stem or "step35" in stem)):
-            assert np.array_equal(split[:same], batch[:same]), f"{stem}: a split prefill differs from the batch on the JIT"
-        if batch_ordered:
-            print(f"{stem} [{path}] split: {assert_close(split, r['logits'], stem)}")
+        assert np.array_equal(split, whole), f"{stem}: a split prefill differs from the batch on the JIT"
+        monkeypatch.setattr(kquants, "BATCH_ORDERS", True)
     if "step35" in stem and not stem.endswith("F16"):
         # quantized MoE (README: no tail bound; routing near-ties flip experts, see test_step35):
         # >= 80 % of the teacher-forced steps pick llama.cpp's token. The numpy path also has

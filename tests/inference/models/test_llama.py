@@ -54,13 +54,17 @@ def golden_batch(stem: str) -> None:
 
 @contextmanager
 def batch_order():
-    """Single queries sum attention in the batch's order (ops.SINGLE_QUERY_DECODE_ORDER): the math
-    is then the same row by row, so any split must give the batch's logits up to float64 sums."""
-    saved, ops.SINGLE_QUERY_DECODE_ORDER = ops.SINGLE_QUERY_DECODE_ORDER, False
+    """Single queries sum attention in the batch's order (ops.SINGLE_QUERY_DECODE_ORDER) and the
+    JIT's Q4_K/Q6_K batches sum each token in the decode order (kquants.BATCH_ORDERS): the math is
+    then the same row by row, so any split must give the batch's logits up to float64 sums."""
+    from jit.kernels import kquants
+
+    saved = ops.SINGLE_QUERY_DECODE_ORDER, kquants.BATCH_ORDERS
+    ops.SINGLE_QUERY_DECODE_ORDER = kquants.BATCH_ORDERS = False
     try:
         yield
     finally:
-        ops.SINGLE_QUERY_DECODE_ORDER = saved
+        ops.SINGLE_QUERY_DECODE_ORDER, kquants.BATCH_ORDERS = saved
 
 
 def golden_token_by_token(stem: str, **state_kw) -> None:
@@ -70,14 +74,14 @@ def golden_token_by_token(stem: str, **state_kw) -> None:
     print(f"{stem} token by token: {r}")
     with batch_order():
         out = run_chunks(model(stem), tokens, [1] * (len(tokens) - 1), **state_kw)
-    full = batch_logits(stem)       # same order, float64 sums: decoding computes what the batch computes
+        full = model(stem).logits(tokens)   # same order: decoding computes what the batch computes
     assert np.abs(out - full).max() <= 1e-4 * full.std(), f"{stem}: token by token differs from the batch"
 
 
 def golden_split_prefill(stem: str, sizes=(37,), **state_kw) -> None:
     """A prefill in pieces computes the same logits as one batch (the same math, row by row)."""
-    full = batch_logits(stem)
     with batch_order():
+        full = model(stem).logits(ref(stem)["tokens"])
         out = run_chunks(model(stem), ref(stem)["tokens"], list(sizes), **state_kw)
     err = np.abs(out - full).max() / full.std()
     assert err < 1e-4, f"{stem}: split prefill {sizes} differs from the batch by {err:.2e} std"
@@ -189,8 +193,10 @@ def test_rewind_then_continue_equals_fresh_run():
 def test_last_only_is_the_last_row():
     m = model("tiny-llama-Q4_0")
     tokens = ref("tiny-llama-Q4_0")["tokens"][:20]
-    last = m.forward(tokens, m.new_state(20), last_only=True)
-    np.testing.assert_array_equal(last, m.logits(tokens)[-1:])
+    # the output head (Q6_K) sums 1 row and 20 rows in llama.cpp's different orders: compare in one
+    with batch_order():
+        last = m.forward(tokens, m.new_state(20), last_only=True)
+        np.testing.assert_array_equal(last, m.logits(tokens)[-1:])
 
 
 def test_missing_tensor_is_a_clear_error(tmp_path):

@@ -132,3 +132,26 @@ def test_grouped_experts_equal_the_per_token_loop():
             h = moe.swiglu(ops.linear(ops.expert(gate, e), y[t:t + 1]), ops.linear(ops.expert(up, e), y[t:t + 1]))
             want[t] += w[t, s] * ops.linear(ops.expert(down, e), h)[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qtype", [GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_K, GGMLQuantizationType.F16])
+def test_one_token_takes_the_batch_path_bits(qtype):
+    """Decode (T == 1) runs every selected expert's gate/up as one job and the downs as another
+    (ops.linear_each); the result is the bits of the grouped path for that token (the token twice
+    in one batch: two tokens sum in the decode order for every weight type)."""
+    from inference.synthetic_blocks import random_tensor
+
+    rng = np.random.default_rng(7)
+    E, F, X, k = 256, 512, 6, 3
+
+    def stack(n_in, n_out, name):
+        data = random_tensor(qtype, n_in * n_out * X, n_in ** -0.5, rng)
+        return Tensor(name, qtype, (n_in, n_out, X), data)
+
+    gate, up, down = stack(E, F, "g"), stack(E, F, "u"), stack(F, E, "d")
+    y = rng.standard_normal((1, E)).astype(np.float32)
+    sel = rng.choice(X, (1, k), replace=False)
+    w = rng.uniform(0.1, 1, (1, k)).astype(np.float32)
+    one = moe.experts(y, sel, w, gate, up, down, limit=0.7)
+    two = moe.experts(np.repeat(y, 2, 0), np.repeat(sel, 2, 0), np.repeat(w, 2, 0), gate, up, down, limit=0.7)
+    assert np.array_equal(one[0], two[0]) and np.array_equal(one[0], two[1])

@@ -1,0 +1,75 @@
+"""Several matvecs, each weight with its own input row, as ONE pool job: a decode step's selected
+experts of an MoE layer (gate and up reading the token, down reading each expert's hidden row)
+and MLA's per-head k_b / v_b (32 small matrices). Separately each was a pool dispatch of its own,
+a few microseconds of work between two meetings of the threads.
+
+    linear_each(ws, xs, rows) -> y [K, n_out]:  y[k] = W_k . xs[rows[k]]
+
+Every row is computed by the weight's own matvec kernel from the activation bytes its own
+quantizer writes (the group_rows driver of kernels/group.py), so the bits are those of K
+separate `jit.linear.linear` calls; only the number of pool jobs changes.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .group import kernels as group_kernels
+from .kernels.group import GR_FIELDS
+from .linear import _addr, op_for
+from .pool import ALIGN
+
+
+class _Buffers(threading.local):
+    """Per-thread scratch (activation bytes, tables) grown as needed: a step allocates only y."""
+
+    def __init__(self):
+        self.xq: dict[int, np.ndarray] = {}
+
+
+_buf = _Buffers()
+
+
+def _scratch(key: int, nbytes: int) -> np.ndarray:
+    b = _buf.xq.get(key)
+    if b is None or b.size < nbytes:
+        b = _buf.xq[key] = np.empty(nbytes, np.uint8)
+    return b
+
+
+def linear_each(ws: list, xs: np.ndarray, rows: list[int] | None = None) -> np.ndarray:
+    """ws: K GGUF weights of one shape (out, in), each of a JIT-supported type; xs [n_x, in]
+    float32; rows[k] (default k): the row of xs weight k reads -> [K, out] float32."""
+    xs = np.ascontiguousarray(xs, dtype=np.float32).reshape(-1, xs.shape[-1])
+    rows = list(range(len(ws))) if rows is None else [int(r) for r in rows]
+    ops = [op_for(w) for w in ws]
+    n_in, n_out = ops[0].n_in, ops[0].n_out
+    if any(op.n_in != n_in or op.n_out != n_out for op in ops) or xs.shape[1] != n_in:
+        raise ValueError("linear_each: every weight must have one shape and read rows of xs")
+    if len(rows) != len(ops) or (rows and not 0 <= min(rows) <= max(rows) < xs.shape[0]):
+        raise ValueError("linear_each: one row of xs per weight")
+    # each activation format quantized once for every row of xs
+    xq_base: dict[int, tuple[int, int]] = {}           # quantizer address -> (xq base, row stride)
+    for op in ops:
+        q = op._quant_addr
+        if q in xq_base:
+            continue
+        if q == 0:                                      # F32/F16 weights read the float rows as they are
+            xq_base[q] = (xs.ctypes.data, 4 * n_in)
+            continue
+        buf = _scratch(q, xs.shape[0] * op._xbytes)
+        op._qrows(q, xs.ctypes.data, buf.ctypes.data, n_in, xs.shape[0], 4 * n_in, op._xbytes)
+        xq_base[q] = (buf.ctypes.data, op._xbytes)
+    stride = -(-n_out // ALIGN) * ALIGN                 # each part starts on a cache line of y
+    y = np.empty((len(ops), stride), np.float32)
+    table = np.empty(1 + len(GR_FIELDS) * len(ops), np.int64)
+    table[0] = len(ops)
+    for k, (op, r) in enumerate(zip(ops, rows)):
+        base, step = xq_base[op._quant_addr]
+        table[1 + 7 * k:8 + 7 * k] = (_addr(op._kern), op._w, base + r * step, y.ctypes.data + 4 * k * stride,
+                                      k * stride, n_out, n_in)
+    pool, total = ops[0]._pool, len(ops) * stride
+    chunk = pool.chunk_rows(total, max(op.row_bytes for op in ops)) if hasattr(pool, "chunk_rows") else None
+    pool.run(group_kernels()["group_rows"], (table.ctypes.data, 0, 0), total, (n_in,), chunk)
+    return y[:, :n_out]
