@@ -91,33 +91,43 @@ def _jit_decode(d: int, r_lat: int, n_head: int):
     return jm.decode if jm.usable(d, r_lat, n_head) else None
 
 
-LATENT_BLOCK = 1 << 23   # scores (queries x heads x keys) per block of queries
+QUERY_BLOCK = 128        # queries per block (x n_head score rows)
+KEY_BLOCK = 2048         # keys per block: [QUERY_BLOCK * n_head, KEY_BLOCK] scores = 32 MB at 32 heads
 
 
 def latent_attention(Q: np.ndarray, K: np.ndarray, n_past: int, scale: float, R: int,
                      half: bool) -> np.ndarray:
     """Causal attention of Q [T, H, R + r] (query t at position n_past + t) over the cache rows
-    K [S, R + r] (values: their first R columns), read in place by BLAS matmuls (a float16 cache
-    is widened once per call). Equal to ops.attention to float32 rounding (BLAS summation
-    order). -> [T, H, R]"""
-    if K.dtype != np.float32:
-        K = K.astype(np.float32)
-    T, H, _ = Q.shape
-    S = K.shape[0]
+    K [S, R + r] (values: their first R columns), flash-style in BLAS matmuls: blocks of queries
+    (all heads) against blocks of keys with a running max and sum (online softmax), so no
+    [T, H, S] score array exists and each key block (widened from float16 once) serves a whole
+    block of queries -- a long prefill reads the cache S / QUERY_BLOCK times, not once per 8
+    queries. Equal to ops.attention to float32 rounding (BLAS order; with `half` q and the
+    running probabilities rounded to F16). -> [T, H, R]"""
+    T, H, D = Q.shape
     rnd = ops._f16 if half else (lambda a: np.asarray(a, np.float32))
     out = np.empty((T, H, R), np.float32)
-    tb = max(1, LATENT_BLOCK // (H * S))
-    for t0 in range(0, T, tb):
-        t1 = min(T, t0 + tb)
-        hi = n_past + t1                                                # keys the block sees
-        q = np.ascontiguousarray(rnd(Q[t0:t1])).reshape(-1, Q.shape[2])    # [t*H, R + r]
-        # K @ q.T and K.T @ p.T: BLAS reads the cache rows as stored (q @ K.T is ~3x slower here)
-        sc = (K[:hi] @ q.T).T.reshape(t1 - t0, H, hi) * np.float32(scale)  # [t, H, s]
-        if t1 - t0 > 1:                                                 # causal mask inside the block
-            qp = np.arange(n_past + t0, n_past + t1)[:, None]                   # [t, 1]
-            sc += np.where(np.arange(hi)[None, :] > qp, -np.inf, 0).astype(np.float32)[:, None, :]
-        sc -= sc.max(axis=-1, keepdims=True)
-        np.exp(sc, out=sc)
-        sc /= sc.sum(axis=-1, keepdims=True, dtype=np.float32)
-        out[t0:t1] = (K[:hi, :R].T @ rnd(sc).reshape(-1, hi).T).T.reshape(t1 - t0, H, R)
+    for t0 in range(0, T, QUERY_BLOCK):
+        t1 = min(T, t0 + QUERY_BLOCK)
+        q = np.ascontiguousarray(rnd(Q[t0:t1])).reshape(-1, D)            # [t*H, D]
+        qp = np.repeat(np.arange(n_past + t0, n_past + t1), H)            # [t*H] query positions
+        m = np.full(q.shape[0], -np.inf, np.float32)                      # running max
+        l = np.zeros(q.shape[0], np.float32)                              # running sum
+        acc = np.zeros((q.shape[0], R), np.float32)                       # running sum of p v
+        for k0 in range(0, n_past + t1, KEY_BLOCK):
+            k1 = min(n_past + t1, k0 + KEY_BLOCK)
+            kb = np.asarray(K[k0:k1], np.float32)                         # [s, D]
+            sc = q @ kb.T                                                 # [t*H, s]
+            sc *= np.float32(scale)
+            if k1 - 1 > n_past + t0:                                      # keys past some query
+                sc[np.arange(k0, k1)[None, :] > qp[:, None]] = -np.inf
+            m_new = np.maximum(m, sc.max(axis=1))                         # finite: key 0 is in block 0
+            alpha = np.exp(m - m_new)
+            sc -= m_new[:, None]
+            np.exp(sc, out=sc)
+            l = l * alpha + sc.sum(axis=1, dtype=np.float32)
+            acc *= alpha[:, None]
+            acc += rnd(sc) @ kb[:, :R]
+            m = m_new
+        out[t0:t1] = (acc / l[:, None]).reshape(t1 - t0, H, R)
     return out

@@ -31,13 +31,22 @@ def test_latent_attention_matches_exact_attention(half, n_past, T):
     np.testing.assert_allclose(got, want, atol=tol, rtol=tol)
 
 
-def test_latent_attention_blocks_of_queries_match_one_block(monkeypatch):
+@pytest.mark.parametrize("half", [False, True])
+@pytest.mark.parametrize("qb, kb", [(4, 7), (1, 1), (5, 64), (30, 3)])
+def test_latent_attention_blocks_match_one_block(monkeypatch, half, qb, kb):
+    """Query and key blocks (online softmax, the causal mask inside diagonal blocks) against one
+    block of everything, and against the exact llama.cpp-order attention."""
     rng = np.random.default_rng(3)
-    K = rng.standard_normal((50, 20)).astype(np.float32)
+    K = ops._f16(rng.standard_normal((50, 20)).astype(np.float32) * 2)
     Q = rng.standard_normal((30, 2, 20)).astype(np.float32)
-    whole = latent_attention(Q, K, 20, 0.3, 16, False)
-    monkeypatch.setattr("inference.models.mla.LATENT_BLOCK", 2 * 50 * 4)   # 4 queries a block
-    np.testing.assert_allclose(latent_attention(Q, K, 20, 0.3, 16, False), whole, rtol=1e-5, atol=1e-6)
+    whole = latent_attention(Q, K, 20, 0.3, 16, half)
+    monkeypatch.setattr("inference.models.mla.QUERY_BLOCK", qb)
+    monkeypatch.setattr("inference.models.mla.KEY_BLOCK", kb)
+    tol = 2e-3 if half else 1e-5
+    np.testing.assert_allclose(latent_attention(Q, K, 20, 0.3, 16, half), whole, rtol=tol, atol=tol)
+    pos = np.arange(50)
+    exact = ops.attention(Q, K[:, None, :], K[:, None, :16], pos[20:], pos, 0.3, round_f16=half)
+    np.testing.assert_allclose(whole, exact, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("kernels", ["numpy", "jit"])
