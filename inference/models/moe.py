@@ -95,7 +95,7 @@ def experts(y: np.ndarray, sel: np.ndarray, w: np.ndarray, gate_exps: Tensor, up
         h = swiglu(ops.linear(ops.expert(gate_exps, int(e)), ye),
                    ops.linear(ops.expert(up_exps, int(e)), ye), limit)   # [n_e, n_ff]
         ze = ops.linear(ops.expert(down_exps, int(e)), h)    # [n_e, E]
-        np.add.at(out, rows, ze * w[rows, slots][:, None])
+        out[rows] += ze * w[rows, slots][:, None]           # rows unique: a token picks e once
     return out
 
 
