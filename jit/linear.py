@@ -24,7 +24,6 @@ from .api import MATVEC_PROTO, get_pool, matvec_kernel, quantizers, supports
 from .cpu import CpuInfo, detect
 from .kernels.batch32 import KINDS, mm_ir, mm_symbol
 from .kernels.kbatch import KINDS as K_KINDS
-from .kernels.kbatch import MODES as K_MODES
 from .kernels.kbatch import kmm_ir, kmm_symbol
 from .kernels.kquants import batch_modes
 from .kernels.quantize import activation_bytes
@@ -87,11 +86,10 @@ class LinearOp:
         self._pool = pool or get_pool(threads)
         t = tiles(cpu)
         self._tiles, self._qrows = t["matmul_tiles"], t["quantize_rows"]
-        self._modes = {}                                         # K-quants: batch kernel per summation order
+        self._modes = {}            # K-quants: batch kernel per summation order, compiled when first used
+        self._cpu = cpu
         if self.qtype.name in KINDS:    # its own batch kernel: tokens share each unpacked weight block
             self._tiles = mm_kernel(self.qtype.name, cpu)
-        elif self.qtype.name in K_KINDS:
-            self._modes = {m: mm_kernel(self.qtype.name, cpu, m) for m in K_MODES[self.qtype.name]}
         step = max(1, STEP_BYTES // (self.n_in // bs * bb))
         self._p = np.array([_addr(self._kern), 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)
         self._quant_addr = _addr(self._quant) if self._quant is not None else 0
@@ -127,9 +125,14 @@ class LinearOp:
 
     def _segments(self, n_tok: int) -> list:
         """[(t0, t1, batch kernel)]: a K-quant's tokens in the orders llama.cpp uses for this batch."""
-        if not self._modes:
+        if self.qtype.name not in K_KINDS:
             return [(0, n_tok, self._tiles)]
-        return [(a, b, self._modes[m]) for a, b, m in batch_modes(self.qtype.name, self.n_out, n_tok)]
+        out = []
+        for a, b, m in batch_modes(self.qtype.name, self.n_out, n_tok):
+            if m not in self._modes:
+                self._modes[m] = mm_kernel(self.qtype.name, self._cpu, m)
+            out.append((a, b, self._modes[m]))
+        return out
 
     def _one(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self._fast is not None:
