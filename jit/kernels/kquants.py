@@ -31,7 +31,7 @@ from .blocks32 import row_totals
 from .emit import Fn, const_vec, mask, vec
 
 V8I, V16I, V32B, V64B = vec(8, "i32"), vec(16, "i32"), vec(32, "i8"), vec(64, "i8")
-V8F, V16F, V4I, V4F = vec(8, "float"), vec(16, "float"), vec(4, "i32"), vec(4, "float")
+V8F, V16F, V4I, V2F = vec(8, "float"), vec(16, "float"), vec(4, "i32"), vec(2, "float")
 X_BYTES = 292
 
 
@@ -231,25 +231,32 @@ def _dx_products(fn: Fn, W: dict, xb: str) -> tuple[str, str]:
     return fn.v(f"fmul float {W['d']}, {dx}"), fn.v(f"fmul float {W['dmin']}, {dx}")
 
 
+def _pair(fn: Fn, a: str, b: str, ty: str) -> str:
+    """<2 x ty> [a, b]"""
+    v = fn.v(f"insertelement <2 x {ty}> poison, {ty} {a}, i64 0")
+    return fn.v(f"insertelement <2 x {ty}> {v}, {ty} {b}, i64 1")
+
+
+# Q4_K's two accumulators (acc, accm) ride in one <2 x float>: lane-wise fmas round as scalar ones
 def _q4_K_gemv(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
-    acc, accm = vals
     parts, mins = _q4_K_ints(fn, W, xb)
-    dd, ddm = _dx_products(fn, W, xb)
-    return [_fma(fn, _to_f(fn, _isum(fn, _add(fn, parts))), dd, acc), _fma(fn, _to_f(fn, _isum(fn, mins)), ddm, accm)]
+    dd = _pair(fn, *_dx_products(fn, W, xb), "float")                  # [d dx, dmin dx]
+    sm = fn.v(f"sitofp <2 x i32> {_pair(fn, _isum(fn, _add(fn, parts)), _isum(fn, mins), 'i32')} to {V2F}")
+    return [_fma(fn, sm, dd, vals[0], 2)]                               # [acc, accm]
 
 
 def _q4_K_gemm(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
-    acc, accm = vals
     parts, mins = _q4_K_ints(fn, W, xb)
-    dd, ddm = _dx_products(fn, W, xb)
-    s = fn.v(f"sitofp {V4I} {_sums4(fn, [_add(fn, parts[2 * p:2 * p + 2]) for p in range(4)])} to {V4F}")
+    dd = _pair(fn, *_dx_products(fn, W, xb), "float")
+    s = _sums4(fn, [_add(fn, parts[2 * p:2 * p + 2]) for p in range(4)])           # pair sums
     ev = fn.v(f"shufflevector {V8I} {mins}, {V8I} poison, {mask(range(0, 8, 2))}")
     od = fn.v(f"shufflevector {V8I} {mins}, {V8I} poison, {mask(range(1, 8, 2))}")
-    m = fn.v(f"sitofp {V4I} {fn.v(f'add {V4I} {ev}, {od}')} to {V4F}")
-    for p in range(4):                                    # sub-blocks 2p, 2p+1
-        acc = _fma(fn, fn.v(f"extractelement {V4F} {s}, i64 {p}"), dd, acc)
-        accm = _fma(fn, fn.v(f"extractelement {V4F} {m}, i64 {p}"), ddm, accm)
-    return [acc, accm]
+    m = fn.v(f"add {V4I} {ev}, {od}")                                               # pair mins
+    sm = fn.v(f"sitofp {V8I} {fn.v(f'shufflevector {V4I} {s}, {V4I} {m}, {mask([0, 4, 1, 5, 2, 6, 3, 7])}')} to {V8F}")
+    acc = vals[0]
+    for p in range(4):                                    # sub-blocks 2p, 2p+1: [isum, imin]
+        acc = _fma(fn, fn.v(f"shufflevector {V8F} {sm}, {V8F} poison, {mask([2 * p, 2 * p + 1])}"), dd, acc, 2)
+    return [acc]
 
 
 def _q5_K_vec(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
@@ -276,13 +283,14 @@ def _q6_K_tiled(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
 
 
 def _difference(fn: Fn, vals: list[str]) -> str:
-    return fn.v(f"fsub float {vals[0]}, {vals[1]}")
+    a, m = (fn.v(f"extractelement {V2F} {vals[0]}, i64 {i}") for i in range(2))
+    return fn.v(f"fsub float {a}, {m}")
 
 
 ZERO_F = ("float", "0.0")
 STEPS = {
-    ("Q4_K", "gemv"): KStep((ZERO_F, ZERO_F), _q4_K_gemv, _difference),
-    ("Q4_K", "gemm"): KStep((ZERO_F, ZERO_F), _q4_K_gemm, _difference),
+    ("Q4_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _q4_K_gemv, _difference),
+    ("Q4_K", "gemm"): KStep(((V2F, "zeroinitializer"),), _q4_K_gemm, _difference),
     ("Q5_K", "vec"): KStep(((V16F, "zeroinitializer"), (V8F, "zeroinitializer")), _q5_K_vec,
                            lambda fn, v: fn.v(f"fsub float {fn.hsum_f(16, v[0])}, {fn.hsum_f(8, v[1])}")),
     ("Q6_K", "vec_dot"): KStep(((V8F, "zeroinitializer"),), _q6_K_vec_dot, lambda fn, v: row_totals(fn, v, [], False)[0]),
