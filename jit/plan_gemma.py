@@ -38,8 +38,10 @@ def gelu_table() -> np.ndarray:
 
 def plannable(model, state) -> bool:
     c = model.config
-    shape = shape_of(model, state)
-    if not (api.enabled() and supported(shape) and ka.supported(detect(), c.head_dim, c.head_dim, shape.kv)):
+    shape, cpu = shape_of(model, state), detect()
+    if not cpu.has_f16c:                        # the GELU table is indexed by F16C's half bits
+        return False
+    if not (api.enabled() and supported(shape) and ka.supported(cpu, c.head_dim, c.head_dim, shape.kv)):
         return False
     rings = [state.arrays[f"k.{il}"].shape[0] for il in range(c.n_layer)]
     if min(rings) < MIN_RING or not hasattr(api.get_pool(), "raw"):

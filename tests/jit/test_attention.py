@@ -15,7 +15,7 @@ from jit import attention as ja
 from jit.cpu import CpuInfo, avx2, detect
 from jit.pool import Pool
 
-pytestmark = pytest.mark.skipif(not ja.usable(16, 16, 64), reason="the attention kernel needs F16C and FMA")
+pytestmark = pytest.mark.skipif(not ja.usable(16, 16, 64), reason="the attention kernel needs FMA")
 
 
 DTYPES = {"f16": np.float16, "f32": np.float32}
