@@ -22,6 +22,7 @@ DEFAULT_SETTINGS = {
     "repeat_penalty": 1.1,
     "max_tokens": 512,
     "n_ctx": DEFAULT_N_CTX,
+    "kv_type": "f16",            # KV cache type (inference.kv_cache): used when the model is next loaded
 }
 
 
@@ -63,8 +64,9 @@ def total_ram() -> int:
 
 
 def inspect(path: str | Path, source: str = "folder", n_ctx: int = DEFAULT_N_CTX,
-            ram: int | None = None) -> ModelEntry:
-    """A library entry for one file; problems end up in .error instead of raising."""
+            ram: int | None = None, kv_type: str = "f16") -> ModelEntry:
+    """A library entry for one file; problems end up in .error instead of raising. The memory
+    estimate is for n_ctx tokens of a KV cache of type kv_type."""
     from inference.gguf_file import open_gguf
     from inference.model_info import describe, memory_estimate
     from inference.models import ARCHITECTURES
@@ -86,7 +88,7 @@ def inspect(path: str | Path, source: str = "folder", n_ctx: int = DEFAULT_N_CTX
         types = d["weight_types"]
         e.weight_type = (d["file_type_name"] or "").removeprefix("MOSTLY_") or next(iter(types), "?")
         ctx = min(n_ctx, e.context_length) if e.context_length else n_ctx
-        e.memory_bytes = int(memory_estimate(g, ctx)["total_bytes"]) if d["block_count"] else e.size
+        e.memory_bytes = int(memory_estimate(g, ctx, kv_type)["total_bytes"]) if d["block_count"] else e.size
         e.fits_in_ram = e.memory_bytes < 0.9 * (ram or total_ram())
         if e.architecture not in ARCHITECTURES:
             e.error = f"{p.name}: architecture {e.architecture!r} is not supported"

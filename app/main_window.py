@@ -243,7 +243,8 @@ class MainWindow(HubMixin, RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWi
         self.load_cancel.setVisible(True)
         self._failed_path = path
         gc.unfreeze()                       # a model loaded before may be collected again
-        self.worker.load(self.lid, path, self.library.settings(entry)["n_ctx"])
+        settings = self.library.settings(entry)
+        self.worker.load(self.lid, path, settings["n_ctx"], settings["kv_type"])
 
     def cancel_load(self) -> None:
         if self.loading_lid is not None:

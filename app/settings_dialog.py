@@ -1,8 +1,8 @@
 """Settings: the models folder (app-wide) and the current model's own settings."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
+                               QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from .library import DEFAULT_SETTINGS, ModelEntry
@@ -54,6 +54,13 @@ class SettingsDialog(QDialog):
         limit = entry.context_length if entry and entry.context_length else 1 << 20
         self.n_ctx = self._spin(min(v["n_ctx"], limit), 64, limit)
         f.addRow(f"Context size (tokens, at most {limit:,}):", self.n_ctx)
+        self.kv_type = self._kv_combo(v["kv_type"])
+        f.addRow("KV cache type:", self.kv_type)
+        note = QLabel("F16 (llama.cpp's default) keeps the attention cache in half the memory of F32; "
+                      "F32 keeps it unrounded. A new cache type takes effect the next time the model "
+                      "is loaded; saved sessions continue only with the type they were saved with.")
+        note.setWordWrap(True)
+        f.addRow(note)
         box.setEnabled(entry is not None)
         lay.addWidget(box)
 
@@ -70,6 +77,15 @@ class SettingsDialog(QDialog):
         s.setRange(lo, hi)
         s.setValue(int(v))
         return s
+
+    @staticmethod
+    def _kv_combo(v):
+        """f16 / f32 (inference.kv_cache.KV_TYPES); an unknown stored value shows the default."""
+        c = QComboBox()
+        for name, label in (("f16", "F16 (default, half the memory)"), ("f32", "F32 (unrounded)")):
+            c.addItem(label, name)
+        c.setCurrentIndex(max(0, c.findData(str(v))))
+        return c
 
     @staticmethod
     def _dspin(v, lo, hi, step):
@@ -92,6 +108,7 @@ class SettingsDialog(QDialog):
         self.system_prompt.setPlainText(d["system_prompt"])
         for k in ("temperature", "top_p", "min_p", "repeat_penalty", "top_k", "max_tokens", "n_ctx"):
             getattr(self, k).setValue(d[k])
+        self.kv_type.setCurrentIndex(max(0, self.kv_type.findData(d["kv_type"])))
 
     def values(self) -> dict:
         return {
@@ -100,4 +117,5 @@ class SettingsDialog(QDialog):
             "top_p": round(self.top_p.value(), 4), "min_p": round(self.min_p.value(), 4),
             "repeat_penalty": round(self.repeat_penalty.value(), 4),
             "max_tokens": self.max_tokens.value(), "n_ctx": self.n_ctx.value(),
+            "kv_type": self.kv_type.currentData(),
         }

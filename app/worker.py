@@ -80,10 +80,11 @@ class InferenceWorker(QObject):
         return self.closing or rid in self._stopped
 
     # --- commands (run on the worker thread) ----------------------------------------------------
-    @Slot(int, str, int)
-    def load(self, lid: int, path: str, n_ctx: int) -> None:
+    @Slot(int, str, int, str)
+    def load(self, lid: int, path: str, n_ctx: int, kv_type: str = "f16") -> None:
         from inference import LecternError
         from inference.engine import Engine
+        from inference.kv_cache import check_kv_type
         from inference.models import load_model
 
         from .library import inspect, total_ram
@@ -97,7 +98,8 @@ class InferenceWorker(QObject):
 
         try:
             stage(0)
-            entry = inspect(path, n_ctx=n_ctx)
+            kv_type = check_kv_type(kv_type)          # a bad stored setting: a clear load error
+            entry = inspect(path, n_ctx=n_ctx, kv_type=kv_type)
             if entry.error:
                 kind = "missing" if "not found" in entry.error else "error"
                 emit(self.loadFailed, lid, kind, entry.error)
@@ -112,7 +114,7 @@ class InferenceWorker(QObject):
                     "model or a smaller context size in Settings."))
                 return
             stage(1)
-            engine = Engine(load_model(path))
+            engine = Engine(load_model(path, kv_type=kv_type))
             stage(2)
             _ = engine.template
             stage(3)
@@ -124,7 +126,7 @@ class InferenceWorker(QObject):
             self.remote = None
             emit(self.loadProgress, lid, steps, steps, LOAD_STAGES[-1])
             emit(self.loaded, lid, {"path": str(path), "name": entry.name, "n_ctx": session.n_ctx,
-                                   "architecture": entry.architecture})
+                                   "architecture": entry.architecture, "kv_type": engine.kv_type})
         except _Cancelled:
             emit(self.loadFailed, lid, "cancelled", "loading was cancelled")
         except MemoryError:
@@ -303,7 +305,7 @@ class _Cancelled(Exception):
 class WorkerThread(QObject):
     """Owns the QThread and the worker; `call` queues a command onto the worker thread."""
 
-    _load = Signal(int, str, int)
+    _load = Signal(int, str, int, str)
     _load_remote = Signal(int, str, object)
     _prompt = Signal(int, object, object, object)
     _count = Signal(int, object)
@@ -324,8 +326,8 @@ class WorkerThread(QObject):
         self._unload.connect(self.worker.unload)
         self.thread.start()
 
-    def load(self, lid: int, path: str, n_ctx: int) -> None:
-        emit(self._load, lid, str(path), int(n_ctx))
+    def load(self, lid: int, path: str, n_ctx: int, kv_type: str = "f16") -> None:
+        emit(self._load, lid, str(path), int(n_ctx), str(kv_type))
 
     def load_remote(self, lid: int, path: str, ep: dict) -> None:
         emit(self._load_remote, lid, str(path), dict(ep))

@@ -11,11 +11,12 @@ from .errors import (  # noqa: E402
 )
 
 
-def load_model(path):
-    """Open a GGUF model file and return its architecture's Model (weights stay memory-mapped)."""
+def load_model(path, kv_type: str = "f16"):
+    """Open a GGUF model file and return its architecture's Model (weights stay memory-mapped);
+    kv_type: its KV cache type, "f16" (default, llama.cpp's) or "f32" (inference.kv_cache)."""
     from .models import load_model as _load
 
-    return _load(path)
+    return _load(path, kv_type=kv_type)
 
 
 __all__ = ["__version__", "load_model", "LecternError", "GGUFError", "UnsupportedModelError",

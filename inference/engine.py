@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import ContextOverflowError, LecternError, TokenizerError
 from .generation import Cancel, Generation, GenerationStats, Progress  # noqa: F401 (re-exported)
+from .kv_cache import DEFAULT_KV_TYPE, check_kv_type
 from .models.base import KV, Model, State
 from .sampling import SamplingParams
 
@@ -43,13 +44,28 @@ class Engine:
         self._identity: dict | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Engine":
+    def load(cls, path: str | os.PathLike, kv_type: str = DEFAULT_KV_TYPE) -> "Engine":
+        """kv_type: the KV cache type of its sessions, "f16" (llama.cpp's default) or "f32"
+        (inference.kv_cache); anything else is refused (KVTypeError) before the file is read."""
         from .models import load_model
 
+        kv_type = check_kv_type(kv_type)
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"model file not found: {p} (pass the path of a .gguf file)")
-        return cls(load_model(p))
+        return cls(load_model(p, kv_type=kv_type))
+
+    @property
+    def kv_type(self) -> str:
+        """The KV cache type of new sessions ("f16" | "f32")."""
+        return self.model.kv_type
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes the caches of a session grow by per token of context (model_info's estimate
+        for this model and cache type)."""
+        from .model_info import memory_estimate
+
+        return memory_estimate(self.gguf, 1, self.kv_type)["kv_bytes_per_token"]
 
     @property
     def tokenizer(self):

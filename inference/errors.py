@@ -23,3 +23,7 @@ class TemplateError(LecternError):
 
 class ContextOverflowError(LecternError):
     """A prompt plus its answer would not fit in the session's context window."""
+
+
+class KVTypeError(LecternError, ValueError):
+    """A KV cache type that is not one of inference.kv_cache.KV_TYPES."""

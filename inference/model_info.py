@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from .gguf_file import GGUFFile
+from .kv_cache import DEFAULT_KV_TYPE, check_kv_type
 
-KV_BYTES = 2          # K and V caches are F16, as in llama.cpp's default
+KV_BYTES = {"f16": 2, "f32": 4}   # bytes per cached K/V value by KV cache type (default F16, as llama.cpp's)
 STATE_BYTES = 4       # recurrent (conv, delta-rule) state is F32
 # Architectures whose sliding-window layers follow a fixed period (llama.cpp's swa pattern):
 # every n-th layer attends globally, the others over `attention.sliding_window` tokens.
@@ -47,14 +48,16 @@ def _plain(v: Any) -> Any:
     return v.tolist() if isinstance(v, np.ndarray) else v
 
 
-def memory_estimate(g: GGUFFile, n_ctx: int | None = None) -> dict[str, Any]:
+def memory_estimate(g: GGUFFile, n_ctx: int | None = None, kv_type: str = DEFAULT_KV_TYPE) -> dict[str, Any]:
     """Weights (tensor data as stored) plus cache for n_ctx tokens (default: training context).
 
-    Attention layers keep K and V per token (F16); sliding-window layers at most `window` tokens;
+    Attention layers keep K and V per token (2 bytes a value with the F16 cache type, 4 with
+    F32: kv_type); sliding-window layers at most `window` tokens;
     kimi-linear's MLA layers keep their latent (kv_lora_rank + rope dims) per token and its KDA
     layers a fixed recurrent state (conv windows and the delta-rule matrix, F32).
     """
     arch = g.architecture
+    kv_bytes = KV_BYTES[check_kv_type(kv_type)]
     n_layers = int(g.arch_get("block_count", 0) or 0)
     n_ctx = int(n_ctx or g.arch_get("context_length", 0) or 0)
     n_embd = int(g.arch_get("embedding_length", 0) or 0)
@@ -74,7 +77,7 @@ def memory_estimate(g: GGUFFile, n_ctx: int | None = None) -> dict[str, Any]:
         if arch == "kimi-linear":
             if kv_heads[il] > 0:   # MLA: one latent row per token, V is a view of it
                 row = (int(g.arch_get("attention.kv_lora_rank", 0))
-                       + int(g.arch_get("rope.dimension_count", 0))) * KV_BYTES
+                       + int(g.arch_get("rope.dimension_count", 0))) * kv_bytes
                 per_token += row
                 full_tokens += row
             else:                  # KDA: q, k, v conv windows plus one d x d state per head
@@ -85,7 +88,7 @@ def memory_estimate(g: GGUFFile, n_ctx: int | None = None) -> dict[str, Any]:
         head_dim = n_embd // heads[il] if heads[il] else 0
         k_len = int(g.arch_get("attention.key_length", head_dim) or head_dim)
         v_len = int(g.arch_get("attention.value_length", head_dim) or head_dim)
-        row = kv_heads[il] * (k_len + v_len) * KV_BYTES
+        row = kv_heads[il] * (k_len + v_len) * kv_bytes
         per_token += row
         if window and _is_swa(arch, il, pattern):
             window_bytes += row * min(window, n_ctx)
@@ -96,6 +99,7 @@ def memory_estimate(g: GGUFFile, n_ctx: int | None = None) -> dict[str, Any]:
     return {
         "weights_bytes": weights,
         "context": n_ctx,
+        "kv_type": kv_type,
         "kv_bytes_per_token": per_token,
         "window_cache_bytes": window_bytes,
         "recurrent_state_bytes": state_bytes,
@@ -111,8 +115,8 @@ def _is_swa(arch: str, il: int, pattern) -> bool:
     return bool(period) and il % period < period - 1
 
 
-def describe(g: GGUFFile) -> dict[str, Any]:
-    """Everything `lectern info` shows, as plain JSON-able values."""
+def describe(g: GGUFFile, kv_type: str = DEFAULT_KV_TYPE) -> dict[str, Any]:
+    """Everything `lectern info` shows, as plain JSON-able values (memory: with this KV cache type)."""
     from gguf import LlamaFileType
 
     types: Counter = Counter()
@@ -152,5 +156,5 @@ def describe(g: GGUFFile) -> dict[str, Any]:
         "tokenizer_model": g.get("tokenizer.ggml.model"),
         "tokenizer_pre": g.get("tokenizer.ggml.pre"),
         "chat_template": template is not None,
-        "memory": memory_estimate(g) if n_layers else None,
+        "memory": memory_estimate(g, kv_type=kv_type) if n_layers else None,
     }

@@ -363,8 +363,9 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_
     return np.matmul(p, vh).transpose(1, 0, 2)        # [T, Hq, Dv]
 
 
-def _jit_attention(dk: int, dv: int, ring: int):
-    """jit.attention.attend if the JIT kernels are selected and cover these head sizes, else None."""
+def _jit_attention(dk: int, dv: int, ring: int, half: bool = True):
+    """jit.attention.attend if the JIT kernels are selected and cover these head sizes and this
+    cache type (half: float16), else None."""
     try:
         from jit import api
     except ImportError:
@@ -372,23 +373,27 @@ def _jit_attention(dk: int, dv: int, ring: int):
     if not api.enabled():
         return None
     from jit import attention as ja
-    return ja.attend if ja.usable(dk, dv, ring) else None
+    return ja.attend if ja.usable(dk, dv, ring, half=half) else None
 
 
 def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndarray, scale: float,
                      window: int | None = None, single: bool | None = None) -> np.ndarray:
-    """`attention(..., round_f16=True, decode_order=True)` of q [T, Hq, Dk] at positions pos
-    (consecutive) against a cache kc [R, Hkv, Dk], vc [R, Hkv, Dv] that already holds every key
-    the queries see, position p in slot p % R (R = the context for a plain cache, a ring for a
-    sliding window). single: sum in llama.cpp's single-query order (default: T == 1; a caller that
-    splits a batch passes the batch's answer). On the JIT kernel when selected (same bits), else numpy."""
+    """Attention of q [T, Hq, Dk] at positions pos (consecutive) against a cache kc [R, Hkv, Dk],
+    vc [R, Hkv, Dv] that already holds every key the queries see, position p in slot p % R (R = the
+    context for a plain cache, a ring for a sliding window), as llama.cpp's CPU path computes it
+    over a cache of that type: a float16 cache (F16, llama.cpp's default) as
+    `attention(..., round_f16=True, decode_order=True)`, a float32 cache the same sums with
+    nothing rounded to half. single: sum in llama.cpp's single-query order (default: T == 1; a
+    caller that splits a batch passes the batch's answer). On the JIT kernel when selected (same
+    bits), else numpy."""
     T = q.shape[0]
     pos = np.asarray(pos, np.int64)
     R = kc.shape[0]
+    half = kc.dtype == np.float16
     k_begin = np.zeros(T, np.int64) if window is None else np.maximum(0, pos - window + 1)
     single = T == 1 if single is None else single
     decode = single and SINGLE_QUERY_DECODE_ORDER
-    attend = _jit_attention(q.shape[2], vc.shape[2], R)
+    attend = _jit_attention(q.shape[2], vc.shape[2], R, half)
     if attend is not None:
         return attend(q, kc, vc, pos, k_begin, scale, decode)
     k_pos = np.arange(int(k_begin[0]), int(pos[-1]) + 1)
@@ -396,7 +401,12 @@ def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndar
         keys, vals = kc[k_pos[0]:k_pos[-1] + 1], vc[k_pos[0]:k_pos[-1] + 1]
     else:
         keys, vals = kc[k_pos % R], vc[k_pos % R]
-    return attention(q, keys, vals, pos, k_pos, scale, window, round_f16=True, decode_order=single)
+    if half:
+        return attention(q, keys, vals, pos, k_pos, scale, window, round_f16=True, decode_order=single)
+    if attention_is_long(T, q.shape[1], len(k_pos)):
+        return attention_blocked(q, keys, vals, pos, k_pos, scale, window)
+    return _attention_f16(q, keys, vals, pos, k_pos, scale, window, single and SINGLE_QUERY_DECODE_ORDER,
+                          half=False)
 
 
 # Long contexts: above this many scores (queries x heads x keys; 4M = a 512-token chunk of 32
@@ -455,14 +465,17 @@ def attention_blocked(q, k, v, q_pos, k_pos, scale, window=None, round_f16=False
 SINGLE_QUERY_DECODE_ORDER = True
 
 
-def _attention_f16(q, k, v, q_pos, k_pos, scale, window, decode_order=False):
+def _attention_f16(q, k, v, q_pos, k_pos, scale, window, decode_order=False, half=True):
     """`attention` as llama.cpp's CPU backend computes it without flash attention, bit for bit
     (llama-graph.cpp build_attn_mha: kq = mul_mat(k, q), soft_max_ext(kq, mask, scale),
     kqv = mul_mat(v, kq)): q and the probabilities rounded to F16, F16 dot products in tinyBLAS's
     order, ggml's softmax (ggml_cpu.dot_f16, softmax_rows). With decode_order, like llama.cpp, a
     single query (T == 1, decoding) sums its dot products in ggml_vec_dot_f16's order instead (llamafile_sgemm declines
     n < 2, llamafile/sgemm.cpp:3820), so decoding a token differs from the same row of a batch in
-    the last float32 bits, exactly as llama.cpp's own decoding does."""
+    the last float32 bits, exactly as llama.cpp's own decoding does.
+    half=False: the same sums over an F32 cache, nothing rounded to half (the JIT kernel's twin
+    for a float32 cache)."""
+    rnd = _f16 if half else (lambda a: np.asarray(a, np.float32))
     T, Hq, Dk = q.shape
     g = Hq // k.shape[1]
     decode = T == 1 and decode_order
@@ -483,15 +496,15 @@ def _attention_f16(q, k, v, q_pos, k_pos, scale, window, decode_order=False):
     if window is not None:
         visible &= diff < window
     S = k.shape[0]
-    kh = np.repeat(_f16(k), g, axis=1).transpose(1, 0, 2)[:, None]            # [Hq, 1, S, Dk]
-    vh = np.repeat(_f16(v), g, axis=1).transpose(1, 2, 0)[:, None]            # [Hq, 1, Dv, S]
+    kh = np.repeat(rnd(k), g, axis=1).transpose(1, 0, 2)[:, None]             # [Hq, 1, S, Dk]
+    vh = np.repeat(rnd(v), g, axis=1).transpose(1, 2, 0)[:, None]             # [Hq, 1, Dv, S]
     out = np.empty((T, Hq, v.shape[2]), np.float32)
     tb = max(1, (1 << 22) // (Hq * max(S, v.shape[2]) * 16))                  # bounded lane arrays
     for t0 in range(0, T, tb):
         t1 = min(T, t0 + tb)
-        qh = _f16(q[t0:t1]).transpose(1, 0, 2)[:, :, None, :]                # [Hq, t, 1, Dk]
+        qh = rnd(q[t0:t1]).transpose(1, 0, 2)[:, :, None, :]                 # [Hq, t, 1, Dk]
         kq = ggml_cpu.dot_f16(qh, kh, decode=decode) * np.float32(scale)      # [Hq, t, S]
         kq = np.where(visible[None, t0:t1], kq, -np.inf).astype(np.float32)
-        p = _f16(ggml_cpu.softmax_rows(kq))[:, :, None, :]                   # [Hq, t, 1, S]
+        p = rnd(ggml_cpu.softmax_rows(kq))[:, :, None, :]                    # [Hq, t, 1, S]
         out[t0:t1] = ggml_cpu.dot_f16(p, vh, decode=decode).transpose(1, 0, 2)
     return out

@@ -2,13 +2,18 @@
 
 Members:
   meta.npy    uint8: UTF-8 JSON {"format", "version", "model": identity, "n_ctx", "n_past",
-              "arrays": [{"name", "kind", "rows"}]}
+              "kv_type": "f16" | "f32" (the KV cache type, version 2), "arrays": [{"name", "kind", "rows"}]}
   tokens.npy  int64 [n_past]: the tokens the state covers
   logits.npy  float32 [n_vocab] (or [0]): next-token logits after them
   a<i>.npy    the i-th state buffer; KV buffers ([n_ctx, ...] by position) only their first n_past
               rows, other buffers (rings, recurrent state) whole
 Every array's header is checked against the model's own state layout before it is read, so a
 damaged or hostile file cannot make us allocate more than the state itself.
+
+A file restores only into a session of its own KV cache type (a clear error otherwise: its tokens
+were computed with that cache's rounding). Version 1 files (no kv_type) are F16: their llama and
+gemma caches are float32 arrays holding half values (read into the float16 cache exactly); their
+kimi-linear / step35 states carried a marker array ("mla_half" / "kv_half") when F16, none when F32.
 """
 from __future__ import annotations
 
@@ -20,9 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from .engine import Engine, Session, SessionFileError
+from .kv_cache import KV_TYPES
 from .models.base import KV
 
-FORMAT, VERSION = "lectern-session", 1
+FORMAT, VERSION = "lectern-session", 2
+READS = (1, 2)                                      # versions this Lectern restores
+LEGACY_MARKERS = ("mla_half", "kv_half")            # version 1: "this state's caches are F16"
+LEGACY_EXACT_ARCHS = ("kimi-linear", "step35")      # version 1 without a marker: F32 caches
 
 
 def save_session(session: Session, path: Path) -> None:
@@ -35,7 +44,7 @@ def save_session(session: Session, path: Path) -> None:
         arrays[f"a{i}"] = arr[:rows]
         entries.append({"name": name, "kind": kind, "rows": int(rows)})
     meta = {"format": FORMAT, "version": VERSION, "model": session.engine.identity,
-            "n_ctx": session.n_ctx, "n_past": st.n_past, "arrays": entries}
+            "n_ctx": session.n_ctx, "n_past": st.n_past, "kv_type": st.kv_type, "arrays": entries}
     logits = session.logits if session.logits is not None else np.zeros(0, np.float32)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -65,15 +74,18 @@ def load_session(cls: type[Session], engine: Engine, path: Path, n_ctx: int | No
                                    f"use a context size of at least {n_past}")
         session = cls(engine, n_ctx)
         st = session.state
+        _check_kv_type(meta, st.kv_type, engine, path)
         tokens = _read(zf, "tokens", np.dtype(np.int64), (n_past,), path)
         n_vocab = engine.model.n_vocab
         if n_past and (tokens.min() < 0 or tokens.max() >= n_vocab):
             raise SessionFileError(f"{path}: damaged (token ids outside the vocabulary)")
-        names = [e["name"] for e in meta["arrays"]]
+        names = [e["name"] for e in meta["arrays"] if e["name"] not in LEGACY_MARKERS]
         if sorted(names) != sorted(st.arrays):
             raise SessionFileError(f"{path}: its state buffers do not match this model's; "
                                    "it was saved by another version of the engine")
         for i, e in enumerate(meta["arrays"]):
+            if e["name"] in LEGACY_MARKERS:
+                continue
             dst = st.arrays[e["name"]]
             kind = st.kinds.get(e["name"], "")
             rows = n_past if kind == KV and dst.shape[:1] == (n_ctx,) else dst.shape[0]
@@ -98,10 +110,31 @@ def _meta(zf: zipfile.ZipFile, path: Path) -> dict:
         raise SessionFileError(f"{path} is not a Lectern session file ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise SessionFileError(f"{path} is not a Lectern session file")
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in READS:
         raise SessionFileError(f"{path}: session format version {meta.get('version')} is not "
-                               f"supported (this Lectern reads version {VERSION})")
+                               f"supported (this Lectern reads versions {', '.join(map(str, READS))})")
     return meta
+
+
+def saved_kv_type(meta: dict, architecture: str) -> str:
+    """The KV cache type a file was saved with (version 1 files: from their marker arrays)."""
+    if "kv_type" in meta:
+        return meta["kv_type"]
+    names = {e.get("name") for e in meta.get("arrays", []) if isinstance(e, dict)}
+    if names & set(LEGACY_MARKERS) or architecture not in LEGACY_EXACT_ARCHS:
+        return "f16"
+    return "f32"
+
+
+def _check_kv_type(meta: dict, ours: str, engine: Engine, path: Path) -> None:
+    saved = saved_kv_type(meta, engine.gguf.architecture)
+    if saved not in KV_TYPES:
+        raise SessionFileError(f"{path}: damaged (unknown KV cache type {saved!r})")
+    if saved != ours:
+        raise SessionFileError(
+            f"{path} was saved with an {saved} KV cache, but the model is loaded with an {ours} cache; "
+            f"load it with KV cache type {saved} (--kv-type {saved}, or the setting) to continue it, "
+            "or start a new conversation")
 
 
 def _check_model(meta: dict, engine: Engine, path: Path) -> None:

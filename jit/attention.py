@@ -1,5 +1,6 @@
 """`attend(...)`: attention over a KV cache on the JIT kernel (jit/kernels/attention.py), bit for
-bit inference.ops._attention_f16 (llama.cpp's CPU attention with an F16 cache). A batch runs the
+bit inference.ops._attention_f16 (llama.cpp's CPU attention; an F16 cache is a float16 array,
+an F32 cache a float32 one, half=False in the twin). Kernels are keyed by the cache type. A batch runs the
 query heads that share a KV head together (kernels/attention_batch.py), a single query in decode
 order one head at a time (kernels/attention.py).
 
@@ -22,28 +23,37 @@ from .kernels.attention_batch import symbol as group_symbol
 MIN_RING = 64     # a ring shorter than the decode step would need a modulo per key: numpy does those
 
 
-def kernel(dk: int, dv: int, decode: bool, cpu: CpuInfo | None = None):
+def kernel(dk: int, dv: int, decode: bool, kv: str = "f16", cpu: CpuInfo | None = None):
+    """The kernel of one query head per row over a cache of type kv ("f16" | "f32")."""
     cpu = cpu or detect()
-    name = symbol(dk, dv, decode)
-    return jc.kernel(("attention", dk, dv, decode), lambda: attention_ir(dk, dv, decode, cpu),
+    name = symbol(dk, dv, decode, kv)
+    return jc.kernel(("attention", dk, dv, decode, kv), lambda: attention_ir(dk, dv, decode, kv, cpu),
                      {name: MATVEC_PROTO}, cpu)[name]
 
 
-def group_kernel(dk: int, dv: int, group: int, cpu: CpuInfo | None = None):
+def group_kernel(dk: int, dv: int, group: int, kv: str = "f16", cpu: CpuInfo | None = None):
     """The batch kernel over `group` query heads that share a KV head (units of (token, heads))."""
     cpu = cpu or detect()
-    name = group_symbol(dk, dv, group)
-    return jc.kernel(("attention_group", dk, dv, group), lambda: attention_group_ir(dk, dv, group, cpu),
+    name = group_symbol(dk, dv, group, kv)
+    return jc.kernel(("attention_group", dk, dv, group, kv), lambda: attention_group_ir(dk, dv, group, kv, cpu),
                      {name: MATVEC_PROTO}, cpu)[name]
 
 
-def usable(dk: int, dv: int, ring: int, cpu: CpuInfo | None = None) -> bool:
-    return ring >= MIN_RING and supported(cpu or detect(), dk, dv)
+def usable(dk: int, dv: int, ring: int, cpu: CpuInfo | None = None, half: bool = True) -> bool:
+    return ring >= MIN_RING and supported(cpu or detect(), dk, dv, "f16" if half else "f32")
+
+
+def kv_of(kc: np.ndarray, vc: np.ndarray) -> str:
+    """The cache type of a K and V cache pair: "f16" (float16 arrays) or "f32" (float32)."""
+    if kc.dtype != vc.dtype or kc.dtype not in (np.float16, np.float32):
+        raise ValueError(f"attend: the caches must both be float16 or both float32, not {kc.dtype} and {vc.dtype}")
+    return "f16" if kc.dtype == np.float16 else "f32"
 
 
 def attend(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, q_pos: np.ndarray, k_begin: np.ndarray, scale: float,
            decode: bool, threads: int | None = None, pool=None, cpu: CpuInfo | None = None) -> np.ndarray:
-    """q [T, Hq, Dk]; kc [R, Hkv, Dk], vc [R, Hkv, Dv] float32 caches (position p in slot p % R);
+    """q [T, Hq, Dk]; kc [R, Hkv, Dk], vc [R, Hkv, Dv] caches, both float16 (F16) or both float32
+    (F32) (position p in slot p % R);
     query t at q_pos[t] sees keys k_begin[t] .. q_pos[t]. decode: a single query's summation
     order (ggml_vec_dot_f16) instead of a batch's. -> [T, Hq, Dv] float32."""
     q = np.ascontiguousarray(q, np.float32)
@@ -51,8 +61,7 @@ def attend(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, q_pos: np.ndarray, k_b
     R, Hkv, dv = vc.shape
     if kc.shape != (R, Hkv, dk) or Hq % Hkv or not (kc.flags.c_contiguous and vc.flags.c_contiguous):
         raise ValueError(f"attend: q {q.shape}, k {kc.shape}, v {vc.shape} do not fit together (or not contiguous)")
-    if kc.dtype != np.float32 or vc.dtype != np.float32:
-        raise ValueError("attend: the caches must be float32")
+    kv = kv_of(kc, vc)
     q_pos = np.ascontiguousarray(q_pos, np.int64).reshape(T)
     k_begin = np.ascontiguousarray(k_begin, np.int64).reshape(T)
     if T and (k_begin.min() < 0 or np.any(k_begin > q_pos) or np.any(q_pos - k_begin >= R) or R < MIN_RING):
@@ -68,10 +77,10 @@ def attend(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, q_pos: np.ndarray, k_b
     p[P_SCALE:P_SCALE + 1].view(np.float32)[0] = np.float32(scale)
     pool = pool or get_pool(threads)
     if decode:                                          # one row per (query, head)
-        fn, rows = kernel(dk, dv, True, cpu), T * Hq
+        fn, rows = kernel(dk, dv, True, kv, cpu), T * Hq
     else:                                               # one row per (query, heads sharing a KV head)
         group = group_for(Hq, Hkv)
-        fn, rows = group_kernel(dk, dv, group, cpu), T * Hq // group
+        fn, rows = group_kernel(dk, dv, group, kv, cpu), T * Hq // group
     chunk = max(1, -(-rows // (pool.n * 8)))           # small chunks: later queries see more keys
     pool.run(fn, (p.ctypes.data, 0, out.ctypes.data), rows, (0,), chunk=chunk)
     return out

@@ -39,10 +39,11 @@ def layers_fn(shape: LayerShape, cpu: CpuInfo | None = None):
                      cpu)["llama_layers"]
 
 
-def shape_of(model) -> LayerShape:
+def shape_of(model, state) -> LayerShape:
+    """The layer kernel's key: the model's sizes and the state's KV cache type."""
     c = model.config
     return LayerShape(c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.n_ff, float(np.float32(c.eps)),
-                      bool(c.rope_neox))
+                      bool(c.rope_neox), state.kv_type)
 
 
 def plannable(model, state) -> bool:
@@ -50,7 +51,8 @@ def plannable(model, state) -> bool:
     compile here, the native pool."""
     c = model.config
     cpu = detect()
-    if not (api.enabled() and supported(shape_of(model)) and ka.supported(cpu, c.head_dim, c.head_dim)):
+    shape = shape_of(model, state)
+    if not (api.enabled() and supported(shape) and ka.supported(cpu, c.head_dim, c.head_dim, shape.kv)):
         return False
     if state.n_ctx < MIN_RING or not hasattr(api.get_pool(), "raw"):
         return False
@@ -68,7 +70,7 @@ class LlamaPlan:
     def __init__(self, model, state):
         c = model.config
         self.model, self.n_layer = model, c.n_layer
-        self.shape = shape_of(model)
+        self.shape = shape_of(model, state)
         self._fn = layers_fn(self.shape)
         pool = api.get_pool()
         run, ctx, self._lock = pool.raw()
@@ -83,7 +85,7 @@ class LlamaPlan:
         self._rope = (c.rope_dim, c.rope_base, c.rope_freq_scale, model.rope_freqs)
         self._qpos = np.zeros(1, np.int64)
         self._kbeg = np.zeros(1, np.int64)
-        attn_fn = _addr(attention_kernel(D, D, True))
+        attn_fn = _addr(attention_kernel(D, D, True, self.shape.kv))
         lin_one = _addr(tiles()["linear_one"])
         self.P = np.zeros((c.n_layer, len(SLOTS)), np.int64)
         self.AP = np.zeros((c.n_layer, ka.N_PARAMS), np.int64)
@@ -91,7 +93,7 @@ class LlamaPlan:
         self._jobs = jobs = Jobs(pool)       # grouped q/k/v and gate/up jobs (kept alive)
         self._kbase = np.zeros(c.n_layer, np.int64)
         self._vbase = np.zeros(c.n_layer, np.int64)
-        self._row_bytes = 4 * kvd
+        self._row_bytes = ka.KV_BYTES[self.shape.kv] * kvd      # one position's K (or V) row in the cache
         ptr = {k: v.ctypes.data for k, v in buf.items()}
         for il, lay in enumerate(model.layers):
             p, ap = self.P[il], self.AP[il]

@@ -22,10 +22,11 @@ from .plan import LAYERS_PROTO, LO, Head, StateRefs, rope_row
 WEIGHTS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
 
-def shape_of(model) -> GemmaShape:
+def shape_of(model, state) -> GemmaShape:
+    """The layer kernel's key: the model's sizes and the state's KV cache type."""
     c = model.config
     return GemmaShape(c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.rope_dim, c.n_ff, float(np.float32(c.eps)),
-                      float(np.float32(c.attn_scale)))
+                      float(np.float32(c.attn_scale)), kv=state.kv_type)
 
 
 def gelu_table() -> np.ndarray:
@@ -37,7 +38,10 @@ def gelu_table() -> np.ndarray:
 
 def plannable(model, state) -> bool:
     c = model.config
-    if not (api.enabled() and supported(shape_of(model)) and ka.supported(detect(), c.head_dim, c.head_dim)):
+    shape, cpu = shape_of(model, state), detect()
+    if not cpu.has_f16c:                        # the GELU table is indexed by F16C's half bits
+        return False
+    if not (api.enabled() and supported(shape) and ka.supported(cpu, c.head_dim, c.head_dim, shape.kv)):
         return False
     rings = [state.arrays[f"k.{il}"].shape[0] for il in range(c.n_layer)]
     if min(rings) < MIN_RING or not hasattr(api.get_pool(), "raw"):
@@ -49,7 +53,7 @@ class GemmaPlan:
     def __init__(self, model, state):
         c = model.config
         self.model, self.n_layer = model, c.n_layer
-        self.shape = shape_of(model)
+        self.shape = shape_of(model, state)
         cpu = detect()
         self._fn = jc.kernel(("gemma_layers", self.shape), lambda: gemma_layer_ir(self.shape, cpu),
                              {"gemma_layers": LAYERS_PROTO}, cpu)["gemma_layers"]
@@ -69,7 +73,7 @@ class GemmaPlan:
                       True: (c.rope_dim, c.rope_base_swa, 1.0, None)}
         self._qpos = np.zeros(1, np.int64)
         self._kbeg = {False: np.zeros(1, np.int64), True: np.zeros(1, np.int64)}
-        attn_fn = _addr(attention_kernel(D, D, True))
+        attn_fn = _addr(attention_kernel(D, D, True, self.shape.kv))
         lin_one = _addr(tiles()["linear_one"])
         self.P = np.zeros((c.n_layer, len(SLOTS)), np.int64)
         self.AP = np.zeros((c.n_layer, ka.N_PARAMS), np.int64)
@@ -78,7 +82,7 @@ class GemmaPlan:
         self._kbase = np.array([state.arrays[f"k.{il}"].ctypes.data for il in range(c.n_layer)], np.int64)
         self._vbase = np.array([state.arrays[f"v.{il}"].ctypes.data for il in range(c.n_layer)], np.int64)
         self._ring = np.array([state.arrays[f"k.{il}"].shape[0] for il in range(c.n_layer)], np.int64)
-        self._row_bytes = 4 * kvd
+        self._row_bytes = ka.KV_BYTES[self.shape.kv] * kvd      # one position's K (or V) row in the cache
         for il, lay in enumerate(model.layers):
             swa = c.is_swa[il]
             p, ap = self.P[il], self.AP[il]

@@ -91,7 +91,7 @@ def synthetic_model(args) -> Path | None:
     if args.experts:
         dims["n_expert"] = args.experts
     spec = synthetic.build(args.synthetic, args.type, args.layers, dims)
-    print_estimate(spec, args.contexts)
+    print_estimate(spec, args.contexts, getattr(args, "kv_type", "f16"))
     if spec.nbytes > args.max_gb * 1e9:
         print(f"not written: {spec.nbytes / 1e9:.2f} GB is over --max-gb {args.max_gb:g}", file=sys.stderr)
         return None
@@ -114,12 +114,14 @@ def synthetic_model(args) -> Path | None:
     return path
 
 
-def print_estimate(spec, contexts: str | None) -> None:
-    kv = spec.kv_bytes_per_token()
+def print_estimate(spec, contexts: str | None, kv_type: str = "f16") -> None:
+    from inference.model_info import KV_BYTES
+
+    kv = spec.kv_bytes_per_token(KV_BYTES[kv_type])
     fixed = spec.fixed_state_bytes()
     print(f"synthetic {spec.name} {spec.ftype}: {spec.dims['n_layer']} layers, "
           f"{spec.dims['n_expert']} experts, weights {spec.nbytes / 1e9:.3f} GB; "
-          f"attention cache {kv} bytes/token (F16), fixed state {fixed / 1e6:.2f} MB", file=sys.stderr)
+          f"attention cache {kv} bytes/token ({kv_type.upper()}), fixed state {fixed / 1e6:.2f} MB", file=sys.stderr)
     for n in parse_contexts(contexts) if contexts else []:
         print(f"  at {n} tokens: weights + state = {(spec.nbytes + fixed + kv * n) / 1e9:.3f} GB",
               file=sys.stderr)

@@ -69,11 +69,14 @@ def measure_bandwidth(threads: int, mb: int = 0) -> float:
     return read_bandwidth(mb or default_read_mb(), threads, 5, detect(), "native" if supported() else "python") * 1e9
 
 
-def llama_bench(exe: str, model: str, p: int, n: int, threads: int) -> tuple[float, float]:
-    """Run llama-bench (-p P -n N -t THREADS -o json) -> (prefill tokens/s, decode tokens/s)."""
+def llama_bench(exe: str, model: str, p: int, n: int, threads: int, kv_type: str = "f16") -> tuple[float, float]:
+    """Run llama-bench (-p P -n N -t THREADS -ctk/-ctv KV -o json) -> (prefill tokens/s, decode tokens/s)."""
     from inference import LecternError
 
-    cmd = [exe, "-m", model, "-p", str(p), "-n", str(n), "-t", str(threads), "-o", "json"]
+    cmd = [exe, "-m", model, "-p", str(p), "-n", str(n), "-t", str(threads)]
+    if kv_type != "f16":                          # llama-bench's default cache type is f16
+        cmd += ["-ctk", kv_type, "-ctv", kv_type]
+    cmd += ["-o", "json"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     except OSError as e:
@@ -114,7 +117,7 @@ def run(args) -> int:
     from inference.engine import Engine, weight_bytes_per_token
     from inference.ops import _jit_linear
 
-    engine = Engine.load(model_path(args))
+    engine = Engine.load(model_path(args), kv_type=args.kv_type)
     model = engine.model
     out_w = model.gguf.tensors.get("output.weight") or model.gguf.tensors["token_embd.weight"]
     backend = "jit" if _jit_linear(out_w) is not None else "numpy"
@@ -138,6 +141,7 @@ def run(args) -> int:
         "file_bytes": engine.path.stat().st_size,
         "threads": args.threads,
         "backend": backend,
+        "kv_type": engine.kv_type,
         "prompt_tokens": p,
         "gen_tokens": n,
         "prefill_seconds": round(pre.seconds, 4),
@@ -161,7 +165,7 @@ def run(args) -> int:
     failed = None
     if args.llama_bench:
         try:
-            lp, ld = llama_bench(args.llama_bench, str(engine.path), p, n, args.threads)
+            lp, ld = llama_bench(args.llama_bench, str(engine.path), p, n, args.threads, engine.kv_type)
         except LecternError as e:     # keep our own figures: print them, then fail
             failed = e
             result["llama_bench_error"] = str(e)
@@ -188,7 +192,7 @@ def print_report(r: dict, name: str, p: int, n: int, pre_s: float, dec_s: float)
         return f" = {100 * r[key]:.1f}% of {bw / 1e9:.2f} GB/s measured" if bw else ""
 
     print(f"model    {name} ({r['architecture']}, {r['file_bytes'] / 1e6:.1f} MB), "
-          f"{r['threads']} threads, {r['backend']} backend")
+          f"{r['threads']} threads, {r['backend']} backend, {r['kv_type']} KV cache")
     print(f"prefill  {p} tokens in {pre_s:.2f} s: {r['prefill_tokens_per_s']:.2f} tokens/s, "
           f"{r['prefill_weight_bytes_per_token'] / 1e6:.3f} MB of weights per token, "
           f"{r['prefill_gb_per_s']:.3f} GB/s{frac('prefill_bandwidth_fraction')}")

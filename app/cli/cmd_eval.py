@@ -59,7 +59,7 @@ def run(args) -> int:
     from inference import TokenizerError, load_model
 
     tokens = parse_tokens(args.tokens)
-    model = load_model(model_path(args))
+    model = load_model(model_path(args), kv_type=args.kv_type)
     n_vocab = model.n_vocab
     bad = [t for t in tokens if not 0 <= t < n_vocab]
     if bad:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .engine_args import add_kv_type_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a GGUF model file (shape, weight types, memory)",
@@ -12,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", nargs="?", metavar="FILE",
                    help="GGUF file, or any part of a split model (default: the built-in model)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_kv_type_arg(p)
     p.set_defaults(func=run)
 
 
@@ -22,7 +25,7 @@ def run(args) -> int:
 
     path = args.file if args.file else default_model_path()
     with open_gguf(path) as g:
-        info = describe(g)
+        info = describe(g, kv_type=args.kv_type)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -61,7 +64,7 @@ def format_info(i: dict) -> str:
     m = i["memory"]
     if m:
         rows.append(("memory", f"weights {human_bytes(m['weights_bytes'])}"))
-        rows.append(("", f"cache {human_bytes(m['kv_bytes_per_token'])}/token (F16)"
+        rows.append(("", f"cache {human_bytes(m['kv_bytes_per_token'])}/token ({m['kv_type'].upper()} KV cache)"
                          f" -> {human_bytes(m['cache_bytes'])} at {m['context']} tokens"
                          + (f" (incl. {human_bytes(m['recurrent_state_bytes'])} recurrent state)"
                             if m["recurrent_state_bytes"] else "")))

@@ -7,9 +7,27 @@ from __future__ import annotations
 import argparse
 
 
+def kv_type_arg(value: str) -> str:
+    """argparse type of --kv-type: the canonical name, or argparse's error with our message."""
+    from inference.errors import KVTypeError
+    from inference.kv_cache import check_kv_type
+
+    try:
+        return check_kv_type(value)
+    except KVTypeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_kv_type_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kv-type", type=kv_type_arg, default="f16", metavar="f16|f32",
+                   help="KV cache type: f16 (default, as llama.cpp's: half the memory) or f32 "
+                        "(float32, nothing rounded to half; llama.cpp's -ctk f32 -ctv f32)")
+
+
 def add_model_args(p: argparse.ArgumentParser, ctx: bool = True) -> None:
     p.add_argument("-m", "--model", metavar="FILE",
                    help="GGUF model file (default: the built-in SmolLM2-135M-Instruct)")
+    add_kv_type_arg(p)
     if ctx:
         p.add_argument("-c", "--ctx-size", type=int, default=0, metavar="N",
                        help="context size in tokens (default: min(4096, the model's training context))")
@@ -64,4 +82,4 @@ def model_path(args):
 def load_engine(args):
     from inference.engine import Engine
 
-    return Engine.load(model_path(args))
+    return Engine.load(model_path(args), kv_type=getattr(args, "kv_type", "f16"))

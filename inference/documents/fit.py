@@ -64,6 +64,7 @@ class FitReport:
     remedies: list[str] = field(default_factory=list)
     ram_bytes: int | None = None   # memory available, if known
     weights_bytes: int = 0
+    kv_type: str = "f16"           # the KV cache type the state was measured with
 
     @property
     def message(self) -> str:
@@ -71,7 +72,7 @@ class FitReport:
         head = (f"{self.n_tokens:,} tokens of {self.n_ctx:,} in the context; the state needs "
                 f"{human_bytes(self.state_bytes)}")
         if self.bytes_per_token:
-            head += f" ({human_bytes(self.bytes_per_token)} per token)"
+            head += f" ({human_bytes(self.bytes_per_token)} per token, {self.kv_type.upper()} KV cache)"
         if self.fits:
             return head + "."
         return head + ". It does not fit: " + "; or ".join(self.remedies) + "."
@@ -84,7 +85,8 @@ def fit_check(engine, n_tokens: int, n_ctx: int, ram_bytes: int | None = None) -
     need = size.at(n_tokens)
     train = int(engine.n_ctx_train)
     rep = FitReport(True, n_tokens, n_ctx, train, need, size.per_token, ram_bytes=ram_bytes,
-                    weights_bytes=int(engine.path.stat().st_size) if engine.path.exists() else 0)
+                    weights_bytes=int(engine.path.stat().st_size) if engine.path.exists() else 0,
+                    kv_type=engine.model.kv_type)
     over = n_tokens - n_ctx
     if over > 0:
         rep.fits = False
@@ -100,6 +102,8 @@ def fit_check(engine, n_tokens: int, n_ctx: int, ram_bytes: int | None = None) -
         rep.fits = False
         rep.remedies.append(f"free memory: the state needs {human_bytes(need)} but "
                             f"{human_bytes(ram_bytes)} is available")
+        if size.per_token and engine.model.kv_type == "f32":
+            rep.remedies.append("use the f16 KV cache type (half the memory per token)")
         if size.per_token and not size.fixed:
             rep.remedies.append("use a model whose state grows less per token (a linear-attention "
                                 "model such as Kimi-Linear)")

@@ -1,7 +1,7 @@
 """Saved session states on disk, found again by (model, token prefix): read a document once.
 
 Layout of a store directory:
-  index.sqlite    one row per state: id, model (identity sha256), n_tokens, prefix (sha256 of
+  index.sqlite    one row per state: id, model (identity sha256, + ":f32" for an F32 KV cache), n_tokens, prefix (sha256 of
                   the tokens as int64 little-endian), file, bytes, n_ctx, kind, pinned, created,
                   used (LRU clock)
   <id>.state      the session file (session_file.py: KV buffers only up to n_tokens)
@@ -59,7 +59,11 @@ def prefix_hash(tokens: Sequence[int] | np.ndarray) -> str:
 
 
 def model_key(engine) -> str:
-    return engine.identity["sha256"]
+    """The model's identity hash; with an f32 KV cache also the type (a state restores only into
+    a session of its own cache type, and the f16 keys stay what they were before the setting)."""
+    key = engine.identity["sha256"]
+    kv_type = getattr(engine, "kv_type", "f16")
+    return key if kv_type == "f16" else f"{key}:{kv_type}"
 
 
 class StateStore:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import UnsupportedModelError
 from ..gguf_file import GGUFFile, open_gguf
+from ..kv_cache import DEFAULT_KV_TYPE, check_kv_type
 from .base import Model, State
 
 # general.architecture -> module in this package
@@ -32,11 +33,15 @@ def model_class(arch: str) -> type[Model]:
     return importlib.import_module(f"{__name__}.{mod}").Model
 
 
-def load_model(path: str | Path | GGUFFile) -> Model:
+def load_model(path: str | Path | GGUFFile, kv_type: str = DEFAULT_KV_TYPE) -> Model:
+    """The model of a GGUF file; kv_type: its states' KV cache type ("f16" | "f32")."""
+    kv_type = check_kv_type(kv_type)           # a bad setting fails before the file is read
     g = path if isinstance(path, GGUFFile) else open_gguf(path)
     if not g.architecture:
         raise UnsupportedModelError(f"{g.path}: no general.architecture key; this is not a model file")
-    return model_class(g.architecture)(g)
+    model = model_class(g.architecture)(g)
+    model.kv_type = kv_type
+    return model
 
 
 __all__ = ["ARCHITECTURES", "Model", "State", "load_model", "model_class"]

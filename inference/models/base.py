@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ContextOverflowError, UnsupportedModelError
 from ..gguf_file import GGUFFile, Tensor
+from ..kv_cache import DEFAULT_KV_TYPE, check_kv_type
 
 # Kinds of per-layer state buffers, which decide how a State can be rewound:
 KV = "kv"                # indexed by absolute position, [n_ctx, ...]; any rewind is fine
@@ -29,6 +30,7 @@ class State:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)   # name -> buffer
     kinds: dict[str, str] = field(default_factory=dict)           # name -> KV | RING | RECURRENT
     windows: dict[str, int] = field(default_factory=dict)         # ring name -> attention window
+    kv_type: str = DEFAULT_KV_TYPE    # what the K/V (or MLA latent) caches hold: "f16" | "f32"
 
     def add(self, name: str, arr: np.ndarray, kind: str, window: int | None = None) -> np.ndarray:
         self.arrays[name] = arr
@@ -75,16 +77,26 @@ class State:
 
     def copy(self) -> "State":
         return State(self.n_ctx, self.n_past, {k: v.copy() for k, v in self.arrays.items()},
-                     dict(self.kinds), dict(self.windows))
+                     dict(self.kinds), dict(self.windows), self.kv_type)
 
 
 class Model:
     """Base of the architectures. `forward` is the one method the engine drives."""
     arch: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, gguf: GGUFFile):
+    def __init__(self, gguf: GGUFFile, kv_type: str = DEFAULT_KV_TYPE):
         self.gguf = gguf
         self._tokenizer = None
+        self.kv_type = kv_type
+
+    @property
+    def kv_type(self) -> str:
+        """The KV cache type of the states new_state makes ("f16" | "f32", inference.kv_cache)."""
+        return self._kv_type
+
+    @kv_type.setter
+    def kv_type(self, value: str) -> None:
+        self._kv_type = check_kv_type(value)
 
     # --- metadata and weights -------------------------------------------------------------
     def meta(self, key: str, default: Any = ...) -> Any:

@@ -29,7 +29,7 @@ from .. import ops
 from ..errors import UnsupportedModelError
 from ..gguf_file import Tensor
 from .base import KV, RING, Model as BaseModel, State
-from ..ggml_cpu import f16
+from ..kv_cache import kv_dtype
 from .llama import check_shape, check_tokens, rope_scaling
 
 RING_SLACK = 256   # ring entries kept beyond the window, so rewinds of up to this many tokens work
@@ -176,15 +176,16 @@ class Model(BaseModel):
         """Full layers: KV [n_ctx, Hkv, D]; sliding layers: RING [n_swa + slack, Hkv, D] with positions."""
         c = self.config
         n_ctx = int(n_ctx or c.n_ctx_train)
-        s = State(n_ctx)
+        s = State(n_ctx, kv_type=self.kv_type)
+        dt = kv_dtype(self.kv_type)                          # float16 (F16 cache) or float32
         for il in range(c.n_layer):
             if c.is_swa[il]:
                 n = min(n_ctx, c.n_swa + ring_slack)
                 for name in (f"k.{il}", f"v.{il}"):
-                    s.add(name, np.zeros((n, c.n_head_kv, c.head_dim), np.float32), RING, window=c.n_swa)
+                    s.add(name, np.zeros((n, c.n_head_kv, c.head_dim), dt), RING, window=c.n_swa)
             else:
                 for name in (f"k.{il}", f"v.{il}"):
-                    s.add(name, np.zeros((n_ctx, c.n_head_kv, c.head_dim), np.float32), KV)
+                    s.add(name, np.zeros((n_ctx, c.n_head_kv, c.head_dim), dt), KV)
         return s
 
     def forward(self, tokens, state: State, last_only: bool = False) -> np.ndarray:
@@ -249,7 +250,6 @@ class Model(BaseModel):
             base, fscale = c.rope_base, c.rope_freq_scale
         q = ops.rope_neox(q, pos, c.rope_dim, base, fscale) * np.float32(c.attn_scale)
         k = ops.rope_neox(k, pos, c.rope_dim, base, fscale)
-        k, v = f16(k), f16(v)                                          # the F16 cache
         if c.is_swa[il]:
             o = self.ring_attention(state, il, q, k, v, pos)
         else:

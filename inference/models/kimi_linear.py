@@ -8,8 +8,8 @@ Math as llama.cpp computes it: ../shared/docs/kimi-linear-and-step35.md section 
 in kda.py and mla.py, the MoE routing in moe.py.
 State: per KDA layer `blk.N.conv_{q,k,v}` [d_conv-1, D] and `blk.N.ssm` [H, d, d] (RECURRENT),
 per MLA layer `blk.N.kv` [n_ctx, kv_lora_rank + rope dims] (KV, the compressed latent cache,
-float16 arrays like llama.cpp's default F16 cache unless `cache_type` says float32; the
-`mla_half` marker says which).
+float16 arrays like llama.cpp's default F16 cache, or float32 with the "f32" cache type:
+model.kv_type, recorded as state.kv_type).
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ import numpy as np
 from .. import ops
 from ..errors import TokenizerError, UnsupportedModelError
 from ..gguf_file import GGUFFile, Tensor
+from ..kv_cache import kv_dtype
 from . import base, moe
 from .kda import KDAWeights, kda_mixer
 from .mla import MLAWeights, mla_mixer
 
-HALF_KV = "mla_half"   # state marker: the MLA caches stand for llama.cpp's F16 cache
 DEFAULT_N_CTX = 8192   # new_state() without n_ctx: the training context, capped here
 
 
@@ -81,7 +81,6 @@ def _per_layer(value, n_layer: int, what: str, path) -> list[int]:
 
 class Model(base.Model):
     arch = ("kimi-linear",)
-    cache_type = np.float16   # MLA latent cache element type (llama.cpp's default; float32 = exact)
 
     def __init__(self, gguf: GGUFFile):
         super().__init__(gguf)
@@ -177,7 +176,8 @@ class Model(base.Model):
     def new_state(self, n_ctx: int | None = None) -> base.State:
         c = self.config
         n_ctx = int(n_ctx or min(c.n_ctx_train, DEFAULT_N_CTX))
-        st = base.State(n_ctx)
+        st = base.State(n_ctx, kv_type=self.kv_type)
+        dt = kv_dtype(self.kv_type)
         D, d = c.n_head * c.kda_head_dim, c.kda_head_dim
         for il in range(c.n_layer):
             if c.is_kda[il]:
@@ -186,9 +186,7 @@ class Model(base.Model):
                 st.add(f"blk.{il}.ssm", np.zeros((c.n_head, d, d), np.float32), base.RECURRENT)
             else:
                 # rows of the cache type: float16 (llama.cpp's default F16 cache) or float32
-                st.add(f"blk.{il}.kv", np.zeros((n_ctx, c.kv_lora_rank + c.n_rope), self.cache_type), base.KV)
-        if np.dtype(self.cache_type) == np.float16:
-            st.arrays[HALF_KV] = np.ones(1, np.int8)   # marker (no kind): the MLA cache holds half values
+                st.add(f"blk.{il}.kv", np.zeros((n_ctx, c.kv_lora_rank + c.n_rope), dt), base.KV)
         return st
 
     # --- forward -------------------------------------------------------------------------------
@@ -226,7 +224,7 @@ class Model(base.Model):
             return kda_mixer(x, L.mixer, conv, state.arrays[f"blk.{il}.ssm"],
                              c.n_head, c.kda_head_dim, c.eps)
         return mla_mixer(x, L.mixer, state.arrays[f"blk.{il}.kv"], state.n_past, c.n_head,
-                         c.n_rope, c.key_length_mla, c.eps, half=HALF_KV in state.arrays)
+                         c.n_rope, c.key_length_mla, c.eps, half=state.kv_type == "f16")
 
     def _ffn(self, il: int, L: Layer, y: np.ndarray) -> np.ndarray:
         c = self.config

@@ -11,7 +11,8 @@ One forward serves them all, as llama.cpp's src/models/llama.cpp and qwen3.cpp c
                 x = x + (silu(h2 @ ffn_gate.T) * (h2 @ ffn_up.T)) @ ffn_down.T,  h2 = rms_norm(x) * ffn_norm
     logits = (rms_norm(x) * output_norm) @ output.T       (output = token_embd when tied)
 
-K and V are rounded to float16 on their way into the cache, as llama.cpp keeps them.
+K and V go into the cache as its type stores them (model.kv_type): float16, llama.cpp's default
+F16 cache (rounded on the way in), or float32 unrounded (-ctk f32 -ctv f32).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from .. import ops
 from ..errors import UnsupportedModelError
-from ..ggml_cpu import f16
+from ..kv_cache import kv_dtype
 from ..gguf_file import Tensor
 from .base import KV, Model as BaseModel, State
 
@@ -187,10 +188,11 @@ class Model(BaseModel):
     def new_state(self, n_ctx: int | None = None) -> State:
         c = self.config
         n_ctx = int(n_ctx or c.n_ctx_train)
-        s = State(n_ctx)
+        s = State(n_ctx, kv_type=self.kv_type)
+        dt = kv_dtype(self.kv_type)                          # float16 (F16 cache) or float32
         for il in range(c.n_layer):
-            s.add(f"k.{il}", np.zeros((n_ctx, c.n_head_kv, c.head_dim), np.float32), KV)
-            s.add(f"v.{il}", np.zeros((n_ctx, c.n_head_kv, c.head_dim), np.float32), KV)
+            s.add(f"k.{il}", np.zeros((n_ctx, c.n_head_kv, c.head_dim), dt), KV)
+            s.add(f"v.{il}", np.zeros((n_ctx, c.n_head_kv, c.head_dim), dt), KV)
         return s
 
     def forward(self, tokens, state: State, last_only: bool = False) -> np.ndarray:
@@ -250,8 +252,8 @@ class Model(BaseModel):
         q, k = self.rope(q, pos), self.rope(k, pos)
         kc, vc = state.arrays[f"k.{il}"], state.arrays[f"v.{il}"]            # [n_ctx, Hkv, D]
         n = int(pos[-1]) + 1
-        kc[pos[0]:n], vc[pos[0]:n] = f16(k), f16(v)   # llama.cpp's F16 KV cache
-        # llama.cpp's sums, single-token decoding included
+        kc[pos[0]:n], vc[pos[0]:n] = k, v      # an F16 cache rounds them (llama.cpp's default)
+        # llama.cpp's sums, single-token decoding included (F16 or F32 math by the cache's type)
         o = ops.cached_attention(q, kc, vc, pos, 1.0 / np.sqrt(c.head_dim))
         return self.linear(L.attn_output, o.reshape(T, -1), L.attn_output_b)  # [T, n_embd]
 

@@ -18,16 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import ops
+from .. import kv_cache, ops
 from ..errors import TokenizerError, UnsupportedModelError
 from ..gguf_file import Tensor
+from ..kv_cache import check_kv_type
 from . import base, moe
 from .base import KV, RING, State
 
-KV_DTYPE = np.float16   # llama.cpp's default cache type: K and V are stored rounded to half,
-                        # kept in float32 arrays (what ops.cached_attention's JIT kernel reads);
-                        # new_state(kv_dtype=np.float32) for exact float32 caches
-HALF_KV = "kv_half"     # state marker (1 element, no kind): the caches hold half-rounded values
 RING_SLACK = 64         # extra ring slots beyond the window, so short rewinds keep the window
 Q_BLOCK = 256           # queries attended at once, at most ...
 SCORE_BUDGET = 1 << 22  # ... and at most this many scores [heads, queries, keys] per block
@@ -218,17 +215,19 @@ class Model(base.Model):
     def ring_size(self, n_ctx: int, slack: int = RING_SLACK) -> int:
         return max(1, min(self.cfg.n_swa + slack, n_ctx))
 
-    def new_state(self, n_ctx: int | None = None, kv_dtype=KV_DTYPE, ring_slack: int = RING_SLACK) -> State:
+    def new_state(self, n_ctx: int | None = None, kv_type: str | None = None,
+                  ring_slack: int = RING_SLACK) -> State:
         """Full layers: k.N / v.N [n_ctx, Hkv, d] indexed by position (KV).
+        kv_type (default: the model's): "f16" float16 caches (llama.cpp's default; attention
+        rounds as its CPU path) or "f32" float32 caches (exact float32 attention).
         Sliding layers: k.N / v.N [n_swa + slack, Hkv, d] rings, slot = position % size,
         with each slot's position in pos.k.N / pos.v.N (-1 = empty); the slack beyond the
         window is how far the state can be rewound."""
         cfg = self.cfg
         n_ctx = int(n_ctx or self.n_ctx_train)
-        st = State(n_ctx)
-        if np.dtype(kv_dtype) == np.float16:
-            st.arrays[HALF_KV] = np.ones(1, np.int8)
-        kv_dtype = np.float32
+        kv_type = check_kv_type(kv_type or self.kv_type)
+        st = State(n_ctx, kv_type=kv_type)
+        kv_dtype = kv_cache.kv_dtype(kv_type)
         for il in range(cfg.n_layer):
             hkv = cfg.n_head_kv[il]
             if cfg.is_swa[il]:
@@ -300,10 +299,9 @@ class Model(base.Model):
         q = ops.rope_neox(q, pos, **rope)
         k = ops.rope_neox(k, pos, **rope)
         scale = 1.0 / np.sqrt(cfg.head_dim)
-        if HALF_KV in state.arrays:
-            # K and V are stored rounded to half before attention, as llama.cpp does; q and the
+        if state.kv_type == "f16":
+            # K and V are stored as half (float16 caches), as llama.cpp does; q and the
             # probabilities are rounded to half too (llama.cpp's CPU path, ops.cached_attention)
-            k, v = ops._f16(k), ops._f16(v)
             if swa:
                 o = self.ring_attention(state, il, q, k, v, pos, scale)
             else:

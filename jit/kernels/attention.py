@@ -1,15 +1,19 @@
-"""Attention over an F16-rounded KV cache, as llama.cpp's CPU backend computes it (no flash
-attention), bit for bit the numpy twin inference.ops._attention_f16:
+"""Attention over a KV cache, as llama.cpp's CPU backend computes it (no flash attention), bit
+for bit the numpy twin inference.ops._attention_f16 (half = the cache type is F16):
 
     kq[s] = dot(f16(q), k[s]) * scale          (F16 dot in tinyBLAS order, or ggml_vec_dot_f16's
                                                  for a single query: `decode`)
     p     = f16(softmax(kq))                   (ggml's exp polynomial, 16-groups summed in double)
     out   = sum_s p[s] * v[s]                  (same dot order, along the keys)
 
-    void attn_<bat|dec>_<Dk>_<Dv>(const i64 *p, void *unused, float *out, i64 row_begin, i64 row_end, i64 n)
+With an F32 cache nothing is rounded to half (f16() is the identity), the sums are the same.
+
+    void attn_<bat|dec>_<f16|f32>_<Dk>_<Dv>(const i64 *p, void *unused, float *out, i64 row_begin,
+                                            i64 row_end, i64 n)
 
 A row is one (query t, head h): row = t * Hq + h, KV head h / (Hq / Hkv). Params p (i64 slots, P_*):
-q [T, Hq, Dk] f32, k [R, Hkv, Dk] f32, v [R, Hkv, Dv] f32 (values already F16-rounded: the cache),
+q [T, Hq, Dk] f32, k [R, Hkv, Dk], v [R, Hkv, Dv] of the cache type (f16: IEEE halves, 2 bytes,
+widened with vcvtph2ps under F16C, integer code without; f32: floats),
 q_pos [T] i64, k_begin [T] i64 (first visible key position), R (position p lives in slot p % R,
 R >= 64), Hq, Hkv, scale (f32 bits), scratch floats per row (>= max span from k_begin & ~63 to q_pos,
 rounded up to 64). Query t sees positions k_begin[t] .. q_pos[t], all present in the cache.
@@ -25,6 +29,9 @@ import struct
 
 from ..cpu import CpuInfo
 from .emit import Fn, ModuleText, mask, vec
+
+KV_TYPES = ("f16", "f32")     # cache element types (inference.kv_cache): bytes per value below
+KV_BYTES = {"f16": 2, "f32": 4}
 
 P_Q, P_K, P_V, P_QPOS, P_KBEG, P_R, P_HQ, P_HKV, P_SCALE, P_SCRATCH = range(10)
 N_PARAMS = 10
@@ -44,22 +51,31 @@ def splatf(x: float) -> str:
     return f"splat (float {flt(x)})"
 
 
-def symbol(dk: int, dv: int, decode: bool) -> str:
-    return f"attn_{'dec' if decode else 'bat'}_{dk}_{dv}"
+def symbol(dk: int, dv: int, decode: bool, kv: str = "f16") -> str:
+    return f"attn_{'dec' if decode else 'bat'}_{kv}_{dk}_{dv}"
 
 
-def supported(cpu: CpuInfo, dk: int, dv: int) -> bool:
-    """Vector half conversions and FMA in hardware; head sizes in whole 16-lane vectors."""
-    return cpu.has_f16c and cpu.has_fma and dk % 16 == 0 and dv % 16 == 0 and 0 < dk <= 512 and 0 < dv <= 512
+def supported(cpu: CpuInfo, dk: int, dv: int, kv: str = "f16") -> bool:
+    """FMA in hardware (half conversions: F16C or the portable code); head sizes in whole
+    16-lane vectors."""
+    return kv in KV_TYPES and cpu.has_fma and dk % 16 == 0 and dv % 16 == 0 and 0 < dk <= 512 and 0 < dv <= 512
+
+
+def load16(fn: Fn, ptr: str, kv: str) -> str:
+    """16 cache values at ptr as <16 x float>: halves widened (F16C's vcvtph2ps, else integer
+    code: emit.half_to_float), or floats as they are."""
+    if kv == "f16":
+        return fn.half_to_float(fn.load(vec(16, "i16"), ptr, 2), 16)
+    return fn.load(V16F, ptr, 4)
 
 
 def fma16(fn: Fn, a: str, b: str, c: str) -> str:
     return fn.fma_v(16, a, b, c)
 
 
-def f16_round(fn: Fn, v: str) -> str:
-    h = fn.v(f"fptrunc {V16F} {v} to <16 x half>")
-    return fn.v(f"fpext <16 x half> {h} to {V16F}")
+def f16_round(fn: Fn, v: str, kv: str = "f16") -> str:
+    """f16(v) over an F16 cache (llama.cpp rounds q and the probabilities), v itself over F32."""
+    return fn.round_to_half_v(v, 16) if kv == "f16" else v
 
 
 def reduce_add16(fn: Fn, v: str) -> str:
@@ -115,8 +131,9 @@ def v_expf(fn: Fn, x: str) -> str:
     return fn.v(f"select <16 x i1> {small}, {V16F} {res}, {V16F} {big}")
 
 
-def _row(fn: Fn, r: str, a: dict, dk: int, dv: int, decode: bool) -> None:
+def _row(fn: Fn, r: str, a: dict, dk: int, dv: int, decode: bool, kv: str) -> None:
     step = 64 if decode else 16
+    esz = KV_BYTES[kv]
     hq, hkv, ring = a["hq"], a["hkv"], a["R"]
     t = fn.v(f"sdiv i64 {r}, {hq}")
     h = fn.v(f"srem i64 {r}, {hq}")
@@ -127,12 +144,12 @@ def _row(fn: Fn, r: str, a: dict, dk: int, dv: int, decode: bool) -> None:
     span = fn.v(f"add i64 {fn.v(f'sub i64 {qp}, {a0}')}, 1")                 # scratch index = pos - a0
     span_p = fn.v(f"and i64 {fn.v(f'add i64 {span}, 63')}, -64")
     qrow = fn.gep(a["q"], fn.v(f"mul i64 {r}, {4 * dk}"))
-    q16 = [f16_round(fn, fn.load(V16F, fn.gep(qrow, str(64 * j)), 4)) for j in range(dk // 16)]
+    q16 = [f16_round(fn, fn.load(V16F, fn.gep(qrow, str(64 * j)), 4), kv) for j in range(dk // 16)]
     s = a["scratch"]
     with fn.loop("0", span_p, step=16, stem="fill") as F:
         fn.store(V16F, splatf(float("-inf")), fn.gep(s, fn.v(f"shl i64 {F.i}, 2")), 64)
-    kstride, vstride = fn.v(f"mul i64 {hkv}, {4 * dk}"), fn.v(f"mul i64 {hkv}, {4 * dv}")
-    kh, vh = fn.gep(a["k"], fn.v(f"mul i64 {hk}, {4 * dk}")), fn.gep(a["v"], fn.v(f"mul i64 {hk}, {4 * dv}"))
+    kstride, vstride = fn.v(f"mul i64 {hkv}, {esz * dk}"), fn.v(f"mul i64 {hkv}, {esz * dv}")
+    kh, vh = fn.gep(a["k"], fn.v(f"mul i64 {hk}, {esz * dk}")), fn.gep(a["v"], fn.v(f"mul i64 {hk}, {esz * dv}"))
     slot0 = fn.v(f"urem i64 {kb}, {ring}")
     stop = fn.v(f"add i64 {qp}, 1")
     # scores: kq[pos] = dot * scale, and their maximum
@@ -140,16 +157,16 @@ def _row(fn: Fn, r: str, a: dict, dk: int, dv: int, decode: bool) -> None:
         mx = K.carry("float", flt(float("-inf")))
         slot = K.carry("i64", slot0)
         krow = fn.gep(kh, fn.v(f"mul i64 {slot}, {kstride}"))
-        kv = [fn.load(V16F, fn.gep(krow, str(64 * j)), 4) for j in range(dk // 16)]
+        kr = [load16(fn, fn.gep(krow, str(16 * esz * j)), kv) for j in range(dk // 16)]
         if decode:      # 4 accumulators over steps of 64, then (0 + 2) + (1 + 3)
             acc = ["zeroinitializer"] * 4
             for j in range(dk // 16):
-                acc[j % 4] = fma16(fn, q16[j], kv[j], acc[j % 4])
+                acc[j % 4] = fma16(fn, q16[j], kr[j], acc[j % 4])
             acc = fn.v(f"fadd {V16F} {fn.v(f'fadd {V16F} {acc[0]}, {acc[2]}')}, {fn.v(f'fadd {V16F} {acc[1]}, {acc[3]}')}")
         else:
             acc = "zeroinitializer"
             for j in range(dk // 16):
-                acc = fma16(fn, q16[j], kv[j], acc)
+                acc = fma16(fn, q16[j], kr[j], acc)
         kq = fn.v(f"fmul float {reduce_add16(fn, acc)}, {a['scale']}")
         fn.store("float", kq, fn.gep(s, fn.v(f"shl i64 {fn.v(f'sub i64 {K.i}, {a0}')}, 2")), 4)
         K.set(mx, fn.call("float", "llvm.maxnum.f32", [f"float {mx}", f"float {kq}"], "float, float"))
@@ -167,7 +184,7 @@ def _row(fn: Fn, r: str, a: dict, dk: int, dv: int, decode: bool) -> None:
     invv = fn.splat(16, "float", inv)
     with fn.loop("0", span_p, step=16, stem="pr") as S:
         ptr = fn.gep(s, fn.v(f"shl i64 {S.i}, 2"))
-        fn.store(V16F, f16_round(fn, fn.v(f"fmul {V16F} {fn.load(V16F, ptr, 64)}, {invv}")), ptr, 64)
+        fn.store(V16F, f16_round(fn, fn.v(f"fmul {V16F} {fn.load(V16F, ptr, 64)}, {invv}"), kv), ptr, 64)
     # out = sum_pos p[pos] v[pos]: lane l takes the visible positions == l (mod step), in order
     off = fn.v(f"sub i64 {kb}, {a0}")                                          # 0..63
     acc_buf = a["accbuf"]
@@ -184,7 +201,7 @@ def _row(fn: Fn, r: str, a: dict, dk: int, dv: int, decode: bool) -> None:
             pvv = fn.splat(16, "float", pv)
             vrow = fn.gep(vh, fn.v(f"mul i64 {vslot}, {vstride}"))
             for j in range(dv // 16):
-                P.set(accs[j], fma16(fn, pvv, fn.load(V16F, fn.gep(vrow, str(64 * j)), 4), accs[j]))
+                P.set(accs[j], fma16(fn, pvv, load16(fn, fn.gep(vrow, str(16 * esz * j)), kv), accs[j]))
             nxt = fn.v(f"add i64 {vslot}, {step}")
             wrap = fn.v(f"icmp sge i64 {nxt}, {ring}")
             P.set(vslot, fn.v(f"select i1 {wrap}, i64 {fn.v(f'sub i64 {nxt}, {ring}')}, i64 {nxt}"))
@@ -198,10 +215,10 @@ def _row(fn: Fn, r: str, a: dict, dk: int, dv: int, decode: bool) -> None:
 
 
 @functools.cache
-def attention_ir(dk: int, dv: int, decode: bool, cpu: CpuInfo) -> str:
+def attention_ir(dk: int, dv: int, decode: bool, kv: str, cpu: CpuInfo) -> str:
     step = 64 if decode else 16
     mt = ModuleText(cpu)
-    fn = mt.function(f"define void @{symbol(dk, dv, decode)}(ptr noalias %p, ptr %unused, ptr noalias %out, "
+    fn = mt.function(f"define void @{symbol(dk, dv, decode, kv)}(ptr noalias %p, ptr %unused, ptr noalias %out, "
                      "i64 %r0, i64 %r1, i64 %n) nounwind")
     names = {P_Q: "q", P_K: "k", P_V: "v", P_QPOS: "qpos", P_KBEG: "kbeg", P_R: "R", P_HQ: "hq", P_HKV: "hkv",
              P_SCRATCH: "nscratch"}
@@ -210,7 +227,7 @@ def attention_ir(dk: int, dv: int, decode: bool, cpu: CpuInfo) -> str:
     a["scratch"] = fn.v(f"alloca float, i64 {a['nscratch']}, align 64")
     a["accbuf"] = fn.v(f"alloca float, i64 {step * dv}, align 64")
     with fn.loop("%r0", "%r1", stem="row") as R:
-        _row(fn, R.i, a, dk, dv, decode)
+        _row(fn, R.i, a, dk, dv, decode, kv)
     fn.do("ret void")
     mt.add(fn)
     return mt.text()

@@ -9,9 +9,11 @@ same order, so the bits are the numpy twin's (inference.ops._attention_f16, batc
     p     = f16(softmax(kq))        expf by 16-groups of positions, group sums added in double
     out   = reduce_lanes over lanes l < 16 of sum_{s = l mod 16, in order} fma(p[s], v[s], .)
 
-    void attn_grp_<Dk>_<Dv>_<G>(const i64 *p, void *unused, float *out, i64 unit_begin, i64 unit_end, i64 n)
+    void attn_grp_<f16|f32>_<Dk>_<Dv>_<G>(const i64 *p, void *unused, float *out, i64 unit_begin,
+                                          i64 unit_end, i64 n)
 
-p as attention.py (P_* slots). A unit is (token t, heads h0 .. h0+G-1) with G dividing Hq/Hkv:
+p as attention.py (P_* slots; k, v of the cache type, f16 halves or f32; over an F32 cache f16()
+above is the identity). A unit is (token t, heads h0 .. h0+G-1) with G dividing Hq/Hkv:
 unit = t * (Hq / G) + h0 / G. Scratch (stack): G score rows of p[P_SCRATCH] floats, the G rounded
 query rows [G, Dk], one chunk's lane sums [G, 16 lanes, 16 floats], each lane's first index and slot.
 The value sum walks Dv in chunks of 16 floats (G accumulators stay in registers), each chunk
@@ -22,15 +24,15 @@ from __future__ import annotations
 import functools
 
 from ..cpu import CpuInfo
-from .attention import (P_HKV, P_HQ, P_K, P_KBEG, P_Q, P_QPOS, P_R, P_SCALE, P_SCRATCH, P_V, V16F, f16_round,
-                        flt, fma16, reduce_add16, reduce_lanes, splatf, v_expf)
+from .attention import (KV_BYTES, P_HKV, P_HQ, P_K, P_KBEG, P_Q, P_QPOS, P_R, P_SCALE, P_SCRATCH, P_V, V16F,
+                        f16_round, flt, fma16, load16, reduce_add16, reduce_lanes, splatf, v_expf)
 from .emit import Fn, ModuleText
 
 LANES = 16        # positions s go to lane s % 16 of the value sum (batch order)
 
 
-def symbol(dk: int, dv: int, group: int) -> str:
-    return f"attn_grp_{dk}_{dv}_{group}"
+def symbol(dk: int, dv: int, group: int, kv: str = "f16") -> str:
+    return f"attn_grp_{kv}_{dk}_{dv}_{group}"
 
 
 def group_for(hq: int, hkv: int) -> int:
@@ -39,7 +41,7 @@ def group_for(hq: int, hkv: int) -> int:
     return next(k for k in (4, 3, 2, 1) if g % k == 0)
 
 
-def _scores(fn: Fn, a: dict, u: dict, dk: int, G: int) -> list[str]:
+def _scores(fn: Fn, a: dict, u: dict, dk: int, G: int, kv: str) -> list[str]:
     """kq of every visible position into each head's score row; -> each head's maximum."""
     with fn.loop(u["kb"], u["stop"], stem="kq") as K:
         mx = [K.carry("float", flt(float("-inf"))) for _ in range(G)]
@@ -47,10 +49,10 @@ def _scores(fn: Fn, a: dict, u: dict, dk: int, G: int) -> list[str]:
         krow = fn.gep(u["kh"], fn.v(f"mul i64 {slot}, {u['kstride']}"))
         acc = ["zeroinitializer"] * G
         for j in range(dk // 16):
-            kv = fn.load(V16F, fn.gep(krow, str(64 * j)), 4)
+            kr = load16(fn, fn.gep(krow, str(16 * KV_BYTES[kv] * j)), kv)
             for i in range(G):
                 qv = fn.load(V16F, fn.gep(u["qbuf"], str(4 * (i * dk + 16 * j))), 64)
-                acc[i] = fma16(fn, qv, kv, acc[i])
+                acc[i] = fma16(fn, qv, kr, acc[i])
         a0 = u["a0"]
         at = fn.v(f"shl i64 {fn.v(f'sub i64 {K.i}, {a0}')}, 2")
         for i in range(G):
@@ -63,7 +65,7 @@ def _scores(fn: Fn, a: dict, u: dict, dk: int, G: int) -> list[str]:
     return mx
 
 
-def _softmax(fn: Fn, s: str, span_p: str, mx: str) -> None:
+def _softmax(fn: Fn, s: str, span_p: str, mx: str, kv: str) -> None:
     """Score row s -> f16(softmax): expf by 16-groups, each group's sum added in double."""
     mxv = fn.splat(16, "float", mx)
     with fn.loop("0", span_p, step=16, stem="sm") as S:
@@ -75,10 +77,10 @@ def _softmax(fn: Fn, s: str, span_p: str, mx: str) -> None:
     invv = fn.splat(16, "float", fn.v(f"fptrunc double {fn.v(f'fdiv double 1.0, {tot}')} to float"))
     with fn.loop("0", span_p, step=16, stem="pr") as S:
         ptr = fn.gep(s, fn.v(f"shl i64 {S.i}, 2"))
-        fn.store(V16F, f16_round(fn, fn.v(f"fmul {V16F} {fn.load(V16F, ptr, 64)}, {invv}")), ptr, 64)
+        fn.store(V16F, f16_round(fn, fn.v(f"fmul {V16F} {fn.load(V16F, ptr, 64)}, {invv}"), kv), ptr, 64)
 
 
-def _values(fn: Fn, a: dict, u: dict, dv: int, G: int) -> None:
+def _values(fn: Fn, a: dict, u: dict, dv: int, G: int, kv: str) -> None:
     """out rows of the G heads, 16 floats at a time: lane sums over the positions, then their tree.
     Each lane's first position (and its cache slot) is found once per unit, not once per chunk."""
     a0, ring = u["a0"], a["R"]
@@ -91,14 +93,14 @@ def _values(fn: Fn, a: dict, u: dict, dv: int, G: int) -> None:
         fn.store("i64", fn.v(f"urem i64 {fn.v(f'add i64 {a0}, {i0}')}, {ring}"),
                  fn.gep(u["lane0"], fn.v(f"add i64 {fn.v(f'shl i64 {Ln.i}, 4')}, 8")), 8)
     with fn.loop("0", str(dv // 16), stem="ch") as C:
-        vcol = fn.gep(u["vh"], fn.v(f"shl i64 {C.i}, 6"))
+        vcol = fn.gep(u["vh"], fn.v(f"mul i64 {C.i}, {16 * KV_BYTES[kv]}"))
         with fn.loop("0", str(LANES), stem="ln") as Ln:
             at0 = fn.gep(u["lane0"], fn.v(f"shl i64 {Ln.i}, 4"))
             i0, vslot0 = fn.load("i64", at0, 8), fn.load("i64", fn.gep(at0, "8"), 8)
             with fn.loop(i0, u["span"], step=LANES, stem="pv") as P:
                 accs = [P.carry(V16F, "zeroinitializer") for _ in range(G)]
                 vslot = P.carry("i64", vslot0)
-                v = fn.load(V16F, fn.gep(vcol, fn.v(f"mul i64 {vslot}, {u['vstride']}")), 4)
+                v = load16(fn, fn.gep(vcol, fn.v(f"mul i64 {vslot}, {u['vstride']}")), kv)
                 at = fn.v(f"shl i64 {P.i}, 2")
                 for i in range(G):
                     pv = fn.splat(16, "float", fn.load("float", fn.gep(u["srow"][i], at), 4))
@@ -115,7 +117,8 @@ def _values(fn: Fn, a: dict, u: dict, dv: int, G: int) -> None:
             fn.store(V16F, reduce_lanes(fn, parts, False), orow, 4)
 
 
-def _unit(fn: Fn, r: str, a: dict, dk: int, dv: int, G: int) -> None:
+def _unit(fn: Fn, r: str, a: dict, dk: int, dv: int, G: int, kv: str) -> None:
+    esz = KV_BYTES[kv]
     hq, hkv = a["hq"], a["hkv"]
     per = fn.v(f"sdiv i64 {hq}, {G}")
     t = fn.v(f"sdiv i64 {r}, {per}")
@@ -129,27 +132,27 @@ def _unit(fn: Fn, r: str, a: dict, dk: int, dv: int, G: int) -> None:
     row0 = fn.v(f"add i64 {fn.v(f'mul i64 {t}, {hq}')}, {h0}")
     u = dict(kb=kb, a0=a0, span=span, stop=fn.v(f"add i64 {qp}, 1"), slot0=fn.v(f"urem i64 {kb}, {a['R']}"),
              qbuf=a["qbuf"], lanes=a["lanes"], lane0=a["lane0"],
-             kstride=fn.v(f"mul i64 {a['hkv']}, {4 * dk}"), vstride=fn.v(f"mul i64 {a['hkv']}, {4 * dv}"),
-             kh=fn.gep(a["k"], fn.v(f"mul i64 {hk}, {4 * dk}")), vh=fn.gep(a["v"], fn.v(f"mul i64 {hk}, {4 * dv}")),
+             kstride=fn.v(f"mul i64 {a['hkv']}, {esz * dk}"), vstride=fn.v(f"mul i64 {a['hkv']}, {esz * dv}"),
+             kh=fn.gep(a["k"], fn.v(f"mul i64 {hk}, {esz * dk}")), vh=fn.gep(a["v"], fn.v(f"mul i64 {hk}, {esz * dv}")),
              srow=[fn.gep(a["scratch"], fn.v(f"mul i64 {a['nscratch']}, {4 * i}")) for i in range(G)],
              out=[fn.gep("%out", fn.v(f"mul i64 {fn.v(f'add i64 {row0}, {i}')}, {4 * dv}")) for i in range(G)])
     qrow = fn.gep(a["q"], fn.v(f"mul i64 {row0}, {4 * dk}"))
     for i in range(G):
         for j in range(dk // 16):
-            qv = f16_round(fn, fn.load(V16F, fn.gep(qrow, str(4 * (i * dk + 16 * j))), 4))
+            qv = f16_round(fn, fn.load(V16F, fn.gep(qrow, str(4 * (i * dk + 16 * j))), 4), kv)
             fn.store(V16F, qv, fn.gep(a["qbuf"], str(4 * (i * dk + 16 * j))), 64)
         with fn.loop("0", span_p, step=16, stem="fill") as F:
             fn.store(V16F, splatf(float("-inf")), fn.gep(u["srow"][i], fn.v(f"shl i64 {F.i}, 2")), 64)
-    mx = _scores(fn, a, u, dk, G)
+    mx = _scores(fn, a, u, dk, G, kv)
     for i in range(G):
-        _softmax(fn, u["srow"][i], span_p, mx[i])
-    _values(fn, a, u, dv, G)
+        _softmax(fn, u["srow"][i], span_p, mx[i], kv)
+    _values(fn, a, u, dv, G, kv)
 
 
 @functools.cache
-def attention_group_ir(dk: int, dv: int, group: int, cpu: CpuInfo) -> str:
+def attention_group_ir(dk: int, dv: int, group: int, kv: str, cpu: CpuInfo) -> str:
     mt = ModuleText(cpu)
-    fn = mt.function(f"define void @{symbol(dk, dv, group)}(ptr noalias %p, ptr %unused, ptr noalias %out, "
+    fn = mt.function(f"define void @{symbol(dk, dv, group, kv)}(ptr noalias %p, ptr %unused, ptr noalias %out, "
                      "i64 %r0, i64 %r1, i64 %n) nounwind")
     names = {P_Q: "q", P_K: "k", P_V: "v", P_QPOS: "qpos", P_KBEG: "kbeg", P_R: "R", P_HQ: "hq", P_HKV: "hkv",
              P_SCRATCH: "nscratch"}
@@ -162,7 +165,7 @@ def attention_group_ir(dk: int, dv: int, group: int, cpu: CpuInfo) -> str:
     a["lanes"] = fn.v(f"alloca float, i64 {group * LANES * 16}, align 64")
     a["lane0"] = fn.v(f"alloca i64, i64 {2 * LANES}, align 64")     # per lane: first index, its slot
     with fn.loop("%r0", "%r1", stem="unit") as U:
-        _unit(fn, U.i, a, dk, dv, group)
+        _unit(fn, U.i, a, dk, dv, group, kv)
     fn.do("ret void")
     mt.add(fn)
     return mt.text()

@@ -180,6 +180,54 @@ class Fn:
         o = self.v(f"or i32 {o}, {s16}")
         return self.v(f"trunc i32 {o} to i16")
 
+    def round_to_half_v(self, v: str, n: int = 16) -> str:
+        """<n x float> -> the nearest half values (ties to even), still as floats: f16(x).
+        fptrunc/fpext with F16C (vcvtps2ph, vcvtph2ps); integer and float code otherwise (normal
+        halves: round the mantissa to 10 bits; subnormal ones: (|x| + 0.5) - 0.5 rounds to the
+        2^-24 grid; overflow to inf; inf and NaN kept)."""
+        ft, it = vec(n, "float"), vec(n, "i32")
+        if self.cpu.has_f16c:
+            h = self.v(f"fptrunc {ft} {v} to {vec(n, 'half')}")
+            return self.v(f"fpext {vec(n, 'half')} {h} to {ft}")
+        c = lambda k: f"splat (i32 {k})"                                       # noqa: E731
+        b = self.v(f"bitcast {ft} {v} to {it}")
+        a = self.v(f"and {it} {b}, {c(0x7FFFFFFF)}")
+        odd = self.v(f"and {it} {self.v(f'lshr {it} {a}, {c(13)}')}, {c(1)}")
+        r = self.v(f"add {it} {self.v(f'add {it} {a}, {c(0xFFF)}')}, {odd}")
+        r = self.v(f"and {it} {r}, {c(-0x2000)}")
+        r = self.v(f"select {vec(n, 'i1')} {self.v(f'icmp uge {it} {r}, {c(0x47800000)}')}, {it} {c(0x7F800000)}, "
+                   f"{it} {r}")
+        af = self.v(f"bitcast {it} {a} to {ft}")
+        sub = self.v(f"fsub {ft} {self.v(f'fadd {ft} {af}, splat (float 0.5)')}, splat (float 0.5)")
+        sub = self.v(f"bitcast {ft} {sub} to {it}")
+        r = self.v(f"select {vec(n, 'i1')} {self.v(f'icmp ult {it} {a}, {c(0x38800000)}')}, {it} {sub}, {it} {r}")
+        r = self.v(f"select {vec(n, 'i1')} {self.v(f'icmp uge {it} {a}, {c(0x7F800000)}')}, {it} {a}, {it} {r}")
+        r = self.v(f"or {it} {r}, {self.v(f'and {it} {b}, {c(-0x80000000)}')}")
+        return self.v(f"bitcast {it} {r} to {ft}")
+
+    def float_to_half_v(self, v: str, n: int = 16) -> str:
+        """<n x float> -> <n x i16> IEEE half bits, round to nearest even (as vcvtps2ph / numpy).
+        Without F16C: round_to_half_v, then the exact re-encoding of a half-valued float."""
+        ft, it, st = vec(n, "float"), vec(n, "i32"), vec(n, "i16")
+        if self.cpu.has_f16c:
+            h = self.v(f"fptrunc {ft} {v} to {vec(n, 'half')}")
+            return self.v(f"bitcast {vec(n, 'half')} {h} to {st}")
+        c = lambda k: f"splat (i32 {k})"                                       # noqa: E731
+        b = self.v(f"bitcast {ft} {self.round_to_half_v(v, n)} to {it}")
+        a = self.v(f"and {it} {b}, {c(0x7FFFFFFF)}")
+        norm = self.v(f"sub {it} {self.v(f'lshr {it} {a}, {c(13)}')}, {c((127 - 15) << 10)}")
+        af = self.v(f"bitcast {it} {a} to {ft}")
+        sub = self.v(f"fptosi {ft} {self.v(f'fmul {ft} {af}, splat (float 0x4170000000000000)')} to {it}")  # x 2^24
+        h = self.v(f"select {vec(n, 'i1')} {self.v(f'icmp ult {it} {a}, {c(0x38800000)}')}, {it} {sub}, {it} {norm}")
+        mant = self.v(f"and {it} {self.v(f'lshr {it} {a}, {c(13)}')}, {c(0x3FF)}")
+        nan = self.v(f"or {it} {c(0x7C00)}, {mant}")
+        nan = self.v(f"select {vec(n, 'i1')} {self.v(f'icmp ugt {it} {a}, {c(0x7F800000)}')}, {it} {c(0x7E00)}, "
+                     f"{it} {nan}")
+        h = self.v(f"select {vec(n, 'i1')} {self.v(f'icmp uge {it} {a}, {c(0x7F800000)}')}, {it} {nan}, {it} {h}")
+        sign = self.v(f"and {it} {b}, {c(-0x80000000)}")
+        h = self.v(f"or {it} {h}, {self.v(f'lshr {it} {sign}, {c(16)}')}")
+        return self.v(f"trunc {it} {h} to {st}")
+
     # ------------------------------------------------------------------ integer dot
     def dot_u8s8(self, acc: str, a: str, b: str, nbytes: int = 32) -> str:
         """acc[i] + sum_{k<4} a[4i+k] * b[4i+k] for <nbytes x i8> a (unsigned; < 128 on the avx2

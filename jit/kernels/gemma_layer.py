@@ -6,7 +6,7 @@
     q, k, v = linear_group(job_qkv)                                  (one pool job, kernels/group.py)
     q, k = rms_norm(q_head) * q_norm, rms_norm(k_head) * k_norm     (per head)
     q = rope_neox(q) * attn_scale; k = rope_neox(k)                  (this layer's cos/sin)
-    cache[slot], vcache[slot] = f16(k), f16(v)                       (slot = pos, or pos % ring)
+    cache[slot], vcache[slot] = k, v  (slot = pos, or pos % ring; stored as the cache type: F16 or F32)
     a = attention kernel on the pool (window on sliding layers: its param block)
     x += rms_norm(linear_one(lo_o)) * post_attention_norm
     h = rms_norm(x) * ffn_norm
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ..cpu import CpuInfo
 from .attention import V16F, splatf
 from .emit import Fn, ModuleText, vec
-from .layer import add_into, f16_store, head_ir, rms_norm, rope, token_ir
+from .layer import add_into, head_ir, kv_store, rms_norm, rope, token_ir
 
 SLOTS = ("x", "attn_norm", "q_norm", "k_norm", "post_attn_norm", "ffn_norm", "post_ffw_norm", "h",
          "job_qkv", "lo_o", "job_ffn", "lo_down", "q", "k", "v", "cos", "sin", "krow", "vrow",
@@ -43,6 +43,7 @@ class GemmaShape:
     eps: float
     attn_scale: float
     neox: bool = True
+    kv: str = "f16"          # KV cache type: "f16" (2-byte halves) | "f32"
 
 
 def supported(s: GemmaShape) -> bool:
@@ -99,8 +100,8 @@ def gemma_layer_ir(s: GemmaShape, cpu: CpuInfo) -> str:
     rope(fn, a["q"], a["cos"], a["sin"], s.n_head, s)
     rope(fn, a["k"], a["cos"], a["sin"], s.n_head_kv, s)
     scale_into(fn, a["q"], s.n_head * s.head_dim, s.attn_scale)
-    f16_store(fn, a["k"], a["krow"], kv_dim)
-    f16_store(fn, a["v"], a["vrow"], kv_dim)
+    kv_store(fn, a["k"], a["krow"], kv_dim, s.kv)
+    kv_store(fn, a["v"], a["vrow"], kv_dim, s.kv)
     fn.do(f"call void {a['run']}(ptr {a['ctx']}, ptr {a['attn_fn']}, ptr {a['attn_p']}, ptr null, ptr {a['att']}, "
           f"i64 {s.n_head}, i64 0, i64 {a['attn_chunk']})")
     lin("lo_o")

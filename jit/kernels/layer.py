@@ -5,7 +5,7 @@
     h = rms_norm(x) * attn_norm                       -> the q/k/v linears' shared input
     q, k, v = linear_group(job_qkv)                  (quantize h once, the 3 matvecs as one pool job)
     q, k = rope(q), rope(k)                           (cos/sin of this position, ggml's fma order)
-    kcache[pos], vcache[pos] = f16(k), f16(v)
+    kcache[pos], vcache[pos] = k, v                   (as the cache stores them: F16 halves or F32)
     a = attention kernel on the pool over the heads   (its own param block, set per token)
     x += linear_one(lo_o)                             (its input is a)
     h = rms_norm(x) * ffn_norm
@@ -45,6 +45,7 @@ class LayerShape:
     n_ff: int
     eps: float
     neox: bool
+    kv: str = "f16"          # KV cache type: "f16" (2-byte halves) | "f32"
 
 
 def supported(s: LayerShape) -> bool:
@@ -99,11 +100,15 @@ def rope(fn: Fn, buf: str, cos: str, sin: str, heads: int, s: LayerShape) -> Non
             fn.store("float", y1, p1, 4)
 
 
-def f16_store(fn: Fn, src: str, dst: str, n: int) -> None:
+def kv_store(fn: Fn, src: str, dst: str, n: int, kv: str) -> None:
+    """A cache row: src [n] f32 -> dst [n] halves (round to nearest even; vcvtps2ph with F16C,
+    emit.float_to_half_v without) or floats."""
     with fn.loop("0", str(n), step=16, stem="hs") as S:
-        off = fn.v(f"shl i64 {S.i}, 2")
-        h = fn.v(f"fptrunc {V16F} {fn.load(V16F, fn.gep(src, off), 4)} to <16 x half>")
-        fn.store(V16F, fn.v(f"fpext <16 x half> {h} to {V16F}"), fn.gep(dst, off), 4)
+        x = fn.load(V16F, fn.gep(src, fn.v(f"shl i64 {S.i}, 2")), 4)
+        if kv == "f16":
+            fn.store(vec(16, "i16"), fn.float_to_half_v(x, 16), fn.gep(dst, fn.v(f"shl i64 {S.i}, 1")), 2)
+        else:
+            fn.store(V16F, x, fn.gep(dst, fn.v(f"shl i64 {S.i}, 2")), 4)
 
 
 def add_into(fn: Fn, x: str, y: str, n: int) -> None:
@@ -137,8 +142,8 @@ def llama_layer_ir(s: LayerShape, cpu: CpuInfo) -> str:
     fn.do(f"call void {a['linear_group']}(ptr {a['job_qkv']})")
     rope(fn, a["q"], a["cos"], a["sin"], s.n_head, s)
     rope(fn, a["k"], a["cos"], a["sin"], s.n_head_kv, s)
-    f16_store(fn, a["k"], a["krow"], kv_dim)
-    f16_store(fn, a["v"], a["vrow"], kv_dim)
+    kv_store(fn, a["k"], a["krow"], kv_dim, s.kv)
+    kv_store(fn, a["v"], a["vrow"], kv_dim, s.kv)
     fn.do(f"call void {a['run']}(ptr {a['ctx']}, ptr {a['attn_fn']}, ptr {a['attn_p']}, ptr null, ptr {a['att']}, "
           f"i64 {s.n_head}, i64 0, i64 {a['attn_chunk']})")
     lin("lo_o")

@@ -38,7 +38,8 @@ def symbol(d: int, r_lat: int, half: bool) -> str:
 
 
 def supported(cpu: CpuInfo, d: int, r_lat: int) -> bool:
-    return cpu.has_f16c and cpu.has_fma and d % 16 == 0 and r_lat % 32 == 0 and 0 < r_lat <= d <= 1024
+    """FMA in hardware (halves: F16C's vcvtph2ps, or the portable integer code)."""
+    return cpu.has_fma and d % 16 == 0 and r_lat % 32 == 0 and 0 < r_lat <= d <= 1024
 
 
 def _fill_tile(fn: Fn, a: dict, t0: str, d: int, half: bool) -> None:
@@ -51,9 +52,9 @@ def _fill_tile(fn: Fn, a: dict, t0: str, d: int, half: bool) -> None:
         src = fn.gep(a["k"], fn.v(f"mul i64 {row}, {esz * d}"))
         dst = fn.gep(a["kt"], str(4 * d * j))
         with fn.loop("0", str(d), step=16, stem="cp") as C:
-            x = fn.load(vec(16, "half") if half else V16F, fn.gep(src, fn.v(f"mul i64 {C.i}, {esz}")), esz)
+            x = fn.load(vec(16, "i16") if half else V16F, fn.gep(src, fn.v(f"mul i64 {C.i}, {esz}")), esz)
             if half:
-                x = fn.v(f"fpext <16 x half> {x} to {V16F}")
+                x = fn.half_to_float(x, 16)
             fn.store(V16F, x, fn.gep(dst, fn.v(f"shl i64 {C.i}, 2")), 64)
 
 

@@ -71,3 +71,21 @@ def test_rejects_a_cache_that_does_not_fit():
         jm.decode(q, np.zeros((10, 96), np.float64), 10, 0.1, 64)
     with pytest.raises(ValueError):
         jm.decode(q, np.zeros((10, 96), np.float32), 11, 0.1, 64)
+
+
+@pytest.mark.parametrize("S", [1, 77, 700])
+def test_portable_half_loads_give_the_f16c_bits(S):
+    """Compiled without F16C the cached halves are widened by integer code: the same floats,
+    so the same bits as the F16C kernel of the same target otherwise."""
+    from jit.cpu import CpuInfo, avx2, detect
+
+    if not (detect().has_avx2 and detect().has_fma and detect().has_f16c):
+        pytest.skip("needs AVX2, FMA and F16C")
+    c = avx2()
+    no_f16c = CpuInfo(c.name, c.features.replace("+f16c", "-f16c"), True, True, False, False, False, False)
+    rng = np.random.default_rng(S)
+    q, cache = make(rng, 4, S, 96, True, 1.0)
+    cache[:4, :3] = np.array([6e-8, -3e-5, 65504.0], np.float16)      # subnormal and largest halves
+    a = jm.decode(q, cache, S, 0.1, 64, pool=Pool(2, align=1), cpu=c)
+    b = jm.decode(q, cache, S, 0.1, 64, pool=Pool(2, align=1), cpu=no_f16c)
+    assert np.array_equal(a, b)

@@ -46,6 +46,23 @@ def test_plan_gives_the_per_op_bits(stem):
     assert_same(decode_both(m, 20, 12, 96, seed=len(stem)), m.config.n_layer)
 
 
+@pytest.mark.parametrize("stem", ["tiny-llama-Q8_0", "tiny-llama-Q4_K_M"])
+def test_plan_gives_the_per_op_bits_with_an_f32_cache(stem):
+    """The f32 cache type: the plan writes float32 rows (nothing rounded to half) and runs the
+    f32 attention kernel; still the per-op path's bits, and not the f16 cache's."""
+    m = load_model(golden_dir() / "models" / f"{stem}.gguf", kv_type="f32")
+    out = decode_both(m, 20, 12, 96, seed=3)
+    assert_same(out, m.config.n_layer)
+    k0 = out[True][1].arrays["k.0"]
+    assert k0.dtype == np.float32 and jp.shape_of(m, out[True][1]).kv == "f32"
+    assert not np.array_equal(k0, k0.astype(np.float16).astype(np.float32))     # not half values
+    m16 = load_model(golden_dir() / "models" / f"{stem}.gguf")
+    f16 = decode_both(m16, 20, 12, 96, seed=3)
+    assert f16[True][1].arrays["k.0"].dtype == np.float16
+    assert f16[True][1].arrays["k.0"].nbytes * 2 == k0.nbytes
+    assert not np.array_equal(f16[True][0], out[True][0])
+
+
 def test_plan_follows_a_new_state_and_the_numpy_switch(monkeypatch):
     m = load_model(golden_dir() / "models" / "tiny-llama-Q8_0.gguf")
     st = m.new_state(80)
@@ -104,6 +121,16 @@ def test_gemma_plan_gives_the_per_op_bits_through_wrapping_rings(stem):
         assert np.array_equal(a.arrays[k], b.arrays[k]), k
     # the planned state rewinds and continues on the per-op path like the other one
     assert b.can_rewind(70) == a.can_rewind(70)
+
+
+def test_gemma_plan_gives_the_per_op_bits_with_an_f32_cache():
+    m = load_model(golden_dir() / "models" / "tiny-gemma3-Q8_0.gguf", kv_type="f32")
+    out = gemma_both(m, 20, 60, 96, ring_slack=50, seed=4)             # ring of 66: wraps
+    assert np.array_equal(out[False][0], out[True][0])
+    a, b = out[False][1], out[True][1]
+    for k in a.arrays:
+        assert np.array_equal(a.arrays[k], b.arrays[k]), k
+    assert b.arrays["k.0"].dtype == np.float32 and b.kv_type == "f32"
 
 
 def test_gelu_table_is_the_per_op_gelu():

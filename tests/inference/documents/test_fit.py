@@ -29,7 +29,7 @@ def test_attention_state_grows_per_layer_and_kv_head_and_linear_attention_mostly
     layers, kv_heads = g.arch_get("block_count"), g.arch_get("attention.head_count_kv")
     head_dim = g.arch_get("embedding_length") // g.arch_get("attention.head_count")
     rep = fit_check(e, 1000, 4096)
-    assert rep.bytes_per_token == layers * 2 * kv_heads * head_dim * 4     # K and V, float32
+    assert rep.bytes_per_token == layers * 2 * kv_heads * head_dim * 2     # K and V, F16 (the default type)
     assert rep.state_bytes == 1000 * rep.bytes_per_token and rep.fits and not rep.remedies
     kimi = fit_check(engine("tiny-kimi-linear-F16"), 1000, 4096)
     fixed = kimi.state_bytes - 1000 * kimi.bytes_per_token

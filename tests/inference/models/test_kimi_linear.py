@@ -29,9 +29,20 @@ STEMS = [s for s in golden_models() if s.startswith("tiny-kimi-linear-")] or ["<
 F16 = "tiny-kimi-linear-F16"
 
 
-@lru_cache(maxsize=None)
+_MODELS: dict = {}
+_KV_TYPE = ["f16"]        # the cache type of every model here (exact_math: "f32")
+
+
 def model(stem: str):
-    return load_model(golden_dir() / "models" / f"{stem}.gguf")
+    if stem not in _MODELS:
+        _MODELS[stem] = load_model(golden_dir() / "models" / f"{stem}.gguf", kv_type=_KV_TYPE[0])
+    return _MODELS[stem]
+
+
+def set_kv_type(kv_type: str) -> None:
+    _KV_TYPE[0] = kv_type
+    for m in _MODELS.values():
+        m.kv_type = kv_type
 
 
 @lru_cache(maxsize=None)
@@ -50,11 +61,11 @@ def exact_math():
     old = getattr(ops, "ROUND_ACTIVATIONS", None)
     if old is not None:
         ops.ROUND_ACTIVATIONS = False
-    KimiLinear.cache_type = np.float32
+    set_kv_type("f32")
     try:
         yield
     finally:
-        KimiLinear.cache_type = np.float16
+        set_kv_type("f16")
         if old is not None:
             ops.ROUND_ACTIVATIONS = old
 
@@ -149,7 +160,7 @@ def test_state_layout_and_copy_forks_the_sequence():
     assert st.arrays["blk.0.conv_q"].shape == (3, 256) and st.kinds["blk.0.conv_v"] == RECURRENT
     assert st.kinds["blk.3.kv"] == KV and st.arrays["blk.3.kv"].shape == (128, 64 + 16)
     # llama.cpp's F16 cache type: the rows are float16 (1152 bytes a token at full width)
-    assert st.arrays["blk.3.kv"].dtype == np.float16 and "mla_half" in st.arrays
+    assert st.arrays["blk.3.kv"].dtype == np.float16 and st.kv_type == "f16"
     m.forward(tokens[:20], st)
     kv = st.arrays["blk.3.kv"][:20]
     assert np.abs(kv).max() > 0 and np.all(np.isfinite(kv))

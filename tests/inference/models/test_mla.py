@@ -50,17 +50,15 @@ def test_latent_attention_blocks_match_one_block(monkeypatch, half, qb, kb):
 
 
 @pytest.mark.parametrize("kernels", ["numpy", "jit"])
-@pytest.mark.parametrize("cache_type", [np.float16, np.float32])
-def test_kimi_decode_on_the_long_path_matches_batch(monkeypatch, kernels, cache_type):
+@pytest.mark.parametrize("kv_type", ["f16", "f32"])
+def test_kimi_decode_on_the_long_path_matches_batch(monkeypatch, kernels, kv_type):
     """Every MLA call on the long path: token-by-token decode == the exact batch logits to
     F16-probability rounding (the cache is written and read in place each step)."""
     from inference.models import load_model
-    from inference.models.kimi_linear import Model as KimiLinear
     from tests.conftest import golden_dir
 
     monkeypatch.setenv("LECTERN_KERNELS", kernels)
-    monkeypatch.setattr(KimiLinear, "cache_type", cache_type)
-    m = load_model(golden_dir() / "models" / "tiny-kimi-linear-F16.gguf")
+    m = load_model(golden_dir() / "models" / "tiny-kimi-linear-F16.gguf", kv_type=kv_type)
     toks = np.random.default_rng(1).integers(0, m.n_vocab, 40)
     want = m.logits(toks)
     monkeypatch.setattr(ops, "EXACT_ATTENTION_KEYS", 0)

@@ -46,7 +46,7 @@ def ref(stem: str):
 def run_chunks(stem: str, sizes: list[int], exact: bool, ring_slack: int = 64) -> np.ndarray:
     """Feed the golden prompt in consecutive chunks of `sizes` (the rest last) into one state."""
     m, tokens = model(stem), ref(stem)["tokens"]
-    st = m.new_state(len(tokens), kv_dtype=np.float32 if exact else np.float16, ring_slack=ring_slack)
+    st = m.new_state(len(tokens), kv_type="f32" if exact else "f16", ring_slack=ring_slack)
     bounds = np.cumsum([0] + sizes + [len(tokens) - sum(sizes)])
     return np.concatenate([m.forward(tokens[a:b], st) for a, b in zip(bounds[:-1], bounds[1:])])
 
@@ -187,7 +187,7 @@ def test_tight_ring_wraps_many_times(sizes, exact_arith):
 
 def test_state_copy_continues_identically(exact_arith):
     m, tokens = model(F16), ref(F16)["tokens"]
-    st = m.new_state(len(tokens), kv_dtype=np.float32)
+    st = m.new_state(len(tokens), kv_type="f32")
     m.forward(tokens[:50], st)
     twin = st.copy()
     a = m.forward(tokens[50:], st)
@@ -197,7 +197,7 @@ def test_state_copy_continues_identically(exact_arith):
 
 def test_ring_rewind_then_refeed_equals_never_rewinding(exact_arith):
     m, tokens = model(F16), ref(F16)["tokens"]
-    st = m.new_state(len(tokens), kv_dtype=np.float32)
+    st = m.new_state(len(tokens), kv_type="f32")
     m.forward(tokens[:90], st)                    # the 72-slot rings have wrapped
     assert st.can_rewind(80)
     st.rewind(80)
