@@ -16,6 +16,7 @@ from .errors import KVTypeError
 KV_TYPES = ("f16", "f32")
 DEFAULT_KV_TYPE = "f16"
 _DTYPES = {"f16": np.dtype(np.float16), "f32": np.dtype(np.float32)}
+KV_BYTES = {name: dt.itemsize for name, dt in _DTYPES.items()}   # bytes per cached K/V value
 
 
 def check_kv_type(value) -> str:
@@ -34,7 +35,7 @@ def kv_dtype(kv_type: str) -> np.dtype:
 
 def kv_value_bytes(kv_type: str) -> int:
     """Bytes one cached K or V value takes."""
-    return kv_dtype(kv_type).itemsize
+    return KV_BYTES[check_kv_type(kv_type)]
 
 
 def kv_type_of(arr: np.ndarray) -> str:

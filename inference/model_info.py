@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 
 from .gguf_file import GGUFFile
-from .kv_cache import DEFAULT_KV_TYPE, check_kv_type
-
-KV_BYTES = {"f16": 2, "f32": 4}   # bytes per cached K/V value by KV cache type (default F16, as llama.cpp's)
+from .kv_cache import DEFAULT_KV_TYPE, kv_value_bytes
 STATE_BYTES = 4       # recurrent (conv, delta-rule) state is F32
 # Architectures whose sliding-window layers follow a fixed period (llama.cpp's swa pattern):
 # every n-th layer attends globally, the others over `attention.sliding_window` tokens.
@@ -57,7 +55,7 @@ def memory_estimate(g: GGUFFile, n_ctx: int | None = None, kv_type: str = DEFAUL
     layers a fixed recurrent state (conv windows and the delta-rule matrix, F32).
     """
     arch = g.architecture
-    kv_bytes = KV_BYTES[check_kv_type(kv_type)]
+    kv_bytes = kv_value_bytes(kv_type)
     n_layers = int(g.arch_get("block_count", 0) or 0)
     n_ctx = int(n_ctx or g.arch_get("context_length", 0) or 0)
     n_embd = int(g.arch_get("embedding_length", 0) or 0)

@@ -115,7 +115,7 @@ def synthetic_model(args) -> Path | None:
 
 
 def print_estimate(spec, contexts: str | None, kv_type: str = "f16") -> None:
-    from inference.model_info import KV_BYTES
+    from inference.kv_cache import KV_BYTES
 
     kv = spec.kv_bytes_per_token(KV_BYTES[kv_type])
     fixed = spec.fixed_state_bytes()

@@ -27,11 +27,10 @@ from __future__ import annotations
 import functools
 import struct
 
+from inference.kv_cache import KV_BYTES, KV_TYPES   # cache element types, bytes per value
+
 from ..cpu import CpuInfo
 from .emit import Fn, ModuleText, mask, vec
-
-KV_TYPES = ("f16", "f32")     # cache element types (inference.kv_cache): bytes per value below
-KV_BYTES = {"f16": 2, "f32": 4}
 
 P_Q, P_K, P_V, P_QPOS, P_KBEG, P_R, P_HQ, P_HKV, P_SCALE, P_SCRATCH = range(10)
 N_PARAMS = 10
