@@ -41,6 +41,16 @@ _Q8_0_TYPES = ("Q1_0", "Q2_0", "Q4_0", "Q5_0", "Q8_0", "IQ4_NL", "MXFP4", "NVFP4
 _f16 = ggml_cpu.f16   # round to float16 precision, kept as float32
 
 
+def f16_if(half: bool):
+    """What an F16 cache does to the values attention reads (_f16), or with an F32 cache: nothing
+    (the values as float32)."""
+    return _f16 if half else _as_f32
+
+
+def _as_f32(a) -> np.ndarray:
+    return np.asarray(a, np.float32)
+
+
 def _q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ggml's quantize_row_q8_0/q8_1 (x86): per 32-block d = amax/127 (float32), q = rint(x*127/amax).
     -> q [n_blocks, 32] (integers as float32), d [n_blocks, 1] float32 (before F16 storage)."""
@@ -475,7 +485,7 @@ def _attention_f16(q, k, v, q_pos, k_pos, scale, window, decode_order=False, hal
     the last float32 bits, exactly as llama.cpp's own decoding does.
     half=False: the same sums over an F32 cache, nothing rounded to half (the JIT kernel's twin
     for a float32 cache)."""
-    rnd = _f16 if half else (lambda a: np.asarray(a, np.float32))
+    rnd = f16_if(half)
     T, Hq, Dk = q.shape
     g = Hq // k.shape[1]
     decode = T == 1 and decode_order

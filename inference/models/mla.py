@@ -56,7 +56,7 @@ def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_he
     H, r = n_head, n_rope
     R = cache.shape[1] - r
     n = key_length - r
-    rnd = ops._f16 if half else (lambda a: a)
+    rnd = ops.f16_if(half)
     q = ops.linear(w.attn_q, x).reshape(T, H, n + r)                    # [T, H, n + r]
     ckp = ops.linear(w.attn_kv_a_mqa, x)                                # [T, R + r]
     c = ops.rms_norm(ckp[:, :R], w.attn_kv_a_norm, eps)                 # [T, R]
@@ -105,7 +105,7 @@ def latent_attention(Q: np.ndarray, K: np.ndarray, n_past: int, scale: float, R:
     queries. Equal to ops.attention to float32 rounding (BLAS order; with `half` q and the
     running probabilities rounded to F16). -> [T, H, R]"""
     T, H, D = Q.shape
-    rnd = ops._f16 if half else (lambda a: np.asarray(a, np.float32))
+    rnd = ops.f16_if(half)
     out = np.empty((T, H, R), np.float32)
     for t0 in range(0, T, QUERY_BLOCK):
         t1 = min(T, t0 + QUERY_BLOCK)
