@@ -16,13 +16,12 @@ from __future__ import annotations
 import functools
 
 from ..cpu import CpuInfo
-from .kquants import STEPS, UNPACK, superblock_dots
+from .kquants import UNPACK, superblock_dots
 from .matvec import _prefetch
 from .tiles import grouped_batch_ir
 
 GROUP = 8
 KINDS = tuple(UNPACK)
-MODES = {name: tuple(m for n, m in STEPS if n == name) for name in KINDS}
 
 
 def kmm_symbol(name: str, mode: str) -> str:
