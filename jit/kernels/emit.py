@@ -150,35 +150,9 @@ class Fn:
         return self.v(f"bitcast {i32} {fb} to {ft}")
 
     def float_to_half(self, f: str) -> str:
-        """float -> i16 IEEE half bits, round to nearest even (as vcvtps2ph / numpy)."""
-        if self.cpu.has_f16c:
-            h = self.v(f"fptrunc float {f} to half")
-            return self.v(f"bitcast half {h} to i16")
-        b = self.v(f"bitcast float {f} to i32")
-        sign = self.v(f"and i32 {b}, {0x80000000 - 2**32}")
-        a = self.v(f"and i32 {b}, {0x7FFFFFFF}")
-        # overflow to inf, or NaN
-        big = self.v(f"icmp uge i32 {a}, {(127 + 16) << 23}")
-        nan = self.v(f"icmp ugt i32 {a}, {255 << 23}")
-        o_big = self.v(f"select i1 {nan}, i32 {0x7E00}, i32 {0x7C00}")
-        # subnormal result: let the FPU round by adding a magic number
-        magic = ((127 - 15) + (23 - 10) + 1) << 23
-        af = self.v(f"bitcast i32 {a} to float")
-        sf = self.v(f"fadd float {af}, {_hexf(magic)}")
-        sb = self.v(f"bitcast float {sf} to i32")
-        o_sub = self.v(f"sub i32 {sb}, {magic}")
-        small = self.v(f"icmp ult i32 {a}, {113 << 23}")
-        # normal: rebias and round to nearest even on bit 13
-        odd = self.v(f"lshr i32 {a}, 13")
-        odd = self.v(f"and i32 {odd}, 1")
-        n1 = self.v(f"add i32 {a}, {((15 - 127) << 23) + 0xFFF}")
-        n1 = self.v(f"add i32 {n1}, {odd}")
-        o_norm = self.v(f"lshr i32 {n1}, 13")
-        o = self.v(f"select i1 {small}, i32 {o_sub}, i32 {o_norm}")
-        o = self.v(f"select i1 {big}, i32 {o_big}, i32 {o}")
-        s16 = self.v(f"lshr i32 {sign}, 16")
-        o = self.v(f"or i32 {o}, {s16}")
-        return self.v(f"trunc i32 {o} to i16")
+        """float -> i16 IEEE half bits, round to nearest even (float_to_half_v on one lane)."""
+        v = self.v(f"insertelement <1 x float> poison, float {f}, i64 0")
+        return self.v(f"extractelement <1 x i16> {self.float_to_half_v(v, 1)}, i64 0")
 
     def round_to_half_v(self, v: str, n: int = 16) -> str:
         """<n x float> -> the nearest half values (ties to even), still as floats: f16(x).
@@ -299,14 +273,6 @@ class Fn:
     def fma_v(self, n: int, a: str, b: str, c: str) -> str:
         t = vec(n, "float")
         return self.call(t, f"llvm.fma.v{n}f32", [f"{t} {a}", f"{t} {b}", f"{t} {c}"], f"{t}, {t}, {t}")
-
-
-def _hexf(bits32: int) -> str:
-    """An f32 bit pattern as an LLVM float literal (LLVM wants the double hex form)."""
-    import struct
-
-    d = struct.unpack("<f", struct.pack("<I", bits32))[0]
-    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", d))[0]
 
 
 class ModuleText:
