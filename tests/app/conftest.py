@@ -38,6 +38,18 @@ def tiny_model() -> Path:
     return TINY
 
 
+@pytest.fixture
+def wt(qtbot):
+    """A model-loading worker thread, shut down (and collected on the GUI thread) after the test."""
+    from app.worker import WorkerThread
+
+    t = WorkerThread()
+    yield t
+    t.shutdown()
+    del t
+    gc.collect()
+
+
 def fast_settings(window, **kw) -> None:
     """Greedy, short answers for the tests (stored like a user's per-model settings)."""
     s = dict(window.model_settings(), temperature=0.0, max_tokens=kw.pop("max_tokens", 16))

@@ -3,7 +3,6 @@
 the next load)."""
 from __future__ import annotations
 
-import gc
 import json
 import subprocess
 import sys
@@ -57,17 +56,6 @@ def test_generate_and_bench_with_an_f32_cache():
     code, out, err = lectern("bench", "-m", TINY, "--kv-type", "f32", "-p", "8", "-n", "2", "-t", "1", "--json")
     assert code == 0, err
     assert json.loads(out)["kv_type"] == "f32"
-
-
-@pytest.fixture
-def wt(qtbot):
-    from app.worker import WorkerThread
-
-    t = WorkerThread()
-    yield t
-    t.shutdown()
-    del t
-    gc.collect()
 
 
 def test_the_worker_loads_with_the_cache_type(qtbot, wt):

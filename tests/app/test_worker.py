@@ -1,7 +1,6 @@
 """The inference worker on its QThread: commands in, events out, the GUI thread never blocked."""
 from __future__ import annotations
 
-import gc
 import time
 
 import pytest
@@ -20,15 +19,6 @@ class Events:
 
     def of(self, name):
         return [a for n, a, _ in self.items if n == name]
-
-
-@pytest.fixture
-def wt(qtbot):
-    t = WorkerThread()
-    yield t
-    t.shutdown()
-    del t
-    gc.collect()
 
 
 def load(qtbot, wt, path, n_ctx=256, lid=1):
