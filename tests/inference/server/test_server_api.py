@@ -257,21 +257,28 @@ def test_non_streaming_client_disconnect_stops_the_generation(server):
 
 
 def test_full_queue_answers_503_with_retry_after():
+    """No clock: the test holds the engine lock, so A is taken by the worker but cannot generate
+    while B fills the one queue slot and C is refused; A's client then leaves and is seen leaving
+    before the lock opens, so A stops at once and B runs (A used to be a 400-token stream the tiny
+    model could finish before B was queued)."""
     srv = Server(Engine.load(TINY), "127.0.0.1", 0, n_ctx=N_CTX, queue_size=1).start()
     try:
-        conn, resp = open_stream(srv.url, {"prompt": "the", "max_tokens": 400})
-        first = sse_events(resp)
-        next(first)                                          # A is running
+        u = urllib.parse.urlsplit(srv.url)
+        a_body = b'{"prompt": "the", "max_tokens": 400, "stream": true}'
         waiting = {}
-        t = threading.Thread(target=lambda: waiting.update(r=request(
-            srv.url, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 2})))
-        t.start()
-        wait_for(lambda: srv.stats["queued"] == 1)           # B waits in the queue
-        code, headers, body = request(srv.url, "POST", "/v1/completions", {"prompt": "c", "max_tokens": 2})
-        assert code == 503 and int(headers["retry-after"]) > 0
-        assert body["error"]["code"] == "server_busy" and body["error"]["type"] == "server_error"
-        resp.close()                                         # A's client leaves: B runs
-        conn.close()
+        with srv.worker.lock:
+            with socket.create_connection((u.hostname, u.port), timeout=30) as s:
+                s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(a_body), a_body))
+                wait_for(lambda: srv.stats["requests"] == 1 and srv.stats["queued"] == 0)   # A taken
+                t = threading.Thread(target=lambda: waiting.update(r=request(
+                    srv.url, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 2})))
+                t.start()
+                wait_for(lambda: srv.stats["queued"] == 1)           # B waits in the queue
+                code, headers, body = request(srv.url, "POST", "/v1/completions", {"prompt": "c", "max_tokens": 2})
+                assert code == 503 and int(headers["retry-after"]) > 0
+                assert body["error"]["code"] == "server_busy" and body["error"]["type"] == "server_error"
+            wait_for(lambda: srv.stats["disconnected"] == 1)         # A's client left: B runs next
         t.join(120)
         assert waiting["r"][0] == 200 and waiting["r"][2]["usage"]["completion_tokens"] <= 2
         st = srv.stats
