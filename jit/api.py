@@ -27,7 +27,7 @@ from .twins import ACTIVATION, RAW_F32
 QUANT_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 MATVEC_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                                 ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
-FORMATS = ("q8_0", "q8_1", "q8_K", "f16")
+FORMATS = ("q8_0", "q8_1", "q8_K", "q8_K_il", "f16")
 
 
 def quantizers(cpu: CpuInfo | None = None) -> dict:

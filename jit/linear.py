@@ -24,7 +24,7 @@ from .api import MATVEC_PROTO, get_pool, matvec_kernel, quantizers, supports
 from .cpu import CpuInfo, detect
 from .kernels.batch32 import KINDS, mm_ir, mm_symbol
 from .kernels.kbatch import KINDS as K_KINDS
-from .kernels.kbatch import kmm_ir, kmm_symbol
+from .kernels.kbatch import activation_format, kmm_ir, kmm_symbol
 from .kernels.kquants import batch_modes
 from .kernels.quantize import activation_bytes
 from .kernels.tiles import LO_FIELDS, P_NTOK, P_XQ, tiles_ir
@@ -93,6 +93,9 @@ class LinearOp:
         step = max(1, STEP_BYTES // (self.n_in // bs * bb))
         self._p = np.array([_addr(self._kern), 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)
         self._quant_addr = _addr(self._quant) if self._quant is not None else 0
+        # a batch's activations: the K-quant batch kernels' own layout (same size), else the matvec's
+        self._batch_quant_addr = (_addr(quantizers(cpu)[activation_format(self.qtype.name)])
+                                  if self.qtype.name in K_KINDS else self._quant_addr)
         self._fast = None
         if hasattr(self._pool, "raw"):
             # decode: x is copied into _x, one native call quantizes it and runs the matvec on
@@ -160,7 +163,7 @@ class LinearOp:
             if self._xq_batch.size < n_tok * self._xbytes:
                 self._xq_batch = np.empty(n_tok * self._xbytes, np.uint8)
             xq = self._xq_batch.ctypes.data
-            self._qrows(self._quant_addr, x.ctypes.data, xq, self.n_in, n_tok, 4 * self.n_in, self._xbytes)
+            self._qrows(self._batch_quant_addr, x.ctypes.data, xq, self.n_in, n_tok, 4 * self.n_in, self._xbytes)
         p = self._p
         p[P_XQ], p[P_NTOK] = xq, n_tok
         self._pool.run(kern, (self._w, p.ctypes.data, y.ctypes.data), self.n_out, (self.n_in,))

@@ -63,6 +63,14 @@ def quantize_q8_K(x: np.ndarray) -> np.ndarray:
     ).reshape(-1)
 
 
+def quantize_q8_K_il(x: np.ndarray) -> np.ndarray:
+    """Q8_K with each block's qs interleaved (kernels/quantize.py IL_ORDER: the Q4_K batch kernels')."""
+    from .kernels.quantize import IL_ORDER
+    b = quantize_q8_K(x).reshape(-1, 292).copy()
+    b[:, 4:260] = b[:, 4:260][:, IL_ORDER]
+    return b.reshape(-1)
+
+
 @np.errstate(over="ignore")
 def quantize_f16(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=F32).astype(np.float16).view(np.uint8)
@@ -164,7 +172,8 @@ ACTIVATION = {  # weight type -> activation format (llama.cpp's vec_dot_type)
 RAW_F32 = ("f32", "bf16")
 
 QUANTIZE = {"f32": lambda x: np.ascontiguousarray(x, F32).view(np.uint8), "f16": quantize_f16, "bf16": quantize_bf16,
-            "q8_0": quantize_q8_0, "q8_1": quantize_q8_1, "q8_K": quantize_q8_K}
+            "q8_0": quantize_q8_0, "q8_1": quantize_q8_1, "q8_K": quantize_q8_K,
+            "q8_K_il": quantize_q8_K_il}
 
 
 def block_terms(w: np.ndarray, qtype: T, n_cols: int, xq: np.ndarray) -> np.ndarray:

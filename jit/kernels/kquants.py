@@ -87,7 +87,7 @@ def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
     sc = _u32x2_to_i16x8(fn, u0, u1)
     m = _u32x2_to_i16x8(fn, u2, u3)
     # sc_j splat over the 16 words of sub-block j's vpmaddubsw pairs; m_j on words 2j, 2j+1 (bsums)
-    W = dict(sc=_splat_words(fn, sc),
+    W = dict(sc=_splat_words(fn, sc), sc8=sc,
              m=fn.v(f"shufflevector <8 x i16> {m}, <8 x i16> poison, {mask(j // 2 for j in range(16))}"),
              d=_half(fn, wb), dmin=_half(fn, fn.gep(wb, "2")), q=[])
     # chunk c: 32 bytes of qs = sub-blocks 2c (low nibbles) and 2c+1 (high): W["q"][j] = sub-block j
@@ -143,14 +143,19 @@ def _madd_i16(fn: Fn, a: str, b: str) -> str:
 def _scaled_dot(fn: Fn, q: str, x: str, sc: str) -> str:
     """<32 x i8> q (unsigned, < 128), x (signed), <16 x i16> sc -> <8 x i32>: lane i =
     sc[2i] * (q.x over bytes 4i, 4i+1) + sc[2i+1] * (bytes 4i+2, 4i+3) (vpmaddubsw, vpmaddwd)."""
+    return _madd_i16(fn, maddubs(fn, q, x), sc)
+
+
+def maddubs(fn: Fn, q: str, x: str) -> str:
+    """<32 x i8> q (unsigned, < 128), x (signed) -> <16 x i16> q[2i] x[2i] + q[2i+1] x[2i+1] (vpmaddubsw;
+    exact while |sum| < 2^15)."""
     if fn.cpu.has_avx2:
-        m = fn.call(vec(16, "i16"), "llvm.x86.avx2.pmadd.ub.sw", [f"<32 x i8> {q}", f"<32 x i8> {x}"],
-                    "<32 x i8>, <32 x i8>")
-        return _madd_i16(fn, m, sc)
+        return fn.call(vec(16, "i16"), "llvm.x86.avx2.pmadd.ub.sw", [f"<32 x i8> {q}", f"<32 x i8> {x}"],
+                       "<32 x i8>, <32 x i8>")
     p = fn.v(f"mul <32 x i16> {fn.v(f'zext <32 x i8> {q} to <32 x i16>')}, {fn.v(f'sext <32 x i8> {x} to <32 x i16>')}")
     ev = fn.v(f"shufflevector <32 x i16> {p}, <32 x i16> poison, {mask(range(0, 32, 2))}")
     od = fn.v(f"shufflevector <32 x i16> {p}, <32 x i16> poison, {mask(range(1, 32, 2))}")
-    return _madd_i16(fn, fn.v(f"add <16 x i16> {ev}, {od}"), sc)
+    return fn.v(f"add <16 x i16> {ev}, {od}")
 
 
 
@@ -321,8 +326,12 @@ def superblock_dots(fn: Fn, wrow: str, nb: str, name: str, mode: str, xqs: list[
     """A weight row's dot product with several tokens' Q8_K activations (pointers xqs), over nb
     superblocks: each superblock is unpacked once and used by every token; each token's float
     operations are those of `mode` alone, so any grouping of tokens gives the same bits."""
-    wbytes, unpack = UNPACK[name]
-    kstep = STEPS[name, mode]
+    return row_dots(fn, wrow, nb, UNPACK[name], STEPS[name, mode], xqs, prefetch)
+
+
+def row_dots(fn: Fn, wrow: str, nb: str, unpacker: tuple, kstep: KStep, xqs: list[str], prefetch=None) -> list[str]:
+    """superblock_dots with the (bytes, unpack) of the weights and the per-token step given."""
+    wbytes, unpack = unpacker
     with fn.loop("0", nb, stem="sb") as B:
         carried = [[B.carry(ty, init) for ty, init in kstep.carries] for _ in xqs]
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))

@@ -8,6 +8,7 @@ what a llama.cpp build on any AVX2 machine runs; ggml-quants.c *_ref for Q8_K):
   Q8_K  256-blocks, 292 B: f32 d, i8 qs[256], i16 bsums[16] (sums of 16 consecutive q).
         max = the x of largest |x| (first one), iscale = -127/max, q = min(127, roundeven(iscale*x)),
         d = 1/iscale; an all-zero block stores d = 0, q = 0, bsums = 0
+  Q8_K_il  Q8_K with the qs of each block interleaved (IL_ORDER below), for the Q4_K batch kernels
   F16   x converted to half (round to nearest even), the vec_dot_type of F16 weights.
 Signature: void quantize_<fmt>(const float *x, void *out, i64 n); n a multiple of the block.
 """
@@ -18,7 +19,7 @@ import functools
 from ..cpu import CpuInfo
 from .emit import ModuleText, mask, vec
 
-BLOCK = {"q8_0": (32, 34), "q8_1": (32, 36), "q8_K": (256, 292), "f16": (1, 2), "f32": (1, 4), "bf16": (1, 4)}
+BLOCK = {"q8_0": (32, 34), "q8_1": (32, 36), "q8_K": (256, 292), "q8_K_il": (256, 292), "f16": (1, 2), "f32": (1, 4), "bf16": (1, 4)}
 # After the blocks, Q8_0 and Q8_1 activations carry their f16 scales again as f32 (Q8_0: d;
 # Q8_1: d, s per block), so the matvec kernels need not convert them once per weight row.
 AUX = {"q8_0": 4, "q8_1": 8}
@@ -78,8 +79,14 @@ def _q8_32(mt: ModuleText, with_sum: bool) -> None:
     mt.add(fn)
 
 
-def _q8_K(mt: ModuleText) -> None:
-    fn = mt.function("define void @quantize_q8_K(ptr noalias %x, ptr noalias %out, i64 %n) nounwind")
+# Q8_K_il (the Q4_K batch kernels' activations): Q8_K with qs in 8 slices of 32 bytes, slice k byte
+# 4j + i = element 32j + 4k + i (bytes 4k..4k+3 of each 32-element sub-block j); d and bsums as Q8_K
+IL_ORDER = [32 * j + 4 * k + i for k in range(8) for j in range(8) for i in range(4)]
+
+
+def _q8_K(mt: ModuleText, interleave: bool = False) -> None:
+    name = "q8_K_il" if interleave else "q8_K"
+    fn = mt.function(f"define void @quantize_{name}(ptr noalias %x, ptr noalias %out, i64 %n) nounwind")
     nb = fn.v("sdiv i64 %n, 256")
     n = 256
     vf, vi = vec(n, "float"), vec(n, "i32")
@@ -102,7 +109,10 @@ def _q8_K(mt: ModuleText) -> None:
         d = fn.v(f"select i1 {zero}, float 0.0, float {d}")
         ob = fn.gep("%out", fn.v(f"mul i64 {L.i}, 292"))
         fn.store("float", d, ob)
-        fn.store(vec(n, "i8"), fn.v(f"trunc {vi} {q} to {vec(n, 'i8')}"), fn.gep(ob, "4"))
+        q8 = fn.v(f"trunc {vi} {q} to {vec(n, 'i8')}")
+        if interleave:
+            q8 = fn.v(f"shufflevector {vec(n, 'i8')} {q8}, {vec(n, 'i8')} poison, {mask(IL_ORDER)}")
+        fn.store(vec(n, "i8"), q8, fn.gep(ob, "4"))
         # bsums[j] = sum q[16j .. 16j+15]: slice k holds q[16j + k] in lane j; add the 16 slices
         s = None
         for k in range(16):
@@ -129,5 +139,6 @@ def quantizers_ir(cpu: CpuInfo) -> str:
     _q8_32(mt, with_sum=False)
     _q8_32(mt, with_sum=True)
     _q8_K(mt)
+    _q8_K(mt, interleave=True)
     _f16(mt)
     return mt.text()

@@ -10,7 +10,7 @@ from jit.kernels.quantize import BLOCK, activation_bytes
 
 from .conftest import CPU_PRESETS, cpu_of
 
-FORMATS = ["q8_0", "q8_1", "q8_K", "f16"]
+FORMATS = ["q8_0", "q8_1", "q8_K", "q8_K_il", "f16"]
 
 
 @st.composite

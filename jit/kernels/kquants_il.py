@@ -1,0 +1,134 @@
+"""Q4_K batches against interleaved Q8_K activations (quantize.py Q8_K_il): the same exact
+integers and float operations as kquants.py's gemm / gemv modes, with fewer instructions.
+
+A sub-block's 32 products land in one vpmaddubsw's 16 lanes in the plain layout, so every
+sub-block needs its own scale multiply (vpmaddwd) and a horizontal sum. Interleaved, byte 4j + i
+of slice k is element 32j + 4k + i of both operands (the weights are transposed per superblock
+row in registers, once for every token of a group; the activations were stored that way):
+
+    m_k    = vpmaddubsw(w slice k, x slice k)        i16 lane 2j + e: 2 products of sub-block j
+    P      = m_0 + ... + m_7                        16 products per lane, |P| <= 16 * 15 * 128 < 2^15
+    S      = vpmaddwd(P, [sc_0, sc_0, .., sc_7, sc_7])    i32 lane j = sc_j * (sub-block j . x)
+    M      = vpmaddwd(bsums, m pairs)                     i32 lane j = m_j * (bsums[2j] + bsums[2j+1])
+
+One scale multiply per token and superblock instead of eight; the lanes are the exact per-sub-block
+integers kquants.py sums, so the pair sums (gemm) and totals (gemv) and every float after them are
+unchanged: same bits as the plain kernels and llama.cpp.
+"""
+from __future__ import annotations
+
+from .emit import Fn, mask
+from .kquants import UNPACK, V2F, V4I, V8F, V8I, V32B, X_BYTES, KStep, _difference, _dx_products, _fma, \
+    _madd_i16, _pair, maddubs, row_dots
+
+KINDS = ("Q4_K",)
+IL_MODES = ("gemm", "gemv")
+
+
+def _transpose8(fn: Fn, rows: list[str]) -> list[str]:
+    """8 <8 x i32> rows -> 8 columns: out[k][j] = rows[j][k] (unpack 32, unpack 64, 128-bit halves)."""
+    def sh(a: str, b: str, m: list[int]) -> str:
+        return fn.v(f"shufflevector {V8I} {a}, {V8I} {b}, {mask(m)}")
+    lo32, hi32 = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    lo64, hi64 = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    l1 = [sh(rows[2 * i], rows[2 * i + 1], m) for i in range(4) for m in (lo32, hi32)]  # pairs: k {0,1,4,5}, {2,3,6,7}
+    l2 = {}
+    for half in range(2):            # rows 0-3 (l1[0], l1[2]) and rows 4-7 (l1[4], l1[6])
+        for h, ks in ((0, (0, 4, 1, 5)), (1, (2, 6, 3, 7))):
+            a, b = l1[4 * half + h], l1[4 * half + 2 + h]
+            l2[half, ks[0]] = sh(a, b, lo64)      # k and k + 4 of rows 4half .. 4half+3
+            l2[half, ks[2]] = sh(a, b, hi64)
+    cols = [None] * 8
+    for k in range(4):
+        cols[k] = sh(l2[0, k], l2[1, k], [0, 1, 2, 3, 8, 9, 10, 11])
+        cols[k + 4] = sh(l2[0, k], l2[1, k], [4, 5, 6, 7, 12, 13, 14, 15])
+    return cols
+
+
+def _unpack_il(fn: Fn, wb: str) -> dict:
+    """kquants' Q4_K unpack, then the 8 sub-block vectors transposed into the 8 interleaved slices,
+    and the scales as word pairs [sc_j, sc_j]."""
+    W = UNPACK["Q4_K"][1](fn, wb)
+    subs = [fn.v(f"bitcast {V32B} {q} to {V8I}") for q in W["q"]]        # lane k: bytes 4k..4k+3 of sub-block j
+    W["slices"] = [fn.v(f"bitcast {V8I} {c} to {V32B}") for c in _transpose8(fn, subs)]
+    W["sc2"] = fn.v(f"shufflevector <8 x i16> {W['sc8']}, <8 x i16> poison, {mask(j // 2 for j in range(16))}")
+    return W
+
+
+def _ints_il(fn: Fn, W: dict, xb: str) -> str:
+    """-> <8 x i32> [s_0..s_3, m_0..m_3]: s_p = S_2p + S_2p+1, m_p = M_2p + M_2p+1 (exact)."""
+    P = None
+    for k, w in enumerate(W["slices"]):
+        m = maddubs(fn, w, fn.load(V32B, fn.gep(xb, str(4 + 32 * k))))
+        P = m if P is None else fn.v(f"add <16 x i16> {P}, {m}")
+    S = _madd_i16(fn, P, W["sc2"])
+    M = _madd_i16(fn, fn.load("<16 x i16>", fn.gep(xb, "260")), W["m"])
+    ev = fn.v(f"shufflevector {V8I} {S}, {V8I} {M}, {mask(range(0, 16, 2))}")
+    od = fn.v(f"shufflevector {V8I} {S}, {V8I} {M}, {mask(range(1, 16, 2))}")
+    return fn.v(f"add {V8I} {ev}, {od}")
+
+
+def _gemm_il(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
+    sm = fn.v(f"sitofp {V8I} {_ints_il(fn, W, xb)} to {V8F}")             # [s_0..s_3, m_0..m_3]
+    dd = _pair(fn, *_dx_products(fn, W, xb), "float")
+    acc = vals[0]
+    for p in range(4):                                                       # [isum, imin] of pair p
+        acc = _fma(fn, fn.v(f"shufflevector {V8F} {sm}, {V8F} poison, {mask([p, p + 4])}"), dd, acc, 2)
+    return [acc]
+
+
+def _gemv_il(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
+    pm = _ints_il(fn, W, xb)
+    a = fn.v(f"add {V4I} {fn.v(f'shufflevector {V8I} {pm}, {V8I} poison, {mask([0, 1, 4, 5])}')}, "
+             f"{fn.v(f'shufflevector {V8I} {pm}, {V8I} poison, {mask([2, 3, 6, 7])}')}")
+    b = fn.v(f"add <2 x i32> {fn.v(f'shufflevector {V4I} {a}, {V4I} poison, {mask([0, 2])}')}, "
+             f"{fn.v(f'shufflevector {V4I} {a}, {V4I} poison, {mask([1, 3])}')}")
+    sm = fn.v(f"sitofp <2 x i32> {b} to {V2F}")                              # [isum, imin]
+    return [_fma(fn, sm, _pair(fn, *_dx_products(fn, W, xb), "float"), vals[0], 2)]
+
+
+UNPACK_IL = {"Q4_K": (144, _unpack_il)}
+STEPS_IL = {("Q4_K", "gemm"): KStep(((V2F, "zeroinitializer"),), _gemm_il, _difference),
+            ("Q4_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _gemv_il, _difference)}
+
+
+def row_dots_il(fn: Fn, wrow: str, nb: str, mode: str, xqs: list[str], prefetch=None) -> list[str]:
+    """kquants.superblock_dots for Q4_K against Q8_K_il activations. A group of 8 tokens runs its
+    float work with the tokens in the 8 lanes: their [s_0..s_3, m_0..m_3] vectors are transposed
+    (lane t of column p = token t's s_p), then acc = fma(s_p, d dx, acc) and accm = fma(m_p, dmin dx,
+    accm) for p = 0..3 (gemm) or once with the sums (gemv): per lane the very operations of the
+    per-token step, in the same order."""
+    if len(xqs) != 8:
+        return row_dots(fn, wrow, nb, UNPACK_IL["Q4_K"], STEPS_IL["Q4_K", mode], xqs, prefetch)
+    with fn.loop("0", nb, stem="sb") as B:
+        acc, accm = B.carry(V8F, "zeroinitializer"), B.carry(V8F, "zeroinitializer")
+        wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, 144"))
+        if prefetch:
+            prefetch(fn, wb, 144)
+        W = _unpack_il(fn, wb)
+        off = fn.v(f"mul i64 {B.i}, {X_BYTES}")
+        xbs = [fn.gep(xq, off) for xq in xqs]
+        cols = _transpose8(fn, [_ints_il(fn, W, xb) for xb in xbs])          # cols[p][t], cols[4 + p][t]
+        if mode == "gemv":
+            cols = [_sum(fn, cols[:4]), _sum(fn, cols[4:])]
+        dx = fn.v(f"insertelement {V8F} poison, float {fn.load('float', xbs[0])}, i64 0")
+        for t, xb in enumerate(xbs[1:], 1):
+            dx = fn.v(f"insertelement {V8F} {dx}, float {fn.load('float', xb)}, i64 {t}")
+        dd = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['d'])}, {dx}")
+        ddm = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['dmin'])}, {dx}")
+        n = len(cols) // 2
+        a, am = acc, accm
+        for p in range(n):
+            a = _fma(fn, fn.v(f"sitofp {V8I} {cols[p]} to {V8F}"), dd, a, 8)
+            am = _fma(fn, fn.v(f"sitofp {V8I} {cols[n + p]} to {V8F}"), ddm, am, 8)
+        B.set(acc, a)
+        B.set(accm, am)
+    y = fn.v(f"fsub {V8F} {acc}, {accm}")
+    return [fn.v(f"extractelement {V8F} {y}, i64 {t}") for t in range(8)]
+
+
+def _sum(fn: Fn, vs: list[str]) -> str:
+    out = vs[0]
+    for v in vs[1:]:
+        out = fn.v(f"add {V8I} {out}, {v}")
+    return out
