@@ -93,9 +93,6 @@ class LinearOp:
         step = max(1, STEP_BYTES // (self.n_in // bs * bb))
         self._p = np.array([_addr(self._kern), 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)
         self._quant_addr = _addr(self._quant) if self._quant is not None else 0
-        # a batch's activations: the K-quant batch kernels' own layout (same size), else the matvec's
-        self._batch_quant_addr = (_addr(quantizers(cpu)[activation_format(self.qtype.name)])
-                                  if self.qtype.name in K_KINDS else self._quant_addr)
         self._fast = None
         if hasattr(self._pool, "raw"):
             # decode: x is copied into _x, one native call quantizes it and runs the matvec on
@@ -121,20 +118,22 @@ class LinearOp:
         if x2.shape[0] == 1:
             self._one(x2[0], y[0])
         else:
-            for a, b, kern in self._segments(x2.shape[0]):
+            for a, b, kern, quant in self._segments(x2.shape[0]):
                 for t0 in range(a, b, TILE_TOKENS):
-                    self._many(x2[t0:min(b, t0 + TILE_TOKENS)], y[t0:min(b, t0 + TILE_TOKENS)], kern)
+                    self._many(x2[t0:min(b, t0 + TILE_TOKENS)], y[t0:min(b, t0 + TILE_TOKENS)], kern, quant)
         return y.reshape(*x.shape[:-1], self.n_out)
 
     def _segments(self, n_tok: int) -> list:
-        """[(t0, t1, batch kernel)]: a K-quant's tokens in the orders llama.cpp uses for this batch."""
+        """[(t0, t1, batch kernel, its activation quantizer)]: a K-quant's tokens in the orders
+        llama.cpp uses for this batch (each order's kernel reads its own activation layout)."""
         if self.qtype.name not in K_KINDS:
-            return [(0, n_tok, self._tiles)]
+            return [(0, n_tok, self._tiles, self._quant_addr)]
         out = []
         for a, b, m in batch_modes(self.qtype.name, self.n_out, n_tok):
             if m not in self._modes:
-                self._modes[m] = mm_kernel(self.qtype.name, self._cpu, m)
-            out.append((a, b, self._modes[m]))
+                fmt = activation_format(self.qtype.name, m)
+                self._modes[m] = (mm_kernel(self.qtype.name, self._cpu, m), _addr(quantizers(self._cpu)[fmt]))
+            out.append((a, b, *self._modes[m]))
         return out
 
     def _one(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -155,7 +154,7 @@ class LinearOp:
         self._pool.run(self._kern, (self._w, xq, y.ctypes.data), self.n_out, (self.n_in,))
         return y
 
-    def _many(self, x: np.ndarray, y: np.ndarray, kern) -> None:
+    def _many(self, x: np.ndarray, y: np.ndarray, kern, quant: int) -> None:
         n_tok = x.shape[0]
         if self._quant is None:
             xq = x.ctypes.data
@@ -163,7 +162,7 @@ class LinearOp:
             if self._xq_batch.size < n_tok * self._xbytes:
                 self._xq_batch = np.empty(n_tok * self._xbytes, np.uint8)
             xq = self._xq_batch.ctypes.data
-            self._qrows(self._batch_quant_addr, x.ctypes.data, xq, self.n_in, n_tok, 4 * self.n_in, self._xbytes)
+            self._qrows(quant, x.ctypes.data, xq, self.n_in, n_tok, 4 * self.n_in, self._xbytes)
         p = self._p
         p[P_XQ], p[P_NTOK] = xq, n_tok
         self._pool.run(kern, (self._w, p.ctypes.data, y.ctypes.data), self.n_out, (self.n_in,))

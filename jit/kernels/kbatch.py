@@ -7,8 +7,8 @@ unpacked once per group instead of once per token).
         in L1 while every group of the batch uses them), then the leftover tokens one by one.
 
 One kernel per summation order (kquants.py: llama.cpp's gemm/gemv for Q4_K, tiled/vec_dot for
-Q6_K; Q4_K reads interleaved activations and runs a group's float work across tokens,
-kquants_il.py); kquants.batch_modes says which tokens of a batch take which, as llama.cpp decides. Each
+Q6_K; Q4_K and Q6_K's tiled mode read interleaved activations and run a group's float work
+across tokens, kquants_il.py); kquants.batch_modes says which tokens of a batch take which, as llama.cpp decides. Each
 token's float operations depend on its mode alone, so any row split, row step and grouping give
 the same bits, and a batch in a decode mode gives the matvec's bits.
 """
@@ -30,15 +30,15 @@ def kmm_symbol(name: str, mode: str) -> str:
     return f"kmm_{name.lower()}_{mode}"
 
 
-def activation_format(name: str) -> str:
-    """The activations a K-quant batch kernel reads: Q8_K, interleaved for Q4_K (kquants_il.py)."""
-    return "q8_K_il" if name in kquants_il.KINDS else "q8_K"
+def activation_format(name: str, mode: str) -> str:
+    """The activations a K-quant batch kernel reads: Q8_K, or Q8_K_il for the modes kquants_il.py runs."""
+    return "q8_K_il" if mode in kquants_il.IL_MODES.get(name, ()) else "q8_K"
 
 
 @functools.cache
 def kmm_ir(name: str, mode: str, cpu: CpuInfo, group: int = GROUP) -> str:
-    if name in kquants_il.KINDS:
-        dots = lambda fn, wrow, nb, xqs: kquants_il.row_dots_il(fn, wrow, nb, mode, xqs, _prefetch)  # noqa: E731
+    if activation_format(name, mode) == "q8_K_il":
+        dots = lambda fn, wrow, nb, xqs: kquants_il.row_dots_il(fn, wrow, nb, name, mode, xqs, _prefetch)  # noqa: E731
     else:
         dots = lambda fn, wrow, nb, xqs: row_dots(fn, wrow, nb, UNPACK[name], STEPS[name, mode], xqs, _prefetch)  # noqa: E731
     return grouped_batch_ir(cpu, kmm_symbol(name, mode), 256, UNPACK[name][0], group, dots)

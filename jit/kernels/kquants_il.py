@@ -18,11 +18,11 @@ unchanged: same bits as the plain kernels and llama.cpp.
 from __future__ import annotations
 
 from .emit import Fn, mask
-from .kquants import UNPACK, V2F, V4I, V8F, V8I, V32B, X_BYTES, KStep, _difference, _dx_products, _fma, \
-    _madd_i16, _pair, maddubs, row_dots
+from .kquants import UNPACK, V2F, V4I, V8F, V8I, V32B, X_BYTES, ZERO_F, KStep, _difference, _dx_products, _fma, \
+    _isum, _madd_i16, _pair, _to_f, maddubs, row_dots
 
-KINDS = ("Q4_K",)
-IL_MODES = ("gemm", "gemv")
+KINDS = ("Q4_K", "Q6_K")
+IL_MODES = {"Q4_K": ("gemm", "gemv"), "Q6_K": ("tiled",)}     # the modes that read Q8_K_il
 
 
 def _transpose8(fn: Fn, rows: list[str]) -> list[str]:
@@ -53,6 +53,32 @@ def _unpack_il(fn: Fn, wb: str) -> dict:
     W["slices"] = [fn.v(f"bitcast {V8I} {c} to {V32B}") for c in _transpose8(fn, subs)]
     W["sc2"] = fn.v(f"shufflevector <8 x i16> {W['sc8']}, <8 x i16> poison, {mask(j // 2 for j in range(16))}")
     return W
+
+
+def _unpack6_il(fn: Fn, wb: str) -> dict:
+    """kquants' Q6_K unpack (8 chunks of 32 weights, 0..63), transposed into the interleaved slices;
+    scale words for slices 0-3 (their lanes 2j, 2j+1 are sub-block 2j) and 4-7 (sub-block 2j+1)."""
+    W = UNPACK["Q6_K"][1](fn, wb)
+    subs = [fn.v(f"bitcast {V32B} {q} to {V8I}") for q in W["q"]]
+    W["slices"] = [fn.v(f"bitcast {V8I} {c} to {V32B}") for c in _transpose8(fn, subs)]
+    W["sc_even"], W["sc_odd"] = (fn.v(f"shufflevector <16 x i16> {W['sc16']}, <16 x i16> poison, "
+                                      f"{mask(2 * (j // 2) + o for j in range(16))}") for o in (0, 1))
+    return W
+
+
+def _isum6_il(fn: Fn, W: dict, xb: str) -> str:
+    """-> <8 x i32> whose lane sum is the superblock's exact integer sum_j sc_j (q_j . x_j - 32 bsum_j):
+    two slices add up in i16 (4 products of one sub-block per lane, <= 4 * 63 * 127 < 2^15)."""
+    m = [maddubs(fn, w, fn.load(V32B, fn.gep(xb, str(4 + 32 * k)))) for k, w in enumerate(W["slices"])]
+    parts = [_madd_i16(fn, fn.v(f"add <16 x i16> {m[2 * h]}, {m[2 * h + 1]}"), W["sc_even" if h < 2 else "sc_odd"])
+             for h in range(4)]
+    off = fn.v(f"shl {V8I} {_madd_i16(fn, fn.load('<16 x i16>', fn.gep(xb, '260')), W['sc16'])}, splat (i32 5)")
+    return fn.v(f"sub {V8I} {_sum(fn, parts)}, {off}")
+
+
+def _tiled6_il(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
+    s1 = fn.v(f"fmul float {_to_f(fn, _isum(fn, _isum6_il(fn, W, xb)))}, {W['d']}")
+    return [_fma(fn, s1, fn.load("float", xb), vals[0])]
 
 
 def _ints_il(fn: Fn, W: dict, xb: str) -> str:
@@ -87,43 +113,52 @@ def _gemv_il(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
     return [_fma(fn, sm, _pair(fn, *_dx_products(fn, W, xb), "float"), vals[0], 2)]
 
 
-UNPACK_IL = {"Q4_K": (144, _unpack_il)}
+UNPACK_IL = {"Q4_K": (144, _unpack_il), "Q6_K": (210, _unpack6_il)}
 STEPS_IL = {("Q4_K", "gemm"): KStep(((V2F, "zeroinitializer"),), _gemm_il, _difference),
-            ("Q4_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _gemv_il, _difference)}
+            ("Q4_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _gemv_il, _difference),
+            ("Q6_K", "tiled"): KStep((ZERO_F,), _tiled6_il, lambda fn, v: v[0])}
 
 
-def row_dots_il(fn: Fn, wrow: str, nb: str, mode: str, xqs: list[str], prefetch=None) -> list[str]:
-    """kquants.superblock_dots for Q4_K against Q8_K_il activations. A group of 8 tokens runs its
-    float work with the tokens in the 8 lanes: their [s_0..s_3, m_0..m_3] vectors are transposed
-    (lane t of column p = token t's s_p), then acc = fma(s_p, d dx, acc) and accm = fma(m_p, dmin dx,
-    accm) for p = 0..3 (gemm) or once with the sums (gemv): per lane the very operations of the
-    per-token step, in the same order."""
+def row_dots_il(fn: Fn, wrow: str, nb: str, name: str, mode: str, xqs: list[str], prefetch=None) -> list[str]:
+    """kquants.superblock_dots against Q8_K_il activations. A group of 8 tokens runs its float work
+    with the tokens in the 8 lanes (their integer vectors transposed: lane t of column c is token t's
+    c-th value), per lane the very operations of the per-token step, in the same order:
+      Q4_K gemm: acc = fma(s_p, d dx, acc), accm = fma(m_p, dmin dx, accm) for p = 0..3; y = acc - accm
+      Q4_K gemv: the same once with the sums over p
+      Q6_K tiled: buf = fma(f32(isum) * d, dx, buf)"""
+    wbytes, unpack = UNPACK_IL[name]
     if len(xqs) != 8:
-        return row_dots(fn, wrow, nb, UNPACK_IL["Q4_K"], STEPS_IL["Q4_K", mode], xqs, prefetch)
+        return row_dots(fn, wrow, nb, UNPACK_IL[name], STEPS_IL[name, mode], xqs, prefetch)
     with fn.loop("0", nb, stem="sb") as B:
         acc, accm = B.carry(V8F, "zeroinitializer"), B.carry(V8F, "zeroinitializer")
-        wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, 144"))
+        wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
         if prefetch:
-            prefetch(fn, wb, 144)
-        W = _unpack_il(fn, wb)
+            prefetch(fn, wb, wbytes)
+        W = unpack(fn, wb)
         off = fn.v(f"mul i64 {B.i}, {X_BYTES}")
         xbs = [fn.gep(xq, off) for xq in xqs]
-        cols = _transpose8(fn, [_ints_il(fn, W, xb) for xb in xbs])          # cols[p][t], cols[4 + p][t]
-        if mode == "gemv":
-            cols = [_sum(fn, cols[:4]), _sum(fn, cols[4:])]
         dx = fn.v(f"insertelement {V8F} poison, float {fn.load('float', xbs[0])}, i64 0")
         for t, xb in enumerate(xbs[1:], 1):
             dx = fn.v(f"insertelement {V8F} {dx}, float {fn.load('float', xb)}, i64 {t}")
-        dd = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['d'])}, {dx}")
-        ddm = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['dmin'])}, {dx}")
-        n = len(cols) // 2
-        a, am = acc, accm
-        for p in range(n):
-            a = _fma(fn, fn.v(f"sitofp {V8I} {cols[p]} to {V8F}"), dd, a, 8)
-            am = _fma(fn, fn.v(f"sitofp {V8I} {cols[n + p]} to {V8F}"), ddm, am, 8)
-        B.set(acc, a)
-        B.set(accm, am)
-    y = fn.v(f"fsub {V8F} {acc}, {accm}")
+        if name == "Q6_K":
+            tot = _sum(fn, _transpose8(fn, [_isum6_il(fn, W, xb) for xb in xbs]))        # [isum of token t]
+            s1 = fn.v(f"fmul {V8F} {fn.v(f'sitofp {V8I} {tot} to {V8F}')}, {fn.splat(8, 'float', W['d'])}")
+            B.set(acc, _fma(fn, s1, dx, acc, 8))
+            B.set(accm, accm)
+        else:
+            cols = _transpose8(fn, [_ints_il(fn, W, xb) for xb in xbs])      # cols[p][t], cols[4 + p][t]
+            if mode == "gemv":
+                cols = [_sum(fn, cols[:4]), _sum(fn, cols[4:])]
+            dd = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['d'])}, {dx}")
+            ddm = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['dmin'])}, {dx}")
+            n = len(cols) // 2
+            a, am = acc, accm
+            for p in range(n):
+                a = _fma(fn, fn.v(f"sitofp {V8I} {cols[p]} to {V8F}"), dd, a, 8)
+                am = _fma(fn, fn.v(f"sitofp {V8I} {cols[n + p]} to {V8F}"), ddm, am, 8)
+            B.set(acc, a)
+            B.set(accm, am)
+    y = acc if name == "Q6_K" else fn.v(f"fsub {V8F} {acc}, {accm}")
     return [fn.v(f"extractelement {V8F} {y}, i64 {t}") for t in range(8)]
 
 

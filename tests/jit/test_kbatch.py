@@ -35,7 +35,7 @@ def test_prefill_of_a_k_quant_runs_its_batch_kernels(qtype):
     w = Tensor("w", qtype, (256, 16), random_weights(np.random.default_rng(1), qtype, 16, 256))
     op = jl.LinearOp(w)
     for n_tok in (70, 3, 8):
-        kernels = [k for _, _, k in op._segments(n_tok)]
+        kernels = [k for _, _, k, _ in op._segments(n_tok)]
         assert kernels == [jl.mm_kernel(qtype.name, mode=m) for _, _, m in batch_modes(qtype.name, 16, n_tok)]
     assert {(qtype.name, m) for m in op._modes} <= set(STEPS)
 
