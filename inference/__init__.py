@@ -4,7 +4,15 @@ It imports no Qt. `from inference import load_model`.
 """
 from __future__ import annotations
 
+import os
+
 __version__ = "0.1.0"
+
+# OpenBLAS (numpy's BLAS) lets its idle threads spin for a long while after each call; on a machine
+# with few cores they then steal the cores our kernel pool's threads run on (a Q5_K prefill matmul
+# right after the KDA's numpy work ran at 60 % of its speed). Read when numpy loads; the user's
+# setting wins.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from .errors import (  # noqa: E402
     ContextOverflowError, GGUFError, LecternError, TemplateError, TokenizerError, UnsupportedModelError,
