@@ -23,6 +23,7 @@ from .matvec import _prefetch
 from .tiles import grouped_batch_ir
 
 GROUP = 8
+IL_GROUPS = (16, 8)   # kquants_il: tokens in lanes of 8; 16 share each unpacked, transposed superblock
 KINDS = tuple(UNPACK)
 
 
@@ -36,9 +37,10 @@ def activation_format(name: str, mode: str) -> str:
 
 
 @functools.cache
-def kmm_ir(name: str, mode: str, cpu: CpuInfo, group: int = GROUP) -> str:
+def kmm_ir(name: str, mode: str, cpu: CpuInfo, group: int | tuple | None = None) -> str:
     if activation_format(name, mode) == "q8_K_il":
         dots = lambda fn, wrow, nb, xqs: kquants_il.row_dots_il(fn, wrow, nb, name, mode, xqs, _prefetch)  # noqa: E731
+        group = group or IL_GROUPS
     else:
         dots = lambda fn, wrow, nb, xqs: row_dots(fn, wrow, nb, UNPACK[name], STEPS[name, mode], xqs, _prefetch)  # noqa: E731
-    return grouped_batch_ir(cpu, kmm_symbol(name, mode), 256, UNPACK[name][0], group, dots)
+    return grouped_batch_ir(cpu, kmm_symbol(name, mode), 256, UNPACK[name][0], group or GROUP, dots)

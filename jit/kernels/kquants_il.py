@@ -120,46 +120,53 @@ STEPS_IL = {("Q4_K", "gemm"): KStep(((V2F, "zeroinitializer"),), _gemm_il, _diff
 
 
 def row_dots_il(fn: Fn, wrow: str, nb: str, name: str, mode: str, xqs: list[str], prefetch=None) -> list[str]:
-    """kquants.superblock_dots against Q8_K_il activations. A group of 8 tokens runs its float work
+    """kquants.superblock_dots against Q8_K_il activations. Groups of 8 tokens run their float work
     with the tokens in the 8 lanes (their integer vectors transposed: lane t of column c is token t's
     c-th value), per lane the very operations of the per-token step, in the same order:
       Q4_K gemm: acc = fma(s_p, d dx, acc), accm = fma(m_p, dmin dx, accm) for p = 0..3; y = acc - accm
       Q4_K gemv: the same once with the sums over p
       Q6_K tiled: buf = fma(f32(isum) * d, dx, buf)"""
     wbytes, unpack = UNPACK_IL[name]
-    if len(xqs) != 8:
+    if len(xqs) % 8:
         return row_dots(fn, wrow, nb, UNPACK_IL[name], STEPS_IL[name, mode], xqs, prefetch)
+    eights = [xqs[i:i + 8] for i in range(0, len(xqs), 8)]
     with fn.loop("0", nb, stem="sb") as B:
-        acc, accm = B.carry(V8F, "zeroinitializer"), B.carry(V8F, "zeroinitializer")
+        accs = [(B.carry(V8F, "zeroinitializer"), B.carry(V8F, "zeroinitializer")) for _ in eights]
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
         if prefetch:
             prefetch(fn, wb, wbytes)
         W = unpack(fn, wb)
         off = fn.v(f"mul i64 {B.i}, {X_BYTES}")
-        xbs = [fn.gep(xq, off) for xq in xqs]
-        dx = fn.v(f"insertelement {V8F} poison, float {fn.load('float', xbs[0])}, i64 0")
-        for t, xb in enumerate(xbs[1:], 1):
-            dx = fn.v(f"insertelement {V8F} {dx}, float {fn.load('float', xb)}, i64 {t}")
-        if name == "Q6_K":
-            tot = _sum(fn, _transpose8(fn, [_isum6_il(fn, W, xb) for xb in xbs]))        # [isum of token t]
-            s1 = fn.v(f"fmul {V8F} {fn.v(f'sitofp {V8I} {tot} to {V8F}')}, {fn.splat(8, 'float', W['d'])}")
-            B.set(acc, _fma(fn, s1, dx, acc, 8))
-            B.set(accm, accm)
-        else:
-            cols = _transpose8(fn, [_ints_il(fn, W, xb) for xb in xbs])      # cols[p][t], cols[4 + p][t]
-            if mode == "gemv":
-                cols = [_sum(fn, cols[:4]), _sum(fn, cols[4:])]
-            dd = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['d'])}, {dx}")
-            ddm = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['dmin'])}, {dx}")
-            n = len(cols) // 2
-            a, am = acc, accm
-            for p in range(n):
-                a = _fma(fn, fn.v(f"sitofp {V8I} {cols[p]} to {V8F}"), dd, a, 8)
-                am = _fma(fn, fn.v(f"sitofp {V8I} {cols[n + p]} to {V8F}"), ddm, am, 8)
+        for (acc, accm), group in zip(accs, eights):
+            a, am = _lanes_step(fn, name, mode, W, [fn.gep(xq, off) for xq in group], acc, accm)
             B.set(acc, a)
             B.set(accm, am)
-    y = acc if name == "Q6_K" else fn.v(f"fsub {V8F} {acc}, {accm}")
-    return [fn.v(f"extractelement {V8F} {y}, i64 {t}") for t in range(8)]
+    out = []
+    for acc, accm in accs:
+        y = acc if name == "Q6_K" else fn.v(f"fsub {V8F} {acc}, {accm}")
+        out += [fn.v(f"extractelement {V8F} {y}, i64 {t}") for t in range(8)]
+    return out
+
+
+def _lanes_step(fn: Fn, name: str, mode: str, W: dict, xbs: list[str], acc: str, accm: str) -> tuple[str, str]:
+    """One superblock for 8 tokens (activation superblocks xbs), tokens in lanes."""
+    dx = fn.v(f"insertelement {V8F} poison, float {fn.load('float', xbs[0])}, i64 0")
+    for t, xb in enumerate(xbs[1:], 1):
+        dx = fn.v(f"insertelement {V8F} {dx}, float {fn.load('float', xb)}, i64 {t}")
+    if name == "Q6_K":
+        tot = _sum(fn, _transpose8(fn, [_isum6_il(fn, W, xb) for xb in xbs]))            # [isum of token t]
+        s1 = fn.v(f"fmul {V8F} {fn.v(f'sitofp {V8I} {tot} to {V8F}')}, {fn.splat(8, 'float', W['d'])}")
+        return _fma(fn, s1, dx, acc, 8), accm
+    cols = _transpose8(fn, [_ints_il(fn, W, xb) for xb in xbs])                  # cols[p][t], cols[4 + p][t]
+    if mode == "gemv":
+        cols = [_sum(fn, cols[:4]), _sum(fn, cols[4:])]
+    dd = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['d'])}, {dx}")
+    ddm = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['dmin'])}, {dx}")
+    n = len(cols) // 2
+    for p in range(n):
+        acc = _fma(fn, fn.v(f"sitofp {V8I} {cols[p]} to {V8F}"), dd, acc, 8)
+        accm = _fma(fn, fn.v(f"sitofp {V8I} {cols[n + p]} to {V8F}"), ddm, accm, 8)
+    return acc, accm
 
 
 def _sum(fn: Fn, vs: list[str]) -> str:

@@ -80,7 +80,8 @@ def tiles_ir(cpu: CpuInfo) -> str:
 
 def grouped_batch_ir(cpu: CpuInfo, symbol: str, block: int, wbytes: int, group: int, dots) -> str:
     """A batch kernel over rows [r0, r1) of a weight matrix and the tokens of one tile (parameters
-    P_*): rows in steps of P_STEP, tokens in groups of `group` then one by one; for each row,
+    P_*): rows in steps of P_STEP, tokens in groups of `group` (or of each size of a tuple, largest
+    first) then one by one; for each row,
     dots(fn, wrow, nb, xqs) returns one float total per token of the group (each unpacked weight
     block is shared by the group). block: weights per block; wbytes: bytes per block."""
     mt = ModuleText(cpu)
@@ -93,13 +94,18 @@ def grouped_batch_ir(cpu: CpuInfo, symbol: str, block: int, wbytes: int, group: 
     span = fn.v("sub i64 %r1, %r0")
     last = fn.v(f"sub i64 {step}, 1")
     nsteps = fn.v(f"sdiv i64 {fn.v(f'add i64 {span}, {last}')}, {step}")
-    groups = fn.v(f"sdiv i64 {ntok}, {group}")
+    sizes = sorted({*(group if isinstance(group, tuple) else (group,)), 1}, reverse=True)
+    spans, start = [], "0"           # tokens [start, start + n * size) in groups of size, largest first
+    for size in sizes:
+        n = fn.v(f"sdiv i64 {fn.v(f'sub i64 {ntok}, {start}')}, {size}")
+        spans.append((size, start, n))
+        start = fn.v(f"add i64 {start}, {fn.v(f'mul i64 {n}, {size}')}")
     with fn.loop("0", nsteps, stem="rs") as S:
         rb = fn.v(f"add i64 %r0, {fn.v(f'mul i64 {S.i}, {step}')}")
         re_ = fn.call("i64", "llvm.smin.i64", [f"i64 {fn.v(f'add i64 {rb}, {step}')}", "i64 %r1"], "i64, i64")
-        for size, lo, hi in ((group, "0", groups), (1, fn.v(f"mul i64 {groups}, {group}"), ntok)):
-            with fn.loop(lo, hi, stem="tg") as G:
-                t0 = fn.v(f"mul i64 {G.i}, {size}")
+        for size, first, n in spans:
+            with fn.loop("0", n, stem="tg") as G:
+                t0 = fn.v(f"add i64 {first}, {fn.v(f'mul i64 {G.i}, {size}')}")
                 toks = [fn.v(f"add i64 {t0}, {k}") for k in range(size)]
                 xqs = [fn.gep(xq, fn.v(f"mul i64 {t}, {xs}")) for t in toks]
                 ysb = [fn.gep("%y", fn.v(f"mul i64 {t}, {ys}")) for t in toks]
