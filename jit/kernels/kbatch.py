@@ -7,7 +7,7 @@ unpacked once per group instead of once per token).
         in L1 while every group of the batch uses them), then the leftover tokens one by one.
 
 One kernel per summation order (kquants.py: llama.cpp's gemm/gemv for Q4_K, tiled/vec_dot for
-Q6_K; Q4_K and Q6_K's tiled mode read interleaved activations and run a group's float work
+Q6_K; Q4_K, Q5_K and Q6_K's tiled mode read interleaved activations and run a group's float work
 across tokens, kquants_il.py); kquants.batch_modes says which tokens of a batch take which, as llama.cpp decides. Each
 token's float operations depend on its mode alone, so any row split, row step and grouping give
 the same bits, and a batch in a decode mode gives the matvec's bits.

@@ -14,7 +14,8 @@ near ties in the logits follow those bits, so each order is a "mode" here:
              acc[l] = fma(dx dw, lane, acc[l]); hsum_float_8
     tiled    T >= 8: s1 = the superblock's exact integer; buf = fma(f32(s1) * dw, dx, buf)
   Q5_K
-    vec      our own order (16 float lanes, mins in 8 lanes; not llama.cpp's)
+    gemv     Q4_K's gemv order, ours (llama.cpp's own Q5_K vec_dot sums 8 float lanes; no golden
+             model has Q5_K weights): one order for decode and batches
 
 Weight superblocks (bytes):
   Q4_K 144: f16 d, f16 dmin, u8 scales[12], u8 qs[128]; 8 sub-blocks of 32 with 6-bit (sc, m):
@@ -30,8 +31,8 @@ from typing import Callable, NamedTuple
 from .blocks32 import row_totals
 from .emit import Fn, const_vec, mask, vec
 
-V8I, V16I, V32B, V64B = vec(8, "i32"), vec(16, "i32"), vec(32, "i8"), vec(64, "i8")
-V8F, V16F, V4I, V2F = vec(8, "float"), vec(16, "float"), vec(4, "i32"), vec(2, "float")
+V8I, V32B, V64B = vec(8, "i32"), vec(32, "i8"), vec(64, "i8")
+V8F, V4I, V2F = vec(8, "float"), vec(4, "i32"), vec(2, "float")
 X_BYTES = 292
 
 
@@ -264,18 +265,6 @@ def _q4_K_gemm(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
     return [acc]
 
 
-def _q5_K_vec(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
-    """Our own order: sub-blocks 2c / 2c+1 in lanes 0-7 / 8-15 of a float accumulator,
-    acc += float(isum) * (d dx); the mins' term in 8 lanes until the row ends."""
-    acc, corr = vals
-    parts, mins = _q4_K_ints(fn, W, xb)
-    isum = fn.v(f"sitofp {V16I} {fn.concat('i32', 8, _add(fn, parts[0::2]), _add(fn, parts[1::2]))} to {V16F}")
-    dd, ddm = _dx_products(fn, W, xb)
-    acc = _fma(fn, isum, fn.splat(16, "float", dd), acc, 16)
-    sub = fn.v(f"fmul {V8F} {fn.v(f'sitofp {V8I} {mins} to {V8F}')}, {fn.splat(8, 'float', ddm)}")
-    return [acc, fn.v(f"fadd {V8F} {corr}, {sub}")]
-
-
 def _q6_K_vec_dot(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
     lanes = fn.v(f"sitofp {V8I} {_q6_K_lanes(fn, W, xb)} to {V8F}")
     d = fn.v(f"fmul float {fn.load('float', xb)}, {W['d']}")
@@ -296,14 +285,13 @@ ZERO_F = ("float", "0.0")
 STEPS = {
     ("Q4_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _q4_K_gemv, _difference),
     ("Q4_K", "gemm"): KStep(((V2F, "zeroinitializer"),), _q4_K_gemm, _difference),
-    ("Q5_K", "vec"): KStep(((V16F, "zeroinitializer"), (V8F, "zeroinitializer")), _q5_K_vec,
-                           lambda fn, v: fn.v(f"fsub float {fn.hsum_f(16, v[0])}, {fn.hsum_f(8, v[1])}")),
+    ("Q5_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _q4_K_gemv, _difference),
     ("Q6_K", "vec_dot"): KStep(((V8F, "zeroinitializer"),), _q6_K_vec_dot, lambda fn, v: row_totals(fn, v, [], False)[0]),
     ("Q6_K", "tiled"): KStep((ZERO_F,), _q6_K_tiled, lambda fn, v: v[0]),
 }
 UNPACK = {"Q4_K": (144, lambda fn, wb: _q4_K_unpack(fn, wb, False)), "Q5_K": (176, lambda fn, wb: _q4_K_unpack(fn, wb, True)),
           "Q6_K": (210, _q6_K_unpack)}
-DECODE = {"Q4_K": "gemv", "Q5_K": "vec", "Q6_K": "vec_dot"}     # one token, as llama.cpp decodes
+DECODE = {"Q4_K": "gemv", "Q5_K": "gemv", "Q6_K": "vec_dot"}     # one token, as llama.cpp decodes
 
 
 BATCH_ORDERS = True     # False: every token of a batch in the decode order (tests: a batch computes

@@ -21,8 +21,8 @@ from .emit import Fn, mask
 from .kquants import UNPACK, V2F, V4I, V8F, V8I, V32B, X_BYTES, ZERO_F, KStep, _difference, _dx_products, _fma, \
     _isum, _madd_i16, _pair, _to_f, maddubs, row_dots
 
-KINDS = ("Q4_K", "Q6_K")
-IL_MODES = {"Q4_K": ("gemm", "gemv"), "Q6_K": ("tiled",)}     # the modes that read Q8_K_il
+KINDS = ("Q4_K", "Q5_K", "Q6_K")
+IL_MODES = {"Q4_K": ("gemm", "gemv"), "Q5_K": ("gemv",), "Q6_K": ("tiled",)}     # the modes that read Q8_K_il
 
 
 def _transpose8(fn: Fn, rows: list[str]) -> list[str]:
@@ -45,10 +45,11 @@ def _transpose8(fn: Fn, rows: list[str]) -> list[str]:
     return cols
 
 
-def _unpack_il(fn: Fn, wb: str) -> dict:
-    """kquants' Q4_K unpack, then the 8 sub-block vectors transposed into the 8 interleaved slices,
-    and the scales as word pairs [sc_j, sc_j]."""
-    W = UNPACK["Q4_K"][1](fn, wb)
+def _unpack_il(fn: Fn, wb: str, name: str = "Q4_K") -> dict:
+    """kquants' Q4_K (Q5_K) unpack, then the 8 sub-block vectors transposed into the 8 interleaved
+    slices, and the scales as word pairs [sc_j, sc_j]."""
+    W = UNPACK[name][1](fn, wb)
+    W["i16_slices"] = 8 if name == "Q4_K" else 4       # 16 products of <= 15, or 8 of <= 31, x 127 < 2^15
     subs = [fn.v(f"bitcast {V32B} {q} to {V8I}") for q in W["q"]]        # lane k: bytes 4k..4k+3 of sub-block j
     W["slices"] = [fn.v(f"bitcast {V8I} {c} to {V32B}") for c in _transpose8(fn, subs)]
     W["sc2"] = fn.v(f"shufflevector <8 x i16> {W['sc8']}, <8 x i16> poison, {mask(j // 2 for j in range(16))}")
@@ -83,11 +84,15 @@ def _tiled6_il(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
 
 def _ints_il(fn: Fn, W: dict, xb: str) -> str:
     """-> <8 x i32> [s_0..s_3, m_0..m_3]: s_p = S_2p + S_2p+1, m_p = M_2p + M_2p+1 (exact)."""
-    P = None
-    for k, w in enumerate(W["slices"]):
-        m = maddubs(fn, w, fn.load(V32B, fn.gep(xb, str(4 + 32 * k))))
-        P = m if P is None else fn.v(f"add <16 x i16> {P}, {m}")
-    S = _madd_i16(fn, P, W["sc2"])
+    per = W["i16_slices"]            # slices summed in i16 before the scales: 8 (Q4_K), 4 (Q5_K: 5-bit)
+    S = None
+    for g in range(0, 8, per):
+        P = None
+        for k in range(g, g + per):
+            m = maddubs(fn, W["slices"][k], fn.load(V32B, fn.gep(xb, str(4 + 32 * k))))
+            P = m if P is None else fn.v(f"add <16 x i16> {P}, {m}")
+        part = _madd_i16(fn, P, W["sc2"])
+        S = part if S is None else fn.v(f"add {V8I} {S}, {part}")
     M = _madd_i16(fn, fn.load("<16 x i16>", fn.gep(xb, "260")), W["m"])
     ev = fn.v(f"shufflevector {V8I} {S}, {V8I} {M}, {mask(range(0, 16, 2))}")
     od = fn.v(f"shufflevector {V8I} {S}, {V8I} {M}, {mask(range(1, 16, 2))}")
@@ -113,9 +118,11 @@ def _gemv_il(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
     return [_fma(fn, sm, _pair(fn, *_dx_products(fn, W, xb), "float"), vals[0], 2)]
 
 
-UNPACK_IL = {"Q4_K": (144, _unpack_il), "Q6_K": (210, _unpack6_il)}
+UNPACK_IL = {"Q4_K": (144, _unpack_il), "Q5_K": (176, lambda fn, wb: _unpack_il(fn, wb, "Q5_K")),
+             "Q6_K": (210, _unpack6_il)}
 STEPS_IL = {("Q4_K", "gemm"): KStep(((V2F, "zeroinitializer"),), _gemm_il, _difference),
             ("Q4_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _gemv_il, _difference),
+            ("Q5_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _gemv_il, _difference),
             ("Q6_K", "tiled"): KStep((ZERO_F,), _tiled6_il, lambda fn, v: v[0])}
 
 
@@ -124,7 +131,7 @@ def row_dots_il(fn: Fn, wrow: str, nb: str, name: str, mode: str, xqs: list[str]
     with the tokens in the 8 lanes (their integer vectors transposed: lane t of column c is token t's
     c-th value), per lane the very operations of the per-token step, in the same order:
       Q4_K gemm: acc = fma(s_p, d dx, acc), accm = fma(m_p, dmin dx, accm) for p = 0..3; y = acc - accm
-      Q4_K gemv: the same once with the sums over p
+      Q4_K, Q5_K gemv: the same once with the sums over p
       Q6_K tiled: buf = fma(f32(isum) * d, dx, buf)"""
     wbytes, unpack = UNPACK_IL[name]
     if len(xqs) % 8:

@@ -46,7 +46,7 @@ def test_batch_modes_follow_llama_cpp():
     assert batch_modes("Q4_K", 12, 70) == [(0, 70, "gemv")]          # rows % 8 != 0: not repacked
     assert batch_modes("Q6_K", 7, 7) == [(0, 7, "vec_dot")]
     assert batch_modes("Q6_K", 7, 8) == [(0, 8, "tiled")]
-    assert batch_modes("Q5_K", 8, 9) == [(0, 9, "vec")]
+    assert batch_modes("Q5_K", 8, 9) == [(0, 9, "gemv")]
 
 
 @settings(max_examples=40, deadline=None)
