@@ -1,19 +1,22 @@
-"""Q4_K batches against interleaved Q8_K activations (quantize.py Q8_K_il): the same exact
-integers and float operations as kquants.py's gemm / gemv modes, with fewer instructions.
+"""K-quant batches against interleaved Q8_K activations (quantize.py Q8_K_il): the same exact
+integers and float operations as kquants.py's modes (Q4_K gemm / gemv, Q5_K gemv, Q6_K tiled),
+with fewer instructions.
 
 A sub-block's 32 products land in one vpmaddubsw's 16 lanes in the plain layout, so every
 sub-block needs its own scale multiply (vpmaddwd) and a horizontal sum. Interleaved, byte 4j + i
 of slice k is element 32j + 4k + i of both operands (the weights are transposed per superblock
-row in registers, once for every token of a group; the activations were stored that way):
+row in registers, once for a group of 16 tokens; the activations were stored that way):
 
     m_k    = vpmaddubsw(w slice k, x slice k)        i16 lane 2j + e: 2 products of sub-block j
-    P      = m_0 + ... + m_7                        16 products per lane, |P| <= 16 * 15 * 128 < 2^15
+    P      = m_0 + ... + m_7                        16 products per lane, |P| <= 16 * 15 * 127 < 2^15
     S      = vpmaddwd(P, [sc_0, sc_0, .., sc_7, sc_7])    i32 lane j = sc_j * (sub-block j . x)
     M      = vpmaddwd(bsums, m pairs)                     i32 lane j = m_j * (bsums[2j] + bsums[2j+1])
 
-One scale multiply per token and superblock instead of eight; the lanes are the exact per-sub-block
-integers kquants.py sums, so the pair sums (gemm) and totals (gemv) and every float after them are
-unchanged: same bits as the plain kernels and llama.cpp.
+One scale multiply per token and superblock instead of eight (Q5_K: two, its 5-bit weights allow
+4 slices per i16 sum; Q6_K: four, 16-element sub-blocks, slices 0-3 and 4-7 hold sub-blocks 2j and
+2j + 1). The lanes are exact integers, so the sums each mode takes of them, and every float
+operation after, are unchanged: the same bits as the plain kernels and llama.cpp. The float work
+then runs with 8 tokens in the 8 lanes (row_dots_il).
 """
 from __future__ import annotations
 
@@ -33,11 +36,11 @@ def _transpose8(fn: Fn, rows: list[str]) -> list[str]:
     lo64, hi64 = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
     l1 = [sh(rows[2 * i], rows[2 * i + 1], m) for i in range(4) for m in (lo32, hi32)]  # pairs: k {0,1,4,5}, {2,3,6,7}
     l2 = {}
-    for half in range(2):            # rows 0-3 (l1[0], l1[2]) and rows 4-7 (l1[4], l1[6])
-        for h, ks in ((0, (0, 4, 1, 5)), (1, (2, 6, 3, 7))):
+    for half in range(2):            # rows 0-3 (l1[0..3]) and rows 4-7 (l1[4..7])
+        for h, (k_lo, k_hi) in ((0, (0, 1)), (1, (2, 3))):
             a, b = l1[4 * half + h], l1[4 * half + 2 + h]
-            l2[half, ks[0]] = sh(a, b, lo64)      # k and k + 4 of rows 4half .. 4half+3
-            l2[half, ks[2]] = sh(a, b, hi64)
+            l2[half, k_lo] = sh(a, b, lo64)      # lanes k and k + 4 of rows 4 half .. 4 half + 3
+            l2[half, k_hi] = sh(a, b, hi64)
     cols = [None] * 8
     for k in range(4):
         cols[k] = sh(l2[0, k], l2[1, k], [0, 1, 2, 3, 8, 9, 10, 11])
