@@ -11,16 +11,13 @@ import ctypes
 import numpy as np
 
 from . import compile as jc
+from .api import MATVEC_PROTO, get_pool
 from .cpu import detect
 from .kernels.kda import ARGS, kda_ir
 
-PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * len(ARGS)), ctypes.c_int64, ctypes.c_int64,
-                         ctypes.c_int64, ctypes.c_float)
-
-
 def kernel():
     cpu = detect()
-    return jc.kernel(("kda_step",), lambda: kda_ir(cpu), {"kda_step": PROTO}, cpu)["kda_step"]
+    return jc.kernel(("kda_heads",), lambda: kda_ir(cpu), {"kda_heads": MATVEC_PROTO}, cpu)["kda_heads"]
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
@@ -43,9 +40,12 @@ def step(u: tuple, conv: tuple, cw: tuple, f, dt, a, bl, gate, nw, S, eps: float
     cw, dt, a, nw = tuple(np.ascontiguousarray(w, np.float32) for w in cw), *(
         np.ascontiguousarray(x, np.float32) for x in (dt, a, nw))
     out = np.empty(D, np.float32)
-    scr = np.empty(3 * D + 2 * d, np.float32)
+    scr = np.empty(3 * D + 2 * D, np.float32)
     bufs = (*u, *map(_f32, conv), *cw, f, dt, a, bl, gate, nw, _f32(S), out, scr)
-    kernel()(*(b.ctypes.data for b in bufs), H, d, K, float(eps))
+    p = np.array([b.ctypes.data for b in bufs] + [H, d, K, 0], np.int64)
+    p[-1:].view(np.float32)[0] = eps
+    pool = get_pool(None)
+    pool.run(kernel(), (p.ctypes.data, 0, 0), H, (0,), -(-H // pool.n))      # heads split over the threads
     return out
 
 

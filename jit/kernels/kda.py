@@ -1,14 +1,16 @@
 """The KDA (Kimi Delta Attention) decode step as one kernel: everything after the projections.
 
-void kda_step(uq, uk, uv,  cq, ck, cv,  wq, wk, wv,  f, dt, a, bl, gate, nw, S, out, scr,
-              i64 H, i64 d, i64 K, float eps)        all pointers to float32; D = H*d
+void kda_heads(const i64 *p, void *, void *, i64 h0, i64 h1, i64 unused)    heads [h0, h1) of one token
+  p: the addresses of the arrays below in ARGS order, then H, d, K, and eps's float32 bits
+  (a pool job over heads: heads are independent, so any split gives the same bits)
+  all arrays float32; D = H*d
   u*   [D]        this token's projections W_q x, W_k x, W_v x (before the conv)
   c*   [K-1, D]   conv state: the previous K-1 projections, oldest first (shifted in place)
   w*   [D, K]     conv taps per channel, tap K-1 = this token
   f    [D]        W_fb W_fa x (decay pre-activation, without dt bias);  dt [D] bias
   a    [H]        -exp(A_log);  bl [H] beta logits (W_beta x);  gate [D] W_gb W_ga x
   nw   [d]        ssm_norm weight;  S [H, d, d] state (key i, value j), updated in place
-  out  [D]        rms_norm(o_h, nw) * sigmoid(gate_h) per head;  scr [3D + 2d] scratch
+  out  [D]        rms_norm(o_h, nw) * sigmoid(gate_h) per head;  scr [3D + 2Hd] scratch
 Per channel: z = silu(sum_i w[c,i] x_i) (x = state then u); per head: q, k L2-normed
 (x / sqrt(sum x^2 + eps), sums of squares in double like ggml's rms_norm), g = a[h] softplus(f + dt),
 beta = sigmoid(bl[h]); S <- diag(e^g) S (key axis); delta = beta (v - S^T k); S += k delta^T;
@@ -45,8 +47,8 @@ def _sigmoid(fn, x: str) -> str:
 
 
 def _conv(fn, u: str, c: str, w: str, z: str) -> None:
-    """z[c] = silu(sum_{i<K-1} w[c,i] st[i,c] + w[c,K-1] u[c]); shift the state."""
-    with fn.loop("0", "%D", stem="ch") as C:
+    """z[c] = silu(sum_{i<K-1} w[c,i] st[i,c] + w[c,K-1] u[c]); shift the state (channels of heads h0..h1)."""
+    with fn.loop("%c0", "%c1", stem="ch") as C:
         wrow = fn.v(f"mul i64 {C.i}, %K")
         with fn.loop("0", "%Km1", stem="tap") as I:
             acc = I.carry("float", "0.0")
@@ -88,9 +90,11 @@ def _scale(fn, x: str, base: str, n: str, r: str, r2: str) -> None:
         _st(fn, fn.v(f"fmul float {fn.v(f'fmul float {_ld(fn, x, i)}, {r}')}, {r2}"), x, i)
 
 
-def _head(fn, zq, zk, zv, kS, o) -> None:
-    with fn.loop("0", "%H", stem="head") as Hh:
+def _head(fn, zq, zk, zv, tmp) -> None:
+    with fn.loop("%h0", "%h1", stem="head") as Hh:
         base = fn.v(f"mul i64 {Hh.i}, %d")
+        kS = _at(fn, tmp, fn.v(f"shl i64 {base}, 1"))             # this head's [2d] of scratch
+        o = _at(fn, kS, "%d")
         for z in (zq, zk):                                       # L2 norms: rms_norm(x, eps/d) / sqrt(d)
             r = _rsqrt(fn, _sumsq(fn, z, base, "%d"), "%eps_d")
             _scale(fn, z, base, "%d", r, "%inv_sqrt_d")
@@ -142,9 +146,17 @@ def _head(fn, zq, zk, zv, kS, o) -> None:
 
 def kda_ir(cpu: CpuInfo) -> str:
     mt = ModuleText(cpu)
-    args = ", ".join(f"ptr noalias %{n}" for n in ARGS)
-    fn = mt.function(f"define void @kda_step({args}, i64 %H, i64 %d, i64 %K, float %eps) nounwind")
+    fn = mt.function("define void @kda_heads(ptr noalias %p, ptr %unused1, ptr %unused2, i64 %h0, i64 %h1, "
+                     "i64 %unused3) nounwind")
+    for i, name in enumerate(ARGS):
+        fn.do(f"%{name} = load ptr, ptr {fn.gep('%p', str(8 * i))}, align 8")
+    n = len(ARGS)
+    for i, name in enumerate(("H", "d", "K")):
+        fn.do(f"%{name} = load i64, ptr {fn.gep('%p', str(8 * (n + i)))}, align 8")
+    fn.do(f"%eps = load float, ptr {fn.gep('%p', str(8 * (n + 3)))}, align 4")
     fn.do("%D = mul i64 %H, %d")
+    fn.do("%c0 = mul i64 %h0, %d")
+    fn.do("%c1 = mul i64 %h1, %d")
     fn.do("%Km1 = sub i64 %K, 1")
     fn.do("%Km2 = sub i64 %K, 2")
     fn.do("%df = sitofp i64 %d to float")
@@ -153,11 +165,10 @@ def kda_ir(cpu: CpuInfo) -> str:
     fn.do("%inv_sqrt_d = fdiv float 1.0, %sqd")
     fn.declare("declare float @llvm.sqrt.f32(float)")
     zq, zk, zv = "%scr", _at(fn, "%scr", "%D"), _at(fn, "%scr", fn.v("mul i64 %D, 2"))
-    kS = _at(fn, "%scr", fn.v("mul i64 %D, 3"))
-    o = _at(fn, kS, "%d")
+    tmp = _at(fn, "%scr", fn.v("mul i64 %D, 3"))
     for u, c, w, z in (("%uq", "%cq", "%wq", zq), ("%uk", "%ck", "%wk", zk), ("%uv", "%cv", "%wv", zv)):
         _conv(fn, u, c, w, z)
-    _head(fn, zq, zk, zv, kS, o)
+    _head(fn, zq, zk, zv, tmp)
     fn.do("ret void")
     mt.add(fn)
     return mt.text()
