@@ -141,6 +141,18 @@ def linear_each(ws: list[Tensor], xs: np.ndarray, rows=None) -> np.ndarray:
     return np.stack([linear(w, xs[r:r + 1])[0] for w, r in zip(ws, rows)])
 
 
+def linear_parts(ws: list[Tensor], xs: np.ndarray, rows=None) -> list[np.ndarray]:
+    """[W_k . xs[rows[k]]] for weights of one input width and any output widths -> [out_k] each:
+    a decode step's projections of one hidden state, as one pool job on the JIT (the same bits as
+    separate linear calls), else one linear each."""
+    xs = np.asarray(xs, np.float32).reshape(-1, np.shape(xs)[-1])
+    rows = list(range(len(ws))) if rows is None else list(rows)
+    if ROUND_ACTIVATIONS and ws and all(_jit_linear(w) is not None for w in {w.ggml_type: w for w in ws}.values()):
+        from jit.multi import linear_parts as jit_parts
+        return jit_parts(ws, xs, rows)
+    return [linear(w, xs[r:r + 1])[0] for w, r in zip(ws, rows)]
+
+
 def linear(w: Tensor, x: np.ndarray) -> np.ndarray:
     """y = x @ W.T.  w: numpy shape (out, in); x: [T, in] -> [T, out] float32.
     With rounded activations the JIT kernels compute it when selected (same rounding, integer

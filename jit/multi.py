@@ -4,6 +4,7 @@ and MLA's per-head k_b / v_b (32 small matrices). Separately each was a pool dis
 a few microseconds of work between two meetings of the threads.
 
     linear_each(ws, xs, rows) -> y [K, n_out]:  y[k] = W_k . xs[rows[k]]
+    linear_parts(ws, xs, rows) -> [y_k]:         the same for weights of different output widths
 
 Every row is computed by the weight's own matvec kernel from the activation bytes its own
 quantizer writes (the group_rows driver of kernels/group.py), so the bits are those of K
@@ -41,11 +42,32 @@ def _scratch(key: int, nbytes: int) -> np.ndarray:
 def linear_each(ws: list, xs: np.ndarray, rows: list[int] | None = None) -> np.ndarray:
     """ws: K GGUF weights of one shape (out, in), each of a JIT-supported type; xs [n_x, in]
     float32; rows[k] (default k): the row of xs weight k reads -> [K, out] float32."""
-    xs = np.ascontiguousarray(xs, dtype=np.float32).reshape(-1, xs.shape[-1])
-    rows = list(range(len(ws))) if rows is None else [int(r) for r in rows]
     ops = [op_for(w) for w in ws]
-    n_in, n_out = ops[0].n_in, ops[0].n_out
-    if any(op.n_in != n_in or op.n_out != n_out for op in ops) or xs.shape[1] != n_in:
+    if any(op.n_out != ops[0].n_out for op in ops):
+        raise ValueError("linear_each: every weight must have one shape and read rows of xs")
+    y, stride = _run(ops, xs, rows)
+    return y.reshape(len(ops), stride)[:, :ops[0].n_out]
+
+
+def linear_parts(ws: list, xs: np.ndarray, rows: list[int] | None = None) -> list[np.ndarray]:
+    """linear_each for weights of one input width and any output widths -> [y_k [out_k]]: e.g. a
+    decode step's projections that all read the normed hidden state, as one pool job."""
+    ops = [op_for(w) for w in ws]
+    y, _ = _run(ops, xs, rows)
+    out, at = [], 0
+    for op in ops:
+        out.append(y[at:at + op.n_out])
+        at += -(-op.n_out // ALIGN) * ALIGN
+    return out
+
+
+def _run(ops: list, xs: np.ndarray, rows: list[int] | None) -> tuple[np.ndarray, int]:
+    """The job: y flat, part k at the sum of the earlier parts' widths rounded up to ALIGN rows
+    (uniform widths: k * stride); -> (y, stride of uniform parts)."""
+    xs = np.ascontiguousarray(xs, dtype=np.float32).reshape(-1, xs.shape[-1])
+    rows = list(range(len(ops))) if rows is None else [int(r) for r in rows]
+    n_in = ops[0].n_in
+    if any(op.n_in != n_in for op in ops) or xs.shape[1] != n_in:
         raise ValueError("linear_each: every weight must have one shape and read rows of xs")
     if len(rows) != len(ops) or (rows and not 0 <= min(rows) <= max(rows) < xs.shape[0]):
         raise ValueError("linear_each: one row of xs per weight")
@@ -61,15 +83,17 @@ def linear_each(ws: list, xs: np.ndarray, rows: list[int] | None = None) -> np.n
         buf = _scratch(q, xs.shape[0] * op._xbytes)
         op._qrows(q, xs.ctypes.data, buf.ctypes.data, n_in, xs.shape[0], 4 * n_in, op._xbytes)
         xq_base[q] = (buf.ctypes.data, op._xbytes)
-    stride = -(-n_out // ALIGN) * ALIGN                 # each part starts on a cache line of y
-    y = np.empty((len(ops), stride), np.float32)
+    widths = [-(-op.n_out // ALIGN) * ALIGN for op in ops]      # each part starts on a cache line of y
+    starts = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    total = int(starts[-1])
+    y = np.empty(total, np.float32)
     table = np.empty(1 + len(GR_FIELDS) * len(ops), np.int64)
     table[0] = len(ops)
     for k, (op, r) in enumerate(zip(ops, rows)):
         base, step = xq_base[op._quant_addr]
-        table[1 + 7 * k:8 + 7 * k] = (_addr(op._kern), op._w, base + r * step, y.ctypes.data + 4 * k * stride,
-                                      k * stride, n_out, n_in)
-    pool, total = ops[0]._pool, len(ops) * stride
+        table[1 + 7 * k:8 + 7 * k] = (_addr(op._kern), op._w, base + r * step, y.ctypes.data + 4 * int(starts[k]),
+                                      int(starts[k]), op.n_out, n_in)
+    pool = ops[0]._pool
     chunk = pool.chunk_rows(total, max(op.row_bytes for op in ops)) if hasattr(pool, "chunk_rows") else None
     pool.run(group_kernels()["group_rows"], (table.ctypes.data, 0, 0), total, (n_in,), chunk)
-    return y[:, :n_out]
+    return y, widths[0]

@@ -169,12 +169,32 @@ def _jit_step(head_dim: int):
     return jit_kda.step
 
 
+def _decode_projections(w: KDAWeights, x: np.ndarray, D: int) -> tuple:
+    """One token's q, k, v, f, beta logits and gate: every projection of x as one pool job, then
+    f_b and g_b as another (the same bits as one linear each). x: [1, E] -> 6 x [1, width]."""
+    first = [w.attn_qkv] if w.attn_qkv is not None else [w.attn_q, w.attn_k, w.attn_v]
+    outs = ops.linear_parts(first + [w.ssm_f_a, w.ssm_beta, w.ssm_g_a], x, [0] * (len(first) + 3))
+    if w.attn_qkv is not None:
+        outs = [outs[0][:D], outs[0][D:2 * D], outs[0][2 * D:]] + outs[1:]
+    u_q, u_k, u_v, fa, beta_logit, ga = outs
+    if fa.shape == ga.shape:
+        f, gate = ops.linear_parts([w.ssm_f_b, w.ssm_g_b], np.stack([fa, ga]), [0, 1])
+    else:
+        f, gate = ops.linear(w.ssm_f_b, fa[None])[0], ops.linear(w.ssm_g_b, ga[None])[0]
+    return tuple(v[None] for v in (u_q, u_k, u_v, f, beta_logit, gate))
+
+
 def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, np.ndarray],
               S: np.ndarray, n_head: int, head_dim: int, eps: float) -> np.ndarray:
     """x: [T, E] normed hidden; conv: 3 x [K-1, D] and S: [H, d, d] updated in place -> [T, E]."""
     T = x.shape[0]
     H, d = n_head, head_dim
     D = H * d
+    if T == 1 and (step := _jit_step(d)) is not None:                       # decode: one fused kernel
+        u_q, u_k, u_v, f, beta_logit, gate = _decode_projections(w, x, D)
+        o = step((u_q, u_k, u_v), conv, (w.ssm_conv1d_q, w.ssm_conv1d_k, w.ssm_conv1d_v), f, w.ssm_dt,
+                 w.ssm_a, beta_logit, gate, w.ssm_norm, S, eps)
+        return ops.linear(w.attn_output, o.reshape(1, D))
     if w.attn_qkv is not None:
         qkv = ops.linear(w.attn_qkv, x)                                     # [T, 3D]
         u_q, u_k, u_v = qkv[:, :D], qkv[:, D:2 * D], qkv[:, 2 * D:]
@@ -183,10 +203,6 @@ def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, 
     f = ops.linear(w.ssm_f_b, ops.linear(w.ssm_f_a, x))                    # [T, D]
     beta_logit = ops.linear(w.ssm_beta, x)                                  # [T, H]
     gate = ops.linear(w.ssm_g_b, ops.linear(w.ssm_g_a, x))                  # [T, D]
-    if T == 1 and (step := _jit_step(d)) is not None:                       # decode: one fused kernel
-        o = step((u_q, u_k, u_v), conv, (w.ssm_conv1d_q, w.ssm_conv1d_k, w.ssm_conv1d_v), f, w.ssm_dt,
-                 w.ssm_a, beta_logit, gate, w.ssm_norm, S, eps)
-        return ops.linear(w.attn_output, o.reshape(1, D))
     q = ops.silu(causal_conv(u_q, conv[0], w.ssm_conv1d_q)).reshape(T, H, d)
     k = ops.silu(causal_conv(u_k, conv[1], w.ssm_conv1d_k)).reshape(T, H, d)
     v = ops.silu(causal_conv(u_v, conv[2], w.ssm_conv1d_v)).reshape(T, H, d)

@@ -12,7 +12,7 @@ from inference import ops
 from inference.gguf_file import Tensor
 from jit import linear as jl
 from jit.kernels.matvec import SUPPORTED
-from jit.multi import linear_each
+from jit.multi import linear_each, linear_parts
 from tests.jit.conftest import random_weights
 
 
@@ -35,6 +35,28 @@ def test_each_weight_gets_its_own_linear_bits(qi, k, rows, n_blocks, n_x, seed):
         want = np.stack([jl.linear(w, xs[r]) for w, r in zip(ws, which)])
     assert got.shape == (k, rows)
     assert np.array_equal(got, want, equal_nan=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(qis=st.lists(st.sampled_from(range(len(SUPPORTED))), min_size=1, max_size=6),
+       widths=st.lists(st.integers(1, 70), min_size=6, max_size=6), n_x=st.integers(1, 3), seed=st.integers(0, 10_000))
+def test_parts_of_any_widths_and_types_get_their_own_linear_bits(qis, widths, n_x, seed):
+    """linear_parts: weights of one input width, any output widths and types (a KDA layer's q, k,
+    v, f_a, beta, g_a) in one job: each part equals its own linear bit for bit."""
+    rng = np.random.default_rng(seed)
+    n_in = 256                                      # every type's block divides it
+    ws = [Tensor(f"w{i}", SUPPORTED[q], (n_in, widths[i]), random_weights(rng, SUPPORTED[q], widths[i], n_in))
+          for i, q in enumerate(qis)]
+    xs = rng.standard_normal((n_x, n_in)).astype(np.float32)
+    which = rng.integers(0, n_x, len(ws)).tolist()
+    with np.errstate(all="ignore"):
+        got = linear_parts(ws, xs, which)
+        want = [jl.linear(w, xs[r]) for w, r in zip(ws, which)]
+    assert [g.shape for g in got] == [(widths[i],) for i in range(len(ws))]
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w, equal_nan=True)
+    with np.errstate(all="ignore"):
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(ops.linear_parts(ws, xs, which), got))
 
 
 def test_ops_linear_each_is_the_same_on_both_paths(monkeypatch):
