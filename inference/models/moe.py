@@ -75,7 +75,11 @@ def swiglu(gate: np.ndarray, up: np.ndarray, limit: float = 0.0) -> np.ndarray:
 
 
 def ffn(y: np.ndarray, gate: Tensor, up: Tensor, down: Tensor, limit: float = 0.0) -> np.ndarray:
-    """Dense SwiGLU MLP (also the shared expert). y: [T, E] -> [T, E]."""
+    """Dense SwiGLU MLP (also the shared expert). y: [T, E] -> [T, E]; one token's gate and up
+    run as one pool job (ops.linear_parts: the same bits)."""
+    if y.shape[0] == 1 and gate.shape == up.shape:
+        g, u = ops.linear_parts([gate, up], y, [0, 0])
+        return ops.linear(down, swiglu(g[None], u[None], limit))
     return ops.linear(down, swiglu(ops.linear(gate, y), ops.linear(up, y), limit))
 
 
