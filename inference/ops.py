@@ -116,17 +116,23 @@ def round_activations(x: np.ndarray, w: Tensor) -> np.ndarray:
     return x
 
 
+_jit_mods: list = []          # [jit.api, jit.linear] once imported (asked per operation)
+
+
 def _jit_linear(w: Tensor):
     """jit.linear.linear if the JIT kernels are selected (LECTERN_KERNELS=jit, the default, and
     they compile here; else jit.api warns once) and cover w's type; otherwise None."""
-    try:
-        from jit import api
-    except ImportError:                                     # no llvmlite: numpy only
-        return None
+    if not _jit_mods:
+        try:
+            from jit import api
+            from jit import linear as jit_linear_module
+        except ImportError:                                 # no llvmlite: numpy only
+            return None
+        _jit_mods[:] = [api, jit_linear_module]
+    api, module = _jit_mods
     if not (api.supports(w.ggml_type) and api.enabled()):
         return None
-    from jit.linear import linear as jit_linear
-    return jit_linear
+    return module.linear
 
 
 def linear_each(ws: list[Tensor], xs: np.ndarray, rows=None) -> np.ndarray:

@@ -18,7 +18,7 @@ from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
 from . import compile as jc
-from .cpu import CpuInfo, detect
+from .cpu import CpuInfo, detect, env_raw
 from .kernels.matvec import SUPPORTED, matvec_ir, symbol
 from .kernels.quantize import BLOCK, activation_bytes, quantizers_ir
 from .pool import Pool, default_threads
@@ -54,8 +54,11 @@ def _matvec_kernel(qtype: T, cpu: CpuInfo):
         symbol(qtype)]
 
 
+_SUPPORTED_VALUES = frozenset(int(t) for t in SUPPORTED)
+
+
 def supports(qtype) -> bool:
-    return T(qtype) in SUPPORTED
+    return int(qtype) in _SUPPORTED_VALUES
 
 
 @functools.cache
@@ -83,12 +86,11 @@ _enabled: dict = {}   # (LECTERN_KERNELS, LECTERN_CPU) as set -> answer (ops.lin
 
 def enabled() -> bool:
     """LECTERN_KERNELS: 'jit' (default, if available) or 'numpy'."""
-    env = os.environ
-    key = (env.get("LECTERN_KERNELS"), env.get("LECTERN_CPU"))
+    key = (env_raw(b"LECTERN_KERNELS"), env_raw(b"LECTERN_CPU"))
     hit = _enabled.get(key)
     if hit is not None:
         return hit
-    choice = (key[0] or "jit").strip().lower() or "jit"
+    choice = (key[0] or b"jit").decode().strip().lower() or "jit"
     if choice not in ("jit", "numpy"):
         raise ValueError(f"LECTERN_KERNELS={choice!r}: use 'jit' or 'numpy'")
     _enabled[key] = ok = choice == "jit" and available()

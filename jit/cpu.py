@@ -112,6 +112,27 @@ def _selected(choice: str) -> CpuInfo:
     return cpu
 
 
+# os.environ.get encodes the key and decodes the value on every call; the engine asks for its
+# settings once per operation of a decode step (hundreds per token), so read CPython's POSIX
+# mapping directly where it exists (the same dict os.environ and monkeypatch.setenv write)
+_RAW = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+
+def env_raw(key: bytes):
+    """The environment variable `key` (bytes) as stored (bytes on POSIX) or None; changes show at once."""
+    if _RAW is not None:
+        return _RAW.get(key)
+    v = os.environ.get(key.decode())
+    return None if v is None else v.encode()
+
+
+_by_raw: dict = {}
+
+
 def detect() -> CpuInfo:
     """The CPU to compile for: LECTERN_CPU (host | avx2 | generic), default host."""
-    return _selected(os.environ.get("LECTERN_CPU", "host").strip().lower() or "host")
+    raw = env_raw(b"LECTERN_CPU")
+    cpu = _by_raw.get(raw)
+    if cpu is None:
+        cpu = _by_raw[raw] = _selected((raw or b"host").decode().strip().lower() or "host")
+    return cpu
