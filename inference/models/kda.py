@@ -88,12 +88,13 @@ def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
     return o
 
 
-CHUNK = 32              # tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA; same math; 32 measured fastest)
+CHUNK = 32              # tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA; same math)
+SUB = 4                 # tokens per sub-block of a chunk: the decay reference of the factored sums
 # Calls of at least this many tokens (long-document prefill chunks) run the WY form; shorter ones
 # run the exact recurrence, whose bits do not depend on how a prompt is split into calls (the
 # WY form's do, at float rounding: its chunk grid moves with the split)
 CHUNKED_MIN_TOKENS = 256
-_SAFE_SPAN = 700.0       # a chunk's log-decay spread up to which every e^{G_i - G_j} (upper triangle too) fits float64
+F32 = np.float32
 
 
 def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
@@ -106,45 +107,99 @@ def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarr
         Kq[i,j] = sum_c q_i[c] k_j[c] e^{G_i[c]-G_j[c]}           (j <= i)
         Tm = (I + A)^-1;  U = Tm (beta V);  W = Tm (beta K e^G)
         V' = U - W S0;  O = (Q e^G) S0 + Kq V';  S1 = e^{G_C} S0 + (K e^{G_C - G})^T V'
-    Shapes as gated_delta_rule.  Computed in float64 per chunk, state kept in float32.
-    The decay sums factor as (x_i e^{G_i - m}) . (k_j e^{m - G_j}) (m: the chunk's mid log decay),
-    two matmuls; a chunk whose decay spreads too far for float64 is split in halves (a single
-    token always fits).
+    Shapes as gated_delta_rule. Everything but the chunk-sequential S update is computed for all
+    chunks at once, in float32 on the [H, N, C, d] layout (T zero-padded to N*C: a padded token
+    has k = 0, beta = 0, g = 0, a no-op). Every decay is a product of step decays e^{g_s} <= 1
+    (see _decay_sums), as the recurrence's own, so no decay, however steep, overflows.
     """
     T, H, dv = v.shape
-    o = np.empty((T, H, dv), np.float32)
-    qs = (q.astype(np.float64) / np.sqrt(dv)).transpose(1, 0, 2)             # [H, T, d]
-    k64, v64 = k.astype(np.float64).transpose(1, 0, 2), v.astype(np.float64).transpose(1, 0, 2)
-    b64, g64 = beta.T.astype(np.float64)[:, :, None], g.astype(np.float64).transpose(1, 0, 2)
-    S64 = S.astype(np.float64)
-    for t0 in range(0, T, chunk):
-        t1 = min(T, t0 + chunk)
-        S64 = _wy_chunk(qs, k64, v64, b64, g64, S64, t0, t1, o)
-    S[...] = S64
-    return o
+    C = chunk
+    N = -(-T // C)
+    Q = _heads(q, N, C, F32, np.float32(1.0 / np.sqrt(dv)))                  # [H, N, C, dk]
+    K, V = _heads(k, N, C, F32), _heads(v, N, C, F32)
+    B = _heads(beta[:, :, None], N, C, F32)                                 # [H, N, C, 1]
+    eg = np.exp(_heads(g, N, C, F32))                                       # [H, N, C, dk] step decays
+    KK, QK, eG, eGCK = _decay_sums(Q, K, eg, SUB if C % SUB == 0 else C)
+    Tm = np.linalg.inv(np.eye(C, dtype=F32) + KK * B)                       # unit lower-triangular
+    UW = np.matmul(Tm, np.concatenate([B * V, B * K * eG], axis=3))         # [H, N, C, dv + dk]
+    U = UW[..., :dv]
+    WQ = np.concatenate([UW[..., dv:], Q * eG], axis=2)                     # [H, N, 2C, dk]: W | Q e^G
+    KdT = eGCK.transpose(0, 1, 3, 2).copy()                                 # [H, N, dk, C]
+    eGC = eG[:, :, -1:].transpose(0, 1, 3, 2)                               # [H, N, dk, 1] e^{G_C}
+    O = np.empty((H, N, C, dv), F32)
+    S1 = S.astype(F32)
+    for n in range(N):
+        P = np.matmul(WQ[:, n], S1)                                         # [H, 2C, dv]
+        Vn = U[:, n] - P[:, :C]                                             # V' = U - W S0
+        O[:, n] = P[:, C:] + np.matmul(QK[:, n], Vn)
+        S1 = eGC[:, n] * S1 + np.matmul(KdT[:, n], Vn)
+    S[...] = S1
+    return O.reshape(H, N * C, dv)[:, :T].transpose(1, 0, 2).copy()
 
 
-def _wy_chunk(Q, K, V, B, g, S0, t0: int, t1: int, o: np.ndarray) -> np.ndarray:
-    """Tokens t0..t1 of [H, T, .] inputs from state S0 [H, dk, dv] -> S1; writes o[t0:t1]."""
-    G = np.cumsum(g[:, t0:t1], axis=1)                                      # [H, C, dk]
-    mid = 0.5 * (G[:, :1] + G[:, -1:])
-    if np.max(G[:, 0] - G[:, -1]) > _SAFE_SPAN and t1 - t0 > 1:
-        h = (t0 + t1) // 2
-        return _wy_chunk(Q, K, V, B, g, _wy_chunk(Q, K, V, B, g, S0, t0, h, o), h, t1, o)
-    Q, K, V, B = Q[:, t0:t1], K[:, t0:t1], V[:, t0:t1], B[:, t0:t1]
-    C, dv = G.shape[1], V.shape[2]
-    eG = np.exp(G)
-    Kn = (K * np.exp(mid - G)).transpose(0, 2, 1)                           # k_j e^{m - G_j}
-    ePos = np.exp(G - mid)
-    KK = np.matmul(K * ePos, Kn)                                            # [H, C, C]
-    QK = np.tril(np.matmul(Q * ePos, Kn))
-    IA = np.eye(C)[None] + np.tril(KK, -1) * B                              # unit lower-triangular
-    UW = np.linalg.solve(IA, np.concatenate([B * V, B * K * eG], axis=2))
-    U, W = UW[:, :, :dv], UW[:, :, dv:]                                     # Tm (beta V), Tm (beta K e^G)
-    Vn = U - np.matmul(W, S0)                                               # [H, C, dv]
-    o[t0:t1] = (np.matmul(Q * eG, S0) + np.matmul(QK, Vn)).transpose(1, 0, 2)
-    GC = G[:, -1:, :]                                                       # [H, 1, dk]
-    return np.exp(GC).transpose(0, 2, 1) * S0 + np.matmul((K * np.exp(GC - G)).transpose(0, 2, 1), Vn)
+def _heads(x: np.ndarray, N: int, C: int, dtype, scale=None) -> np.ndarray:
+    """[T, H, e] -> [H, N, C, e] in dtype, tokens T.. N*C zero; times scale if given."""
+    T, H, e = x.shape
+    out = np.zeros((H, N * C, e), dtype)
+    out[:, :T] = x.transpose(1, 0, 2) if scale is None else x.transpose(1, 0, 2) * scale
+    return out.reshape(H, N, C, e)
+
+
+def _decay_sums(Q: np.ndarray, K: np.ndarray, eg: np.ndarray, b: int):
+    """The chunk's decay-weighted sums and decays, as products of the step decays e^{g_s} <= 1.
+
+    Q, K, eg = e^g [H, N, C, d] float32. A chunk is cut into nb blocks of b tokens; with E_I = G
+    just before block I (E_0 = 0, E_nb = G_C), for i in block I and j in block J:
+        X_i = e^{G_i - E_I},  Y_j = e^{E_{J+1} - G_j},  D[I, m] = e^{E_I - E_m} (m <= I)
+        e^{G_i - G_j} = X_i D[I, J+1] Y_j  (J < I),  e^{G_i} = X_i D[I, 0],  e^{G_C - G_j} = D[nb, J+1] Y_j
+    each a product of step decays (no exponent is ever formed, so none can overflow and none
+    loses precision to a large cumulative sum); a product that underflows is a negligible term.
+    Pairs inside one block are summed term by term.
+    -> KK [H, N, C, C] (sum_c k_i k_j e^{G_i-G_j}, j < i), QK (same with q_i, j <= i), zero above;
+       eG = e^G and eGCK = K e^{G_C - G}, [H, N, C, d]; all float32."""
+    H, N, C, d = K.shape
+    nb = C // b
+    egb, Kb, Qb = (x.reshape(H, N, nb, b, d) for x in (eg, K, Q))
+    X = np.cumprod(egb, axis=3)                                             # [H, N, nb, b, d]
+    Y = np.ones_like(egb)
+    for j in range(b - 2, -1, -1):
+        np.multiply(Y[:, :, :, j + 1], egb[:, :, :, j + 1], out=Y[:, :, :, j])
+    step = X[:, :, :, -1]                                                   # e^{E_{I+1} - E_I}
+    XKQ = np.concatenate([Kb * X, Qb * X], axis=3)                          # [H, N, nb, 2b, d]
+    KY = Kb * Y
+    KK = np.zeros((H, N, C, C), F32)
+    QK = np.zeros((H, N, C, C), F32)
+    Dm = np.ones((H, N, 1, 1, d), F32)                                      # D[I, 1..I]: [.., I, 1, d]
+    for I in range(1, nb):
+        YT = (KY[:, :, :I] * Dm).reshape(H, N, I * b, d).transpose(0, 1, 3, 2)
+        P = np.matmul(XKQ[:, :, I], YT)                                     # [H, N, 2b, I b]
+        KK[:, :, I * b:I * b + b, :I * b] = P[:, :, :b]
+        QK[:, :, I * b:I * b + b, :I * b] = P[:, :, b:]
+        Dm = np.concatenate([Dm * step[:, :, I, None, None], np.ones((H, N, 1, 1, d), F32)], axis=2)
+    # Dm is now D[nb, 1..nb]
+    _block_diagonal(Qb, Kb, egb, KK, QK)
+    E0 = np.cumprod(np.concatenate([np.ones((H, N, 1, d), F32), step[:, :, :-1]], axis=2), axis=2)
+    eG = (X * E0[:, :, :, None]).reshape(H, N, C, d)                         # X_i D[I, 0]
+    return KK, QK, eG, (KY * Dm).reshape(H, N, C, d)
+
+
+def _block_diagonal(Qb, Kb, egb, KK: np.ndarray, QK: np.ndarray) -> None:
+    """The pairs j <= i inside each block, term by term, into KK and QK [H, N, C, C] (in place).
+    Qb, Kb, egb [H, N, nb, b, d]; the pair decay e^{G_i - G_j} = prod_{s=j+1..i} e^{g_s}."""
+    H, N, nb, b, d = Kb.shape
+    ii, jj = np.tril_indices(b, -1)                                          # the P = b(b-1)/2 pairs
+    dec = {}
+    for i, j in zip(ii, jj):
+        dec[i, j] = egb[:, :, :, i] if j == i - 1 else dec[i - 1, j] * egb[:, :, :, i]
+    E = Kb[:, :, :, jj] * np.stack([dec[i, j] for i, j in zip(ii, jj)], axis=3)   # [H, N, nb, P, d]
+    kk = np.einsum("hnbpd,hnbpd->hnbp", Kb[:, :, :, ii], E)
+    qk = np.einsum("hnbpd,hnbpd->hnbp", Qb[:, :, :, ii], E)
+    qq = np.einsum("hnbid,hnbid->hnbi", Qb, Kb)                            # e^0 on the diagonal
+    for I in range(nb):
+        o = I * b
+        KK[:, :, o + ii, o + jj] = kk[:, :, I]
+        QK[:, :, o + ii, o + jj] = qk[:, :, I]
+        QK[:, :, o + np.arange(b), o + np.arange(b)] = qq[:, :, I]
 
 
 def gated_delta(q, k, v, g, beta, S) -> np.ndarray:
