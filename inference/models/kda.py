@@ -17,6 +17,7 @@ long calls (>= CHUNKED_MIN_TOKENS). A one-token call (decode) runs the fused JIT
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,9 +56,11 @@ def causal_conv(u: np.ndarray, state: np.ndarray, w: np.ndarray) -> np.ndarray:
     T = u.shape[0]
     K = w.shape[1]
     x = np.concatenate([state, u], axis=0)                     # [K-1+T, D]
-    z = np.zeros_like(u)
-    for i in range(K):
-        z += x[i:i + T] * w[:, i]
+    wt = np.ascontiguousarray(w.T)                             # [K, D]: tap i contiguous
+    z = x[:T] * wt[0]                                          # = 0 + x w (the sum from 0, same bits)
+    tmp = np.empty_like(z)
+    for i in range(1, K):
+        z += np.multiply(x[i:i + T], wt[i], out=tmp)
     state[...] = x[T:]                                         # last K-1 rows
     return z
 
@@ -65,7 +68,14 @@ def causal_conv(u: np.ndarray, state: np.ndarray, w: np.ndarray) -> np.ndarray:
 def l2_norm(x: np.ndarray, eps: float) -> np.ndarray:
     """x / sqrt(sum(x^2) + eps) over the last axis (ggml: rms_norm(x, eps/n) * n^-1/2)."""
     n = x.shape[-1]
-    return ops.rms_norm(x, None, eps / n) * np.float32(1.0 / np.sqrt(n))
+    y = ops.rms_norm(x, _ones(n), eps / n)                     # weight 1: the JIT row kernel, same bits
+    y *= np.float32(1.0 / np.sqrt(n))
+    return y
+
+
+@functools.cache
+def _ones(n: int) -> np.ndarray:
+    return np.ones(n, np.float32)
 
 
 def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
@@ -113,6 +123,7 @@ def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarr
     (see _decay_sums), as the recurrence's own, so no decay, however steep, overflows.
     """
     T, H, dv = v.shape
+    dk = k.shape[2]
     C = chunk
     N = -(-T // C)
     Q = _heads(q, N, C, F32, np.float32(1.0 / np.sqrt(dv)))                  # [H, N, C, dk]
@@ -120,10 +131,18 @@ def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarr
     B = _heads(beta[:, :, None], N, C, F32)                                 # [H, N, C, 1]
     eg = np.exp(_heads(g, N, C, F32))                                       # [H, N, C, dk] step decays
     KK, QK, eG, eGCK = _decay_sums(Q, K, eg, SUB if C % SUB == 0 else C)
-    Tm = np.linalg.inv(np.eye(C, dtype=F32) + KK * B)                       # unit lower-triangular
-    UW = np.matmul(Tm, np.concatenate([B * V, B * K * eG], axis=3))         # [H, N, C, dv + dk]
+    KK *= B
+    KK += np.eye(C, dtype=F32)
+    Tm = np.linalg.inv(KK)                                                  # unit lower-triangular
+    R = np.empty((H, N, C, dv + dk), F32)                                   # beta V | beta K e^G
+    np.multiply(B, V, out=R[..., :dv])
+    np.multiply(K, eG, out=R[..., dv:])
+    R[..., dv:] *= B
+    UW = np.matmul(Tm, R)                                                   # [H, N, C, dv + dk]
     U = UW[..., :dv]
-    WQ = np.concatenate([UW[..., dv:], Q * eG], axis=2)                     # [H, N, 2C, dk]: W | Q e^G
+    WQ = np.empty((H, N, 2 * C, dk), F32)                                   # W | Q e^G
+    WQ[:, :, :C] = UW[..., dv:]
+    np.multiply(Q, eG, out=WQ[:, :, C:])
     KdT = eGCK.transpose(0, 1, 3, 2).copy()                                 # [H, N, dk, C]
     eGC = eG[:, :, -1:].transpose(0, 1, 3, 2)                               # [H, N, dk, 1] e^{G_C}
     O = np.empty((H, N, C, dv), F32)
@@ -160,13 +179,15 @@ def _decay_sums(Q: np.ndarray, K: np.ndarray, eg: np.ndarray, b: int):
     H, N, C, d = K.shape
     nb = C // b
     egb, Kb, Qb = (x.reshape(H, N, nb, b, d) for x in (eg, K, Q))
-    X = np.cumprod(egb, axis=3)                                             # [H, N, nb, b, d]
-    Y = np.ones_like(egb)
-    for j in range(b - 2, -1, -1):
-        np.multiply(Y[:, :, :, j + 1], egb[:, :, :, j + 1], out=Y[:, :, :, j])
+    X, Y = egb.copy(), np.ones_like(egb)                                    # [H, N, nb, b, d]
+    for j in range(1, b):                                                   # (np.cumprod on this axis
+        X[:, :, :, j] *= X[:, :, :, j - 1]                                  #  is 8x slower)
+        np.multiply(Y[:, :, :, b - j], egb[:, :, :, b - j], out=Y[:, :, :, b - j - 1])
     step = X[:, :, :, -1]                                                   # e^{E_{I+1} - E_I}
-    XKQ = np.concatenate([Kb * X, Qb * X], axis=3)                          # [H, N, nb, 2b, d]
-    KY = Kb * Y
+    XKQ = np.empty((H, N, nb, 2 * b, d), F32)                               # K X | Q X per block
+    np.multiply(Kb, X, out=XKQ[:, :, :, :b])
+    np.multiply(Qb, X, out=XKQ[:, :, :, b:])
+    KY = np.multiply(Kb, Y, out=Y)
     KK = np.zeros((H, N, C, C), F32)
     QK = np.zeros((H, N, C, C), F32)
     Dm = np.ones((H, N, 1, 1, d), F32)                                      # D[I, 1..I]: [.., I, 1, d]
@@ -178,9 +199,11 @@ def _decay_sums(Q: np.ndarray, K: np.ndarray, eg: np.ndarray, b: int):
         Dm = np.concatenate([Dm * step[:, :, I, None, None], np.ones((H, N, 1, 1, d), F32)], axis=2)
     # Dm is now D[nb, 1..nb]
     _block_diagonal(Qb, Kb, egb, KK, QK)
-    E0 = np.cumprod(np.concatenate([np.ones((H, N, 1, d), F32), step[:, :, :-1]], axis=2), axis=2)
-    eG = (X * E0[:, :, :, None]).reshape(H, N, C, d)                         # X_i D[I, 0]
-    return KK, QK, eG, (KY * Dm).reshape(H, N, C, d)
+    E0 = np.ones((H, N, nb, 1, d), F32)                                     # D[I, 0] = e^{E_I}
+    for I in range(1, nb):
+        np.multiply(E0[:, :, I - 1], step[:, :, I - 1, None], out=E0[:, :, I])
+    eG = np.multiply(X, E0, out=X).reshape(H, N, C, d)                      # X_i D[I, 0] (step dies)
+    return KK, QK, eG, np.multiply(KY, Dm, out=KY).reshape(H, N, C, d)
 
 
 def _block_diagonal(Qb, Kb, egb, KK: np.ndarray, QK: np.ndarray) -> None:
@@ -246,8 +269,10 @@ def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, 
     k = ops.silu(causal_conv(u_k, conv[1], w.ssm_conv1d_k)).reshape(T, H, d)
     v = ops.silu(causal_conv(u_v, conv[2], w.ssm_conv1d_v)).reshape(T, H, d)
     q, k = l2_norm(q, eps), l2_norm(k, eps)
-    g = ops.softplus(f + w.ssm_dt).reshape(T, H, d) * w.ssm_a[None, :, None]   # [T, H, d]  <= 0
+    g = ops.softplus(f + w.ssm_dt).reshape(T, H, d)
+    g *= w.ssm_a[None, :, None]                                             # [T, H, d]  <= 0
     beta = ops.sigmoid(beta_logit)                                          # [T, H]
     o = gated_delta(q, k, v, g, beta, S)                                    # [T, H, d]
-    o = ops.rms_norm(o, w.ssm_norm, eps) * ops.sigmoid(gate.reshape(T, H, d))  # [T, H, d]
+    o = ops.rms_norm(o, w.ssm_norm, eps)
+    o *= ops.sigmoid(gate.reshape(T, H, d))                                 # [T, H, d]
     return ops.linear(w.attn_output, o.reshape(T, D))                       # [T, E]
