@@ -99,6 +99,7 @@ def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
 
 
 CHUNK = 32              # tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA; same math)
+HEADS = 4               # heads per pass of the chunked form
 SUB = 4                 # tokens per sub-block of a chunk: the decay reference of the factored sums
 # Calls of at least this many tokens (long-document prefill chunks) run the WY form; shorter ones
 # run the exact recurrence, whose bits do not depend on how a prompt is split into calls (the
@@ -120,16 +121,28 @@ def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarr
     Shapes as gated_delta_rule. Everything but the chunk-sequential S update is computed for all
     chunks at once, in float32 on the [H, N, C, d] layout (T zero-padded to N*C: a padded token
     has k = 0, beta = 0, g = 0, a no-op). Every decay is a product of step decays e^{g_s} <= 1
-    (see _decay_sums), as the recurrence's own, so no decay, however steep, overflows.
+    (see _decay_sums), as the recurrence's own, so no decay, however steep, overflows. Heads are
+    independent: they go HEADS at a time, so the temporaries stay a few MB (cache, and no fresh
+    pages to fault in for every layer).
     """
     T, H, dv = v.shape
+    o = np.empty((T, H, dv), F32)
+    for h0 in range(0, H, HEADS):
+        h = slice(h0, min(H, h0 + HEADS))
+        o[:, h] = _chunked(q[:, h], k[:, h], v[:, h], g[:, h], beta[:, h], S[h], chunk).transpose(1, 0, 2)
+    return o
+
+
+def _chunked(q, k, v, g, beta, S: np.ndarray, C: int) -> np.ndarray:
+    """gated_delta_chunked for a few heads -> O [H, T, dv]; S updated in place."""
+    T, H, dv = v.shape
     dk = k.shape[2]
-    C = chunk
     N = -(-T // C)
     Q = _heads(q, N, C, F32, np.float32(1.0 / np.sqrt(dv)))                  # [H, N, C, dk]
     K, V = _heads(k, N, C, F32), _heads(v, N, C, F32)
     B = _heads(beta[:, :, None], N, C, F32)                                 # [H, N, C, 1]
-    eg = np.exp(_heads(g, N, C, F32))                                       # [H, N, C, dk] step decays
+    eg = _heads(g, N, C, F32)
+    np.exp(eg, out=eg)                                                      # [H, N, C, dk] step decays
     KK, QK, eG, eGCK = _decay_sums(Q, K, eg, SUB if C % SUB == 0 else C)
     KK *= B
     KK += np.eye(C, dtype=F32)
@@ -153,14 +166,18 @@ def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarr
         O[:, n] = P[:, C:] + np.matmul(QK[:, n], Vn)
         S1 = eGC[:, n] * S1 + np.matmul(KdT[:, n], Vn)
     S[...] = S1
-    return O.reshape(H, N * C, dv)[:, :T].transpose(1, 0, 2).copy()
+    return O.reshape(H, N * C, dv)[:, :T]
 
 
 def _heads(x: np.ndarray, N: int, C: int, dtype, scale=None) -> np.ndarray:
     """[T, H, e] -> [H, N, C, e] in dtype, tokens T.. N*C zero; times scale if given."""
     T, H, e = x.shape
-    out = np.zeros((H, N * C, e), dtype)
-    out[:, :T] = x.transpose(1, 0, 2) if scale is None else x.transpose(1, 0, 2) * scale
+    out = np.empty((H, N * C, e), dtype)
+    out[:, T:] = 0
+    if scale is None:
+        out[:, :T] = x.transpose(1, 0, 2)
+    else:
+        np.multiply(x.transpose(1, 0, 2), scale, out=out[:, :T])
     return out.reshape(H, N, C, e)
 
 
@@ -211,12 +228,15 @@ def _block_diagonal(Qb, Kb, egb, KK: np.ndarray, QK: np.ndarray) -> None:
     Qb, Kb, egb [H, N, nb, b, d]; the pair decay e^{G_i - G_j} = prod_{s=j+1..i} e^{g_s}."""
     H, N, nb, b, d = Kb.shape
     ii, jj = np.tril_indices(b, -1)                                          # the P = b(b-1)/2 pairs
-    dec = {}
-    for i, j in zip(ii, jj):
-        dec[i, j] = egb[:, :, :, i] if j == i - 1 else dec[i - 1, j] * egb[:, :, :, i]
-    E = Kb[:, :, :, jj] * np.stack([dec[i, j] for i, j in zip(ii, jj)], axis=3)   # [H, N, nb, P, d]
-    kk = np.einsum("hnbpd,hnbpd->hnbp", Kb[:, :, :, ii], E)
-    qk = np.einsum("hnbpd,hnbpd->hnbp", Qb[:, :, :, ii], E)
+    kk = np.empty((H, N, nb, len(ii)), F32)
+    qk = np.empty_like(kk)
+    for j in range(b - 1):                                                   # E = k_j e^{G_i - G_j}, i = j+1..
+        E = Kb[:, :, :, j].copy()
+        for i in range(j + 1, b):
+            E *= egb[:, :, :, i]
+            p = np.flatnonzero((ii == i) & (jj == j))[0]
+            kk[..., p] = np.einsum("hnbd,hnbd->hnb", Kb[:, :, :, i], E)
+            qk[..., p] = np.einsum("hnbd,hnbd->hnb", Qb[:, :, :, i], E)
     qq = np.einsum("hnbid,hnbid->hnbi", Qb, Kb)                            # e^0 on the diagonal
     for I in range(nb):
         o = I * b

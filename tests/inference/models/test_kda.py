@@ -100,3 +100,14 @@ def test_extreme_decay_stays_exact(g_scale):
     assert np.isfinite(o).all()
     assert_rel(o, o_ref)
     assert_rel(S, S_ref)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_heads_in_groups(monkeypatch, heads):
+    """Heads go kda.HEADS at a time (a last, smaller group too): the same as all at once."""
+    q, k, v, g, beta, S0 = inputs(11, 77, H=5)
+    o_ref, S_ref = plain_loop(q, k, v, g, beta, S0)
+    monkeypatch.setattr(kda, "HEADS", heads)
+    S = S0.copy()
+    assert_rel(kda.gated_delta_chunked(q, k, v, g, beta, S, 16), o_ref)
+    assert_rel(S, S_ref)
