@@ -51,18 +51,32 @@ def causal_conv(u: np.ndarray, state: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Depthwise causal conv (cross-correlation, no bias).
 
     u: [T, D] projections; state: [K-1, D] previous projections (updated in place); w: [D, K].
-    z[t, c] = sum_i w[c, i] * x[t + i, c] with x = concat(state, u)  -> [T, D]
+    z[t, c] = sum_i w[c, i] * x[t + i, c] with x = concat(state, u)  -> [T, D], summed from i = 0
+    up (the same order, so the same bits, as the one-token decode kernel's twin).
     """
-    T = u.shape[0]
-    K = w.shape[1]
-    x = np.concatenate([state, u], axis=0)                     # [K-1+T, D]
-    wt = np.ascontiguousarray(w.T)                             # [K, D]: tap i contiguous
-    z = x[:T] * wt[0]                                          # = 0 + x w (the sum from 0, same bits)
-    tmp = np.empty_like(z)
-    for i in range(1, K):
-        z += np.multiply(x[i:i + T], wt[i], out=tmp)
-    state[...] = x[T:]                                         # last K-1 rows
+    T, K = u.shape[0], w.shape[1]
+    r = K - 1
+    wt = np.ascontiguousarray(w.T, u.dtype)                    # [K, D]: tap i contiguous
+    head = np.concatenate([state, u[:r]], axis=0)              # x[0 : 2r]: the rows that read state
+    z = np.empty_like(u)
+    m = min(r, T)
+    _taps(head, wt, 0, m, z[:m], np.empty_like(z[:m]))
+    tmp = np.empty((min(CONV_ROWS, max(T - r, 0)), u.shape[1]), u.dtype)
+    for t0 in range(r, T, CONV_ROWS):                          # rows t >= r read u only: x[t+i] = u[t-r+i]
+        t1 = min(T, t0 + CONV_ROWS)
+        _taps(u, wt, t0 - r, t1 - t0, z[t0:t1], tmp[:t1 - t0])
+    state[...] = np.concatenate([state, u], axis=0)[T:] if T < r else u[T - r:]
     return z
+
+
+CONV_ROWS = 64          # rows per pass of the conv taps (the partial sums stay in cache)
+
+
+def _taps(x: np.ndarray, wt: np.ndarray, s: int, n: int, out: np.ndarray, tmp: np.ndarray) -> None:
+    """out[t] = sum_i wt[i] * x[s + t + i] for t < n, from i = 0 up."""
+    np.multiply(x[s:s + n], wt[0], out=out)
+    for i in range(1, wt.shape[0]):
+        out += np.multiply(x[s + i:s + i + n], wt[i], out=tmp)
 
 
 def l2_norm(x: np.ndarray, eps: float) -> np.ndarray:

@@ -111,3 +111,24 @@ def test_heads_in_groups(monkeypatch, heads):
     S = S0.copy()
     assert_rel(kda.gated_delta_chunked(q, k, v, g, beta, S, 16), o_ref)
     assert_rel(S, S_ref)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 64, 67, 150])
+def test_causal_conv_in_row_blocks_is_the_plain_sum(T):
+    """The conv in blocks of kda.CONV_ROWS rows: the same bits as sum_{i=0..3} w_i x[t+i] summed
+    from i = 0 (as the decode kernel's twin does), and the state carried across split calls."""
+    rng = np.random.default_rng(T)
+    u = rng.standard_normal((T, 40)).astype(np.float32)
+    w = rng.standard_normal((40, 4)).astype(np.float32)
+    st0 = rng.standard_normal((3, 40)).astype(np.float32)
+    x = np.concatenate([st0, u])
+    want = np.zeros_like(u)
+    for i in range(4):
+        want += x[i:i + T] * w[:, i]
+    st = st0.copy()
+    np.testing.assert_array_equal(kda.causal_conv(u, st, w), want)
+    np.testing.assert_array_equal(st, x[-3:])
+    st = st0.copy()
+    cuts = [0, min(1, T), min(3, T), T]
+    parts = [kda.causal_conv(u[a:b], st, w) for a, b in zip(cuts, cuts[1:]) if b > a]
+    np.testing.assert_array_equal(np.concatenate(parts), want)
