@@ -112,7 +112,11 @@ def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
     return o
 
 
-CHUNK = 32              # tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA; same math)
+# Tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA too). Also the rows of every
+# matmul of the S update: 16 x 128 x 128 = 2^18 multiply-adds per head, up to which OpenBLAS
+# stays on the calling thread; larger calls wake its threads, which on a busy 2-core machine
+# (the JIT pool's workers spinning between matmuls) made the same call ~20x slower.
+CHUNK = 16
 HEADS = 4               # heads per pass of the chunked form
 SUB = 4                 # tokens per sub-block of a chunk: the decay reference of the factored sums
 # Calls of at least this many tokens (long-document prefill chunks) run the WY form; shorter ones
@@ -175,9 +179,9 @@ def _chunked(q, k, v, g, beta, S: np.ndarray, C: int) -> np.ndarray:
     O = np.empty((H, N, C, dv), F32)
     S1 = S.astype(F32)
     for n in range(N):
-        P = np.matmul(WQ[:, n], S1)                                         # [H, 2C, dv]
-        Vn = U[:, n] - P[:, :C]                                             # V' = U - W S0
-        O[:, n] = P[:, C:] + np.matmul(QK[:, n], Vn)
+        P = np.matmul(WQ[:, n].reshape(H, 2, C, dk), S1[:, None])           # [H, 2, C, dv]: W S0 | Q e^G S0
+        Vn = U[:, n] - P[:, 0]                                              # V' = U - W S0
+        O[:, n] = P[:, 1] + np.matmul(QK[:, n], Vn)
         S1 = eGC[:, n] * S1 + np.matmul(KdT[:, n], Vn)
     S[...] = S1
     return O.reshape(H, N * C, dv)[:, :T]
