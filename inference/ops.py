@@ -264,8 +264,19 @@ def rms_norm(x: np.ndarray, w: np.ndarray | None, eps: float) -> np.ndarray:
     return y * w if w is not None else y
 
 
+def _float_array(x) -> bool:
+    """An ndarray of floats with at least one axis: the unary ops below can work in one buffer."""
+    return isinstance(x, np.ndarray) and x.ndim > 0 and x.dtype.kind == "f"
+
+
 def silu(x: np.ndarray) -> np.ndarray:
-    return x / (1.0 + np.exp(-x))
+    """x / (1 + e^-x); for float arrays in one temporary buffer (the same operations, same bits)."""
+    if not _float_array(x):
+        return x / (1.0 + np.exp(-x))
+    t = np.negative(x)
+    np.exp(t, out=t)
+    t += 1.0
+    return np.divide(x, t, out=t)
 
 
 def silu_ggml(x: np.ndarray) -> np.ndarray:
@@ -299,11 +310,24 @@ def gelu_f16_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    """1 / (1 + e^-x); for float arrays in one temporary buffer (same bits)."""
+    if not _float_array(x):
+        return 1.0 / (1.0 + np.exp(-x))
+    t = np.negative(x)
+    np.exp(t, out=t)
+    t += 1.0
+    return np.divide(1.0, t, out=t)
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
+    """x if x > 20 else log(1 + e^x) (ggml); for float arrays in one temporary buffer (same bits)."""
+    if not _float_array(x):
+        return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
+    t = np.minimum(x, 20.0)
+    np.exp(t, out=t)
+    np.log1p(t, out=t)
+    np.copyto(t, x, where=x > 20.0)
+    return t
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:

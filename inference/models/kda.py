@@ -17,6 +17,7 @@ long calls (>= CHUNKED_MIN_TOKENS). A one-token call (decode) runs the fused JIT
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,22 +51,45 @@ def causal_conv(u: np.ndarray, state: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Depthwise causal conv (cross-correlation, no bias).
 
     u: [T, D] projections; state: [K-1, D] previous projections (updated in place); w: [D, K].
-    z[t, c] = sum_i w[c, i] * x[t + i, c] with x = concat(state, u)  -> [T, D]
+    z[t, c] = sum_i w[c, i] * x[t + i, c] with x = concat(state, u)  -> [T, D], summed from i = 0
+    up (the same order, so the same bits, as the one-token decode kernel's twin).
     """
-    T = u.shape[0]
-    K = w.shape[1]
-    x = np.concatenate([state, u], axis=0)                     # [K-1+T, D]
-    z = np.zeros_like(u)
-    for i in range(K):
-        z += x[i:i + T] * w[:, i]
-    state[...] = x[T:]                                         # last K-1 rows
+    T, K = u.shape[0], w.shape[1]
+    r = K - 1
+    wt = np.ascontiguousarray(w.T, u.dtype)                    # [K, D]: tap i contiguous
+    head = np.concatenate([state, u[:r]], axis=0)              # x[0 : 2r]: the rows that read state
+    z = np.empty_like(u)
+    m = min(r, T)
+    _taps(head, wt, 0, m, z[:m], np.empty_like(z[:m]))
+    tmp = np.empty((min(CONV_ROWS, max(T - r, 0)), u.shape[1]), u.dtype)
+    for t0 in range(r, T, CONV_ROWS):                          # rows t >= r read u only: x[t+i] = u[t-r+i]
+        t1 = min(T, t0 + CONV_ROWS)
+        _taps(u, wt, t0 - r, t1 - t0, z[t0:t1], tmp[:t1 - t0])
+    state[...] = np.concatenate([state, u], axis=0)[T:] if T < r else u[T - r:]
     return z
+
+
+CONV_ROWS = 64          # rows per pass of the conv taps (the partial sums stay in cache)
+
+
+def _taps(x: np.ndarray, wt: np.ndarray, s: int, n: int, out: np.ndarray, tmp: np.ndarray) -> None:
+    """out[t] = sum_i wt[i] * x[s + t + i] for t < n, from i = 0 up."""
+    np.multiply(x[s:s + n], wt[0], out=out)
+    for i in range(1, wt.shape[0]):
+        out += np.multiply(x[s + i:s + i + n], wt[i], out=tmp)
 
 
 def l2_norm(x: np.ndarray, eps: float) -> np.ndarray:
     """x / sqrt(sum(x^2) + eps) over the last axis (ggml: rms_norm(x, eps/n) * n^-1/2)."""
     n = x.shape[-1]
-    return ops.rms_norm(x, None, eps / n) * np.float32(1.0 / np.sqrt(n))
+    y = ops.rms_norm(x, _ones(n), eps / n)                     # weight 1: the JIT row kernel, same bits
+    y *= np.float32(1.0 / np.sqrt(n))
+    return y
+
+
+@functools.cache
+def _ones(n: int) -> np.ndarray:
+    return np.ones(n, np.float32)
 
 
 def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
@@ -88,12 +112,18 @@ def gated_delta_rule(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
     return o
 
 
-CHUNK = 32              # tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA; same math; 32 measured fastest)
+# Tokens per WY chunk (llama.cpp's dormant graph uses 16 for KDA too). Also the rows of every
+# matmul of the S update: 16 x 128 x 128 = 2^18 multiply-adds per head, up to which OpenBLAS
+# stays on the calling thread; larger calls wake its threads, which on a busy 2-core machine
+# (the JIT pool's workers spinning between matmuls) made the same call ~20x slower.
+CHUNK = 16
+HEADS = 4               # heads per pass of the chunked form
+SUB = 4                 # tokens per sub-block of a chunk: the decay reference of the factored sums
 # Calls of at least this many tokens (long-document prefill chunks) run the WY form; shorter ones
 # run the exact recurrence, whose bits do not depend on how a prompt is split into calls (the
 # WY form's do, at float rounding: its chunk grid moves with the split)
 CHUNKED_MIN_TOKENS = 256
-_SAFE_SPAN = 700.0       # a chunk's log-decay spread up to which every e^{G_i - G_j} (upper triangle too) fits float64
+F32 = np.float32
 
 
 def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
@@ -106,45 +136,131 @@ def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarr
         Kq[i,j] = sum_c q_i[c] k_j[c] e^{G_i[c]-G_j[c]}           (j <= i)
         Tm = (I + A)^-1;  U = Tm (beta V);  W = Tm (beta K e^G)
         V' = U - W S0;  O = (Q e^G) S0 + Kq V';  S1 = e^{G_C} S0 + (K e^{G_C - G})^T V'
-    Shapes as gated_delta_rule.  Computed in float64 per chunk, state kept in float32.
-    The decay sums factor as (x_i e^{G_i - m}) . (k_j e^{m - G_j}) (m: the chunk's mid log decay),
-    two matmuls; a chunk whose decay spreads too far for float64 is split in halves (a single
-    token always fits).
+    Shapes as gated_delta_rule. Everything but the chunk-sequential S update is computed for all
+    chunks at once, in float32 on the [H, N, C, d] layout (T zero-padded to N*C: a padded token
+    has k = 0, beta = 0, g = 0, a no-op). Every decay is a product of step decays e^{g_s} <= 1
+    (see _decay_sums), as the recurrence's own, so no decay, however steep, overflows. Heads are
+    independent: they go HEADS at a time, so the temporaries stay a few MB (cache, and no fresh
+    pages to fault in for every layer).
     """
     T, H, dv = v.shape
-    o = np.empty((T, H, dv), np.float32)
-    qs = (q.astype(np.float64) / np.sqrt(dv)).transpose(1, 0, 2)             # [H, T, d]
-    k64, v64 = k.astype(np.float64).transpose(1, 0, 2), v.astype(np.float64).transpose(1, 0, 2)
-    b64, g64 = beta.T.astype(np.float64)[:, :, None], g.astype(np.float64).transpose(1, 0, 2)
-    S64 = S.astype(np.float64)
-    for t0 in range(0, T, chunk):
-        t1 = min(T, t0 + chunk)
-        S64 = _wy_chunk(qs, k64, v64, b64, g64, S64, t0, t1, o)
-    S[...] = S64
+    o = np.empty((T, H, dv), F32)
+    for h0 in range(0, H, HEADS):
+        h = slice(h0, min(H, h0 + HEADS))
+        o[:, h] = _chunked(q[:, h], k[:, h], v[:, h], g[:, h], beta[:, h], S[h], chunk).transpose(1, 0, 2)
     return o
 
 
-def _wy_chunk(Q, K, V, B, g, S0, t0: int, t1: int, o: np.ndarray) -> np.ndarray:
-    """Tokens t0..t1 of [H, T, .] inputs from state S0 [H, dk, dv] -> S1; writes o[t0:t1]."""
-    G = np.cumsum(g[:, t0:t1], axis=1)                                      # [H, C, dk]
-    mid = 0.5 * (G[:, :1] + G[:, -1:])
-    if np.max(G[:, 0] - G[:, -1]) > _SAFE_SPAN and t1 - t0 > 1:
-        h = (t0 + t1) // 2
-        return _wy_chunk(Q, K, V, B, g, _wy_chunk(Q, K, V, B, g, S0, t0, h, o), h, t1, o)
-    Q, K, V, B = Q[:, t0:t1], K[:, t0:t1], V[:, t0:t1], B[:, t0:t1]
-    C, dv = G.shape[1], V.shape[2]
-    eG = np.exp(G)
-    Kn = (K * np.exp(mid - G)).transpose(0, 2, 1)                           # k_j e^{m - G_j}
-    ePos = np.exp(G - mid)
-    KK = np.matmul(K * ePos, Kn)                                            # [H, C, C]
-    QK = np.tril(np.matmul(Q * ePos, Kn))
-    IA = np.eye(C)[None] + np.tril(KK, -1) * B                              # unit lower-triangular
-    UW = np.linalg.solve(IA, np.concatenate([B * V, B * K * eG], axis=2))
-    U, W = UW[:, :, :dv], UW[:, :, dv:]                                     # Tm (beta V), Tm (beta K e^G)
-    Vn = U - np.matmul(W, S0)                                               # [H, C, dv]
-    o[t0:t1] = (np.matmul(Q * eG, S0) + np.matmul(QK, Vn)).transpose(1, 0, 2)
-    GC = G[:, -1:, :]                                                       # [H, 1, dk]
-    return np.exp(GC).transpose(0, 2, 1) * S0 + np.matmul((K * np.exp(GC - G)).transpose(0, 2, 1), Vn)
+def _chunked(q, k, v, g, beta, S: np.ndarray, C: int) -> np.ndarray:
+    """gated_delta_chunked for a few heads -> O [H, T, dv]; S updated in place."""
+    T, H, dv = v.shape
+    dk = k.shape[2]
+    N = -(-T // C)
+    Q = _heads(q, N, C, F32, np.float32(1.0 / np.sqrt(dv)))                  # [H, N, C, dk]
+    K, V = _heads(k, N, C, F32), _heads(v, N, C, F32)
+    B = _heads(beta[:, :, None], N, C, F32)                                 # [H, N, C, 1]
+    eg = _heads(g, N, C, F32)
+    np.exp(eg, out=eg)                                                      # [H, N, C, dk] step decays
+    KK, QK, eG, eGCK = _decay_sums(Q, K, eg, SUB if C % SUB == 0 else C)
+    KK *= B
+    KK += np.eye(C, dtype=F32)
+    Tm = np.linalg.inv(KK)                                                  # unit lower-triangular
+    R = np.empty((H, N, C, dv + dk), F32)                                   # beta V | beta K e^G
+    np.multiply(B, V, out=R[..., :dv])
+    np.multiply(K, eG, out=R[..., dv:])
+    R[..., dv:] *= B
+    UW = np.matmul(Tm, R)                                                   # [H, N, C, dv + dk]
+    U = UW[..., :dv]
+    WQ = np.empty((H, N, 2 * C, dk), F32)                                   # W | Q e^G
+    WQ[:, :, :C] = UW[..., dv:]
+    np.multiply(Q, eG, out=WQ[:, :, C:])
+    KdT = eGCK.transpose(0, 1, 3, 2).copy()                                 # [H, N, dk, C]
+    eGC = eG[:, :, -1:].transpose(0, 1, 3, 2)                               # [H, N, dk, 1] e^{G_C}
+    O = np.empty((H, N, C, dv), F32)
+    S1 = S.astype(F32)
+    for n in range(N):
+        P = np.matmul(WQ[:, n].reshape(H, 2, C, dk), S1[:, None])           # [H, 2, C, dv]: W S0 | Q e^G S0
+        Vn = U[:, n] - P[:, 0]                                              # V' = U - W S0
+        O[:, n] = P[:, 1] + np.matmul(QK[:, n], Vn)
+        S1 = eGC[:, n] * S1 + np.matmul(KdT[:, n], Vn)
+    S[...] = S1
+    return O.reshape(H, N * C, dv)[:, :T]
+
+
+def _heads(x: np.ndarray, N: int, C: int, dtype, scale=None) -> np.ndarray:
+    """[T, H, e] -> [H, N, C, e] in dtype, tokens T.. N*C zero; times scale if given."""
+    T, H, e = x.shape
+    out = np.empty((H, N * C, e), dtype)
+    out[:, T:] = 0
+    if scale is None:
+        out[:, :T] = x.transpose(1, 0, 2)
+    else:
+        np.multiply(x.transpose(1, 0, 2), scale, out=out[:, :T])
+    return out.reshape(H, N, C, e)
+
+
+def _decay_sums(Q: np.ndarray, K: np.ndarray, eg: np.ndarray, b: int):
+    """The chunk's decay-weighted sums and decays, as products of the step decays e^{g_s} <= 1.
+
+    Q, K, eg = e^g [H, N, C, d] float32. A chunk is cut into nb blocks of b tokens; with E_I = G
+    just before block I (E_0 = 0, E_nb = G_C), for i in block I and j in block J:
+        X_i = e^{G_i - E_I},  Y_j = e^{E_{J+1} - G_j},  D[I, m] = e^{E_I - E_m} (m <= I)
+        e^{G_i - G_j} = X_i D[I, J+1] Y_j  (J < I),  e^{G_i} = X_i D[I, 0],  e^{G_C - G_j} = D[nb, J+1] Y_j
+    each a product of step decays (no exponent is ever formed, so none can overflow and none
+    loses precision to a large cumulative sum); a product that underflows is a negligible term.
+    Pairs inside one block are summed term by term.
+    -> KK [H, N, C, C] (sum_c k_i k_j e^{G_i-G_j}, j < i), QK (same with q_i, j <= i), zero above;
+       eG = e^G and eGCK = K e^{G_C - G}, [H, N, C, d]; all float32."""
+    H, N, C, d = K.shape
+    nb = C // b
+    egb, Kb, Qb = (x.reshape(H, N, nb, b, d) for x in (eg, K, Q))
+    X, Y = egb.copy(), np.ones_like(egb)                                    # [H, N, nb, b, d]
+    for j in range(1, b):                                                   # (np.cumprod on this axis
+        X[:, :, :, j] *= X[:, :, :, j - 1]                                  #  is 8x slower)
+        np.multiply(Y[:, :, :, b - j], egb[:, :, :, b - j], out=Y[:, :, :, b - j - 1])
+    step = X[:, :, :, -1]                                                   # e^{E_{I+1} - E_I}
+    XKQ = np.empty((H, N, nb, 2 * b, d), F32)                               # K X | Q X per block
+    np.multiply(Kb, X, out=XKQ[:, :, :, :b])
+    np.multiply(Qb, X, out=XKQ[:, :, :, b:])
+    KY = np.multiply(Kb, Y, out=Y)
+    KK = np.zeros((H, N, C, C), F32)
+    QK = np.zeros((H, N, C, C), F32)
+    Dm = np.ones((H, N, 1, 1, d), F32)                                      # D[I, 1..I]: [.., I, 1, d]
+    for I in range(1, nb):
+        YT = (KY[:, :, :I] * Dm).reshape(H, N, I * b, d).transpose(0, 1, 3, 2)
+        P = np.matmul(XKQ[:, :, I], YT)                                     # [H, N, 2b, I b]
+        KK[:, :, I * b:I * b + b, :I * b] = P[:, :, :b]
+        QK[:, :, I * b:I * b + b, :I * b] = P[:, :, b:]
+        Dm = np.concatenate([Dm * step[:, :, I, None, None], np.ones((H, N, 1, 1, d), F32)], axis=2)
+    # Dm is now D[nb, 1..nb]
+    _block_diagonal(Qb, Kb, egb, KK, QK)
+    E0 = np.ones((H, N, nb, 1, d), F32)                                     # D[I, 0] = e^{E_I}
+    for I in range(1, nb):
+        np.multiply(E0[:, :, I - 1], step[:, :, I - 1, None], out=E0[:, :, I])
+    eG = np.multiply(X, E0, out=X).reshape(H, N, C, d)                      # X_i D[I, 0] (step dies)
+    return KK, QK, eG, np.multiply(KY, Dm, out=KY).reshape(H, N, C, d)
+
+
+def _block_diagonal(Qb, Kb, egb, KK: np.ndarray, QK: np.ndarray) -> None:
+    """The pairs j <= i inside each block, term by term, into KK and QK [H, N, C, C] (in place).
+    Qb, Kb, egb [H, N, nb, b, d]; the pair decay e^{G_i - G_j} = prod_{s=j+1..i} e^{g_s}."""
+    H, N, nb, b, d = Kb.shape
+    ii, jj = np.tril_indices(b, -1)                                          # the P = b(b-1)/2 pairs
+    kk = np.empty((H, N, nb, len(ii)), F32)
+    qk = np.empty_like(kk)
+    for j in range(b - 1):                                                   # E = k_j e^{G_i - G_j}, i = j+1..
+        E = Kb[:, :, :, j].copy()
+        for i in range(j + 1, b):
+            E *= egb[:, :, :, i]
+            p = np.flatnonzero((ii == i) & (jj == j))[0]
+            kk[..., p] = np.einsum("hnbd,hnbd->hnb", Kb[:, :, :, i], E)
+            qk[..., p] = np.einsum("hnbd,hnbd->hnb", Qb[:, :, :, i], E)
+    qq = np.einsum("hnbid,hnbid->hnbi", Qb, Kb)                            # e^0 on the diagonal
+    for I in range(nb):
+        o = I * b
+        KK[:, :, o + ii, o + jj] = kk[:, :, I]
+        QK[:, :, o + ii, o + jj] = qk[:, :, I]
+        QK[:, :, o + np.arange(b), o + np.arange(b)] = qq[:, :, I]
 
 
 def gated_delta(q, k, v, g, beta, S) -> np.ndarray:
@@ -207,8 +323,10 @@ def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, 
     k = ops.silu(causal_conv(u_k, conv[1], w.ssm_conv1d_k)).reshape(T, H, d)
     v = ops.silu(causal_conv(u_v, conv[2], w.ssm_conv1d_v)).reshape(T, H, d)
     q, k = l2_norm(q, eps), l2_norm(k, eps)
-    g = ops.softplus(f + w.ssm_dt).reshape(T, H, d) * w.ssm_a[None, :, None]   # [T, H, d]  <= 0
+    g = ops.softplus(f + w.ssm_dt).reshape(T, H, d)
+    g *= w.ssm_a[None, :, None]                                             # [T, H, d]  <= 0
     beta = ops.sigmoid(beta_logit)                                          # [T, H]
     o = gated_delta(q, k, v, g, beta, S)                                    # [T, H, d]
-    o = ops.rms_norm(o, w.ssm_norm, eps) * ops.sigmoid(gate.reshape(T, H, d))  # [T, H, d]
+    o = ops.rms_norm(o, w.ssm_norm, eps)
+    o *= ops.sigmoid(gate.reshape(T, H, d))                                 # [T, H, d]
     return ops.linear(w.attn_output, o.reshape(T, D))                       # [T, E]
