@@ -21,8 +21,8 @@ then runs with 8 tokens in the 8 lanes (row_dots_il).
 from __future__ import annotations
 
 from .emit import Fn, mask
-from .kquants import UNPACK, V2F, V4I, V8F, V8I, V32B, X_BYTES, ZERO_F, KStep, _difference, _dx_products, _fma, \
-    _isum, _madd_i16, _pair, _to_f, maddubs, row_dots
+from .kquants import UNPACK, V2F, V4I, V8F, V8I, V32B, X_BYTES, ZERO_F, KStep, _add, _difference, _dx_products, \
+    _fma, _isum, _madd_i16, _pair, _to_f, maddubs, row_dots
 
 KINDS = ("Q4_K", "Q5_K", "Q6_K")
 IL_MODES = {"Q4_K": ("gemm", "gemv"), "Q5_K": ("gemv",), "Q6_K": ("tiled",)}     # the modes that read Q8_K_il
@@ -77,7 +77,7 @@ def _isum6_il(fn: Fn, W: dict, xb: str) -> str:
     parts = [_madd_i16(fn, fn.v(f"add <16 x i16> {m[2 * h]}, {m[2 * h + 1]}"), W["sc_even" if h < 2 else "sc_odd"])
              for h in range(4)]
     off = fn.v(f"shl {V8I} {_madd_i16(fn, fn.load('<16 x i16>', fn.gep(xb, '260')), W['sc16'])}, splat (i32 5)")
-    return fn.v(f"sub {V8I} {_sum(fn, parts)}, {off}")
+    return fn.v(f"sub {V8I} {_add(fn, parts)}, {off}")
 
 
 def _tiled6_il(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
@@ -164,12 +164,12 @@ def _lanes_step(fn: Fn, name: str, mode: str, W: dict, xbs: list[str], acc: str,
     for t, xb in enumerate(xbs[1:], 1):
         dx = fn.v(f"insertelement {V8F} {dx}, float {fn.load('float', xb)}, i64 {t}")
     if name == "Q6_K":
-        tot = _sum(fn, _transpose8(fn, [_isum6_il(fn, W, xb) for xb in xbs]))            # [isum of token t]
+        tot = _add(fn, _transpose8(fn, [_isum6_il(fn, W, xb) for xb in xbs]))            # [isum of token t]
         s1 = fn.v(f"fmul {V8F} {fn.v(f'sitofp {V8I} {tot} to {V8F}')}, {fn.splat(8, 'float', W['d'])}")
         return _fma(fn, s1, dx, acc, 8), accm
     cols = _transpose8(fn, [_ints_il(fn, W, xb) for xb in xbs])                  # cols[p][t], cols[4 + p][t]
     if mode == "gemv":
-        cols = [_sum(fn, cols[:4]), _sum(fn, cols[4:])]
+        cols = [_add(fn, cols[:4]), _add(fn, cols[4:])]
     dd = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['d'])}, {dx}")
     ddm = fn.v(f"fmul {V8F} {fn.splat(8, 'float', W['dmin'])}, {dx}")
     n = len(cols) // 2
@@ -177,10 +177,3 @@ def _lanes_step(fn: Fn, name: str, mode: str, W: dict, xbs: list[str], acc: str,
         acc = _fma(fn, fn.v(f"sitofp {V8I} {cols[p]} to {V8F}"), dd, acc, 8)
         accm = _fma(fn, fn.v(f"sitofp {V8I} {cols[n + p]} to {V8F}"), ddm, accm, 8)
     return acc, accm
-
-
-def _sum(fn: Fn, vs: list[str]) -> str:
-    out = vs[0]
-    for v in vs[1:]:
-        out = fn.v(f"add {V8I} {out}, {v}")
-    return out
