@@ -13,6 +13,7 @@ separate `jit.linear.linear` calls; only the number of pool jobs changes.
 from __future__ import annotations
 
 import threading
+from itertools import accumulate
 
 import numpy as np
 
@@ -45,25 +46,21 @@ def linear_each(ws: list, xs: np.ndarray, rows: list[int] | None = None) -> np.n
     ops = [op_for(w) for w in ws]
     if any(op.n_out != ops[0].n_out for op in ops):
         raise ValueError("linear_each: every weight must have one shape and read rows of xs")
-    y, stride = _run(ops, xs, rows)
-    return y.reshape(len(ops), stride)[:, :ops[0].n_out]
+    y, _ = _run(ops, xs, rows)
+    return y.reshape(len(ops), -1)[:, :ops[0].n_out]       # equal widths: part k at k * width
 
 
 def linear_parts(ws: list, xs: np.ndarray, rows: list[int] | None = None) -> list[np.ndarray]:
     """linear_each for weights of one input width and any output widths -> [y_k [out_k]]: e.g. a
     decode step's projections that all read the normed hidden state, as one pool job."""
     ops = [op_for(w) for w in ws]
-    y, _ = _run(ops, xs, rows)
-    out, at = [], 0
-    for op in ops:
-        out.append(y[at:at + op.n_out])
-        at += -(-op.n_out // ALIGN) * ALIGN
-    return out
+    y, starts = _run(ops, xs, rows)
+    return [y[s:s + op.n_out] for s, op in zip(starts, ops)]
 
 
-def _run(ops: list, xs: np.ndarray, rows: list[int] | None) -> tuple[np.ndarray, int]:
-    """The job: y flat, part k at the sum of the earlier parts' widths rounded up to ALIGN rows
-    (uniform widths: k * stride); -> (y, stride of uniform parts)."""
+def _run(ops: list, xs: np.ndarray, rows: list[int] | None) -> tuple[np.ndarray, list[int]]:
+    """The job -> (y flat, where each part starts): part k after the earlier parts' widths, each
+    rounded up to ALIGN rows (a cache line of y)."""
     xs = np.ascontiguousarray(xs, dtype=np.float32).reshape(-1, xs.shape[-1])
     rows = list(range(len(ops))) if rows is None else [int(r) for r in rows]
     n_in = ops[0].n_in
@@ -83,17 +80,16 @@ def _run(ops: list, xs: np.ndarray, rows: list[int] | None) -> tuple[np.ndarray,
         buf = _scratch(q, xs.shape[0] * op._xbytes)
         op._qrows(q, xs.ctypes.data, buf.ctypes.data, n_in, xs.shape[0], 4 * n_in, op._xbytes)
         xq_base[q] = (buf.ctypes.data, op._xbytes)
-    widths = [-(-op.n_out // ALIGN) * ALIGN for op in ops]      # each part starts on a cache line of y
-    starts = np.concatenate([[0], np.cumsum(widths)]).astype(int)
-    total = int(starts[-1])
+    starts = [0, *accumulate(-(-op.n_out // ALIGN) * ALIGN for op in ops)]
+    total = starts.pop()
     y = np.empty(total, np.float32)
     table = np.empty(1 + len(GR_FIELDS) * len(ops), np.int64)
     table[0] = len(ops)
-    for k, (op, r) in enumerate(zip(ops, rows)):
+    for k, (op, r, at) in enumerate(zip(ops, rows, starts)):
         base, step = xq_base[op._quant_addr]
-        table[1 + 7 * k:8 + 7 * k] = (_addr(op._kern), op._w, base + r * step, y.ctypes.data + 4 * int(starts[k]),
-                                      int(starts[k]), op.n_out, n_in)
+        table[1 + 7 * k:8 + 7 * k] = (_addr(op._kern), op._w, base + r * step, y.ctypes.data + 4 * at, at, op.n_out,
+                                      n_in)
     pool = ops[0]._pool
     chunk = pool.chunk_rows(total, max(op.row_bytes for op in ops)) if hasattr(pool, "chunk_rows") else None
     pool.run(group_kernels()["group_rows"], (table.ctypes.data, 0, 0), total, (n_in,), chunk)
-    return y, widths[0]
+    return y, starts
