@@ -33,7 +33,7 @@ def kmm_symbol(name: str, mode: str) -> str:
 
 def activation_format(name: str, mode: str) -> str:
     """The activations a K-quant batch kernel reads: Q8_K, or Q8_K_il for the modes kquants_il.py runs."""
-    return "q8_K_il" if mode in kquants_il.IL_MODES.get(name, ()) else "q8_K"
+    return "q8_K_il" if (name, mode) in kquants_il.STEPS_IL else "q8_K"
 
 
 @functools.cache

@@ -17,6 +17,9 @@ near ties in the logits follow those bits, so each order is a "mode" here:
     gemv     Q4_K's gemv order, ours (llama.cpp's own Q5_K vec_dot sums 8 float lanes; no golden
              model has Q5_K weights): one order for decode and batches
 
+STEPS here run on plain Q8_K activations (the matvec, and Q6_K's vec_dot batches); batches in
+Q4_K gemm / gemv, Q5_K gemv and Q6_K tiled read interleaved activations (kquants_il.py).
+
 Weight superblocks (bytes):
   Q4_K 144: f16 d, f16 dmin, u8 scales[12], u8 qs[128]; 8 sub-blocks of 32 with 6-bit (sc, m):
             w = d*sc_j*q - dmin*m_j; chunk c (32 bytes) holds sub-block 2c (low) and 2c+1 (high nibbles)
@@ -210,19 +213,6 @@ def _add(fn: Fn, vs: list[str]) -> str:
     return out
 
 
-def _sums4(fn: Fn, vs: list[str]) -> str:
-    """4 x <8 x i32> -> <4 x i32> of their lane sums (exact)."""
-    def fold(a: str, b: str, lo: list[int], hi: list[int], n: int) -> str:
-        t = vec(n, "i32")
-        x = fn.v(f"shufflevector {t} {a}, {t} {b}, {mask(lo)}")
-        y = fn.v(f"shufflevector {t} {a}, {t} {b}, {mask(hi)}")
-        return fn.v(f"add {vec(len(lo), 'i32')} {x}, {y}")
-    a = fold(vs[0], vs[1], [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15], 8)
-    b = fold(vs[2], vs[3], [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15], 8)
-    c = fold(a, b, [0, 1, 4, 5, 8, 9, 12, 13], [2, 3, 6, 7, 10, 11, 14, 15], 8)
-    return fold(c, c, [0, 2, 4, 6], [1, 3, 5, 7], 8)
-
-
 def _q6_K_lanes(fn: Fn, W: dict, xb: str) -> str:
     """llama.cpp's 8 int32 lanes of a Q6_K superblock (see the module docstring)."""
     parts = [_scaled_dot(fn, q, fn.load(V32B, fn.gep(xb, str(4 + 32 * c))), W["scw"][c]) for c, q in enumerate(W["q"])]
@@ -251,29 +241,10 @@ def _q4_K_gemv(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
     return [_fma(fn, sm, dd, vals[0], 2)]                               # [acc, accm]
 
 
-def _q4_K_gemm(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
-    parts, mins = _q4_K_ints(fn, W, xb)
-    dd = _pair(fn, *_dx_products(fn, W, xb), "float")
-    s = _sums4(fn, [_add(fn, parts[2 * p:2 * p + 2]) for p in range(4)])           # pair sums
-    ev = fn.v(f"shufflevector {V8I} {mins}, {V8I} poison, {mask(range(0, 8, 2))}")
-    od = fn.v(f"shufflevector {V8I} {mins}, {V8I} poison, {mask(range(1, 8, 2))}")
-    m = fn.v(f"add {V4I} {ev}, {od}")                                               # pair mins
-    sm = fn.v(f"sitofp {V8I} {fn.v(f'shufflevector {V4I} {s}, {V4I} {m}, {mask([0, 4, 1, 5, 2, 6, 3, 7])}')} to {V8F}")
-    acc = vals[0]
-    for p in range(4):                                    # sub-blocks 2p, 2p+1: [isum, imin]
-        acc = _fma(fn, fn.v(f"shufflevector {V8F} {sm}, {V8F} poison, {mask([2 * p, 2 * p + 1])}"), dd, acc, 2)
-    return [acc]
-
-
 def _q6_K_vec_dot(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
     lanes = fn.v(f"sitofp {V8I} {_q6_K_lanes(fn, W, xb)} to {V8F}")
     d = fn.v(f"fmul float {fn.load('float', xb)}, {W['d']}")
     return [_fma(fn, fn.splat(8, "float", d), lanes, vals[0], 8)]
-
-
-def _q6_K_tiled(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
-    s1 = fn.v(f"fmul float {_to_f(fn, _isum(fn, _q6_K_lanes(fn, W, xb)))}, {W['d']}")
-    return [_fma(fn, s1, fn.load("float", xb), vals[0])]
 
 
 def _difference(fn: Fn, vals: list[str]) -> str:
@@ -284,10 +255,8 @@ def _difference(fn: Fn, vals: list[str]) -> str:
 ZERO_F = ("float", "0.0")
 STEPS = {
     ("Q4_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _q4_K_gemv, _difference),
-    ("Q4_K", "gemm"): KStep(((V2F, "zeroinitializer"),), _q4_K_gemm, _difference),
     ("Q5_K", "gemv"): KStep(((V2F, "zeroinitializer"),), _q4_K_gemv, _difference),
     ("Q6_K", "vec_dot"): KStep(((V8F, "zeroinitializer"),), _q6_K_vec_dot, lambda fn, v: row_totals(fn, v, [], False)[0]),
-    ("Q6_K", "tiled"): KStep((ZERO_F,), _q6_K_tiled, lambda fn, v: v[0]),
 }
 UNPACK = {"Q4_K": (144, lambda fn, wb: _q4_K_unpack(fn, wb, False)), "Q5_K": (176, lambda fn, wb: _q4_K_unpack(fn, wb, True)),
           "Q6_K": (210, _q6_K_unpack)}

@@ -24,9 +24,6 @@ from .emit import Fn, mask
 from .kquants import UNPACK, V2F, V4I, V8F, V8I, V32B, X_BYTES, ZERO_F, KStep, _add, _difference, _dx_products, \
     _fma, _isum, _madd_i16, _pair, _to_f, maddubs, row_dots
 
-KINDS = ("Q4_K", "Q5_K", "Q6_K")
-IL_MODES = {"Q4_K": ("gemm", "gemv"), "Q5_K": ("gemv",), "Q6_K": ("tiled",)}     # the modes that read Q8_K_il
-
 
 def _transpose8(fn: Fn, rows: list[str]) -> list[str]:
     """8 <8 x i32> rows -> 8 columns: out[k][j] = rows[j][k] (unpack 32, unpack 64, 128-bit halves)."""

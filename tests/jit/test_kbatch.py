@@ -17,6 +17,7 @@ from jit import api
 from jit import linear as jl
 from jit.kernels.kbatch import GROUP, KINDS
 from jit.kernels.kquants import STEPS, batch_modes
+from jit.kernels.kquants_il import STEPS_IL
 from jit.kernels.tiles import P_STEP
 from jit.pool import Pool
 from tests.jit.conftest import batch_reference, random_weights
@@ -37,7 +38,7 @@ def test_prefill_of_a_k_quant_runs_its_batch_kernels(qtype):
     for n_tok in (70, 3, 8):
         kernels = [k for _, _, k, _ in op._segments(n_tok)]
         assert kernels == [jl.mm_kernel(qtype.name, mode=m) for _, _, m in batch_modes(qtype.name, 16, n_tok)]
-    assert {(qtype.name, m) for m in op._modes} <= set(STEPS)
+    assert {(qtype.name, m) for m in op._modes} <= set(STEPS) | set(STEPS_IL)
 
 
 def test_batch_modes_follow_llama_cpp():
