@@ -135,13 +135,19 @@ def _jit_linear(w: Tensor):
     return module.linear
 
 
+def _jit_covers(ws: list[Tensor]) -> bool:
+    """Whether a group of weights runs on the JIT (rounded activations, kernels selected, each type covered)."""
+    by_type = {w.ggml_type: w for w in ws}.values()
+    return bool(ROUND_ACTIVATIONS and ws and all(_jit_linear(w) is not None for w in by_type))
+
+
 def linear_each(ws: list[Tensor], xs: np.ndarray, rows=None) -> np.ndarray:
     """y[k] = W_k . xs[rows[k]] (rows default 0..K-1) for K weights of one shape -> [K, out]: a
     decode step's experts or heads. On the JIT one pool job for all K (jit.multi; the same bits
     as K linear calls), else one linear each."""
     xs = np.asarray(xs, np.float32).reshape(-1, np.shape(xs)[-1])
     rows = list(range(len(ws))) if rows is None else list(rows)
-    if ROUND_ACTIVATIONS and ws and all(_jit_linear(w) is not None for w in {w.ggml_type: w for w in ws}.values()):
+    if _jit_covers(ws):
         from jit.multi import linear_each as jit_each
         return jit_each(ws, xs, rows)
     return np.stack([linear(w, xs[r:r + 1])[0] for w, r in zip(ws, rows)])
@@ -153,7 +159,7 @@ def linear_parts(ws: list[Tensor], xs: np.ndarray, rows=None) -> list[np.ndarray
     separate linear calls), else one linear each."""
     xs = np.asarray(xs, np.float32).reshape(-1, np.shape(xs)[-1])
     rows = list(range(len(ws))) if rows is None else list(rows)
-    if ROUND_ACTIVATIONS and ws and all(_jit_linear(w) is not None for w in {w.ggml_type: w for w in ws}.values()):
+    if _jit_covers(ws):
         from jit.multi import linear_parts as jit_parts
         return jit_parts(ws, xs, rows)
     return [linear(w, xs[r:r + 1])[0] for w, r in zip(ws, rows)]
@@ -273,10 +279,7 @@ def silu(x: np.ndarray) -> np.ndarray:
     """x / (1 + e^-x); for float arrays in one temporary buffer (the same operations, same bits)."""
     if not _float_array(x):
         return x / (1.0 + np.exp(-x))
-    t = np.negative(x)
-    np.exp(t, out=t)
-    t += 1.0
-    return np.divide(x, t, out=t)
+    return np.divide(x, t := _one_plus_exp_neg(x), out=t)
 
 
 def silu_ggml(x: np.ndarray) -> np.ndarray:
@@ -313,10 +316,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-x); for float arrays in one temporary buffer (same bits)."""
     if not _float_array(x):
         return 1.0 / (1.0 + np.exp(-x))
+    return np.divide(1.0, t := _one_plus_exp_neg(x), out=t)
+
+
+def _one_plus_exp_neg(x: np.ndarray) -> np.ndarray:
+    """1 + e^-x in a new buffer (silu's and sigmoid's denominator, computed in place)."""
     t = np.negative(x)
     np.exp(t, out=t)
     t += 1.0
-    return np.divide(1.0, t, out=t)
+    return t
 
 
 def softplus(x: np.ndarray) -> np.ndarray:

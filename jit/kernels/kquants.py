@@ -106,9 +106,6 @@ def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
     return W
 
 
-
-
-
 def _u32x2_to_i16x8(fn: Fn, lo: str, hi: str) -> str:
     """two i32 holding 8 bytes -> <8 x i16> of the bytes (zero-extended)"""
     v = fn.v(f"insertelement <2 x i32> poison, i32 {lo}, i64 0")
@@ -162,14 +159,11 @@ def maddubs(fn: Fn, q: str, x: str) -> str:
     return fn.v(f"add <16 x i16> {ev}, {od}")
 
 
-
 def _bit_to_16(fn: Fn, qh: str, bit: int) -> str:
     """<32 x i8> ((qh >> bit) & 1) << 4"""
     t = fn.v(f"lshr {V32B} {qh}, splat (i8 {bit})") if bit else qh
     t = fn.v(f"and {V32B} {t}, splat (i8 1)")
     return fn.v(f"shl {V32B} {t}, splat (i8 4)")
-
-
 
 
 def _q6_K_unpack(fn: Fn, wb: str) -> dict:
