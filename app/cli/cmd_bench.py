@@ -130,7 +130,7 @@ def run(args) -> int:
     if p:
         warm = engine.session(p + 1)
         warm.prefill(ids[:p], chunk=p)
-        warm.eval_token(int(ids[p % len(ids)]))
+        warm.eval_token(int(ids[0]))
         del warm
 
     session = engine.session(p + n)
