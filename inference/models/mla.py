@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ops
+from . import mla_prefill
 from ..gguf_file import Tensor
 
 
@@ -62,10 +63,13 @@ def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_he
     c = ops.rms_norm(ckp[:, :R], w.attn_kv_a_norm, eps)                 # [T, R]
     cache[n_past:n_past + T, :R] = rnd(c)
     cache[n_past:n_past + T, R:] = rnd(ckp[:, R:])
-    q_abs = per_head(w.attn_k_b, q[:, :, :n])                           # [T, H, R]
-    Q = np.concatenate([q_abs, q[:, :, n:]], axis=-1)                   # [T, H, R + r]
     S = n_past + T
     scale = 1.0 / np.sqrt(key_length)
+    if ops.attention_is_long(T, H, S) and mla_prefill.pays(T, R, n, r, w.attn_v_b.shape_ggml[1]):
+        out = mla_prefill.attention(q, cache, n_past, scale, R, w.attn_k_b, w.attn_v_b)   # [T, H, dv]
+        return ops.linear(w.attn_output, out.reshape(T, -1))
+    q_abs = per_head(w.attn_k_b, q[:, :, :n])                           # [T, H, R]
+    Q = np.concatenate([q_abs, q[:, :, n:]], axis=-1)                   # [T, H, R + r]
     dec = _jit_decode(R + r, R, H) if T == 1 else None
     if dec is not None:                                                 # one pass, in place
         lat = dec(np.asarray(rnd(Q[0]), np.float32), cache, S, scale, R)[None]     # [1, H, R]

@@ -1,0 +1,74 @@
+"""mla_prefill (the decompressed MLA prefill over a long latent cache) against the absorbed
+attention computed exactly (ops.attention in llama.cpp's order over the latent rows, then v_b),
+across key and query block boundaries, on the JIT softmax kernel and on numpy; and the tiny
+kimi-linear prefilled in long chunks on this path against its exact logits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as Q
+
+from inference import ops
+from inference.gguf_file import Tensor
+from inference.models import mla_prefill
+
+
+def f32_heads(a: np.ndarray) -> Tensor:
+    """A stacked per-head weight [H, out, in] as an F32 tensor (ne [in, out, H])."""
+    a = np.ascontiguousarray(a, np.float32)
+    return Tensor("w", Q.F32, tuple(reversed(a.shape)), a.reshape(-1).view(np.uint8))
+
+
+def absorbed(q, cache, n_past, scale, R, kb, vb):
+    """The MLA attention in its absorbed form, exactly: [T, H, dv]."""
+    n = kb.shape[2]
+    Q_ = np.concatenate([np.einsum("thn,hrn->thr", q[:, :, :n], kb), q[:, :, n:]], axis=-1)
+    K = np.asarray(cache, np.float32)[:, None, :]
+    pos = np.arange(cache.shape[0])
+    lat = ops.attention(Q_.astype(np.float32), K, K[:, :, :R], pos[n_past:], pos, scale)
+    return np.einsum("thr,hvr->thv", lat, vb)
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "jit"])
+@pytest.mark.parametrize("n_past,T,kblk,qblk", [(0, 40, 16, 2048), (37, 23, 16, 5), (100, 1, 32, 7),
+                                                (5, 64, 2048, 2048), (70, 33, 48, 16)])
+def test_matches_the_absorbed_attention(monkeypatch, kernels, n_past, T, kblk, qblk):
+    monkeypatch.setenv("LECTERN_KERNELS", kernels)
+    monkeypatch.setattr(mla_prefill, "KEY_BLOCK", kblk)
+    monkeypatch.setattr(mla_prefill, "QUERY_BLOCK", qblk)
+    rng = np.random.default_rng(n_past + T)
+    H, R, r, n, dv = 3, 32, 16, 16, 24
+    cache = rng.standard_normal((n_past + T, R + r)).astype(np.float16)
+    q = rng.standard_normal((T, H, n + r)).astype(np.float32)
+    kb = (rng.standard_normal((H, R, n)) * 0.4).astype(np.float32)
+    vb = (rng.standard_normal((H, dv, R)) * 0.3).astype(np.float32)
+    got = mla_prefill.attention(q, cache, n_past, 0.25, R, f32_heads(kb), f32_heads(vb))
+    assert got.shape == (T, H, dv)
+    np.testing.assert_allclose(got, absorbed(q, cache, n_past, 0.25, R, kb, vb), rtol=2e-4, atol=2e-5)
+
+
+def test_it_pays_only_for_long_chunks():
+    R, n, r, dv = 512, 128, 64, 128                          # kimi-linear's MLA
+    assert not mla_prefill.pays(1, R, n, r, dv) and not mla_prefill.pays(170, R, n, r, dv)
+    assert mla_prefill.pays(172, R, n, r, dv) and mla_prefill.pays(512, R, n, r, dv)
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "jit"])
+def test_tiny_kimi_prefill_on_this_path_matches_exact(monkeypatch, kernels):
+    """Chunks of 80 tokens (tiny MLA: decompressing pays above 64) with every attention long."""
+    from inference.models import load_model
+    from tests.conftest import golden_dir
+
+    monkeypatch.setenv("LECTERN_KERNELS", kernels)
+    m = load_model(golden_dir() / "models" / "tiny-kimi-linear-F16.gguf")
+    toks = np.random.default_rng(2).integers(0, m.n_vocab, 240)
+    want = m.logits(toks)
+    calls = []
+    real = mla_prefill.attention
+    monkeypatch.setattr(mla_prefill, "attention", lambda *a: calls.append(a[0].shape[0]) or real(*a))
+    monkeypatch.setattr(mla_prefill, "KEY_BLOCK", 64)
+    monkeypatch.setattr(ops, "EXACT_ATTENTION_MAX", 0)
+    st = m.new_state(len(toks))
+    got = np.concatenate([m.forward(toks[i:i + 80], st) for i in range(0, len(toks), 80)])
+    assert calls == [80, 80, 80]
+    assert np.isfinite(got).all() and np.abs(got - want).max() < 0.02
