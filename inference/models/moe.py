@@ -66,11 +66,13 @@ def route(logits: np.ndarray, n_used: int, gating: int, bias: np.ndarray | None 
 
 
 def swiglu(gate: np.ndarray, up: np.ndarray, limit: float = 0.0) -> np.ndarray:
-    """silu(gate) * up, with Step-3.5's clamp when limit > 1e-6."""
+    """silu(gate) * up, with Step-3.5's clamp when limit > 1e-6. Unclamped it is llama.cpp's
+    ggml_swiglu_split (ggml_vec_swiglu_f32, its own exp), on the JIT kernel when selected."""
+    if limit <= CLAMP_EPS:
+        return ops.swiglu_ggml(np.asarray(gate, np.float32), np.asarray(up, np.float32))
     act = ops.silu(gate)
-    if limit > CLAMP_EPS:
-        up = np.clip(up, -limit, limit)
-        act = np.minimum(act, np.float32(limit))
+    up = np.clip(up, -limit, limit)
+    act = np.minimum(act, np.float32(limit))
     return act * up
 
 
