@@ -58,8 +58,12 @@ def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_he
     R = cache.shape[1] - r
     n = key_length - r
     rnd = ops.f16_if(half)
-    q = ops.linear(w.attn_q, x).reshape(T, H, n + r)                    # [T, H, n + r]
-    ckp = ops.linear(w.attn_kv_a_mqa, x)                                # [T, R + r]
+    if T == 1:                                                          # one pool job
+        q, ckp = (p[None] for p in ops.linear_parts([w.attn_q, w.attn_kv_a_mqa], x, [0, 0]))
+    else:
+        q, ckp = ops.linear(w.attn_q, x), ops.linear(w.attn_kv_a_mqa, x)
+    q = q.reshape(T, H, n + r)                                          # [T, H, n + r]
+    # ckp: [T, R + r]
     c = ops.rms_norm(ckp[:, :R], w.attn_kv_a_norm, eps)                 # [T, R]
     cache[n_past:n_past + T, :R] = rnd(c)
     cache[n_past:n_past + T, R:] = rnd(ckp[:, R:])

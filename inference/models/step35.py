@@ -269,9 +269,15 @@ class Model(base.Model):
         return ops.linear(self.output, ops.rms_norm(h, self.output_norm, self.cfg.eps))  # [T, n_vocab]
 
     def qkv(self, L: Layer, x: np.ndarray, hq: int, hkv: int):
-        """x: [T, n_embd] -> q [T, Hq, d], k [T, Hkv, d], v [T, Hkv, dv]."""
+        """x: [T, n_embd] -> q [T, Hq, d], k [T, Hkv, d], v [T, Hkv, dv], and the head gate's
+        logits [T, Hq] (None without attn_gate); one token's projections run as one pool job."""
         d, dv, T = self.cfg.head_dim, self.cfg.head_dim_v, len(x)
-        if L.attn_qkv is not None:
+        ws = [L.attn_q, L.attn_k, L.attn_v] + ([L.attn_gate] if L.attn_gate is not None else [])
+        gate = None
+        if T == 1 and L.attn_qkv is None:
+            q, k, v, *g = (p[None] for p in ops.linear_parts(ws, x, [0] * len(ws)))
+            gate = g[0] if g else None
+        elif L.attn_qkv is not None:
             qkv = ops.linear(L.attn_qkv, x)                           # [T, Hq*d + Hkv*d + Hkv*dv]
             if L.attn_qkv_b is not None:
                 qkv = qkv + L.attn_qkv_b
@@ -280,13 +286,15 @@ class Model(base.Model):
             q, k, v = (ops.linear(w, x) for w in (L.attn_q, L.attn_k, L.attn_v))
         if L.attn_q_b is not None:   # separate biases (also allowed next to a fused matrix)
             q, k, v = q + L.attn_q_b, k + L.attn_k_b, v + L.attn_v_b
-        return q.reshape(T, hq, d), k.reshape(T, hkv, d), v.reshape(T, hkv, dv)
+        if L.attn_gate is not None and gate is None:
+            gate = ops.linear(L.attn_gate, x)
+        return q.reshape(T, hq, d), k.reshape(T, hkv, d), v.reshape(T, hkv, dv), gate
 
     def attention(self, il: int, L: Layer, x: np.ndarray, pos: np.ndarray, state: State) -> np.ndarray:
         """x: [T, n_embd] at positions pos [T] -> [T, n_embd]; writes this layer's cache."""
         cfg = self.cfg
         hq, hkv, swa = cfg.n_head[il], cfg.n_head_kv[il], cfg.is_swa[il]
-        q, k, v = self.qkv(L, x, hq, hkv)
+        q, k, v, gate = self.qkv(L, x, hq, hkv)
         if L.attn_q_norm is not None:
             q = ops.rms_norm(q, L.attn_q_norm, cfg.eps)                # per head, over d
         if L.attn_k_norm is not None:
@@ -310,8 +318,8 @@ class Model(base.Model):
                 o = ops.cached_attention(q, kc, vc, pos, scale)              # o: [T, Hq, dv]
         else:
             o = self.exact_attention(state, il, q, k, v, pos, scale)
-        if L.attn_gate is not None:
-            o = o * ops.sigmoid(ops.linear(L.attn_gate, x))[:, :, None]       # gate: [T, Hq, 1]
+        if gate is not None:
+            o = o * ops.sigmoid(gate)[:, :, None]                              # gate: [T, Hq, 1]
         return ops.linear(L.attn_output, o.reshape(len(x), hq * cfg.head_dim_v))
 
     def exact_attention(self, state: State, il: int, q, k, v, pos, scale) -> np.ndarray:
