@@ -27,8 +27,9 @@ KERNEL_MATRIX_BYTES = 256 << 20       # ~256 MB of weights: far beyond any deskt
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure prefill and decode speed",
-                       description="Prefill P random tokens, decode N tokens, report tokens/s, "
-                                   "weight bytes read per token and GB/s.")
+                       description="Prefill P random tokens, decode N tokens from an empty context "
+                                   "(llama-bench's ppP and tgN), each R times; report the mean "
+                                   "tokens/s, weight bytes read per token and GB/s.")
     add_model_args(p, ctx=False)
     p.add_argument("-p", "--prompt-tokens", type=int, default=512, metavar="P",
                    help="tokens to prefill as one batch (default 512)")
@@ -36,6 +37,8 @@ def register(sub) -> None:
                    help="tokens to decode one by one (default 128)")
     p.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1, metavar="THREADS",
                    help="threads (JIT kernels: LECTERN_THREADS; numpy: its BLAS; default: all cores)")
+    p.add_argument("-r", "--repetitions", type=int, default=5, metavar="N",
+                   help="timed runs of each test, averaged as llama-bench does (its -r; default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random token ids")
     p.add_argument("--bandwidth", action="store_true",
                    help="also measure the memory read bandwidth and report the fraction of it reached")
@@ -70,11 +73,13 @@ def measure_bandwidth(threads: int, mb: int = 0) -> float:
     return read_bandwidth(mb or default_read_mb(), threads, 5, detect(), "native" if supported() else "python") * 1e9
 
 
-def llama_bench(exe: str, model: str, p: int, n: int, threads: int, kv_type: str = "f16") -> tuple[float, float]:
-    """Run llama-bench (-p P -n N -t THREADS -ctk/-ctv KV -o json) -> (prefill tokens/s, decode tokens/s)."""
+def llama_bench(exe: str, model: str, p: int, n: int, threads: int, kv_type: str = "f16",
+                reps: int = 5) -> tuple[float, float]:
+    """Run llama-bench (-p P -n N -t THREADS -r REPS -ctk/-ctv KV -o json) -> (prefill tokens/s,
+    decode tokens/s), each its avg_ts: the mean over the repetitions of tokens/s."""
     from inference import LecternError
 
-    cmd = [exe, "-m", model, "-p", str(p), "-n", str(n), "-t", str(threads)]
+    cmd = [exe, "-m", model, "-p", str(p), "-n", str(n), "-t", str(threads), "-r", str(reps)]
     if kv_type != "f16":                          # llama-bench's default cache type is f16
         cmd += ["-ctk", kv_type, "-ctv", kv_type]
     cmd += ["-o", "json"]
@@ -99,8 +104,8 @@ def llama_bench(exe: str, model: str, p: int, n: int, threads: int, kv_type: str
 def run(args) -> int:
     from inference import LecternError
 
-    if args.prompt_tokens < 1 or args.gen_tokens < 0 or args.threads < 1:
-        raise LecternError("bench needs -p >= 1, -n >= 0 and -t >= 1")
+    if args.prompt_tokens < 1 or args.gen_tokens < 0 or args.threads < 1 or args.repetitions < 1:
+        raise LecternError("bench needs -p >= 1, -n >= 0, -t >= 1 and -r >= 1")
     if "numpy" not in sys.modules:     # BLAS reads these once, when numpy is first imported
         for var in _THREAD_VARS:
             os.environ[var] = str(args.threads)
@@ -133,16 +138,11 @@ def run(args) -> int:
         warm.eval_token(int(ids[0]))
         del warm
 
-    session = engine.session(p + n)
-    pre = session.prefill(ids[:p], chunk=p)
-    t0 = time.perf_counter()
-    for t in ids[p:]:
-        session.eval_token(int(t))
-    decode_s = time.perf_counter() - t0
-
+    pre_runs, dec_runs = timed_runs(engine, ids, p, n, args.repetitions)
+    pre_s, decode_s = _mean(pre_runs), _mean(dec_runs)
     wbytes = weight_bytes_per_token(model)
-    prefill_tps = p / pre.seconds if pre.seconds > 0 else 0.0
-    decode_tps = n / decode_s if n and decode_s > 0 else 0.0
+    prefill_tps = _mean([p / s for s in pre_runs if s > 0])
+    decode_tps = _mean([n / s for s in dec_runs if s > 0]) if n else 0.0
     result = {
         "file": str(engine.path),
         "architecture": engine.gguf.architecture,
@@ -152,8 +152,11 @@ def run(args) -> int:
         "kv_type": engine.kv_type,
         "prompt_tokens": p,
         "gen_tokens": n,
-        "prefill_seconds": round(pre.seconds, 4),
+        "repetitions": args.repetitions,
+        "prefill_seconds": round(pre_s, 4),
         "decode_seconds": round(decode_s, 4),
+        "prefill_runs_seconds": [round(s, 4) for s in pre_runs],
+        "decode_runs_seconds": [round(s, 4) for s in dec_runs],
         "prefill_tokens_per_s": round(prefill_tps, 3),
         "decode_tokens_per_s": round(decode_tps, 3),
         "weight_bytes_per_token": wbytes,
@@ -173,7 +176,8 @@ def run(args) -> int:
     failed = None
     if args.llama_bench:
         try:
-            lp, ld = llama_bench(args.llama_bench, str(engine.path), p, n, args.threads, engine.kv_type)
+            lp, ld = llama_bench(args.llama_bench, str(engine.path), p, n, args.threads, engine.kv_type,
+                                 args.repetitions)
         except LecternError as e:     # keep our own figures: print them, then fail
             failed = e
             result["llama_bench_error"] = str(e)
@@ -185,12 +189,35 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print_report(result, engine.path.name, p, n, pre.seconds, decode_s)
+        print_report(result, engine.path.name, p, n, pre_s, decode_s)
         if contexts:
             bench_long.print_contexts(result)
     if failed is not None:
         raise failed
     return 0
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def timed_runs(engine, ids, p: int, n: int, reps: int) -> tuple[list[float], list[float]]:
+    """reps timed runs of each test as llama-bench times them -> (prefill seconds, decode
+    seconds) per run: pp, the p prompt tokens as one batch into an empty session; tg, n tokens
+    decoded one by one from an empty context (ids after the prompt's)."""
+    pre_runs, dec_runs = [], []
+    for _ in range(reps):
+        session = engine.session(p)
+        pre_runs.append(session.prefill(ids[:p], chunk=p).seconds)
+        del session
+        if n:
+            session = engine.session(n)
+            t0 = time.perf_counter()
+            for t in ids[p:]:
+                session.eval_token(int(t))
+            dec_runs.append(time.perf_counter() - t0)
+            del session
+    return pre_runs, dec_runs
 
 
 def print_report(r: dict, name: str, p: int, n: int, pre_s: float, dec_s: float) -> None:
@@ -201,11 +228,13 @@ def print_report(r: dict, name: str, p: int, n: int, pre_s: float, dec_s: float)
 
     print(f"model    {name} ({r['architecture']}, {r['file_bytes'] / 1e6:.1f} MB), "
           f"{r['threads']} threads, {r['backend']} backend, {r['kv_type']} KV cache")
-    print(f"prefill  {p} tokens in {pre_s:.2f} s: {r['prefill_tokens_per_s']:.2f} tokens/s, "
+    runs = f" (mean of {r['repetitions']} runs)" if r["repetitions"] > 1 else ""
+    print(f"prefill  {p} tokens in {pre_s:.2f} s{runs}: {r['prefill_tokens_per_s']:.2f} tokens/s, "
           f"{r['prefill_weight_bytes_per_token'] / 1e6:.3f} MB of weights per token, "
           f"{r['prefill_gb_per_s']:.3f} GB/s{frac('prefill_bandwidth_fraction')}")
     if n:
-        print(f"decode   {n} tokens in {dec_s:.2f} s: {r['decode_tokens_per_s']:.2f} tokens/s")
+        print(f"decode   {n} tokens in {dec_s:.2f} s{runs}, from an empty context: "
+              f"{r['decode_tokens_per_s']:.2f} tokens/s")
     print(f"weights  {r['weight_bytes_per_token'] / 1e6:.2f} MB read per token: "
           f"{r['decode_gb_per_s']:.3f} GB/s while decoding{frac('decode_bandwidth_fraction')}")
     if "llama_prefill_tokens_per_s" in r:

@@ -22,8 +22,8 @@ def run_bench(*args):
 @pytest.mark.parametrize("stem", ["tiny-llama-Q4_K_M", "tiny-kimi-linear-Q8_0"])
 def test_bench_json(stem):
     path = golden_dir() / "models" / f"{stem}.gguf"
-    r = json.loads(run_bench("-m", str(path), "-p", "24", "-n", "4", "-t", "1", "--json"))
-    assert r["file"] == str(path) and r["threads"] == 1
+    r = json.loads(run_bench("-m", str(path), "-p", "24", "-n", "4", "-t", "1", "-r", "1", "--json"))
+    assert r["file"] == str(path) and r["threads"] == 1 and r["repetitions"] == 1
     assert (r["prompt_tokens"], r["gen_tokens"]) == (24, 4)
     assert r["prefill_tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0
     # the rates are the token counts over the measured times
@@ -33,6 +33,17 @@ def test_bench_json(stem):
     assert r["weight_bytes_per_token"] == wb
     assert 0 < wb <= path.stat().st_size
     assert abs(r["decode_gb_per_s"] - wb * r["decode_tokens_per_s"] / 1e9) < 1e-3
+
+
+def test_bench_repetitions_average_the_rates():
+    """-r N: N timed runs of each test; the rate is the mean of the runs' rates (llama-bench's avg_ts)."""
+    path = golden_dir() / "models" / "tiny-llama-F16.gguf"
+    r = json.loads(run_bench("-m", str(path), "-p", "16", "-n", "3", "-t", "1", "-r", "3", "--json"))
+    assert r["repetitions"] == 3 and len(r["prefill_runs_seconds"]) == len(r["decode_runs_seconds"]) == 3
+    for key, k, runs in (("prefill", 16, r["prefill_runs_seconds"]), ("decode", 3, r["decode_runs_seconds"])):
+        mean_rate = sum(k / s for s in runs) / 3
+        assert abs(r[f"{key}_tokens_per_s"] - mean_rate) <= 0.01 * mean_rate + 0.01
+        assert abs(r[f"{key}_seconds"] - sum(runs) / 3) <= 1e-3
 
 
 def test_bench_text_report():
@@ -52,7 +63,7 @@ def test_bench_rejects_impossible_sizes(capsys):
 FAKE_LLAMA_BENCH = '''#!{python}
 import json, sys
 a = sys.argv[1:]
-assert a[0] == "-m" and a[2:4] == ["-p", "{p}"] and a[4:6] == ["-n", "{n}"] and a[6:] == ["-t", "1", "-o", "json"], a
+assert a[0] == "-m" and a[2:4] == ["-p", "{p}"] and a[4:6] == ["-n", "{n}"] and a[6:] == ["-t", "1", "-r", "{r}", "-o", "json"], a
 open(sys.argv[0] + ".model", "w").write(a[1])
 print(json.dumps([{{"n_prompt": {p}, "n_gen": 0, "n_threads": 1, "avg_ts": 300.5, "stddev_ts": 1.0}},
                   {{"n_prompt": 0, "n_gen": {n}, "n_threads": 1, "avg_ts": 150.25, "stddev_ts": 0.5}}]))
@@ -64,9 +75,9 @@ def test_bench_bandwidth_and_llama_bench(tmp_path):
     # arguments it gets (same file, sizes and threads) and records the model path
     path = golden_dir() / "models" / "tiny-llama-Q4_0.gguf"
     exe = tmp_path / "llama-bench"
-    exe.write_text(FAKE_LLAMA_BENCH.format(python=sys.executable, p=16, n=3))
+    exe.write_text(FAKE_LLAMA_BENCH.format(python=sys.executable, p=16, n=3, r=2))
     exe.chmod(0o755)
-    r = json.loads(run_bench("-m", str(path), "-p", "16", "-n", "3", "-t", "1", "--json", "--bandwidth",
+    r = json.loads(run_bench("-m", str(path), "-p", "16", "-n", "3", "-t", "1", "-r", "2", "--json", "--bandwidth",
                              "--llama-bench", str(exe)))
     assert (tmp_path / "llama-bench.model").read_text() == str(path)
     assert (r["llama_prefill_tokens_per_s"], r["llama_decode_tokens_per_s"]) == (300.5, 150.25)
@@ -75,7 +86,8 @@ def test_bench_bandwidth_and_llama_bench(tmp_path):
     bw = r["bandwidth_bytes_per_s"]
     assert 1e8 < bw < 1e12            # a real machine's read bandwidth
     assert abs(r["decode_bandwidth_fraction"] - r["decode_gb_per_s"] * 1e9 / bw) < 1e-3
-    out = run_bench("-m", str(path), "-p", "16", "-n", "3", "-t", "1", "--bandwidth", "--llama-bench", str(exe))
+    out = run_bench("-m", str(path), "-p", "16", "-n", "3", "-t", "1", "-r", "2", "--bandwidth", "--llama-bench",
+                    str(exe))
     assert "llama.cpp pp16 300.50 tokens/s" in out and "tg3 150.25 tokens/s" in out and "% of" in out
 
 
