@@ -148,6 +148,11 @@ def _prefetch_at(fn: Fn, ptr: str, ahead: int | str) -> None:
 # matvec: rows per step, and the prefetch distance (< 0: the next group of rows, at the same block)
 MV_ROWS = int(os.environ.get("LECTERN_MV_ROWS", "4"))
 MV_PREFETCH = int(os.environ.get("LECTERN_MV_PREFETCH", "-1"))
+# Q8_0 rows shorter than this run one at a time: a group of short rows is several short streams,
+# which ran at 17-18 GB/s on 640 columns (Gemma 3's output) against 24-27 GB/s one row after
+# another, and 24-26 against 30-31 on 2560 (2 threads, Zen 3); groups pay on long rows. The 4-
+# and 5-bit types stay grouped at every length (they are bound by arithmetic the group shares).
+GROUP_MIN_BYTES = {"Q8_0": int(os.environ.get("LECTERN_MV_GROUP_MIN_BYTES", "8192"))}
 
 
 def matvec_body(fn: Fn, name: str, rows: int = MV_ROWS, prefetch: int = MV_PREFETCH) -> None:
@@ -166,6 +171,9 @@ def matvec_body(fn: Fn, name: str, rows: int = MV_ROWS, prefetch: int = MV_PREFE
     span = fn.v("sub i64 %r1, %r0")
     rest = fn.v(f"srem i64 {span}, {rows}")
     grouped = fn.v(f"sub i64 %r1, {rest}")                  # rows in [r0, grouped) go `rows` at a time
+    if GROUP_MIN_BYTES.get(name):                           # ... if they are long; short ones one by one
+        short = fn.v(f"icmp slt i64 {row_bytes}, {GROUP_MIN_BYTES[name]}")
+        grouped = fn.v(f"select i1 {short}, i64 %r0, i64 {grouped}")
     with fn.loop("%r0", grouped, step=rows, stem="mg") as R:
         wrow = fn.gep("%w", fn.v(f"mul i64 {R.i}, {row_bytes}"))
         wrows = [wrow] + [fn.gep(wrow, fn.v(f"mul i64 {row_bytes}, {k}")) for k in range(1, rows)]
