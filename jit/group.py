@@ -77,7 +77,7 @@ class Jobs:
         slots, xq_of = self._quantized(ops, x)
         table, begin = [len(parts)], 0
         for op, y in parts:
-            table += [_addr(op._kern), op._w, xq_of[id(op)], y, begin, op.n_out, op.n_in]
+            table += [op._kern_addr, op._w, xq_of[id(op)], y, begin, op.n_out, op.n_in]
             begin += -(-op.n_out // ALIGN) * ALIGN
         assert len(table) == 1 + len(GR_FIELDS) * len(parts)
         t = np.array(table, np.int64)

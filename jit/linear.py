@@ -91,7 +91,8 @@ class LinearOp:
         if self.qtype.name in KINDS:    # its own batch kernel: tokens share each unpacked weight block
             self._tiles = mm_kernel(self.qtype.name, cpu)
         step = max(1, STEP_BYTES // (self.n_in // bs * bb))
-        self._p = np.array([_addr(self._kern), 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)
+        self._kern_addr = _addr(self._kern)
+        self._p = np.array([self._kern_addr, 0, 0, self._xbytes, 4 * self.n_out, step], np.int64)
         self._quant_addr = _addr(self._quant) if self._quant is not None else 0
         self._fast = None
         if hasattr(self._pool, "raw"):
@@ -102,7 +103,7 @@ class LinearOp:
             self._y = np.empty(self.n_out, np.float32)
             xq = self._xq.ctypes.data if self._quant is not None else self._x.ctypes.data
             slots = dict(quant=self._quant_addr, x=self._x.ctypes.data, xq=xq, n=self.n_in, run=run, ctx=ctx,
-                         kern=_addr(self._kern), w=self._w, y=self._y.ctypes.data, rows=self.n_out,
+                         kern=self._kern_addr, w=self._w, y=self._y.ctypes.data, rows=self.n_out,
                          chunk=self._pool.chunk_rows(self.n_out, self.row_bytes))
             self._one_p = np.array([slots[k] for k in LO_FIELDS], np.int64)
             self._fast = functools.partial(t["linear_one"], self._one_p.ctypes.data)

@@ -18,8 +18,7 @@ from itertools import accumulate
 import numpy as np
 
 from .group import kernels as group_kernels
-from .kernels.group import GR_FIELDS
-from .linear import _addr, op_for
+from .linear import op_for
 from .pool import ALIGN
 
 
@@ -60,14 +59,16 @@ def linear_parts(ws: list, xs: np.ndarray, rows: list[int] | None = None) -> lis
 
 def _run(ops: list, xs: np.ndarray, rows: list[int] | None) -> tuple[np.ndarray, list[int]]:
     """The job -> (y flat, where each part starts): part k after the earlier parts' widths, each
-    rounded up to ALIGN rows (a cache line of y)."""
+    rounded up to ALIGN rows (a cache line of y). Per decode step this runs ~20 times, so the
+    table is built as one Python list (no ctypes lookups per part)."""
     xs = np.ascontiguousarray(xs, dtype=np.float32).reshape(-1, xs.shape[-1])
-    rows = list(range(len(ops))) if rows is None else [int(r) for r in rows]
-    n_in = ops[0].n_in
+    rows = range(len(ops)) if rows is None else [int(r) for r in rows]
+    n_in, n_x = ops[0].n_in, xs.shape[0]
     if any(op.n_in != n_in for op in ops) or xs.shape[1] != n_in:
         raise ValueError("linear_each: every weight must have one shape and read rows of xs")
-    if len(rows) != len(ops) or (rows and not 0 <= min(rows) <= max(rows) < xs.shape[0]):
+    if len(rows) != len(ops) or (len(rows) and not 0 <= min(rows) <= max(rows) < n_x):
         raise ValueError("linear_each: one row of xs per weight")
+    x_addr = xs.ctypes.data
     # each activation format quantized once for every row of xs
     xq_base: dict[int, tuple[int, int]] = {}           # quantizer address -> (xq base, row stride)
     for op in ops:
@@ -75,21 +76,31 @@ def _run(ops: list, xs: np.ndarray, rows: list[int] | None) -> tuple[np.ndarray,
         if q in xq_base:
             continue
         if q == 0:                                      # F32/F16 weights read the float rows as they are
-            xq_base[q] = (xs.ctypes.data, 4 * n_in)
+            xq_base[q] = (x_addr, 4 * n_in)
             continue
-        buf = _scratch(q, xs.shape[0] * op._xbytes)
-        op._qrows(q, xs.ctypes.data, buf.ctypes.data, n_in, xs.shape[0], 4 * n_in, op._xbytes)
-        xq_base[q] = (buf.ctypes.data, op._xbytes)
+        base = _scratch(q, n_x * op._xbytes).ctypes.data
+        op._qrows(q, x_addr, base, n_in, n_x, 4 * n_in, op._xbytes)
+        xq_base[q] = (base, op._xbytes)
     starts = [0, *accumulate(-(-op.n_out // ALIGN) * ALIGN for op in ops)]
     total = starts.pop()
     y = np.empty(total, np.float32)
-    table = np.empty(1 + len(GR_FIELDS) * len(ops), np.int64)
-    table[0] = len(ops)
-    for k, (op, r, at) in enumerate(zip(ops, rows, starts)):
+    y_addr = y.ctypes.data
+    table = [len(ops)]
+    for op, r, at in zip(ops, rows, starts):
         base, step = xq_base[op._quant_addr]
-        table[1 + 7 * k:8 + 7 * k] = (_addr(op._kern), op._w, base + r * step, y.ctypes.data + 4 * at, at, op.n_out,
-                                      n_in)
+        table += (op._kern_addr, op._w, base + r * step, y_addr + 4 * at, at, op.n_out, n_in)
+    table = np.array(table, np.int64)
     pool = ops[0]._pool
     chunk = pool.chunk_rows(total, max(op.row_bytes for op in ops)) if hasattr(pool, "chunk_rows") else None
-    pool.run(group_kernels()["group_rows"], (table.ctypes.data, 0, 0), total, (n_in,), chunk)
+    pool.run(_group_rows(), (table.ctypes.data, 0, 0), total, (n_in,), chunk)
     return y, starts
+
+
+_kernel: list = []
+
+
+def _group_rows():
+    """The group_rows driver (kept after the first lookup: jc.kernel builds its key every call)."""
+    if not _kernel:
+        _kernel.append(group_kernels()["group_rows"])
+    return _kernel[0]
