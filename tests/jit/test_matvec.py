@@ -109,6 +109,22 @@ def test_matvec_huge_rows(qtype):
     check_matvec(qtype, cpu_of("host"), w, rows, n_cols, x)
 
 
+@pytest.mark.parametrize("qtype", [T.Q8_0, T.Q4_0, T.Q5_0], ids=lambda t: t.name)
+@pytest.mark.parametrize("n_cols", [640, 8192])
+def test_row_groups_do_not_change_bits(qtype, n_cols):
+    """Rows run in groups of 4 or one by one (Q8_0 rows under 8 KB: one by one); either way every
+    row's value is the one it has as a matrix of its own."""
+    rng = np.random.default_rng(n_cols)
+    rows = 11
+    w = random_weights(rng, qtype, rows, n_cols)
+    x = rng.standard_normal(n_cols).astype(np.float32)
+    whole = api.matvec_raw(w, qtype, rows, n_cols, x, pool=POOLS[2])
+    per_row = w.size // rows
+    alone = [api.matvec_raw(w[r * per_row:(r + 1) * per_row], qtype, 1, n_cols, x, pool=POOLS[1])[0]
+             for r in range(rows)]
+    assert np.array_equal(whole, np.array(alone, np.float32))
+
+
 def test_paths_agree_closely():
     """host, AVX2 and portable code compute the same sums (float order may differ slightly)."""
     rng = np.random.default_rng(3)
