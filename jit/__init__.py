@@ -23,7 +23,10 @@
   linear.py       linear(tensor, x [T, in]): what inference.ops.linear delegates to; LinearOp
                   cached per tensor; batch, split and decode give identical bits
   bench.py        python -m jit.bench: bandwidth, matvec GB/s, per-call overheads
+  softmax_block.py  one key block of an online softmax over rows (the long MLA prefill's
+                  flash-style attention between its BLAS matmuls)
 LECTERN_PREFETCH (bytes, default 2048) tunes the matvec kernels' software prefetch distance;
 LECTERN_MV_ROWS (default 4) and LECTERN_MV_PREFETCH (default -1: the next group of rows) the
-32-block matvecs' rows per step and prefetch distance.
+32-block matvecs' rows per step and prefetch distance; LECTERN_MV_GROUP_MIN_BYTES (default 8192)
+the Q8_0 row length below which rows go one at a time.
 """

@@ -33,12 +33,18 @@ def _check(sc, m, l, vis) -> None:
         raise ValueError(f"softmax block: visible counts must lie in 0..{ld}")
 
 
+def _check_scale(scale: float) -> None:
+    if not scale > 0:                       # the kernel scales the row's max, not every score
+        raise ValueError(f"softmax block: the scale must be positive, got {scale}")
+
+
 def update(sc: np.ndarray, m: np.ndarray, l: np.ndarray, vis: np.ndarray, scale: float,
            threads: int | None = None, pool=None, cpu: CpuInfo | None = None) -> np.ndarray:
     """sc [rows, LD] raw scores -> probabilities in place; m, l [rows] running max / sum updated
     in place; vis [rows] int64 visible columns per row. -> alpha [rows], the factor for the
     running accumulators (acc = alpha acc + sc @ V)."""
     _check(sc, m, l, vis)
+    _check_scale(scale)
     alpha = np.empty(sc.shape[0], np.float32)
     p = np.zeros(N_PARAMS, np.int64)
     for slot, arr in ((P_M, m), (P_L, l), (P_AL, alpha), (P_VIS, vis)):

@@ -86,5 +86,7 @@ def test_bad_shapes_are_refused():
     sc = np.zeros((3, 16), np.float32)
     with pytest.raises(ValueError, match="visible"):
         sb.update(sc, np.zeros(3, np.float32), np.zeros(3, np.float32), np.full(3, 17, np.int64), 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        sb.update(sc, np.zeros(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.int64), 0.0)
     with pytest.raises(ValueError, match="vis"):
         sb.update(sc, np.zeros(3, np.float32), np.zeros(3, np.float32), np.zeros(2, np.int64), 1.0)
