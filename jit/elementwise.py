@@ -15,21 +15,9 @@ GELU_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_v
                               ctypes.c_void_p)
 
 
-_loaded: dict = {}     # (key, id(cpu)) -> (cpu, kernels): a decode step asks ~20 times; jc.kernel would
-                       # hash the CpuInfo each time
-
-
-def _cached(key: tuple, cpu: CpuInfo, load):
-    hit = _loaded.get((key, id(cpu)))
-    if hit is None or hit[0] is not cpu:
-        hit = _loaded[(key, id(cpu))] = (cpu, load())
-    return hit[1]
-
-
 def kernels(cpu: CpuInfo | None = None) -> dict:
     cpu = cpu or detect()
-    return _cached(("elementwise",), cpu, lambda: jc.kernel(
-        ("elementwise",), lambda: elementwise_ir(cpu), {"swiglu": SWIGLU_PROTO, "gelu_mul": GELU_PROTO}, cpu))
+    return jc.kernel(("elementwise",), lambda: elementwise_ir(cpu), {"swiglu": SWIGLU_PROTO, "gelu_mul": GELU_PROTO}, cpu)
 
 
 def usable(n: int, cpu: CpuInfo | None = None) -> bool:
@@ -69,10 +57,11 @@ def _norm_rope(n: int, eps: float, head_dim: int, rope_dim: int, neox: bool, cpu
     from .kernels.elementwise import norm_rope_ir
 
     cpu = cpu or detect()
+    syms = {"rms_norm_rows": NORM_PROTO}
+    if rope_dim:
+        syms["rope_rows"] = ROPE_PROTO
     key = ("norm_rope", n, eps, head_dim, rope_dim, neox)
-    syms = {"rms_norm_rows": NORM_PROTO, **({"rope_rows": ROPE_PROTO} if rope_dim else {})}
-    return _cached(key, cpu, lambda: jc.kernel(key, lambda: norm_rope_ir(n, eps, head_dim, rope_dim, neox, cpu),
-                                               syms, cpu))
+    return jc.kernel(key, lambda: norm_rope_ir(n, eps, head_dim, rope_dim, neox, cpu), syms, cpu)
 
 
 def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:

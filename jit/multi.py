@@ -92,15 +92,5 @@ def _run(ops: list, xs: np.ndarray, rows: list[int] | None) -> tuple[np.ndarray,
     table = np.array(table, np.int64)
     pool = ops[0]._pool
     chunk = pool.chunk_rows(total, max(op.row_bytes for op in ops)) if hasattr(pool, "chunk_rows") else None
-    pool.run(_group_rows(), (table.ctypes.data, 0, 0), total, (n_in,), chunk)
+    pool.run(group_kernels()["group_rows"], (table.ctypes.data, 0, 0), total, (n_in,), chunk)
     return y, starts
-
-
-_kernel: list = []
-
-
-def _group_rows():
-    """The group_rows driver (kept after the first lookup: jc.kernel builds its key every call)."""
-    if not _kernel:
-        _kernel.append(group_kernels()["group_rows"])
-    return _kernel[0]
