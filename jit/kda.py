@@ -6,8 +6,6 @@ tested against the very code the prefill runs.
 """
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 
 from . import compile as jc

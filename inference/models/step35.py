@@ -272,9 +272,9 @@ class Model(base.Model):
         """x: [T, n_embd] -> q [T, Hq, d], k [T, Hkv, d], v [T, Hkv, dv], and the head gate's
         logits [T, Hq] (None without attn_gate); one token's projections run as one pool job."""
         d, dv, T = self.cfg.head_dim, self.cfg.head_dim_v, len(x)
-        ws = [L.attn_q, L.attn_k, L.attn_v] + ([L.attn_gate] if L.attn_gate is not None else [])
         gate = None
         if T == 1 and L.attn_qkv is None:
+            ws = [L.attn_q, L.attn_k, L.attn_v] + ([L.attn_gate] if L.attn_gate is not None else [])
             q, k, v, *g = (p[None] for p in ops.linear_parts(ws, x, [0] * len(ws)))
             gate = g[0] if g else None
         elif L.attn_qkv is not None:
