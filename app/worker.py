@@ -61,7 +61,6 @@ class InferenceWorker(QObject):
         self.closing = False
         self.states_dir = None      # saved reading states (read once); None: cache_dir()/states
         self._states = None
-        self.prefill_rate = 0.0     # tokens/s of the last read: sizes its chunks (Stop latency)
         self.checkpoint_every = 4096  # tokens between saved checkpoints of a long read
 
     # --- called directly from any thread --------------------------------------------------------
@@ -205,8 +204,6 @@ class InferenceWorker(QObject):
                     for piece in gen:
                         emit(self.token, rid, piece)
             stats = stats_dict(gen.stats, self.session.n_ctx, time.perf_counter() - t0)
-            if gen.stats.prefill_tokens >= 16:
-                self.prefill_rate = gen.stats.prefill_tokens_per_s
             if read is not None:
                 stats.update(reused_tokens=read.n_reused, state_bytes=read.state_bytes,
                              prefill_tokens_per_s=read.n_evaluated / read.seconds if read.seconds else 0.0,
@@ -233,9 +230,7 @@ class InferenceWorker(QObject):
 
         keep = wd.doc_keeps(self.engine, tokens, messages, docs["index"], docs.get("ends") or [])
         r = wd.read_prompt(self.session, tokens, self.state_store(), keep, progress, cancel,
-                           chunk=wd.chunk_for(self.prefill_rate), every=self.checkpoint_every)
-        if r.n_evaluated and r.seconds > 0:
-            self.prefill_rate = r.n_evaluated / r.seconds
+                           every=self.checkpoint_every)
         return r
 
     def _prompt_remote(self, rid: int, messages: list, params: dict) -> None:

@@ -71,22 +71,14 @@ class ReadResult:
     state_bytes: int       # size of the saved state of the whole prompt (0: none saved)
 
 
-def chunk_for(rate: float, seconds: float = 0.5) -> int:
-    """Prefill chunk that takes about `seconds` at `rate` tokens/s (cancel is checked between
-    chunks, so this bounds how long Stop takes); 16 until a rate is known."""
-    if rate <= 0:
-        return 16
-    return int(min(256, max(16, rate * seconds)))
-
-
 def read_prompt(session, tokens: list[int], store, keep: list[int], progress=None, cancel=None,
-                chunk: int = 256, every: int = 4096) -> ReadResult:
+                every: int = 4096) -> ReadResult:
     """Make `session` hold `tokens` through the store (restore, checkpoint, save); the states
     at `keep` (where documents end) are kept for other questions and grown documents."""
     from inference.documents import read_tokens
 
     r = read_tokens(session, tokens, store, checkpoint_every=every, progress=progress,
-                    cancel=cancel, keep_at=keep, chunk=chunk)
+                    cancel=cancel, keep_at=keep)
     size = 0
     if not r.cancelled:
         best = store.best_prefix(session.engine, tokens)

@@ -20,12 +20,19 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ContextOverflowError, LecternError, TokenizerError
-from .generation import Cancel, Generation, GenerationStats, Progress  # noqa: F401 (re-exported)
+from .generation import PREFILL_CHUNK, Cancel, Generation, GenerationStats, Progress  # noqa: F401 (re-exported)
 from .kv_cache import DEFAULT_KV_TYPE, check_kv_type
-from .models.base import KV, Model, State
+from .models.base import Model, State
 from .sampling import SamplingParams
 
 DEFAULT_N_CTX = 4096
+
+
+PROGRESS_EVERY = 0.2    # seconds: progress reports inside a prefill chunk, at most this often
+
+
+class _Stopped(Exception):
+    """A cancel seen between the layers of a prefill chunk."""
 
 
 class SessionFileError(LecternError):
@@ -220,12 +227,13 @@ class Session:
 
     # --- prefill ------------------------------------------------------------------------------
     def prefill(self, tokens: Sequence[int], progress: Progress | None = None,
-                cancel: Cancel | None = None, chunk: int = 256) -> PrefillResult:
+                cancel: Cancel | None = None, chunk: int = PREFILL_CHUNK) -> PrefillResult:
         """Make the state cover exactly `tokens`, reusing what it already holds.
 
-        Evaluates in chunks of `chunk` tokens; progress(done, total) after each; cancel() is
-        checked before each chunk, and a cancelled prefill leaves the state consistent at a
-        chunk boundary (a later prefill of the same tokens continues from there).
+        Evaluates in chunks of `chunk` tokens; progress(done, total) after each and, at most
+        every PROGRESS_EVERY s, between a chunk's layers. cancel() is checked before each chunk
+        and between its layers; a cancelled prefill leaves the state consistent at a chunk
+        boundary, a cancelled chunk undone (a later prefill of the same tokens continues there).
         """
         t0 = time.perf_counter()
         tokens = [int(t) for t in tokens]
@@ -249,13 +257,48 @@ class Session:
             if cancel is not None and cancel():
                 return PrefillResult(len(tokens), n_keep, start - n_keep, time.perf_counter() - t0, True)
             part = tokens[start:start + chunk]
-            logits = self.model.forward(np.asarray(part, np.int64), self.state, last_only=True)
+            try:
+                logits = self._forward_chunk(part, start - n_keep, total, progress, cancel)
+            except _Stopped:                      # cancelled between two layers: back at `start`
+                return PrefillResult(len(tokens), n_keep, start - n_keep, time.perf_counter() - t0, True)
             self.tokens.extend(part)
             self.logits = np.asarray(logits[-1], np.float32)
             if progress:
                 progress(start + len(part) - n_keep, total)
         self._take_snapshot()
         return PrefillResult(len(tokens), n_keep, total, time.perf_counter() - t0)
+
+    def _forward_chunk(self, part: list[int], done: int, total: int, progress: Progress | None,
+                       cancel: Cancel | None) -> np.ndarray:
+        """One chunk's forward. Between its layers a cancel abandons it and the state goes back to
+        before the chunk (raises _Stopped), and progress moves on (at most every PROGRESS_EVERY s),
+        so a Stop or a progress bar never waits for a whole chunk: chunks can be as long as
+        the kernels want them (a long prefill runs several times faster in 512-token chunks
+        than in 64-token ones)."""
+        st, ids = self.state, np.asarray(part, np.int64)
+        if cancel is None and progress is None:
+            return self.model.forward(ids, st, last_only=True)
+        point = st.undo_point() if cancel is not None else None
+        shown = [time.perf_counter()]
+
+        def on_layer(k: int, n: int) -> None:
+            if k >= n:
+                return
+            if cancel is not None and cancel():
+                raise _Stopped
+            if progress is not None and time.perf_counter() - shown[0] >= PROGRESS_EVERY:
+                shown[0] = time.perf_counter()
+                progress(done + len(part) * k // n, total)
+
+        st.on_layer = on_layer
+        try:
+            return self.model.forward(ids, st, last_only=True)
+        except BaseException:         # a Stop, or any failure half-way: nothing half-written stays
+            if point is not None:
+                st.undo(point)
+            raise
+        finally:
+            st.on_layer = None
 
     def _resume(self, n: int) -> int:
         """Set the state back to hold tokens[:m] for the largest m <= n it can; return m."""
@@ -281,7 +324,7 @@ class Session:
 
     def _take_snapshot(self) -> None:
         st = self.state
-        parts = {k: v.copy() for k, v in st.arrays.items() if st.kinds.get(k) != KV}
+        parts = st.undo_point()[1]          # the parts a later forward overwrites in place
         self._snap = _Snapshot(st.n_past, parts, self.logits.copy()) if parts else None
 
     def eval_token(self, token: int) -> np.ndarray:
@@ -305,7 +348,7 @@ class Session:
     # --- generation ---------------------------------------------------------------------------
     def generate(self, prompt, params: SamplingParams | None = None,
                  on_token: Callable[[str], None] | None = None, progress: Progress | None = None,
-                 cancel: Cancel | None = None, chunk: int = 256) -> "Generation":
+                 cancel: Cancel | None = None, chunk: int = PREFILL_CHUNK) -> "Generation":
         """prompt: token ids, chat messages ([{"role", "content"}]) or raw text.
 
         Returns a Generation: iterate it for the text pieces as they are produced (or call

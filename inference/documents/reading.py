@@ -9,7 +9,7 @@ read_tokens(session, tokens, store) makes the session hold `tokens` (like Sessio
    (the end too: after a restart the conversation continues from it);
    a checkpoint replaces the previous one on the same tokens, so the store holds one
    resumable checkpoint per read plus the kept states.
-A cancel leaves the state at a chunk boundary with the last checkpoint on disk; calling
+A cancel (seen between layers) leaves the state at a chunk boundary with the last checkpoint on disk; calling
 read_tokens again continues from whichever is longer.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Sequence
 
 from ..errors import ContextOverflowError
 from ..engine import PrefillResult, Session, SessionFileError, _common_prefix
-from ..generation import Cancel, Progress
+from ..generation import PREFILL_CHUNK, Cancel, Progress
 from .state_store import StateStore
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def checkpoints(n_start: int, n_total: int, every: int, keep_at: Sequence[int] =
 def read_tokens(session: Session, tokens: Sequence[int], store: StateStore | None,
                 checkpoint_every: int = 4096, progress: Progress | None = None,
                 cancel: Cancel | None = None, keep_at: Sequence[int] = (),
-                chunk: int = 256) -> PrefillResult:
+                chunk: int = PREFILL_CHUNK) -> PrefillResult:
     """Make the session hold `tokens`, reusing and saving states; see the module docstring.
     progress(done, total) counts the tokens evaluated now against those left to evaluate."""
     t0 = time.perf_counter()

@@ -210,6 +210,7 @@ class Model(BaseModel):
                 x = x + self.norm(a, L.post_attention_norm)
                 f = self.ffn(L, self.norm(x, L.ffn_norm))                            # f: [T, n_embd]
                 x = x + self.norm(f, L.post_ffw_norm)
+                state.layer_done(il, c.n_layer)
         state.n_past = p0 + T
         if last_only:
             x = x[-1:]

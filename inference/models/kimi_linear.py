@@ -212,6 +212,7 @@ class Model(base.Model):
             h = h + self._ffn(il, L, y)
             if trace is not None:
                 trace[f"blk_{il}_after_ffn"] = h.copy()
+            state.layer_done(il, c.n_layer)
         state.n_past = p0 + T
         if last_only:
             h = h[-1:]

@@ -216,6 +216,7 @@ class Model(BaseModel):
                 x = x + self.attention(il, L, h, pos, state)
                 h = ops.rms_norm(x, self.vec(L.ffn_norm), c.eps)
                 x = x + self.ffn(L, h)
+                state.layer_done(il, c.n_layer)
         state.n_past = p0 + T
         if last_only:
             x = x[-1:]

@@ -263,6 +263,7 @@ class Model(base.Model):
             h = h + self.ffn(il, L, ops.rms_norm(h, L.ffn_norm, self.cfg.eps))
             if trace is not None:
                 trace[f"blk_{il}_after_ffn"] = h.copy()
+            state.layer_done(il, len(self.layers))
         state.n_past += T
         if last_only:
             h = h[-1:]

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from inference import ContextOverflowError
+from inference import engine as engine_module
 from inference.engine import Engine, Generation, SessionFileError, weight_bytes_per_token
+from inference.models.base import KV
 from inference.sampling import GREEDY, SamplingParams
 from tests.conftest import golden_dir
 
@@ -50,7 +52,8 @@ def assert_same_logits(a, b, what=""):
 
 # --- prefill ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("stem", ARCHS)
-def test_chunked_prefill_equals_one_batch(stem):
+def test_chunked_prefill_equals_one_batch(stem, monkeypatch):
+    monkeypatch.setattr(engine_module, "PROGRESS_EVERY", float("inf"))   # chunk ends only
     tokens = prompt(stem, 70)
     s = engine(stem).session(128)
     seen = []
@@ -119,19 +122,75 @@ def test_recurrent_state_without_snapshot_starts_over_and_stays_exact():
 def test_cancel_stops_at_a_chunk_boundary_and_resumes(stem):
     tokens = prompt(stem, 64)
     s = engine(stem).session(128)
-    calls = []
-
-    def cancel():
-        calls.append(1)
-        return len(calls) > 2         # two chunks run, then stop
-
-    r = s.prefill(tokens, cancel=cancel, chunk=16)
+    r = s.prefill(tokens, cancel=lambda: s.n_past >= 32, chunk=16)   # two chunks run, then stop
     assert r.cancelled and r.n_evaluated == 32
     assert s.tokens == tokens[:32] and s.n_past == 32
     assert_same_logits(s.logits, fresh_logits(stem, tokens[:32]))
     r = s.prefill(tokens, chunk=16)
     assert (r.n_reused, r.n_evaluated, r.cancelled) == (32, 32, False)
     assert_same_logits(s.logits, fresh_logits(stem, tokens))
+
+
+def _non_kv(state) -> dict:
+    return {k: a.copy() for k, a in state.arrays.items() if state.kinds[k] != KV}
+
+
+@pytest.mark.parametrize("stem", ARCHS)
+def test_cancel_between_layers_undoes_the_chunk(stem):
+    """A Stop seen after a chunk's first layer: the chunk is undone (recurrent states, rings and
+    n_past as before it), and reading on gives the uninterrupted logits."""
+    tokens = prompt(stem, 48)
+    s = engine(stem).session(128)
+    s.prefill(tokens[:16], chunk=16)
+    before, logits = _non_kv(s.state), s.logits.copy()
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) == 2        # 1: before the chunk, 2: after its first layer
+
+    r = s.prefill(tokens, cancel=cancel, chunk=32)
+    assert r.cancelled and (r.n_reused, r.n_evaluated) == (16, 0) and len(calls) == 2
+    assert s.n_past == 16 and s.tokens == tokens[:16] and s.state.on_layer is None
+    after = _non_kv(s.state)
+    assert after.keys() == before.keys()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    np.testing.assert_array_equal(s.logits, logits)
+    r = s.prefill(tokens, chunk=32)
+    assert (r.n_reused, r.n_evaluated, r.cancelled) == (16, 32, False)
+    assert_same_logits(s.logits, fresh_logits(stem, tokens))
+
+
+def test_a_failure_inside_a_chunk_leaves_the_state_as_before_it():
+    s = engine("tiny-kimi-linear-F16").session(128)
+    tokens = prompt("tiny-kimi-linear-F16", 40)
+    s.prefill(tokens[:8], chunk=8)
+    before = _non_kv(s.state)
+
+    def cancel():
+        if s.state.on_layer is not None:
+            raise MemoryError("out of memory half-way through a chunk")
+        return False
+
+    with pytest.raises(MemoryError):
+        s.prefill(tokens, cancel=cancel, chunk=32)
+    assert s.n_past == 8 and s.state.on_layer is None
+    for k, a in before.items():
+        np.testing.assert_array_equal(s.state.arrays[k], a, err_msg=k)
+    s.prefill(tokens, chunk=32)
+    assert_same_logits(s.logits, fresh_logits("tiny-kimi-linear-F16", tokens))
+
+
+def test_progress_moves_between_the_layers_of_a_chunk(monkeypatch):
+    monkeypatch.setattr(engine_module, "PROGRESS_EVERY", 0.0)
+    stem = "tiny-llama-F16"
+    n_layer = engine(stem).model.config.n_layer
+    seen = []
+    s = engine(stem).session(128)
+    s.prefill(prompt(stem, 40), progress=lambda d, t: seen.append(d), chunk=32)
+    inside = [[base + size * k // n_layer for k in range(1, n_layer)] for base, size in ((0, 32), (32, 8))]
+    assert n_layer > 1 and seen == [0, *inside[0], 32, *inside[1], 40]
 
 
 # --- limits and bad input ---------------------------------------------------------------------
