@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import interrupt
 from .errors import ContextOverflowError, LecternError, TokenizerError
 from .generation import PREFILL_CHUNK, Cancel, Generation, GenerationStats, Progress  # noqa: F401 (re-exported)
 from .kv_cache import DEFAULT_KV_TYPE, check_kv_type
@@ -281,24 +282,25 @@ class Session:
         point = st.undo_point() if cancel is not None else None
         shown = [time.perf_counter()]
 
+        def poll() -> None:
+            if cancel is not None and cancel():
+                raise _Stopped
+
         def on_layer(k: int, n: int) -> None:
             if k >= n:
                 return
-            if cancel is not None and cancel():
-                raise _Stopped
+            poll()
             if progress is not None and time.perf_counter() - shown[0] >= PROGRESS_EVERY:
                 shown[0] = time.perf_counter()
                 progress(done + len(part) * k // n, total)
 
-        st.on_layer = on_layer
         try:
-            return self.model.forward(ids, st, last_only=True)
+            with interrupt.watching(interrupt.Hooks(on_layer, poll)):
+                return self.model.forward(ids, st, last_only=True)
         except BaseException:         # a Stop, or any failure half-way: nothing half-written stays
             if point is not None:
                 st.undo(point)
             raise
-        finally:
-            st.on_layer = None
 
     def _resume(self, n: int) -> int:
         """Set the state back to hold tokens[:m] for the largest m <= n it can; return m."""

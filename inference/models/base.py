@@ -8,7 +8,7 @@ subclass with `arch` names, builds its config in `__init__`, binds its weights a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,10 +31,6 @@ class State:
     kinds: dict[str, str] = field(default_factory=dict)           # name -> KV | RING | RECURRENT
     windows: dict[str, int] = field(default_factory=dict)         # ring name -> attention window
     kv_type: str = DEFAULT_KV_TYPE    # what the K/V (or MLA latent) caches hold: "f16" | "f32"
-    # called as on_layer(layers done, n_layer) after each layer of a forward; it may raise to
-    # abandon the forward (a Stop during a long chunk), which then leaves the state half-written:
-    # the caller sets it back with undo(undo_point()) taken before the call
-    on_layer: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
 
     def add(self, name: str, arr: np.ndarray, kind: str, window: int | None = None) -> np.ndarray:
         self.arrays[name] = arr
@@ -79,14 +75,9 @@ class State:
             pos[pos >= n] = -1
         self.n_past = n
 
-    def layer_done(self, il: int, n_layer: int) -> None:
-        """Architectures call this after layer il of a forward (see on_layer)."""
-        if self.on_layer is not None:
-            self.on_layer(il + 1, n_layer)
-
     def undo_point(self) -> tuple[int, dict[str, np.ndarray]]:
-        """What undo() needs to take a forward back: n_past and copies of the buffers a forward
-        overwrites in place (recurrent states, sliding-window rings). Position-indexed caches
+        """What undo() needs to take back a forward abandoned half-way (inference.interrupt):
+        n_past and copies of the buffers a forward overwrites in place (recurrent states, sliding-window rings). Position-indexed caches
         are only written past n_past, so they need no copy."""
         return self.n_past, {k: a.copy() for k, a in self.arrays.items() if self.kinds.get(k) != KV}
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import ops
+from .. import interrupt, ops
 from ..errors import UnsupportedModelError
 from ..gguf_file import Tensor
 from .base import KV, RING, Model as BaseModel, State
@@ -210,7 +210,7 @@ class Model(BaseModel):
                 x = x + self.norm(a, L.post_attention_norm)
                 f = self.ffn(L, self.norm(x, L.ffn_norm))                            # f: [T, n_embd]
                 x = x + self.norm(f, L.post_ffw_norm)
-                state.layer_done(il, c.n_layer)
+                interrupt.layer_done(il, c.n_layer)
         state.n_past = p0 + T
         if last_only:
             x = x[-1:]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import ops
+from .. import interrupt, ops
 from ..errors import TokenizerError, UnsupportedModelError
 from ..gguf_file import GGUFFile, Tensor
 from ..kv_cache import kv_dtype
@@ -212,7 +212,7 @@ class Model(base.Model):
             h = h + self._ffn(il, L, y)
             if trace is not None:
                 trace[f"blk_{il}_after_ffn"] = h.copy()
-            state.layer_done(il, c.n_layer)
+            interrupt.layer_done(il, c.n_layer)
         state.n_past = p0 + T
         if last_only:
             h = h[-1:]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import ops
+from .. import interrupt, ops
 from ..errors import UnsupportedModelError
 from ..kv_cache import kv_dtype
 from ..gguf_file import Tensor
@@ -216,7 +216,7 @@ class Model(BaseModel):
                 x = x + self.attention(il, L, h, pos, state)
                 h = ops.rms_norm(x, self.vec(L.ffn_norm), c.eps)
                 x = x + self.ffn(L, h)
-                state.layer_done(il, c.n_layer)
+                interrupt.layer_done(il, c.n_layer)
         state.n_past = p0 + T
         if last_only:
             x = x[-1:]

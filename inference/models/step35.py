@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import kv_cache, ops
+from .. import interrupt, kv_cache, ops
 from ..errors import TokenizerError, UnsupportedModelError
 from ..gguf_file import Tensor
 from ..kv_cache import check_kv_type
@@ -263,7 +263,7 @@ class Model(base.Model):
             h = h + self.ffn(il, L, ops.rms_norm(h, L.ffn_norm, self.cfg.eps))
             if trace is not None:
                 trace[f"blk_{il}_after_ffn"] = h.copy()
-            state.layer_done(il, len(self.layers))
+            interrupt.layer_done(il, len(self.layers))
         state.n_past += T
         if last_only:
             h = h[-1:]

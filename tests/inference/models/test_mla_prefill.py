@@ -72,3 +72,38 @@ def test_tiny_kimi_prefill_on_this_path_matches_exact(monkeypatch, kernels):
     got = np.concatenate([m.forward(toks[i:i + 80], st) for i in range(0, len(toks), 80)])
     assert calls == [80, 80, 80]
     assert np.isfinite(got).all() and np.abs(got - want).max() < 0.02
+
+
+def test_a_stop_inside_the_long_attention_ends_the_chunk_there(monkeypatch):
+    """The Stop is seen at the attention's first key block (not after the layer), and the
+    session's chunk is undone: reading on gives the logits of a read never stopped."""
+    from inference.engine import Engine
+    from inference.models.base import KV
+    from tests.conftest import golden_dir
+
+    eng = Engine.load(golden_dir() / "models" / "tiny-kimi-linear-F16.gguf")
+    monkeypatch.setattr(mla_prefill, "KEY_BLOCK", 64)
+    monkeypatch.setattr(ops, "EXACT_ATTENTION_MAX", 0)
+    toks = [int(t) for t in np.random.default_rng(3).integers(0, eng.model.n_vocab, 240)]
+    want = eng.session(256)
+    want.prefill(toks, chunk=80)
+    s = eng.session(256)
+    s.prefill(toks[:80], chunk=80)
+    before = {k: a.copy() for k, a in s.state.arrays.items() if s.state.kinds[k] != KV}
+    events = []
+    real = mla_prefill.attention
+
+    def traced(*a):
+        events.append("enter")
+        out = real(*a)
+        events.append("return")
+        return out
+
+    monkeypatch.setattr(mla_prefill, "attention", traced)
+    r = s.prefill(toks, cancel=lambda: bool(events), chunk=80)
+    assert r.cancelled and r.n_evaluated == 0 and events == ["enter"]
+    assert s.n_past == 80
+    for k, a in before.items():
+        np.testing.assert_array_equal(s.state.arrays[k], a, err_msg=k)
+    s.prefill(toks, chunk=80)
+    np.testing.assert_array_equal(s.logits, want.logits)
