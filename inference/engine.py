@@ -27,8 +27,6 @@ from .models.base import Model, State
 from .sampling import SamplingParams
 
 DEFAULT_N_CTX = 4096
-
-
 PROGRESS_EVERY = 0.2    # seconds: progress reports inside a prefill chunk, at most this often
 
 

@@ -77,8 +77,8 @@ class State:
 
     def undo_point(self) -> tuple[int, dict[str, np.ndarray]]:
         """What undo() needs to take back a forward abandoned half-way (inference.interrupt):
-        n_past and copies of the buffers a forward overwrites in place (recurrent states, sliding-window rings). Position-indexed caches
-        are only written past n_past, so they need no copy."""
+        n_past and copies of the buffers a forward overwrites in place (recurrent states,
+        sliding-window rings). Position-indexed caches are only written past n_past: no copy."""
         return self.n_past, {k: a.copy() for k, a in self.arrays.items() if self.kinds.get(k) != KV}
 
     def undo(self, point: tuple[int, dict[str, np.ndarray]]) -> None:
