@@ -113,6 +113,28 @@ def default_settings(entry: ModelEntry) -> dict:
     return s
 
 
+def check_models_dir(text: str) -> Path:
+    """A models folder typed or picked in Settings -> its absolute path, created if missing;
+    ValueError with what is wrong and what to do (the caller keeps the folder it had)."""
+    import os
+
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("No models folder given: choose a folder in Settings.")
+    folder = Path(text).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file, not a folder: choose a folder for the models.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"Cannot create the models folder {folder}: {e.strerror or e}. "
+                         "Choose another folder; the models folder is unchanged.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"The models folder {folder} cannot be written (downloads go there). "
+                         "Choose a folder you can write to; the models folder is unchanged.")
+    return folder
+
+
 class Library:
     """Model entries from the built-in model, the models folder and imported files."""
 

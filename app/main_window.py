@@ -20,7 +20,7 @@ from .conversation_list import ConversationList
 from .document_widgets import ReadingBar
 from .documents_controller import DocumentsMixin
 from .hub_control import HubMixin
-from .library import Library, ModelEntry
+from .library import Library, ModelEntry, check_models_dir
 from .message_input import ATTACH_SHORTCUT, MessageInput
 from .model_picker import ModelPicker
 from .remote_models import RemoteModelsMixin, is_remote
@@ -331,10 +331,17 @@ class MainWindow(HubMixin, RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWi
             self.apply_settings(d.models_dir.text(), d.values())
 
     def apply_settings(self, models_dir: str, values: dict) -> None:
-        if models_dir and Path(models_dir) != self.library.models_dir:
-            self.library.models_dir = Path(models_dir)
-            self.store.set("models_dir", models_dir)
-            self.refresh_models()
+        if models_dir.strip() and Path(models_dir.strip()).expanduser().absolute() != self.library.models_dir:
+            try:
+                folder = check_models_dir(models_dir)
+            except ValueError as e:
+                self.show_banner(str(e))
+            else:           # the library scans it; new downloads go there (started ones stay put)
+                self.library.models_dir = folder
+                self.store.set("models_dir", str(folder))
+                if self.downloads is not None:
+                    self.downloads.manager.models_dir = folder
+                self.refresh_models()
         if self.model_entry is not None:
             old = self.model_settings().get("n_ctx")
             self.library.save_settings(self.model_entry, values)

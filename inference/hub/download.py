@@ -71,14 +71,15 @@ class DownloadManager:
         paths = [f.path for f in variant.files]
         with self._cond:
             for j in self._jobs.values():
-                if j.repo_id == repo_id and [f.path for f in j.files] == paths and j.state != "cancelled":
+                if j.repo_id == repo_id and [f.path for f in j.files] == paths and j.state != "cancelled" \
+                        and self._dir(j) == self.models_dir:
                     if j.state == "done" and all(p.is_file() for p in self._paths(j)):
                         return j.job_id
                     if j.state in ("paused", "failed", "done"):
                         self._refresh(j, variant)
                         self._requeue(j)
                     return j.job_id
-            job = Job(uuid.uuid4().hex[:12], repo_id, variant.name, list(variant.files))
+            job = Job(uuid.uuid4().hex[:12], repo_id, variant.name, list(variant.files), dest=str(self.models_dir))
             self._jobs[job.job_id] = job
             self._changed(job)
             self._cond.notify_all()
@@ -176,7 +177,7 @@ class DownloadManager:
             except LecternError as e:
                 outcome, error = "failed", str(e)
             except OSError as e:          # the models folder cannot be written
-                outcome, error = "failed", (f"Cannot write the download into {self.models_dir}: "
+                outcome, error = "failed", (f"Cannot write the download into {self._dir(job)}: "
                                             f"{e.strerror or e}; choose another models folder.")
             except Exception as e:  # a bug must not kill the queue
                 outcome, error = "failed", f"unexpected error: {type(e).__name__}: {e}"
@@ -211,10 +212,10 @@ class DownloadManager:
         headers = auth_headers(self.token)
         with self._cond:   # a completed file deleted since then is downloaded again
             job.completed = [p for p in job.completed if local_path(
-                self.models_dir, job.repo_id, p).is_file()]
+                self._dir(job), job.repo_id, p).is_file()]
         job.done_bytes = sum(f.size for f in job.files if f.path in job.completed)
         for f in job.files:
-            target = local_path(self.models_dir, job.repo_id, f.path)
+            target = local_path(self._dir(job), job.repo_id, f.path)
             if target.is_file() and target.stat().st_size == f.size:
                 if f.path not in job.completed:
                     job.completed.append(f.path)
@@ -233,19 +234,19 @@ class DownloadManager:
     def _check_disk(self, job: Job) -> None:
         need = 0
         for f in job.files:
-            target = local_path(self.models_dir, job.repo_id, f.path)
+            target = local_path(self._dir(job), job.repo_id, f.path)
             if target.is_file() and target.stat().st_size == f.size:
                 continue
             part = target.with_name(target.name + ".part")
             need += f.size - (min(part.stat().st_size, f.size) if part.is_file() else 0)
-        free = self.disk_free(self.models_dir)
+        free = self.disk_free(self._dir(job))
         if need + DISK_MARGIN > free:
             from ..model_info import human_bytes
 
             raise DiskFullError(
                 f"Not enough disk space for {job.repo_id} {job.name}: it needs {human_bytes(need)} "
                 f"more (plus {human_bytes(DISK_MARGIN)} to spare) but only {human_bytes(free)} is "
-                f"free in {self.models_dir}. Free some space or choose a smaller variant.")
+                f"free in {self._dir(job)}. Free some space or choose a smaller variant.")
 
     def _sleep(self, seconds: float) -> None:
         with self._cond:
@@ -285,7 +286,7 @@ class DownloadManager:
         """Take a newer listing; partial files of a file that changed upstream are stale."""
         for old, new in zip(j.files, variant.files):
             if old.sha256 != new.sha256 or old.size != new.size:
-                p = local_path(self.models_dir, j.repo_id, old.path)
+                p = local_path(self._dir(j), j.repo_id, old.path)
                 p.with_name(p.name + ".part").unlink(missing_ok=True)
         j.files = list(variant.files)
         j.done_bytes = self._on_disk(j)
@@ -302,7 +303,12 @@ class DownloadManager:
         return n
 
     def _paths(self, j: Job) -> list[Path]:
-        return [local_path(self.models_dir, j.repo_id, f.path) for f in j.files]
+        return [local_path(self._dir(j), j.repo_id, f.path) for f in j.files]
+
+    def _dir(self, j: Job) -> Path:
+        """The job's models folder: the one set when it was added. Changing the folder
+        (models_dir) applies to new downloads; a job keeps its files where it started them."""
+        return Path(j.dest) if j.dest else self.models_dir
 
     def _delete_files(self, j: Job) -> None:
         for f, p in zip(j.files, self._paths(j)):
@@ -345,6 +351,8 @@ class DownloadManager:
             try:
                 check_repo_id(j.repo_id)
                 self._paths(j)
+                if j.dest and not Path(j.dest).is_absolute():
+                    raise DownloadError(f"{j.repo_id}: its folder {j.dest!r} is not an absolute path")
             except LecternError as e:     # an edited or damaged entry: dropped, and said so
                 self.load_error += f"{' ' if self.load_error else ''}Dropped a download: {e}"
                 continue

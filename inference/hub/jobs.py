@@ -43,6 +43,7 @@ class Job:
     error: str = ""
     completed: list[str] = field(default_factory=list)   # repo paths verified and renamed
     done_bytes: int = 0
+    dest: str = ""          # the models folder it writes into, as it was when added ("": the manager's)
     samples: deque = field(default_factory=deque, repr=False)   # (time, done_bytes) for the speed
 
     @property
@@ -52,7 +53,8 @@ class Job:
     def to_json(self) -> dict:
         return {"job_id": self.job_id, "repo_id": self.repo_id, "name": self.name,
                 "files": [asdict(f) for f in self.files], "state": self.state,
-                "error": self.error, "completed": self.completed, "done_bytes": self.done_bytes}
+                "error": self.error, "completed": self.completed, "done_bytes": self.done_bytes,
+                "dest": self.dest}
 
     @classmethod
     def from_json(cls, d: dict) -> Job:
@@ -63,7 +65,7 @@ class Job:
             state = "failed"
         return cls(str(d["job_id"]), str(d["repo_id"]), str(d.get("name", "")), files, state,
                    str(d.get("error", "")), [str(p) for p in d.get("completed", [])],
-                   int(d.get("done_bytes", 0)))
+                   int(d.get("done_bytes", 0)), str(d.get("dest") or ""))
 
 
 def repo_dir_name(repo_id: str) -> str:

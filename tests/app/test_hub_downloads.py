@@ -231,3 +231,29 @@ def test_a_wrong_checksum_fails_the_row_and_leaves_no_file(qtbot, make_window, h
     assert not list(win.library.models_dir.rglob("tiny-llama-Q4_0.gguf*"))
     assert str(target(win, "tiny-llama-Q4_0.gguf")) not in win.picker.paths()
     assert "failed" in win.statusBar().currentMessage()
+
+
+def test_a_new_models_folder_is_checked_and_takes_the_next_download(qtbot, make_window, hub_repos, tmp_path):
+    win = make_window(load=False)
+    hw = open_page(qtbot, win)
+    choose(hw, "Q8_0")
+    hw.download_btn.click()
+    qtbot.waitUntil(lambda: bool(hw.downloads.rows) and only_row(hw).status.state == "done", timeout=WAIT)
+    first = target(win, "tiny-llama-Q8_0.gguf")
+    old = win.library.models_dir
+    afile = tmp_path / "not-a-folder"
+    afile.write_text("x")
+    win.apply_settings(str(afile), win.model_settings())          # refused, said why, nothing moves
+    assert win.library.models_dir == old and "is a file, not a folder" in win.banner.text()
+    new = tmp_path / "elsewhere" / "models"
+    win.apply_settings(str(new), win.model_settings())
+    assert win.library.models_dir == new and new.is_dir() and win.store.get("models_dir") == str(new)
+    assert win.downloads.manager.models_dir == new
+    assert str(first) not in win.picker.paths()                   # the picker shows the new folder
+    hw.download_btn.click()                                        # the same variant: a new job there
+    qtbot.waitUntil(lambda: len(hw.downloads.rows) == 2 and all(
+        r.status.state == "done" for r in hw.downloads.rows.values()), timeout=WAIT)
+    again = new / "test__tiny-llama-GGUF" / "tiny-llama-Q8_0.gguf"
+    assert again.read_bytes() == first.read_bytes() == golden_bytes("tiny-llama-Q8_0")
+    assert str(again) in win.picker.paths()
+    assert sorted(r.status.local_paths[0] for r in hw.downloads.rows.values()) == sorted([str(first), str(again)])

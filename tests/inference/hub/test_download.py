@@ -379,6 +379,37 @@ def test_state_entries_pointing_outside_are_dropped(tmp_path, models_dir):
         m.close()
 
 
+def test_a_changed_models_folder_takes_new_jobs_and_old_jobs_keep_theirs(fake_hub, tiny_repo, manager,
+                                                                        models_dir, tmp_path):
+    m = manager()
+    first = m.add(tiny_repo, variant(tiny_repo, "Q4_K_M"))
+    assert m.wait(first, 60).state == "done"
+    other = tmp_path / "other-models"
+    m.models_dir = other
+    second = m.add(tiny_repo, variant(tiny_repo, "Q4_K_M"))       # not the job in the old folder
+    assert second != first and m.wait(second, 60).state == "done"
+    name = "tiny-llama-Q4_K_M.gguf"
+    want = {first: str(local_path(models_dir, tiny_repo, name)), second: str(local_path(other, tiny_repo, name))}
+    assert {j: m.status(j).local_paths[0] for j in want} == want
+    assert all(open(p, "rb").read() == golden_bytes("tiny-llama-Q4_K_M") for p in want.values())
+    m.close()
+    m2 = manager()                                    # a restart with yet another folder set
+    m2.models_dir = tmp_path / "third"
+    assert {j: (m2.status(j).state, m2.status(j).local_paths[0]) for j in want} == \
+        {j: ("done", p) for j, p in want.items()}
+
+
+def test_a_relative_job_folder_in_the_state_file_is_dropped(tmp_path, models_dir):
+    job = {"job_id": "a", "repo_id": "o/r", "name": "Q4_0", "state": "paused", "dest": "rel/models",
+           "files": [{"path": "m-Q4_0.gguf", "size": 10, "sha256": None}]}
+    (tmp_path / "state.json").write_text(json.dumps({"version": 1, "jobs": [job]}))
+    m = DownloadManager(models_dir, tmp_path / "state.json")
+    try:
+        assert m.jobs() == [] and "not an absolute path" in m.load_error
+    finally:
+        m.close()
+
+
 def test_damaged_state_file_is_set_aside(tmp_path, models_dir):
     (tmp_path / "state.json").write_text("{not json")
     m = DownloadManager(models_dir, tmp_path / "state.json")
