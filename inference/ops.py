@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ggml_cpu, ggml_matmul
+from . import ggml_cpu, ggml_matmul, interrupt
 from .gguf_file import Tensor
 from .quants import dequantize
 
@@ -455,7 +455,7 @@ def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndar
     decode = single and SINGLE_QUERY_DECODE_ORDER
     attend = _jit_attention(q.shape[2], vc.shape[2], R, half)
     if attend is not None:
-        return attend(q, kc, vc, pos, k_begin, scale, decode)
+        return _attend_in_blocks(attend, q, kc, vc, pos, k_begin, scale, decode)
     k_pos = np.arange(int(k_begin[0]), int(pos[-1]) + 1)
     if k_pos[-1] < R:
         keys, vals = kc[k_pos[0]:k_pos[-1] + 1], vc[k_pos[0]:k_pos[-1] + 1]
@@ -467,6 +467,26 @@ def cached_attention(q: np.ndarray, kc: np.ndarray, vc: np.ndarray, pos: np.ndar
         return attention_blocked(q, keys, vals, pos, k_pos, scale, window)
     return _attention_f16(q, keys, vals, pos, k_pos, scale, window, single and SINGLE_QUERY_DECODE_ORDER,
                           half=False)
+
+
+# A long chunk's attention runs in query blocks of about this many scores (queries x heads x keys:
+# ~0.3 s of a step35 full-attention layer), a Stop (inference.interrupt.poll) seen between them
+POLL_SCORES = 1 << 26
+
+
+def _attend_in_blocks(attend, q, kc, vc, pos, k_begin, scale, decode) -> np.ndarray:
+    """attend(...) over query blocks: the same bits (every query's sums are its own)."""
+    T, Hq = q.shape[:2]
+    keys = int(pos[-1]) + 1 - int(k_begin.min())
+    step = max(1, POLL_SCORES // max(1, Hq * keys))
+    if step >= T:
+        return attend(q, kc, vc, pos, k_begin, scale, decode)
+    out = np.empty((T, Hq, vc.shape[2]), np.float32)
+    for t0 in range(0, T, step):
+        interrupt.poll()
+        t1 = min(T, t0 + step)
+        out[t0:t1] = attend(q[t0:t1], kc, vc, pos[t0:t1], k_begin[t0:t1], scale, decode)
+    return out
 
 
 # Long contexts: above this many scores (queries x heads x keys; 4M = a 512-token chunk of 32

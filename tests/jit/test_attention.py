@@ -101,6 +101,31 @@ def test_cached_attention_same_on_both_paths(monkeypatch, kv):
 
 
 @pytest.mark.parametrize("kv", ["f16", "f32"])
+def test_a_long_batch_in_query_blocks_gives_the_same_bits_and_polls_between(monkeypatch, kv):
+    """cached_attention cuts a long batch into query blocks (a Stop is seen between them)."""
+    from inference import interrupt
+
+    monkeypatch.setenv("LECTERN_KERNELS", "jit")
+    rng = np.random.default_rng(6)
+    q, kc, vc = make(rng, 37, 6, 2, 64, 64, 200, kv=kv)
+    pos = np.arange(150, 187)
+    whole = ops.cached_attention(q, kc, vc, pos, 0.3, window=90)
+    polls = []
+    monkeypatch.setattr(ops, "POLL_SCORES", 6 * 126 * 5)     # 6 heads, keys 61..186: 5 queries a block
+    with interrupt.watching(interrupt.Hooks(lambda k, n: None, lambda: polls.append(1))):
+        blocks = ops.cached_attention(q, kc, vc, pos, 0.3, window=90)
+    assert np.array_equal(blocks, whole) and len(polls) == 8          # ceil(37 / 5)
+
+    def stop():
+        if len(polls) == 10:
+            raise KeyboardInterrupt
+        polls.append(1)
+
+    with interrupt.watching(interrupt.Hooks(lambda k, n: None, stop)), pytest.raises(KeyboardInterrupt):
+        ops.cached_attention(q, kc, vc, pos, 0.3, window=90)
+
+
+@pytest.mark.parametrize("kv", ["f16", "f32"])
 def test_extreme_scores_give_the_twin_bits(kv):
     """Huge and tiny scores: exp underflow to zero and subnormals inside the softmax."""
     rng = np.random.default_rng(9)
