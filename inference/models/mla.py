@@ -49,10 +49,12 @@ def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_he
 
     half: the cache stands for llama.cpp's F16 cache (its default): rows are stored rounded to
     half (a float16 cache, 1152 bytes per token like llama.cpp's; or float32 holding half values)
-    and attention rounds q and the probabilities to F16 too. Every decode step runs on the JIT
-    kernel (jit.mla_attention) when selected, which reads either cache in place (its probabilities
-    stay float32: the tiny golden models still meet their bounds; the numpy emulation of llama.cpp's
-    order cost ~200 ms a step at 512 keys on the full-width slice)."""
+    and attention rounds q and the probabilities to F16 too. Every decode step, and every query of
+    a batch that is not long (ops.attention_is_long), runs on the JIT kernel (jit.mla_attention)
+    when selected, which reads either cache in place (its probabilities stay float32: the tiny
+    golden models still meet their bounds). The numpy emulation of llama.cpp's order, the path
+    without the JIT, cost ~200 ms a step at 512 keys on the full-width slice, and a 360-token
+    prompt 24.7 s where the kernel takes well under one."""
     T = x.shape[0]
     H, r = n_head, n_rope
     R = cache.shape[1] - r
@@ -74,10 +76,12 @@ def mla_mixer(x: np.ndarray, w: MLAWeights, cache: np.ndarray, n_past: int, n_he
         return ops.linear(w.attn_output, out.reshape(T, -1))
     q_abs = per_head(w.attn_k_b, q[:, :, :n])                           # [T, H, R]
     Q = np.concatenate([q_abs, q[:, :, n:]], axis=-1)                   # [T, H, R + r]
-    dec = _jit_decode(R + r, R, H) if T == 1 else None
-    if dec is not None:                                                 # one pass, in place
-        lat = dec(np.asarray(rnd(Q[0]), np.float32), cache, S, scale, R)[None]     # [1, H, R]
-    elif ops.attention_is_long(T, H, S):
+    long = ops.attention_is_long(T, H, S)
+    dec = _jit_decode(R + r, R, H) if T == 1 or not long else None
+    if dec is not None:       # query by query (a short batch too: the same bits however it is split)
+        Qh = np.asarray(rnd(Q), np.float32)
+        lat = np.stack([dec(Qh[t], cache, n_past + t + 1, scale, R) for t in range(T)])   # [T, H, R]
+    elif long:
         lat = latent_attention(Q, cache[:S], n_past, scale, R, half)    # [T, H, R]
     else:                                                               # llama.cpp's order, exact
         K = np.asarray(cache[:S], np.float32)[:, None, :]               # [S, 1, R + r]
