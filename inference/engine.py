@@ -278,19 +278,20 @@ class Session:
         if cancel is None and progress is None:
             return self.model.forward(ids, st, last_only=True)
         point = st.undo_point() if cancel is not None else None
-        shown = [time.perf_counter()]
+        shown, layers = [time.perf_counter()], [0, 0]       # last report; layers done, n_layer
 
-        def poll() -> None:
+        def poll(inside: float = 0.0) -> None:
             if cancel is not None and cancel():
                 raise _Stopped
+            k, n = layers
+            if progress is not None and n and time.perf_counter() - shown[0] >= PROGRESS_EVERY:
+                shown[0] = time.perf_counter()
+                progress(done + int(len(part) * (k + inside) / n), total)
 
         def on_layer(k: int, n: int) -> None:
-            if k >= n:
-                return
-            poll()
-            if progress is not None and time.perf_counter() - shown[0] >= PROGRESS_EVERY:
-                shown[0] = time.perf_counter()
-                progress(done + len(part) * k // n, total)
+            layers[:] = k, n
+            if k < n:
+                poll()
 
         try:
             with interrupt.watching(interrupt.Hooks(on_layer, poll)):

@@ -2,7 +2,7 @@
 
 The engine runs a prefill chunk inside `watching(hooks)` (on its own thread). The architectures
 call `layer_done(il, n_layer)` after each layer, and loops that can run for seconds (attention
-over a long cache, once per key block) call `poll()`. A hook may raise to abandon the forward;
+over a long cache, once per block) call `poll(part)` with the part of their layer done. A hook may raise to abandon the forward;
 the engine then sets the state back to before the chunk (State.undo). Outside `watching`, both
 calls cost one attribute lookup.
 """
@@ -16,8 +16,8 @@ _local = threading.local()
 
 
 class Hooks:
-    def __init__(self, on_layer: Callable[[int, int], None], poll: Callable[[], None]):
-        self.on_layer, self.poll = on_layer, poll      # on_layer(layers done, n_layer)
+    def __init__(self, on_layer: Callable[[int, int], None], poll: Callable[[float], None]):
+        self.on_layer, self.poll = on_layer, poll      # on_layer(layers done, n_layer), poll(part)
 
 
 @contextmanager
@@ -37,8 +37,9 @@ def layer_done(il: int, n_layer: int) -> None:
         hooks.on_layer(il + 1, n_layer)
 
 
-def poll() -> None:
-    """A point inside a layer where a Stop may end the forward."""
+def poll(part: float = 0.0) -> None:
+    """A point inside a layer where a Stop may end the forward; part (0..1): how much of the
+    layer is done, for progress."""
     hooks = getattr(_local, "hooks", None)
     if hooks is not None:
-        hooks.poll()
+        hooks.poll(part)

@@ -483,7 +483,7 @@ def _attend_in_blocks(attend, q, kc, vc, pos, k_begin, scale, decode) -> np.ndar
         return attend(q, kc, vc, pos, k_begin, scale, decode)
     out = np.empty((T, Hq, vc.shape[2]), np.float32)
     for t0 in range(0, T, step):
-        interrupt.poll()
+        interrupt.poll(t0 / T)
         t1 = min(T, t0 + step)
         out[t0:t1] = attend(q[t0:t1], kc, vc, pos[t0:t1], k_begin[t0:t1], scale, decode)
     return out

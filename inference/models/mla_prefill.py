@@ -91,7 +91,7 @@ def _queries(q, cache, p0, scale, R, kbT, vbT, update) -> np.ndarray:
     l = np.zeros((H, T), np.float32)                                           # running sum
     acc = np.zeros((H, T, dv), np.float32)                                     # running sum of p v
     for k0 in range(0, cache.shape[0], KEY_BLOCK):
-        interrupt.poll()                        # a block is ~0.3 s of 512 queries: Stop here
+        interrupt.poll(k0 / cache.shape[0])     # a block is ~0.3 s of 512 queries: Stop here
         s = min(cache.shape[0], k0 + KEY_BLOCK) - k0
         ld = -(-s // 16) * 16                                                  # padded width
         c = np.zeros((ld, cache.shape[1]), np.float32)                         # [ld, R + r]

@@ -107,3 +107,21 @@ def test_a_stop_inside_the_long_attention_ends_the_chunk_there(monkeypatch):
         np.testing.assert_array_equal(s.state.arrays[k], a, err_msg=k)
     s.prefill(toks, chunk=80)
     np.testing.assert_array_equal(s.logits, want.logits)
+
+
+def test_progress_moves_inside_the_long_attention(monkeypatch):
+    from inference import engine as engine_module
+    from inference.engine import Engine
+    from tests.conftest import golden_dir
+
+    eng = Engine.load(golden_dir() / "models" / "tiny-kimi-linear-F16.gguf")
+    monkeypatch.setattr(mla_prefill, "KEY_BLOCK", 64)
+    monkeypatch.setattr(ops, "EXACT_ATTENTION_MAX", 0)
+    monkeypatch.setattr(engine_module, "PROGRESS_EVERY", 0.0)
+    n = eng.model.config.n_layer
+    seen = []
+    s = eng.session(256)
+    s.prefill(list(range(1, 241)), progress=lambda d, t: seen.append(d), chunk=240)
+    at_layers = {240 * k // n for k in range(n + 1)}
+    assert seen == sorted(seen) and seen[-1] == 240
+    assert set(seen) - at_layers                  # reports between two layers' ends
