@@ -296,7 +296,7 @@ class Session:
         try:
             with interrupt.watching(interrupt.Hooks(on_layer, poll)):
                 return self.model.forward(ids, st, last_only=True)
-        except BaseException:         # a Stop, or any failure half-way: nothing half-written stays
+        except BaseException:         # a Stop, or any failure half-way: with a cancel, nothing half-written stays
             if point is not None:
                 st.undo(point)
             raise
