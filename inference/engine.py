@@ -314,9 +314,7 @@ class Session:
             return n
         snap = self._snap
         if snap is not None and snap.n_past <= n:
-            for name, arr in snap.arrays.items():
-                st.arrays[name][...] = arr
-            st.n_past = snap.n_past
+            st.undo((snap.n_past, snap.arrays))     # the snapshot is an undo point
             del self.tokens[snap.n_past:]
             self.logits = snap.logits.copy()
             return snap.n_past
