@@ -6,7 +6,8 @@ and values (k_nope_h = k_b[h]^T c_s, v_h = v_b[h] c_s; R (n + dv) per key and he
 n + r + dv per query (320), so a chunk of T queries costs less this way once
 T (2R + r) > T (n + r + dv) + R (n + dv), T > ~171 at kimi's sizes (`pays`).
 
-Flash-style: key blocks of KEY_BLOCK against all queries of the chunk, one head at a time, with a
+Flash-style: key blocks of KEY_BLOCK, one head at a time, each decompressed once for all queries
+of the chunk and met by SCORE_ROWS queries at a time (the scores stay in cache), with a
 running max / sum / accumulator per (head, query) (jit.softmax_block on the JIT, its twin
 otherwise); no [T, S] score array and nothing kept between calls: memory stays the latent cache.
 Equal to the absorbed attention to float32 rounding (not llama.cpp's F16 rounding of q and p).
@@ -20,6 +21,7 @@ from ..gguf_file import Tensor
 
 KEY_BLOCK = 2048        # keys per block: scores [T, KEY_BLOCK] per head (4 MB at T = 512)
 QUERY_BLOCK = 2048      # queries per pass (a longer chunk is cut; each pass decompresses again)
+SCORE_ROWS = 512        # queries per score block: [SCORE_ROWS, KEY_BLOCK] scores (4 MB) stay in cache
 
 
 def pays(T: int, R: int, n: int, r: int, dv: int) -> bool:
@@ -99,12 +101,15 @@ def _queries(q, cache, p0, scale, R, kbT, vbT, update) -> np.ndarray:
         vis = np.clip(qpos - k0 + 1, 0, s).astype(np.int64)                    # [T] keys each sees
         Kt = np.empty((D, ld), np.float32)                                     # [n + r, ld] keys^T
         Kt[n:] = c[:, R:].T                                                    # k_pe: every head
-        sc = np.empty((T, ld), np.float32)
+        sc = np.empty((min(T, SCORE_ROWS), ld), np.float32)
         for h in range(H):
             np.matmul(kbT[h], c[:, :R].T, out=Kt[:n])                          # k_nope_h^T [n, ld]
             v = c[:, :R] @ vbT[h]                                              # [ld, dv]
-            np.matmul(qh[h], Kt, out=sc)                                       # [T, ld]
-            alpha = update(sc, m[h], l[h], vis, scale)
-            acc[h] *= alpha[:, None]
-            acc[h] += sc @ v
+            for t0 in range(0, T, SCORE_ROWS):                                 # scores stay in cache
+                t1 = min(T, t0 + SCORE_ROWS)
+                s_t = sc[:t1 - t0]
+                np.matmul(qh[h, t0:t1], Kt, out=s_t)                           # [t, ld]
+                alpha = update(s_t, m[h, t0:t1], l[h, t0:t1], vis[t0:t1], scale)
+                acc[h, t0:t1] *= alpha[:, None]
+                acc[h, t0:t1] += s_t @ v
     return (acc / l[:, :, None]).transpose(1, 0, 2)
