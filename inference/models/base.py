@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ContextOverflowError, UnsupportedModelError
+from ..generation import PREFILL_CHUNK
 from ..gguf_file import GGUFFile, Tensor
 from ..kv_cache import DEFAULT_KV_TYPE, check_kv_type
 
@@ -92,9 +93,19 @@ class State:
                      dict(self.kinds), dict(self.windows), self.kv_type)
 
 
+def in_row_parts(f, x: np.ndarray, rows: int) -> np.ndarray:
+    """f(x) for a per-row f, computed `rows` rows at a time when x is longer: a long prefill chunk
+    (which attention wants) keeps each part's temporaries small (in cache, and under glibc's 32 MB
+    mmap threshold, past which every temporary is fresh pages faulted in on each call)."""
+    if x.shape[0] <= rows:
+        return f(x)
+    return np.concatenate([f(x[t:t + rows]) for t in range(0, x.shape[0], rows)])
+
+
 class Model:
     """Base of the architectures. `forward` is the one method the engine drives."""
     arch: ClassVar[tuple[str, ...]] = ()
+    prefill_chunk: ClassVar[int] = PREFILL_CHUNK     # tokens per prefill forward (Session.prefill's default)
 
     def __init__(self, gguf: GGUFFile, kv_type: str = DEFAULT_KV_TYPE):
         self.gguf = gguf

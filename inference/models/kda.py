@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import ops
 from ..gguf_file import Tensor
+from .base import in_row_parts
 
 
 @dataclass
@@ -124,6 +125,11 @@ SUB = 4                 # tokens per sub-block of a chunk: the decay reference o
 # WY form's do, at float rounding: its chunk grid moves with the split)
 CHUNKED_MIN_TOKENS = 256
 F32 = np.float32
+# Tokens per pass of the mixer: a longer prefill chunk (which MLA's decompressed attention and
+# the MoE want) runs the mixer in parts of this many tokens, a multiple of CHUNK, so the WY chunk
+# grid is the one of separate calls. At 2048 tokens its [T, H*d] temporaries exceed glibc's
+# largest mmap threshold (32 MB): each would be fresh pages, faulted in on every call.
+MIXER_ROWS = 512
 
 
 def gated_delta_chunked(q: np.ndarray, k: np.ndarray, v: np.ndarray, g: np.ndarray,
@@ -304,6 +310,8 @@ def kda_mixer(x: np.ndarray, w: KDAWeights, conv: tuple[np.ndarray, np.ndarray, 
               S: np.ndarray, n_head: int, head_dim: int, eps: float) -> np.ndarray:
     """x: [T, E] normed hidden; conv: 3 x [K-1, D] and S: [H, d, d] updated in place -> [T, E]."""
     T = x.shape[0]
+    if T > MIXER_ROWS:                 # a long chunk in parts: the same recurrence, temporaries in cache
+        return in_row_parts(lambda part: kda_mixer(part, w, conv, S, n_head, head_dim, eps), x, MIXER_ROWS)
     H, d = n_head, head_dim
     D = H * d
     if T == 1 and (step := _jit_step(d)) is not None:                       # decode: one fused kernel

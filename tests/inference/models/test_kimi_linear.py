@@ -123,6 +123,30 @@ def test_split_prefill_equals_batch(stem, sizes):
 
 
 @pytest.mark.parametrize("stem", STEMS)
+def test_a_long_chunk_runs_its_mixer_and_dense_ffn_in_parts(monkeypatch, stem):
+    """prefill_chunk (2048) makes long chunks; the KDA mixer and the dense FFN run them in parts
+    (kda.MIXER_ROWS, FFN_ROWS tokens), which is the same math as separate calls: the parts are
+    multiples of the WY chunk, and the logits equal those of an unsplit forward."""
+    from inference.models import kda, kimi_linear
+
+    m = model(stem)
+    toks = np.random.default_rng(5).integers(0, m.n_vocab, 150)
+    with exact_math():
+        whole = m.logits(toks)
+        sizes = []
+        real = kda.kda_mixer
+        monkeypatch.setattr(kda, "MIXER_ROWS", 64)
+        monkeypatch.setattr(kimi_linear, "FFN_ROWS", 48)
+        monkeypatch.setattr(kda, "kda_mixer", lambda x, *a: sizes.append(len(x)) or real(x, *a))
+        monkeypatch.setattr(kimi_linear, "kda_mixer", kda.kda_mixer)
+        parts = m.logits(toks)
+    n_kda = sum(m.config.is_kda)
+    assert sizes == [150, 64, 64, 22] * n_kda
+    d = compare_logits(parts, whole).d
+    assert d.max() < 1e-5, f"max d {d.max():.2e}"
+
+
+@pytest.mark.parametrize("stem", STEMS)
 def test_greedy_continuation(stem):
     m, r = model(stem), ref(stem)
     st = m.new_state(len(r["tokens"]) + len(r["greedy"]))
