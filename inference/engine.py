@@ -226,10 +226,10 @@ class Session:
 
     # --- prefill ------------------------------------------------------------------------------
     def prefill(self, tokens: Sequence[int], progress: Progress | None = None,
-                cancel: Cancel | None = None, chunk: int = PREFILL_CHUNK) -> PrefillResult:
+                cancel: Cancel | None = None, chunk: int | None = None) -> PrefillResult:
         """Make the state cover exactly `tokens`, reusing what it already holds.
 
-        Evaluates in chunks of `chunk` tokens; progress(done, total) after each and, at most
+        Evaluates in chunks of `chunk` tokens (None: the model's prefill_chunk); progress(done, total) after each and, at most
         every PROGRESS_EVERY s, between a chunk's layers. cancel() is checked before each chunk
         and between its layers; a cancelled prefill leaves the state consistent at a chunk
         boundary, a cancelled chunk undone (a later prefill of the same tokens continues there).
@@ -243,6 +243,8 @@ class Session:
             raise ContextOverflowError(
                 f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}; "
                 "shorten the prompt or the conversation, or use a larger context size")
+        if chunk is None:
+            chunk = self.model.prefill_chunk
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1 token, got {chunk}")
         if tokens == self.tokens and self.logits is not None:
@@ -347,7 +349,7 @@ class Session:
     # --- generation ---------------------------------------------------------------------------
     def generate(self, prompt, params: SamplingParams | None = None,
                  on_token: Callable[[str], None] | None = None, progress: Progress | None = None,
-                 cancel: Cancel | None = None, chunk: int = PREFILL_CHUNK) -> "Generation":
+                 cancel: Cancel | None = None, chunk: int | None = None) -> "Generation":
         """prompt: token ids, chat messages ([{"role", "content"}]) or raw text.
 
         Returns a Generation: iterate it for the text pieces as they are produced (or call

@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]   # (tokens done, tokens to do)
 Cancel = Callable[[], bool]             # True: stop at the next layer / token boundary
 
-# Prefill chunk: tokens per forward. The batch kernels and MLA's decompressed attention want long
-# chunks (kimi-linear-48b-slice, 4096 tokens: 148 t/s in chunks of 512, 34 t/s in chunks of 64;
-# llama.cpp's n_ubatch is 512 too). Stop and progress act between layers (Session._forward_chunk),
-# so the chunk does not bound how long either waits.
+# Prefill chunk: tokens per forward, unless the model asks for another (Model.prefill_chunk; a
+# chunk of None means the model's). The batch kernels want long chunks (kimi-linear-48b-slice,
+# 4096 tokens: 148 t/s in chunks of 512, 34 t/s in chunks of 64; llama.cpp's n_ubatch is 512
+# too). Stop and progress act between layers (Session._forward_chunk), so the chunk does not
+# bound how long either waits.
 PREFILL_CHUNK = 512
 
 
@@ -57,7 +58,7 @@ class Generation:
 
     def __init__(self, session: Session, prompt: list[int], params: SamplingParams,
                  on_token: Callable[[str], None] | None = None, progress: Progress | None = None,
-                 cancel: Cancel | None = None, chunk: int = PREFILL_CHUNK):
+                 cancel: Cancel | None = None, chunk: int | None = None):
         params.validate()
         n, m, n_ctx = len(prompt), params.max_tokens, session.n_ctx
         if m is not None and n + m > n_ctx:

@@ -44,7 +44,8 @@ def add_args(p) -> None:
                    help="write the synthetic model only below this size; else print the estimate (default 8)")
     g.add_argument("--contexts", metavar="N,N,...",
                    help="context sizes to prefill one after another (each followed by --decode-after decode steps)")
-    g.add_argument("--chunk", type=int, default=512, help="prefill chunk size for --contexts (default 512)")
+    g.add_argument("--chunk", type=int, default=None,
+                   help="prefill chunk size for --contexts (default: the model's, 512 or kimi-linear's 2048)")
 
 
 def rss_bytes() -> int:
@@ -134,8 +135,9 @@ def state_bytes_per_token(state) -> int:
     return sum(a.nbytes // a.shape[0] for k, a in state.arrays.items() if state.kinds.get(k) == KV)
 
 
-def measure_contexts(engine, sizes: list[int], n_decode: int, chunk: int, seed: int) -> dict:
-    """-> {"contexts": [...], "state_bytes_per_token": ..., "rss_growth_bytes_per_token": ...}"""
+def measure_contexts(engine, sizes: list[int], n_decode: int, chunk: int | None, seed: int) -> dict:
+    """-> {"contexts": [...], "prefill_chunk": ..., "state_bytes_per_token": ..., "rss_growth_bytes_per_token": ...}
+    (chunk None: the model's prefill chunk)"""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -157,7 +159,7 @@ def measure_contexts(engine, sizes: list[int], n_decode: int, chunk: int, seed: 
                      "rss_bytes": rss_bytes(), "state_bytes": session.state.nbytes()})
         print(f"context {n}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)   # progress of a long sweep
         del session
-    out = {"contexts": rows, "state_bytes_per_token": per_token}
+    out = {"contexts": rows, "prefill_chunk": chunk or engine.model.prefill_chunk, "state_bytes_per_token": per_token}
     if len(rows) > 1 and rows[-1]["tokens"] > rows[0]["tokens"]:
         out["rss_growth_bytes_per_token"] = round(
             (rows[-1]["rss_bytes"] - rows[0]["rss_bytes"]) / (rows[-1]["tokens"] - rows[0]["tokens"]), 1)
@@ -168,7 +170,7 @@ def print_contexts(r: dict) -> None:
     for c in r["contexts"]:
         print(f"context  {c['tokens']:>7} tokens: prefill {c['prefill_tokens_per_s']:9.2f} tokens/s, "
               f"then decode {c['decode_tokens_per_s']:7.2f} tokens/s; resident {c['rss_bytes'] / 1e6:8.1f} MB")
-    line = f"state    {r['state_bytes_per_token']} bytes/token of attention cache"
+    line = f"state    {r['state_bytes_per_token']} bytes/token of attention cache (prefill in chunks of {r['prefill_chunk']})"
     if "rss_growth_bytes_per_token" in r:
         line += f"; resident memory grew {r['rss_growth_bytes_per_token']:.0f} bytes/token"
     print(line)

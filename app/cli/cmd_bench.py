@@ -172,7 +172,7 @@ def run(args) -> int:
         result["decode_bandwidth_fraction"] = round(result["decode_gb_per_s"] * 1e9 / bw, 4)
     if contexts:
         result.update(bench_long.measure_contexts(engine, contexts, max(0, args.decode_after),
-                                                  max(1, args.chunk), args.seed))
+                                                  None if args.chunk is None else max(1, args.chunk), args.seed))
     failed = None
     if args.llama_bench:
         try:

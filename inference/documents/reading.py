@@ -21,7 +21,7 @@ from typing import Sequence
 
 from ..errors import ContextOverflowError
 from ..engine import PrefillResult, Session, SessionFileError, _common_prefix
-from ..generation import PREFILL_CHUNK, Cancel, Progress
+from ..generation import Cancel, Progress
 from .state_store import StateStore
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def checkpoints(n_start: int, n_total: int, every: int, keep_at: Sequence[int] =
 def read_tokens(session: Session, tokens: Sequence[int], store: StateStore | None,
                 checkpoint_every: int = 4096, progress: Progress | None = None,
                 cancel: Cancel | None = None, keep_at: Sequence[int] = (),
-                chunk: int = PREFILL_CHUNK) -> PrefillResult:
+                chunk: int | None = None) -> PrefillResult:
     """Make the session hold `tokens`, reusing and saving states; see the module docstring.
     progress(done, total) counts the tokens evaluated now against those left to evaluate."""
     t0 = time.perf_counter()

@@ -125,7 +125,7 @@ def test_bench_contexts_json():
     path = golden_dir() / "models" / "tiny-kimi-linear-Q8_0.gguf"
     r = json.loads(run_bench("-m", str(path), "-p", "8", "-n", "1", "-t", "1", "--json",
                              "--contexts", "40,100", "--decode-after", "3", "--chunk", "32"))
-    assert [c["tokens"] for c in r["contexts"]] == [40, 100]
+    assert [c["tokens"] for c in r["contexts"]] == [40, 100] and r["prefill_chunk"] == 32
     for c in r["contexts"]:
         assert c["prefill_tokens_per_s"] > 0 and c["decode_tokens_per_s"] > 0 and c["decode_tokens"] == 3
         assert abs(c["prefill_tokens_per_s"] - c["tokens"] / c["prefill_seconds"]) <= 0.02 * c["prefill_tokens_per_s"] + 0.01

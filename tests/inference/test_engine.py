@@ -64,6 +64,23 @@ def test_chunked_prefill_equals_one_batch(stem, monkeypatch):
     assert_same_logits(s.logits, fresh_logits(stem, tokens))
 
 
+@pytest.mark.parametrize("stem,want", [("tiny-llama-F16", 512), ("tiny-kimi-linear-F16", 2048)])
+def test_the_default_chunk_is_the_models(stem, want, monkeypatch):
+    """Without a chunk, prefill takes the model's prefill_chunk: kimi-linear's MLA wants 2048
+    queries per decompression of its cache, the other architectures llama.cpp's 512."""
+    e = engine(stem)
+    assert e.model.prefill_chunk == want
+    monkeypatch.setattr(type(e.model), "prefill_chunk", 20)
+    sizes = []
+    real = e.model.forward
+    monkeypatch.setattr(e.model, "forward", lambda toks, *a, **k: sizes.append(len(toks)) or real(toks, *a, **k))
+    tokens = prompt(stem, 50)
+    s = e.session(64)
+    s.prefill(tokens)
+    assert sizes == [20, 20, 10]
+    assert_same_logits(s.logits, fresh_logits(stem, tokens))
+
+
 @pytest.mark.parametrize("stem", ARCHS)
 def test_extending_the_prompt_continues_without_recomputing(stem):
     tokens = prompt(stem, 80)
