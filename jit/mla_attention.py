@@ -42,9 +42,7 @@ def merge(m: np.ndarray, l: np.ndarray, acc: np.ndarray) -> np.ndarray:
     top = m.max(axis=0)                                          # [H]
     w = np.exp(m - top).astype(np.float32)                       # [nb, H]
     tot = (w * l).sum(axis=0, dtype=np.float32)                  # [H]
-    out = np.zeros(acc.shape[1:], np.float32)
-    for b in range(acc.shape[0]):                                # block order: fixed
-        out += w[b][:, None] * acc[b]
+    out = np.add.reduce(w[:, :, None] * acc, axis=0)             # block after block: a fixed order
     return out / tot[:, None]
 
 
