@@ -17,7 +17,7 @@ from ..errors import LecternError
 from .errors import DiskFullError, DownloadError
 from .jobs import (Job, JobStatus, default_state_file, free_space, load_jobs, local_path,
                    repo_dir_name, save_jobs)
-from .transfer import READ_TIMEOUT, Stopped, fetch
+from .transfer import READ_TIMEOUT, Stopped, fetch, remove_part
 from .variants import Variant
 
 __all__ = ["DownloadManager", "JobStatus", "default_state_file", "local_path", "repo_dir_name"]
@@ -287,7 +287,7 @@ class DownloadManager:
         for old, new in zip(j.files, variant.files):
             if old.sha256 != new.sha256 or old.size != new.size:
                 p = local_path(self._dir(j), j.repo_id, old.path)
-                p.with_name(p.name + ".part").unlink(missing_ok=True)
+                remove_part(p.with_name(p.name + ".part"))
         j.files = list(variant.files)
         j.done_bytes = self._on_disk(j)
 
@@ -312,7 +312,7 @@ class DownloadManager:
 
     def _delete_files(self, j: Job) -> None:
         for f, p in zip(j.files, self._paths(j)):
-            p.with_name(p.name + ".part").unlink(missing_ok=True)
+            remove_part(p.with_name(p.name + ".part"))
             if f.path in j.completed:
                 p.unlink(missing_ok=True)
         j.completed, j.done_bytes = [], 0

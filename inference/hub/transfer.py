@@ -14,11 +14,17 @@ import errno
 import hashlib
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import (ChecksumError, DiskFullError, DownloadError, offline_error, offline_mode_error,
                      status_error)
 from .variants import RepoFile
+
+try:
+    import fcntl
+except ImportError:          # Windows
+    fcntl = None
 
 CHUNK = 64 << 10
 READ_TIMEOUT = 60.0
@@ -71,8 +77,53 @@ def fetch(url: str, f: RepoFile, target: Path, headers: dict, *, repo_id: str,
     (the bytes of an existing .part once at the start); on_reset(n) that n counted bytes were
     discarded."""
     part = PartFile(target.with_name(target.name + ".part"))
-    part.path.parent.mkdir(parents=True, exist_ok=True)
-    part.load(f.size, should_stop)
+    with _only_writer(part.path, f, repo_id):
+        part.load(f.size, should_stop)
+        _fetch_into(url, f, part, target, headers, repo_id, on_bytes, should_stop, sleep, retries, backoff,
+                    on_reset, read_timeout)
+
+
+@contextmanager
+def _only_writer(path: Path, f: RepoFile, repo_id: str):
+    """An exclusive lock on the .part for as long as this transfer writes it: the app and
+    `lectern download` (or two copies of the app) keep separate queues, and two writers appending
+    to one .part would corrupt it. Without fcntl (Windows) there is no lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DownloadError(
+                    f"{f.path} from {repo_id} is being downloaded by another Lectern (the app or "
+                    f"`lectern download`) into {path.parent}; let that one finish, or stop it there "
+                    "and resume this download.") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_part(path: Path) -> None:
+    """Delete a .part file unless another process is writing it (_only_writer's lock): cancelling
+    a job here must not pull the file from under a download running elsewhere."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+        path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def _fetch_into(url, f, part, target, headers, repo_id, on_bytes, should_stop, sleep, retries, backoff,
+                on_reset, read_timeout) -> None:
     on_bytes(part.offset)
     failures, delay, last_error = 0, backoff[0], ""
     while part.offset < f.size or f.size == 0:

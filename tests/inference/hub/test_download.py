@@ -418,3 +418,27 @@ def test_damaged_state_file_is_set_aside(tmp_path, models_dir):
         assert (tmp_path / "state.json.broken").read_text() == "{not json"
     finally:
         m.close()
+
+
+def test_a_file_another_lectern_is_downloading_is_left_to_it(fake_hub, tiny_repo, models_dir, tmp_path):
+    """The app and `lectern download` keep separate queues over one models folder: the second
+    writer of a .part is refused with a message, and cancelling its job leaves the other's file."""
+    name = "tiny-llama-Q6_K.gguf"
+    gate = fake_hub.hold(name, 2 * CHUNK)
+    app = DownloadManager(models_dir, tmp_path / "app.json", **FAST)
+    cli = DownloadManager(models_dir, tmp_path / "cli.json", **FAST)
+    try:
+        first = app.add(tiny_repo, variant(tiny_repo, "Q6_K"))
+        wait_until(lambda: app.status(first).done_bytes >= 2 * CHUNK, what="2 chunks")
+        s = cli.wait(cli.add(tiny_repo, variant(tiny_repo, "Q6_K")), 60)
+        assert s.state == "failed" and "is being downloaded by another Lectern" in s.error
+        cli.cancel(s.job_id)
+        part = local_path(models_dir, tiny_repo, name).with_name(name + ".part")
+        assert part.stat().st_size == 2 * CHUNK
+        gate.set()
+        s = app.wait(first, 60)
+        assert s.state == "done" and open(s.local_paths[0], "rb").read() == golden_bytes("tiny-llama-Q6_K")
+    finally:
+        gate.set()
+        app.close()
+        cli.close()
