@@ -229,10 +229,11 @@ class Session:
                 cancel: Cancel | None = None, chunk: int | None = None) -> PrefillResult:
         """Make the state cover exactly `tokens`, reusing what it already holds.
 
-        Evaluates in chunks of `chunk` tokens (None: the model's prefill_chunk); progress(done, total) after each and, at most
-        every PROGRESS_EVERY s, between a chunk's layers. cancel() is checked before each chunk
-        and between its layers; a cancelled prefill leaves the state consistent at a chunk
-        boundary, a cancelled chunk undone (a later prefill of the same tokens continues there).
+        Evaluates in chunks of `chunk` tokens (None: the model's prefill_chunk); progress(done,
+        total) after each and, at most every PROGRESS_EVERY s, between a chunk's layers. cancel()
+        is checked before each chunk and between its layers; a cancelled prefill leaves the state
+        consistent at a chunk boundary, a cancelled chunk undone (a later prefill of the same
+        tokens continues there).
         """
         t0 = time.perf_counter()
         tokens = [int(t) for t in tokens]

@@ -19,7 +19,7 @@ import numpy as np
 from .. import interrupt, ops
 from ..gguf_file import Tensor
 
-KEY_BLOCK = 2048        # keys per block: scores [T, KEY_BLOCK] per head (4 MB at T = 512)
+KEY_BLOCK = 2048        # keys per block, decompressed per head for all queries of a pass
 QUERY_BLOCK = 2048      # queries per pass (a longer chunk is cut; each pass decompresses again)
 SCORE_ROWS = 512        # queries per score block: [SCORE_ROWS, KEY_BLOCK] scores (4 MB) stay in cache
 
