@@ -142,7 +142,8 @@ def test_ctrl_c_pauses_and_the_next_run_resumes(env, tiny_repo, fake_hub, tmp_pa
     try:
         wait_for(lambda: part.is_file() and part.stat().st_size >= 2 * CHUNK, "the first chunks")
         p.send_signal(signal.SIGINT)
-        wait_for(lambda: "pausing" in "".join(err), "the pause message")
+        wait_for(lambda: "pausing" in "".join(err), "the pause message",
+                 detail=lambda: f" (exit code {p.poll()}, stderr: {''.join(err)[-2000:]!r})")
         gate.set()
         assert p.wait(60) == 130
     finally:
@@ -159,9 +160,9 @@ def test_ctrl_c_pauses_and_the_next_run_resumes(env, tiny_repo, fake_hub, tmp_pa
     assert [x.headers.get("range") for x in fake_hub.file_requests(name)] == [None, f"bytes={kept}-"]
 
 
-def wait_for(cond, what: str, timeout: float = 60.0) -> None:
+def wait_for(cond, what: str, timeout: float = 60.0, detail=lambda: "") -> None:
     end = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what}{detail()}")
         time.sleep(0.02)
