@@ -135,7 +135,7 @@ def test_ctrl_c_pauses_and_the_next_run_resumes(env, tiny_repo, fake_hub, tmp_pa
     part = tmp_path / "m" / "test__tiny-llama-GGUF" / (name + ".part")
     p = subprocess.Popen([sys.executable, "-m", "app", "download", tiny_repo, "--quant", "F16",
                           "--dir", str(tmp_path / "m")], env=env, cwd=REPO, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: p.stderr.read(1), "")), daemon=True)
     reader.start()
@@ -158,6 +158,12 @@ def test_ctrl_c_pauses_and_the_next_run_resumes(env, tiny_repo, fake_hub, tmp_pa
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).read_bytes() == golden_bytes("tiny-llama-F16")
     assert [x.headers.get("range") for x in fake_hub.file_requests(name)] == [None, f"bytes={kept}-"]
+
+
+def default_sigint() -> None:
+    """In the child before exec: Ctrl-C as in a terminal. A test run started in the background
+    (`pytest &` in a script) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(cond, what: str, timeout: float = 60.0, detail=lambda: "") -> None:
