@@ -79,26 +79,59 @@ def fetch(url: str, f: RepoFile, target: Path, headers: dict, *, repo_id: str,
     part = PartFile(target.with_name(target.name + ".part"))
     with _only_writer(part.path, f, repo_id):
         part.load(f.size, should_stop)
-        _fetch_into(url, f, part, target, headers, repo_id, on_bytes, should_stop, sleep, retries, backoff,
-                    on_reset, read_timeout)
+        on_bytes(part.offset)
+        failures, delay, last_error = 0, backoff[0], ""
+        while part.offset < f.size or f.size == 0:
+            before = part.offset
+            try:
+                _stream(url, f, part, headers, repo_id, on_bytes, should_stop, on_reset, read_timeout)
+                if part.offset >= f.size:
+                    break
+                raise _Retry(f"the connection closed after {part.offset} of {f.size} bytes")
+            except _Retry as e:
+                last_error = str(e)
+                if part.offset > before:
+                    failures, delay = 0, backoff[0]
+                failures += 1
+                if failures > retries:
+                    if last_error.startswith("ConnectError"):
+                        raise offline_error("/".join(url.split("/")[:3]), last_error) from e
+                    raise DownloadError(
+                        f"Downloading {f.path} from {repo_id} failed {failures} times in a row "
+                        f"({last_error}); the partial file is kept: resume the download to continue.") from e
+                sleep(delay)
+                if should_stop():
+                    raise Stopped from e
+                delay = min(delay * 2, backoff[1])
+        _verify(f, part, repo_id)
+        os.replace(part.path, target)
+
+
+def _lock(fd: int) -> bool:
+    """Take the exclusive lock on an open .part without waiting -> False if another process holds
+    it (always True without fcntl, i.e. on Windows, where there is no lock)."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 @contextmanager
 def _only_writer(path: Path, f: RepoFile, repo_id: str):
     """An exclusive lock on the .part for as long as this transfer writes it: the app and
     `lectern download` (or two copies of the app) keep separate queues, and two writers appending
-    to one .part would corrupt it. Without fcntl (Windows) there is no lock."""
+    to one .part would corrupt it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DownloadError(
-                    f"{f.path} from {repo_id} is being downloaded by another Lectern (the app or "
-                    f"`lectern download`) into {path.parent}; let that one finish, or stop it there "
-                    "and resume this download.") from None
+        if not _lock(fd):
+            raise DownloadError(
+                f"{f.path} from {repo_id} is being downloaded by another Lectern (the app or "
+                f"`lectern download`) into {path.parent}; let that one finish, or stop it there "
+                "and resume this download.")
         yield
     finally:
         os.close(fd)
@@ -112,44 +145,10 @@ def remove_part(path: Path) -> None:
     except FileNotFoundError:
         return
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return
-        path.unlink(missing_ok=True)
+        if _lock(fd):
+            path.unlink(missing_ok=True)
     finally:
         os.close(fd)
-
-
-def _fetch_into(url, f, part, target, headers, repo_id, on_bytes, should_stop, sleep, retries, backoff,
-                on_reset, read_timeout) -> None:
-    on_bytes(part.offset)
-    failures, delay, last_error = 0, backoff[0], ""
-    while part.offset < f.size or f.size == 0:
-        before = part.offset
-        try:
-            _stream(url, f, part, headers, repo_id, on_bytes, should_stop, on_reset, read_timeout)
-            if part.offset >= f.size:
-                break
-            raise _Retry(f"the connection closed after {part.offset} of {f.size} bytes")
-        except _Retry as e:
-            last_error = str(e)
-            if part.offset > before:
-                failures, delay = 0, backoff[0]
-            failures += 1
-            if failures > retries:
-                if last_error.startswith("ConnectError"):
-                    raise offline_error("/".join(url.split("/")[:3]), last_error) from e
-                raise DownloadError(
-                    f"Downloading {f.path} from {repo_id} failed {failures} times in a row "
-                    f"({last_error}); the partial file is kept: resume the download to continue.") from e
-            sleep(delay)
-            if should_stop():
-                raise Stopped from e
-            delay = min(delay * 2, backoff[1])
-    _verify(f, part, repo_id)
-    os.replace(part.path, target)
 
 
 def _stream(url: str, f: RepoFile, part: PartFile, headers: dict, repo_id: str,
