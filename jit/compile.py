@@ -25,6 +25,7 @@ import llvmlite.binding as llvm
 
 from inference.errors import LecternError
 
+from . import tables
 from .cpu import CpuInfo
 
 MAGIC = b"LECTERN-KERNEL-1\n"
@@ -93,6 +94,7 @@ def assembly(ir_text: str, cpu: CpuInfo) -> str:
 def load_object(obj: bytes, cpu: CpuInfo, names: list[str]) -> dict[str, int]:
     """Link an object into a fresh MCJIT engine; return name -> function address."""
     tm = target_machine(cpu)
+    tables.bind()
     with _lock:
         empty = llvm.parse_assembly("")
         empty.triple = tm.triple

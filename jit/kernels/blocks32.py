@@ -102,7 +102,7 @@ def block_rows(fn: Fn, kind: Kind, wrow, xq: str, nb: str, prefetch: int | str =
             if prefetch:
                 _prefetch_at(fn, wb, prefetch)
             q = _weights(fn, kind, wb)
-            mw = fn.half_to_float(fn.load("i16", fn.gep(wb, "2"), 2)) if kind.has_min else None
+            mw = fn.half_to_float_at(fn.gep(wb, "2")) if kind.has_min else None
             lf = fn.v(f"sitofp {V8I} {_lanes(fn, kind, q, x)} to {V8F}")
             B.set(accs[r], _fma8(fn, fn.splat(8, "float", dprods[r]), lf, accs[r]))
             if kind.has_min:
@@ -125,19 +125,9 @@ def row_totals(fn: Fn, accs: list, summs: list, has_min: bool) -> list:
 
 
 def _scale_products(fn: Fn, wbs: list[str], da: str) -> list[str]:
-    """d_w * d_a (float32, one rounding) for each weight block (f16 d at byte 0), per row. Several
-    rows: their f16 scales gathered into one vector, converted by one vcvtph2ps and multiplied in
-    one vmulps (the same per-lane rounding as scalar code)."""
-    if len(wbs) == 1 or not fn.cpu.has_f16c:
-        dws = [fn.half_to_float(fn.load("i16", wb, 2)) for wb in wbs]
-        return [fn.v(f"fmul float {dw}, {da}") for dw in dws]
-    n = len(wbs)
-    h = "poison"
-    for r, wb in enumerate(wbs):
-        h = fn.v(f"insertelement <{n} x i16> {h}, i16 {fn.load('i16', wb, 2)}, i64 {r}")
-    dw = fn.v(f"fpext <{n} x half> {fn.v(f'bitcast <{n} x i16> {h} to <{n} x half>')} to <{n} x float>")
-    p = fn.v(f"fmul <{n} x float> {dw}, {fn.splat(n, 'float', da)}")
-    return [fn.v(f"extractelement <{n} x float> {p}, i64 {r}") for r in range(n)]
+    """d_w * d_a (float32, one rounding) for each weight block (f16 d at byte 0), per row; d_w
+    comes from the exact f16 table (a load, no vector conversion and no shuffles per row)."""
+    return [fn.v(f"fmul float {fn.half_to_float_at(wb)}, {da}") for wb in wbs]
 
 
 def _prefetch_at(fn: Fn, ptr: str, ahead: int | str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from .. import tables
 from ..cpu import CpuInfo
 
 
@@ -148,6 +149,13 @@ class Fn:
         sign = self.v(f"shl {i32} {sign}, {c(16)}")
         fb = self.v(f"or {i32} {fb}, {sign}")
         return self.v(f"bitcast {i32} {fb} to {ft}")
+
+    def half_to_float_at(self, ptr: str) -> str:
+        """The f16 at ptr as a float, through the process's exact table (jit/tables.py): a scalar
+        load and a load, no vector conversion; a broadcast of it is a load from memory."""
+        self.declare(f"@{tables.F16_F32} = external global [65536 x float]")
+        i = self.v(f"zext i16 {self.load('i16', ptr, 2)} to i64")
+        return self.load("float", self.v(f"getelementptr [65536 x float], ptr @{tables.F16_F32}, i64 0, i64 {i}"), 4)
 
     def float_to_half(self, f: str) -> str:
         """float -> i16 IEEE half bits, round to nearest even (float_to_half_v on one lane)."""

@@ -125,6 +125,23 @@ def test_row_groups_do_not_change_bits(qtype, n_cols):
     assert np.array_equal(whole, np.array(alone, np.float32))
 
 
+@pytest.mark.parametrize("qtype", [T.Q8_0, T.Q4_1], ids=lambda t: t.name)
+def test_every_finite_half_scale(qtype):
+    """32-block scales (and Q4_1's mins) are read through the f16 table (jit/tables.py): one
+    block per row, the rows' scales running through every finite half, subnormals and negatives
+    included, all as the twin computes them."""
+    halves = np.arange(1 << 16, dtype=np.uint16)
+    halves = halves[np.isfinite(halves.view(np.float16))]
+    rng = np.random.default_rng(11)
+    rows, bb = halves.size, GGML_QUANT_SIZES[qtype][1]
+    w = random_weights(rng, qtype, rows, 32).reshape(rows, bb)
+    w[:, 0:2] = halves.view(np.uint8).reshape(rows, 2)
+    if qtype == T.Q4_1:
+        w[:, 2:4] = rng.permutation(halves).view(np.uint8).reshape(rows, 2)
+    x = rng.standard_normal(32).astype(np.float32)
+    check_matvec(qtype, cpu_of("host"), w.reshape(-1), rows, 32, x)
+
+
 def test_paths_agree_closely():
     """host, AVX2 and portable code compute the same sums (float order may differ slightly)."""
     rng = np.random.default_rng(3)
