@@ -1,11 +1,15 @@
 """Process-wide constant tables the kernels read by symbol (LLVM's linker is given their address).
 
     lectern_f16_f32   float[65536]: the float32 value of every IEEE half bit pattern
+    lectern_word_splats  u8[8][32]: vpshufb masks, mask j = [j, 0x80] x 16 (byte j of each
+                      128-bit lane, zero-extended into all 16 words)
 
 A 32-block matvec converts one f16 scale per weight block; as a table lookup that is a scalar
 load and a broadcast from memory instead of a gather of halves into a vector, vcvtph2ps and one
 shuffle per row to get each back out (~4 vector µops per block and row, the most expensive part
 of the Q4_0 loop on Zen 3). The values are exact conversions, so results keep their bits.
+The shuffle masks are data LLVM cannot see: with a constant mask it rewrites a vpshufb into a
+broadcast of a shifted or extracted word, two µops instead of one per Q4_K sub-block scale.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import llvmlite.binding as llvm
 import numpy as np
 
 F16_F32 = "lectern_f16_f32"
+WORD_SPLATS = "lectern_word_splats"
 _keep: list[np.ndarray] = []    # the tables live as long as the process: compiled code points at them
 
 
@@ -25,3 +30,9 @@ def bind() -> None:
     table.flags.writeable = False
     _keep.append(table)
     llvm.add_symbol(F16_F32, table.ctypes.data)
+    splats = np.zeros((8, 32), np.uint8)
+    splats[:, 0::2] = np.arange(8)[:, None]
+    splats[:, 1::2] = 0x80
+    splats.flags.writeable = False
+    _keep.append(splats)
+    llvm.add_symbol(WORD_SPLATS, splats.ctypes.data)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from .. import tables
 from .blocks32 import row_totals
 from .emit import Fn, const_vec, mask, vec
 
@@ -65,6 +66,18 @@ def _isum(fn: Fn, v: str, n: int = 8) -> str:
     return fn.call("i32", f"llvm.vector.reduce.add.v{n}i32", [f"{vec(n, 'i32')} {v}"], vec(n, "i32"))
 
 
+def _isum_pair(fn: Fn, a: str, b: str) -> str:
+    """Exact integer sums of <8 x i32> a and b -> <2 x i32> [sum a, sum b], reduced together
+    (unpack both, then halve twice: 7 vector ops for the two instead of 5 each)."""
+    lo = fn.v(f"shufflevector {V8I} {a}, {V8I} {b}, {mask([0, 8, 1, 9, 4, 12, 5, 13])}")
+    hi = fn.v(f"shufflevector {V8I} {a}, {V8I} {b}, {mask([2, 10, 3, 11, 6, 14, 7, 15])}")
+    s = fn.v(f"add {V8I} {lo}, {hi}")
+    t = fn.v(f"add {V4I} {fn.v(f'shufflevector {V8I} {s}, {V8I} poison, {mask(range(4))}')}, "
+             f"{fn.v(f'shufflevector {V8I} {s}, {V8I} poison, {mask(range(4, 8))}')}")
+    return fn.v(f"add <2 x i32> {fn.v(f'shufflevector {V4I} {t}, {V4I} poison, {mask([0, 1])}')}, "
+                f"{fn.v(f'shufflevector {V4I} {t}, {V4I} poison, {mask([2, 3])}')}")
+
+
 def _to_f(fn: Fn, i: str) -> str:
     return fn.v(f"sitofp i32 {i} to float")
 
@@ -73,26 +86,10 @@ def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
     """A Q4_K/Q5_K superblock's weights, token-independent: 6-bit sc/m as <8 x i32>, d and dmin
     as floats, float(sc), and the 4 chunks of 64 weight integers."""
     qs_at = 48 if five else 16
-    # 12 bytes of packed 6-bit scales/mins -> sc[0..7] in the bytes of u0,u1; m[0..7] in u2,u3
-    u = [fn.load("i32", fn.gep(wb, str(4 + 4 * k))) for k in range(3)]
-    t = fn.v(f"lshr i32 {u[2]}, 4")
-    t = fn.v(f"and i32 {t}, {0x0F0F0F0F}")
-    t2 = fn.v(f"lshr i32 {u[1]}, 6")
-    t2 = fn.v(f"and i32 {t2}, {0x03030303}")
-    t2 = fn.v(f"shl i32 {t2}, 4")
-    u3 = fn.v(f"or i32 {t}, {t2}")
-    u2 = fn.v(f"and i32 {u[1]}, {0x3F3F3F3F}")
-    t = fn.v(f"and i32 {u[2]}, {0x0F0F0F0F}")
-    t2 = fn.v(f"lshr i32 {u[0]}, 6")
-    t2 = fn.v(f"and i32 {t2}, {0x03030303}")
-    t2 = fn.v(f"shl i32 {t2}, 4")
-    u1 = fn.v(f"or i32 {t}, {t2}")
-    u0 = fn.v(f"and i32 {u[0]}, {0x3F3F3F3F}")
-    sc = _u32x2_to_i16x8(fn, u0, u1)
-    m = _u32x2_to_i16x8(fn, u2, u3)
+    U = _scales_mins(fn, wb)                  # <16 x i8>: sc[0..7], m[0..7]
     # sc_j splat over the 16 words of sub-block j's vpmaddubsw pairs; m_j on words 2j, 2j+1 (bsums)
-    W = dict(sc=_splat_words(fn, sc), sc8=sc,
-             m=fn.v(f"shufflevector <8 x i16> {m}, <8 x i16> poison, {mask(j // 2 for j in range(16))}"),
+    W = dict(sc=_splat_scales(fn, U),
+             sc8=_bytes_to_words(fn, U, range(8)), m=_bytes_to_words(fn, U, [8 + j // 2 for j in range(16)]),
              d=_half(fn, wb), dmin=_half(fn, fn.gep(wb, "2")), q=[])
     # chunk c: 32 bytes of qs = sub-blocks 2c (low nibbles) and 2c+1 (high): W["q"][j] = sub-block j
     qh = fn.load(V32B, fn.gep(wb, "16")) if five else None
@@ -106,28 +103,43 @@ def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
     return W
 
 
-def _u32x2_to_i16x8(fn: Fn, lo: str, hi: str) -> str:
-    """two i32 holding 8 bytes -> <8 x i16> of the bytes (zero-extended)"""
-    v = fn.v(f"insertelement <2 x i32> poison, i32 {lo}, i64 0")
-    v = fn.v(f"insertelement <2 x i32> {v}, i32 {hi}, i64 1")
-    v = fn.v(f"bitcast <2 x i32> {v} to <8 x i8>")
-    return fn.v(f"zext <8 x i8> {v} to <8 x i16>")
+def _scales_mins(fn: Fn, wb: str) -> str:
+    """The 12 bytes of packed 6-bit scales/mins at wb+4 -> <16 x i8> [sc0..sc7, m0..m7], in one
+    vector (the four dwords u0..u3 of llama.cpp's utmp at once):
+      u0 = w0 & 0x3F..   u1 = (w2 & 0x0F..) | ((w0 >> 6) & 0x03..) << 4
+      u2 = w1 & 0x3F..   u3 = ((w2 >> 4) & 0x0F..) | ((w1 >> 6) & 0x03..) << 4"""
+    w = fn.load(V4I, fn.gep(wb, "4"))              # w0 w1 w2 and 4 bytes of qs (unused)
+    a = fn.v(f"shufflevector {V4I} {w}, {V4I} poison, {mask([0, 2, 1, 2])}")
+    a = fn.v(f"lshr {V4I} {a}, <i32 0, i32 0, i32 0, i32 4>")
+    a = fn.v(f"and {V4I} {a}, {const_vec('i32', [0x3F3F3F3F, 0x0F0F0F0F] * 2)}")
+    b = fn.v(f"shufflevector {V4I} {w}, {V4I} poison, {mask([0, 0, 1, 1])}")
+    b = fn.v(f"lshr {V4I} {b}, splat (i32 2)")              # bits 6-7 of each byte to bits 4-5
+    b = fn.v(f"and {V4I} {b}, {const_vec('i32', [0, 0x30303030] * 2)}")
+    return fn.v(f"bitcast {V4I} {fn.v(f'or {V4I} {a}, {b}')} to <16 x i8>")
 
 
-def _splat_words(fn: Fn, v: str) -> list[str]:
-    """<8 x i16> v -> [<16 x i16> splat(v[j]) for j < 8]: on AVX2 one vpshufb each from v in both
-    128-bit lanes (a broadcast shuffle per word otherwise costs two shuffles)."""
+def _splat_scales(fn: Fn, u: str) -> list[str]:
+    """<16 x i8> u -> [<16 x i16> splat(u[j]) for j < 8]: on AVX2 one vpshufb each, its mask
+    read from jit/tables.py (a constant mask is rewritten into two shuffles)."""
     if not fn.cpu.has_avx2:
-        return [fn.v(f"shufflevector <8 x i16> {v}, <8 x i16> poison, {mask([j] * 16)}") for j in range(8)]
-    both = fn.v(f"shufflevector <8 x i16> {v}, <8 x i16> poison, {mask(list(range(8)) * 2)}")
-    both = fn.v(f"bitcast <16 x i16> {both} to <32 x i8>")
+        return [_bytes_to_words(fn, u, [j] * 16) for j in range(8)]
+    fn.declare(f"@{tables.WORD_SPLATS} = external global [256 x i8]")
+    both = fn.v(f"shufflevector <16 x i8> {u}, <16 x i8> poison, {mask(list(range(16)) * 2)}")
     out = []
     for j in range(8):
-        idx = const_vec("i8", [2 * j, 2 * j + 1] * 16)
-        b = fn.call("<32 x i8>", "llvm.x86.avx2.pshuf.b", [f"<32 x i8> {both}", f"<32 x i8> {idx}"],
-                    "<32 x i8>, <32 x i8>")
-        out.append(fn.v(f"bitcast <32 x i8> {b} to <16 x i16>"))
+        idx = fn.load(V32B, fn.v(f"getelementptr i8, ptr @{tables.WORD_SPLATS}, i64 {32 * j}"))
+        b = fn.call(V32B, "llvm.x86.avx2.pshuf.b", [f"{V32B} {both}", f"{V32B} {idx}"], f"{V32B}, {V32B}")
+        out.append(fn.v(f"bitcast {V32B} {b} to <16 x i16>"))
     return out
+
+
+def _bytes_to_words(fn: Fn, u: str, picks) -> str:
+    """<16 x i8> u -> <len(picks) x i16> [u[p] zero-extended for p in picks] (one vpshufb with
+    zeroing on AVX2)."""
+    picks = list(picks)
+    idx = [i for p in picks for i in (p, 16)]               # 16: a byte of the zero vector
+    b = fn.v(f"shufflevector <16 x i8> {u}, <16 x i8> zeroinitializer, {mask(idx)}")
+    return fn.v(f"bitcast <{2 * len(picks)} x i8> {b} to <{len(picks)} x i16>")
 
 
 def _madd_i16(fn: Fn, a: str, b: str) -> str:
@@ -231,7 +243,7 @@ def _pair(fn: Fn, a: str, b: str, ty: str) -> str:
 def _q4_K_gemv(fn: Fn, W: dict, xb: str, vals: list[str]) -> list[str]:
     parts, mins = _q4_K_ints(fn, W, xb)
     dd = _pair(fn, *_dx_products(fn, W, xb), "float")                  # [d dx, dmin dx]
-    sm = fn.v(f"sitofp <2 x i32> {_pair(fn, _isum(fn, _add(fn, parts)), _isum(fn, mins), 'i32')} to {V2F}")
+    sm = fn.v(f"sitofp <2 x i32> {_isum_pair(fn, _add(fn, parts), mins)} to {V2F}")
     return [_fma(fn, sm, dd, vals[0], 2)]                               # [acc, accm]
 
 
