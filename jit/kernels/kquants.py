@@ -83,8 +83,9 @@ def _to_f(fn: Fn, i: str) -> str:
 
 
 def _q4_K_unpack(fn: Fn, wb: str, five: bool) -> dict:
-    """A Q4_K/Q5_K superblock's weights, token-independent: 6-bit sc/m as <8 x i32>, d and dmin
-    as floats, float(sc), and the 4 chunks of 64 weight integers."""
+    """A Q4_K/Q5_K superblock's weights, token-independent: sc, each 6-bit scale splat over 16
+    words; sc8, the 8 scales as words; m, the mins as words [m0, m0, m1, m1, ..]; d and dmin as
+    floats; q, the 8 sub-blocks' weight integers (<32 x i8> each)."""
     qs_at = 48 if five else 16
     U = _scales_mins(fn, wb)                  # <16 x i8>: sc[0..7], m[0..7]
     # sc_j splat over the 16 words of sub-block j's vpmaddubsw pairs; m_j on words 2j, 2j+1 (bsums)
