@@ -6,12 +6,22 @@ finished download refreshes the library so the model is in the picker at once.""
 from __future__ import annotations
 
 import base64
+import threading
 
 from PySide6.QtCore import QByteArray
 
+from . import hub_service
 from .hub_service import DownloadBridge, HubService, error_text, has_saved_jobs
 
 HUB_GEOMETRY = "hub_window_geometry"     # store setting: the hub window's size and place
+HUB_WARM_MS = 3000      # after start, the hub client is imported off the GUI thread (MainWindow)
+
+
+def _import_hub() -> None:
+    try:
+        hub_service.hub()
+    except Exception:  # noqa: BLE001 - a broken install is reported when the hub is opened
+        pass
 
 
 class HubMixin:
@@ -22,6 +32,13 @@ class HubMixin:
         self._announced: set = set()         # job ids whose end was already reported
         self._jobs: dict = {}                 # job id -> latest JobStatus
         self.download_status = None           # status bar button while downloads run
+
+    def warm_hub(self) -> threading.Thread:
+        """Import the hub client (huggingface_hub, ~0.3 s) on a background thread a little after
+        start, so the first File > Download models… does not freeze the window for it."""
+        t = threading.Thread(target=_import_hub, name="lectern-hub-import", daemon=True)
+        t.start()
+        return t
 
     def resume_downloads(self) -> None:
         """At start: only if an earlier run left a queue (no hub import otherwise)."""

@@ -19,7 +19,7 @@ from .chat_view import ChatView
 from .conversation_list import ConversationList
 from .document_widgets import ReadingBar
 from .documents_controller import DocumentsMixin
-from .hub_control import HubMixin
+from .hub_control import HUB_WARM_MS, HubMixin
 from .library import Library, ModelEntry, check_models_dir
 from .message_input import ATTACH_SHORTCUT, MessageInput
 from .model_picker import ModelPicker
@@ -61,6 +61,7 @@ class MainWindow(HubMixin, RemoteModelsMixin, DocumentsMixin, ChatMixin, QMainWi
         self.refresh_models()
         self.restore_state()
         QTimer.singleShot(0, self, self.resume_downloads)     # a download queue left by the last run
+        QTimer.singleShot(HUB_WARM_MS, self, self.warm_hub)
 
     # --- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
