@@ -41,7 +41,8 @@ class HubMixin:
         return t
 
     def resume_downloads(self) -> None:
-        """At start: only if an earlier run left a queue (no hub import otherwise)."""
+        """At start: only if an earlier run left a queue (otherwise nothing imports the hub on the
+        GUI thread; warm_hub imports it on its own thread a little later)."""
         if has_saved_jobs():
             self.ensure_downloads()
 
