@@ -52,16 +52,6 @@ def _unpacked(fn: Fn, kind: Kind, wb: str) -> tuple[str, str | None]:
     return fn.call(V32B, "llvm.abs.v32i8", [f"{V32B} {q}", "i1 false"], f"{V32B}, i1"), q
 
 
-def _half_at(fn: Fn, ptr: str) -> str:
-    """The F16 at ptr as a float, read as the low half of a volatile 4-byte load (inside the
-    block): a plain i16 load becomes vpinsrw into whatever register LLVM picks, often a token's
-    accumulator, and that false dependency chained each block to the previous one's last FMA."""
-    if not fn.cpu.has_f16c:
-        return fn.half_to_float(fn.load("i16", ptr, 2))
-    w = fn.v(f"load volatile i32, ptr {ptr}, align 1")
-    return fn.half_to_float(fn.v(f"trunc i32 {w} to i16"))
-
-
 def batch_rows(fn: Fn, kind: Kind, wrow: str, xqs: list[str], nb: str) -> list[str]:
     """Weight row wrow . each 8-bit activation row in xqs (nb blocks) -> one total per token,
     each its own strict chain (the tokens only interleave for the CPU)."""
@@ -71,8 +61,8 @@ def batch_rows(fn: Fn, kind: Kind, wrow: str, xqs: list[str], nb: str) -> list[s
         summs = [B.carry("float", "0.0") for _ in xqs] if kind.has_min else []
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {kind.wb}"))
         a, s = _unpacked(fn, kind, wb)
-        dw = _half_at(fn, wb)
-        mw = _half_at(fn, fn.gep(wb, "2")) if kind.has_min else None
+        dw = fn.half_to_float_at(wb)
+        mw = fn.half_to_float_at(fn.gep(wb, "2")) if kind.has_min else None
         xoff = fn.v(f"mul i64 {B.i}, {kind.xb}")
         aoff = fn.v(f"mul i64 {B.i}, {kind.xaux}")
         for k, (xq, aux) in enumerate(zip(xqs, auxs)):
