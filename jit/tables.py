@@ -4,10 +4,11 @@
     lectern_word_splats  u8[8][32]: vpshufb masks, mask j = [j, 0x80] x 16 (byte j of each
                       128-bit lane, zero-extended into all 16 words)
 
-A 32-block matvec converts one f16 scale per weight block; as a table lookup that is a scalar
-load and a broadcast from memory instead of a gather of halves into a vector, vcvtph2ps and one
-shuffle per row to get each back out (~4 vector µops per block and row, the most expensive part
-of the Q4_0 loop on Zen 3). The values are exact conversions, so results keep their bits.
+A 32-block kernel converts one f16 scale per weight block; as a table lookup that is two scalar
+loads (the second folded into the vmulss by d_a) instead of a gather of halves into a vector,
+vcvtph2ps and one shuffle per row to get each back out (~4 vector µops per block and row, the
+most expensive part of the Q4_0 matvec loop on Zen 3). The values are exact conversions, so
+results keep their bits.
 The shuffle masks are data LLVM cannot see: with a constant mask it rewrites a vpshufb into a
 broadcast of a shifted or extracted word, two µops instead of one per Q4_K sub-block scale.
 """

@@ -151,8 +151,8 @@ class Fn:
         return self.v(f"bitcast {i32} {fb} to {ft}")
 
     def half_to_float_at(self, ptr: str) -> str:
-        """The f16 at ptr as a float, through the process's exact table (jit/tables.py): a scalar
-        load and a load, no vector conversion; a broadcast of it is a load from memory."""
+        """The f16 at ptr as a float, through the process's exact table (jit/tables.py): two
+        scalar loads (the half, then its float), no vector conversion."""
         self.declare(f"@{tables.F16_F32} = external global [65536 x float]")
         i = self.v(f"zext i16 {self.load('i16', ptr, 2)} to i64")
         return self.load("float", self.v(f"getelementptr [65536 x float], ptr @{tables.F16_F32}, i64 0, i64 {i}"), 4)
