@@ -25,7 +25,7 @@ import functools
 
 from ..cpu import CpuInfo
 from .attention import flt, splatf, v_expf
-from .emit import Fn, ModuleText, vec
+from .emit import Fn, ModuleText, mask, vec
 
 P_Q, P_K, P_S, P_H, P_BLK, P_M, P_L, P_SCALE = range(8)
 N_PARAMS = 8
@@ -59,23 +59,51 @@ def _fill_tile(fn: Fn, a: dict, t0: str, d: int, half: bool) -> None:
 
 
 def _scores(fn: Fn, a: dict, d: int) -> None:
-    """sc[h, j] = dot(q_h, kt[j]) for all heads, 2 heads x 4 keys of 8-lane partial sums at a time."""
+    """sc[h, j] = dot(q_h, kt[j]) for all heads, 2 heads x `keys` keys of w-lane partial sums at a
+    time: with 512-bit registers (32 of them) w = 16 and 8 keys, else w = 8 and 4 keys (16 ymm)."""
+    wide = fn.cpu.vector_bits >= 512
+    w, keys = (16, 8) if wide else (8, 4)
+    vt = vec(w, "float")
     with fn.loop("0", a["H"], step=2, stem="qk") as Hp:
         qa = fn.gep(a["q"], fn.v(f"mul i64 {Hp.i}, {4 * d}"))
         qb = fn.gep(qa, str(4 * d))
-        for kg in range(TILE // 4):
-            with fn.loop("0", str(d), step=8, stem="dot") as Dl:
-                acc = [[Dl.carry(V8F, "zeroinitializer") for _ in range(4)] for _ in range(2)]
+        for kg in range(TILE // keys):
+            with fn.loop("0", str(d), step=w, stem="dot") as Dl:
+                acc = [[Dl.carry(vt, "zeroinitializer") for _ in range(keys)] for _ in range(2)]
                 off = fn.v(f"shl i64 {Dl.i}, 2")
-                qv = [fn.load(V8F, fn.gep(qp, off), 4) for qp in (qa, qb)]
-                for j in range(4):
-                    kv = fn.load(V8F, fn.gep(fn.gep(a["kt"], str(4 * d * (4 * kg + j))), off), 32)
+                qv = [fn.load(vt, fn.gep(qp, off), 4) for qp in (qa, qb)]
+                for j in range(keys):
+                    kv = fn.load(vt, fn.gep(fn.gep(a["kt"], str(4 * d * (keys * kg + j))), off), 4 * w)
                     for i in range(2):
-                        Dl.set(acc[i][j], fn.fma_v(8, qv[i], kv, acc[i][j]))
+                        Dl.set(acc[i][j], fn.fma_v(w, qv[i], kv, acc[i][j]))
             for i in range(2):
                 srow = fn.gep(a["sc"], fn.v(f"shl i64 {fn.v(f'add i64 {Hp.i}, {i}')}, 6"))
-                for j in range(4):
-                    fn.store("float", fn.hsum_f(8, acc[i][j]), fn.gep(srow, str(4 * (4 * kg + j))), 4)
+                if wide:
+                    fn.store(V8F, _hsum8x16(fn, acc[i]), fn.gep(srow, str(4 * keys * kg)), 4)
+                    continue
+                for j in range(keys):
+                    fn.store("float", fn.hsum_f(w, acc[i][j]), fn.gep(srow, str(4 * (keys * kg + j))), 4)
+
+
+def _hsum8x16(fn: Fn, vs: list[str]) -> str:
+    """The lane sums of 8 <16 x float> as one <8 x float>, by a transposing tree: each level adds
+    lane l to lane l + half of the same vector, as a plain 16 -> 8 -> 4 -> 2 -> 1 tree does
+    (same sums, same order), but for 2, 4, 8 vectors per shuffle pair instead of one."""
+    def pair(x, y, lo, hi):
+        a = fn.v(f"shufflevector {V16F} {x}, {V16F} {y}, {mask(lo)}")
+        b = fn.v(f"shufflevector {V16F} {x}, {V16F} {y}, {mask(hi)}")
+        return fn.v(f"fadd {V16F} {a}, {b}")
+    # level 1: [x lanes l + l+8 | y lanes l + l+8]
+    l1 = [pair(vs[k], vs[k + 1], [*range(8), *range(16, 24)], [*range(8, 16), *range(24, 32)]) for k in range(0, 8, 2)]
+    # level 2: x = [a|b], y = [c|d] (8 each) -> [a|c|b|d] (4 each), l + l+4
+    lo2 = [*range(4), *range(16, 20), *range(8, 12), *range(24, 28)]
+    l2 = [pair(l1[k], l1[k + 1], lo2, [i + 4 for i in lo2]) for k in (0, 2)]
+    # level 3: 2 lanes each, l + l+2: [a a e e c c g g b b f f d d h h]
+    lo3 = [i for q in range(4) for i in (4 * q, 4 * q + 1, 16 + 4 * q, 17 + 4 * q)]
+    l3 = pair(l2[0], l2[1], lo3, [i + 2 for i in lo3])
+    sw = fn.v(f"shufflevector {V16F} {l3}, {V16F} poison, {mask([i ^ 1 for i in range(16)])}")
+    l4 = fn.v(f"fadd {V16F} {l3}, {sw}")
+    return fn.v(f"shufflevector {V16F} {l4}, {V16F} poison, {mask([0, 8, 4, 12, 2, 10, 6, 14])}")
 
 
 def _softmax(fn: Fn, a: dict, mrow: str, lrow: str, nvalid: str) -> None:
@@ -106,25 +134,28 @@ def _softmax(fn: Fn, a: dict, mrow: str, lrow: str, nvalid: str) -> None:
 
 
 def _accumulate(fn: Fn, a: dict, arow: str, d: int, r_lat: int) -> None:
-    """acc[h] = alpha_h acc[h] + sum_j p[h, j] kt[j, :R]: 2 heads x 32 columns in registers."""
+    """acc[h] = alpha_h acc[h] + sum_j p[h, j] kt[j, :R]: 2 heads x `cols` columns in registers
+    (128 with 32 512-bit registers, else 32)."""
+    cols = 128 if fn.cpu.vector_bits >= 512 and r_lat % 128 == 0 else 32
+    nv = cols // 16
     with fn.loop("0", a["H"], step=2, stem="pv") as Hp:
         hs = [Hp.i, fn.v(f"add i64 {Hp.i}, 1")]
         al = [fn.splat(16, "float", fn.load("float", fn.gep(a["al"], fn.v(f"shl i64 {h}, 2")), 4)) for h in hs]
         srow = [fn.gep(a["sc"], fn.v(f"shl i64 {h}, 6")) for h in hs]
         prow = [fn.gep(arow, fn.v(f"mul i64 {h}, {4 * r_lat}")) for h in hs]
-        with fn.loop("0", str(r_lat), step=32, stem="col") as C:
+        with fn.loop("0", str(r_lat), step=cols, stem="col") as C:
             off = fn.v(f"shl i64 {C.i}, 2")
-            ptrs = [[fn.gep(prow[i], off), fn.gep(fn.gep(prow[i], off), "64")] for i in range(2)]
-            acc = [[fn.v(f"fmul {V16F} {fn.load(V16F, ptrs[i][k], 4)}, {al[i]}") for k in range(2)] for i in range(2)]
+            ptrs = [[fn.gep(fn.gep(prow[i], off), str(64 * k)) for k in range(nv)] for i in range(2)]
+            acc = [[fn.v(f"fmul {V16F} {fn.load(V16F, ptrs[i][k], 4)}, {al[i]}") for k in range(nv)] for i in range(2)]
             for j in range(TILE):
                 vrow = fn.gep(fn.gep(a["kt"], str(4 * d * j)), off)
-                vv = [fn.load(V16F, vrow, 64), fn.load(V16F, fn.gep(vrow, "64"), 64)]
+                vv = [fn.load(V16F, fn.gep(vrow, str(64 * k)), 64) for k in range(nv)]
                 for i in range(2):
                     pj = fn.splat(16, "float", fn.load("float", fn.gep(srow[i], str(4 * j)), 4))
-                    for k in range(2):
+                    for k in range(nv):
                         acc[i][k] = fn.fma_v(16, pj, vv[k], acc[i][k])
             for i in range(2):
-                for k in range(2):
+                for k in range(nv):
                     fn.store(V16F, acc[i][k], ptrs[i][k], 4)
 
 
