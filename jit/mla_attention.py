@@ -38,11 +38,13 @@ def block_size(S: int) -> int:
 
 
 def merge(m: np.ndarray, l: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """Blocks' m [nb, H], l [nb, H], acc [nb, H, R] -> softmax-weighted values [H, R]."""
+    """Blocks' m [nb, H], l [nb, H], acc [nb, H, R] -> softmax-weighted values [H, R] (acc is
+    overwritten)."""
     top = m.max(axis=0)                                          # [H]
     w = np.exp(m - top).astype(np.float32)                       # [nb, H]
     tot = (w * l).sum(axis=0, dtype=np.float32)                  # [H]
-    out = np.add.reduce(w[:, :, None] * acc, axis=0)             # block after block: a fixed order
+    np.multiply(acc, w[:, :, None], out=acc)                     # in place: no 2 MB temporary per step
+    out = np.add.reduce(acc, axis=0)                             # block after block: a fixed order
     return out / tot[:, None]
 
 
