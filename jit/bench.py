@@ -180,30 +180,43 @@ def random_matrix(qtype: T, rows: int, n_cols: int, seed: int = 0) -> np.ndarray
 
 def matvec_table(types: list[str], rows: int, cols: int, threads: int, repeat: int = 5,
                  reader: Reader | None = None) -> list[dict]:
-    """Matvec speed per weight type on a rows x cols matrix (pick it larger than the L3 cache):
-    [{type, rows, cols, bytes, seconds, gb_per_s}], best of `repeat`, `threads` native threads.
-    With a Reader, each timed matvec is followed by one bandwidth pass over as many bytes
-    (reader.once(w.nbytes))."""
+    """Matvec speed per weight type on a rows x cols matrix (pick it larger than the L3 cache), in
+    the layout the engine keeps it in (jit/repack.py: "q4_0x8" for Q4_0 with whole 8-row groups,
+    else "gguf"): [{type, layout, rows, cols, bytes, seconds, gb_per_s}], best of `repeat`,
+    `threads` native threads. With a Reader, each timed matvec is followed by one bandwidth pass
+    over as many bytes (reader.once(w.nbytes))."""
+    from . import repack
+
     kind = "native" if supported() else "python"
     x = np.random.default_rng(1).standard_normal(cols).astype(np.float32)
     out = []
     for name in types:
         qt = T[name]
         w = random_matrix(qt, rows, cols)
+        layout = "gguf"
+        if repack.applies(qt, rows):
+            w, kern, _ = repack.prepare(qt, w, rows, cols)
+            layout = f"{name.lower()}x8"
+        else:
+            kern = api.matvec_kernel(qt)
         pool = make_pool(kind, threads)
         y = np.empty(rows, np.float32)
+
+        def once():                       # quantize x, then the matvec (matvec_raw's work)
+            xq = api.quantize_activation(x, qt)
+            pool.run(kern, (w.ctypes.data, xq.ctypes.data, y.ctypes.data), rows, (cols,))
         try:
-            api.matvec_raw(w, qt, rows, cols, x, out=y, pool=pool)      # warm: compile, page tables
+            once()                                                      # warm: compile, page tables
             t = float("inf")
             for _ in range(repeat):
                 t0 = CLOCK()
-                api.matvec_raw(w, qt, rows, cols, x, out=y, pool=pool)
+                once()
                 t = min(t, CLOCK() - t0)
                 if reader is not None:
                     reader.once(w.nbytes)
         finally:
             pool.close()
-        out.append({"type": name, "rows": rows, "cols": cols, "bytes": int(w.nbytes),
+        out.append({"type": name, "layout": layout, "rows": rows, "cols": cols, "bytes": int(w.nbytes),
                      "seconds": t, "gb_per_s": w.nbytes / t / 1e9})
         del w
     return out

@@ -6,7 +6,9 @@ the same per-token sums through a batch kernel (weight blocks reused from cache 
 batch), so a prompt gives identical bits whether it is evaluated at once, in chunks or token by
 token -- except where llama.cpp itself sums a batch in another order than one token (Q4_K and
 Q6_K, kernels/kquants.py): there the batch follows llama.cpp's batch order, as its logits do.
-Prepared ops are cached per weight tensor: a decode step allocates only its outputs.
+Prepared ops are cached per weight tensor: a decode step allocates only its outputs. A weight
+the engine repacks (jit/repack.py: Q4_0 in 8-row groups) is copied into that layout when its op
+is prepared and runs on that layout's matvec and batch kernels, which share one float sequence.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
 from . import compile as jc
+from . import repack
 from .api import MATVEC_PROTO, get_pool, matvec_kernel, quantizers, supports
 from .cpu import CpuInfo, detect
 from .kernels.batch32 import KINDS, mm_ir, mm_symbol
@@ -74,10 +77,14 @@ class LinearOp:
         if self.n_in % bs or data.size != self.n_out * (self.n_in // bs) * bb:
             raise ValueError(f"{w.name}: {data.size} bytes do not hold {self.n_out} x {self.n_in} "
                              f"{self.qtype.name} values")
-        self._data = data                       # keeps the memory map alive
         self.row_bytes = self.n_in // bs * bb
+        self.repacked = repack.applies(self.qtype, self.n_out)
+        if self.repacked:       # the engine's own layout (jit/repack.py), with its own kernels
+            data, self._kern, mm = repack.prepare(self.qtype, data, self.n_out, self.n_in, cpu)
+        else:
+            self._kern = matvec_kernel(self.qtype, cpu)
+        self._data = data                       # keeps the memory map (or the repacked copy) alive
         self._w = data.ctypes.data
-        self._kern = matvec_kernel(self.qtype, cpu)
         fmt = ACTIVATION[self.qtype]
         self._quant = None if fmt in RAW_F32 else quantizers(cpu)[fmt]
         self._xbytes = 4 * self.n_in if fmt in RAW_F32 else activation_bytes(fmt, self.n_in)
@@ -88,7 +95,9 @@ class LinearOp:
         self._tiles, self._qrows = t["matmul_tiles"], t["quantize_rows"]
         self._modes = {}            # K-quants: batch kernel per summation order, compiled when first used
         self._cpu = cpu
-        if self.qtype.name in KINDS:    # its own batch kernel: tokens share each unpacked weight block
+        if self.repacked:
+            self._tiles = mm
+        elif self.qtype.name in KINDS:  # its own batch kernel: tokens share each unpacked weight block
             self._tiles = mm_kernel(self.qtype.name, cpu)
         step = max(1, STEP_BYTES // (self.n_in // bs * bb))
         self._kern_addr = _addr(self._kern)

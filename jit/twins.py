@@ -27,10 +27,13 @@ def _q8_32(x: np.ndarray, with_sum: bool) -> np.ndarray:
     q = np.clip(np.rint(xb * inv[:, None]), -128, 127).astype(np.int8)
     d16 = d.astype(np.float16)
     head, aux = [d16.view(np.uint8).reshape(-1, 2)], [d16.astype(F32)]
+    qsum = q.astype(np.int32).sum(axis=1, dtype=np.int32)
     if with_sum:
-        s = (d * q.astype(np.int32).sum(axis=1).astype(F32)).astype(np.float16)
+        s = (d * qsum.astype(F32)).astype(np.float16)
         head.append(s.view(np.uint8).reshape(-1, 2))
         aux.append(s.astype(F32))
+    else:
+        aux.append(qsum.view(F32))                  # Q8_0: the integer sum, stored as its bits
     blocks = np.concatenate(head + [q.view(np.uint8)], axis=1).reshape(-1)
     return np.concatenate([blocks, np.stack(aux, axis=1).reshape(-1).view(np.uint8)])
 
@@ -93,7 +96,7 @@ def _f16(b: np.ndarray) -> np.ndarray:
 def unpack_q8_32(xq: np.ndarray, with_sum: bool):
     """-> d f32 [nb], s f32 [nb] or None, q int32 [nb, 32] (the f32 scale copies are ignored)"""
     bb = 36 if with_sum else 34
-    nb = xq.size // (bb + (8 if with_sum else 4))
+    nb = xq.size // (bb + 8)
     b = xq[: nb * bb].reshape(-1, bb)
     d = _f16(b[:, 0:2])
     s = _f16(b[:, 2:4]) if with_sum else None

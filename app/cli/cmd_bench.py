@@ -270,7 +270,7 @@ def kernels(args) -> int:
         for name in names:
             block, size = GGML_QUANT_SIZES[T[name]]
             cols = 8192 if 8192 % block == 0 else block * 32
-            rows = max(16, (args.kernel_mb << 20) // (cols // block * size))
+            rows = max(16, (args.kernel_mb << 20) // (cols // block * size) // 8 * 8)   # whole 8-row groups
             rows_out += matvec_table([name], rows, cols, args.threads, args.kernel_repeat, reader)
     finally:
         jit.bench.CLOCK = time.perf_counter
@@ -289,5 +289,6 @@ def kernels(args) -> int:
           f"buffer), {args.threads} thread(s), {clock}, load average {os.getloadavg()[0]:.1f}")
     for row in rows_out:
         print(f"{row['type']:6s} {row['rows']}x{row['cols']} ({row['bytes'] / 1e6:6.1f} MB) {args.threads}T: "
-              f"{row['gb_per_s']:6.1f} GB/s = {100 * row['fraction_of_bandwidth']:5.1f}% of read bandwidth")
+              f"{row['gb_per_s']:6.1f} GB/s = {100 * row['fraction_of_bandwidth']:5.1f}% of read bandwidth"
+              + ("" if row["layout"] == "gguf" else f"  ({row['layout']}, as the engine stores it)"))
     return 0

@@ -38,8 +38,8 @@ class Kind:
         return 4 if self.has_min else 2
 
     @property
-    def xaux(self) -> int:
-        return 8 if self.has_min else 4
+    def xaux(self) -> int:   # per block after the blocks: f32 d, then f32 s (Q8_1) or i32 sum(q) (Q8_0)
+        return 8
 
 
 KINDS = {k.name: k for k in (Kind("Q4_0", 18, 2, None, 8, False), Kind("Q4_1", 20, 4, None, 0, True),

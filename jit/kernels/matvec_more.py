@@ -126,7 +126,7 @@ def bf16_row(fn: Fn, wrow: str, xr: str) -> str:
 # ----------------------------------------------------------------------------- IQ4_NL
 
 def iq4_nl_row(fn: Fn, wrow: str, nb: str) -> str:
-    """Q8_0 activations (34-byte blocks, then the f32 copies of their scales)."""
+    """Q8_0 activations (34-byte blocks, then per block its f32 scale and i32 sum, quantize.py)."""
     from .matvec import _prefetch
 
     aux = fn.gep("%xq", fn.v(f"mul i64 {nb}, 34"))
@@ -135,7 +135,7 @@ def iq4_nl_row(fn: Fn, wrow: str, nb: str) -> str:
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, 18"))
         _prefetch(fn, wb, 18)
         x = fn.load(V32B, fn.gep(fn.gep("%xq", fn.v(f"mul i64 {B.i}, 34")), "2"))
-        dx = fn.load("float", fn.gep(aux, fn.v(f"shl i64 {B.i}, 2")), 4)
+        dx = fn.load("float", fn.gep(aux, fn.v(f"shl i64 {B.i}, 3")), 4)
         lanes = fn.v(f"sitofp {V8I} {code_dot(fn, _nibbles(fn, fn.gep(wb, '2')), x, 32)} to {V8F}")
         d = fn.v(f"fmul float {fn.half_to_float(fn.load('i16', wb, 2))}, {dx}")
         B.set(acc, fn.fmadd_v(8, fn.splat(8, "float", d), lanes, acc))

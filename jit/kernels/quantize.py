@@ -4,7 +4,8 @@ As llama.cpp's x86 CPU backend computes them (ggml-cpu/arch/x86/quants.c, AVX2 p
 what a llama.cpp build on any AVX2 machine runs; ggml-quants.c *_ref for Q8_K):
   Q8_0  32-blocks, 34 B: f16 d, i8 qs[32].   d = amax/127, q = roundeven(x * (127/amax))
   Q8_1  32-blocks, 36 B: f16 d, f16 s, i8 qs[32]; s = f16(d * sum(q))
-  (Q8_0 and Q8_1 blocks are followed by their scales as f32: d (Q8_0) or d, s (Q8_1) per block)
+  (Q8_0 and Q8_1 blocks are followed by 8 bytes per block: Q8_0 f32 d, i32 sum(q) (the Q4_0x8
+  kernels' offset term, q4_0x8.py); Q8_1 f32 d, f32 s)
   Q8_K  256-blocks, 292 B: f32 d, i8 qs[256], i16 bsums[16] (sums of 16 consecutive q).
         max = the x of largest |x| (first one), iscale = -127/max, q = min(127, roundeven(iscale*x)),
         d = 1/iscale; an all-zero block stores d = 0, q = 0, bsums = 0
@@ -20,9 +21,10 @@ from ..cpu import CpuInfo
 from .emit import ModuleText, mask, vec
 
 BLOCK = {"q8_0": (32, 34), "q8_1": (32, 36), "q8_K": (256, 292), "q8_K_il": (256, 292), "f16": (1, 2), "f32": (1, 4), "bf16": (1, 4)}
-# After the blocks, Q8_0 and Q8_1 activations carry their f16 scales again as f32 (Q8_0: d;
-# Q8_1: d, s per block), so the matvec kernels need not convert them once per weight row.
-AUX = {"q8_0": 4, "q8_1": 8}
+# After the blocks, Q8_0 and Q8_1 activations carry their f16 scales again as f32 (Q8_0: d and
+# the integer sum of q; Q8_1: d, s per block), so the matvec kernels need not convert them once
+# per weight row.
+AUX = {"q8_0": 8, "q8_1": 8}
 
 
 def activation_bytes(fmt: str, n: int) -> int:
@@ -65,8 +67,8 @@ def _q8_32(mt: ModuleText, with_sum: bool) -> None:
         fn.store("i16", dh, ob)
         fn.store("float", fn.half_to_float(dh), aux)
         q8 = fn.v(f"trunc <32 x i32> {q} to <32 x i8>")
+        s = fn.call("i32", "llvm.vector.reduce.add.v32i32", [f"<32 x i32> {q}"], "<32 x i32>")
         if with_sum:
-            s = fn.call("i32", "llvm.vector.reduce.add.v32i32", [f"<32 x i32> {q}"], "<32 x i32>")
             sf = fn.v(f"sitofp i32 {s} to float")
             sf = fn.v(f"fmul float {d}, {sf}")
             sh = fn.float_to_half(sf)
@@ -74,6 +76,7 @@ def _q8_32(mt: ModuleText, with_sum: bool) -> None:
             fn.store("float", fn.half_to_float(sh), fn.gep(aux, "4"))
             fn.store("<32 x i8>", q8, fn.gep(ob, "4"))
         else:
+            fn.store("i32", s, fn.gep(aux, "4"), 4)
             fn.store("<32 x i8>", q8, fn.gep(ob, "2"))
     fn.do("ret void")
     mt.add(fn)

@@ -67,14 +67,19 @@ def random_weights(rng: np.random.Generator, qtype: T, rows: int, n_cols: int, w
 def batch_reference(w, x: np.ndarray, threads: int = 1) -> np.ndarray:
     """The bits a JIT batch x [T, in] . w must give: llama.cpp's own batch order where it has one
     (Q4_K with rows % 8 == 0, Q6_K: emulated by inference/ggml_matmul.py, checked against its
-    libggml), else each token's matvec (the order decode uses)."""
+    libggml), else each token's matvec (the order decode uses; for a weight the engine repacks,
+    jit/repack.py, the repacked layout's matvec)."""
     from gguf import GGML_QUANT_SIZES
 
     from inference import ggml_matmul
-    from jit import api
+    from jit import api, repack
+    from jit.linear import LinearOp
 
     qtype = T(w.ggml_type)
     rows, n_in = w.n_elements // int(w.shape_ggml[0]), int(w.shape_ggml[0])
+    if repack.applies(qtype, rows):
+        op = LinearOp(w)
+        return np.stack([op(xi) for xi in x])
     if qtype == T.Q6_K or (qtype == T.Q4_K and rows % 8 == 0):
         bs, bb = GGML_QUANT_SIZES[qtype]
         blocks = np.frombuffer(np.ascontiguousarray(w.data).tobytes(), np.uint8).reshape(rows, n_in // bs, bb)
