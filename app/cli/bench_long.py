@@ -152,7 +152,7 @@ def measure_contexts(engine, sizes: list[int], n_decode: int, chunk: int | None,
         for t in ids[n:]:
             session.eval_token(int(t))
         dec = time.perf_counter() - t0
-        rows.append({"tokens": n, "prefill_seconds": round(pre.seconds, 3),
+        rows.append({"tokens": n, "prefill_seconds": round(pre.seconds, 6),
                      "prefill_tokens_per_s": round(n / pre.seconds, 3) if pre.seconds > 0 else 0.0,
                      "decode_tokens": n_decode,
                      "decode_tokens_per_s": round(n_decode / dec, 3) if n_decode and dec > 0 else 0.0,

@@ -1,0 +1,244 @@
+"""32-block weights repacked 8 rows at a time (llama.cpp's idea of block_q4_0x8 / q8_0x8, our own
+byte order), so that one 32-byte vector op works on 8 rows: the scales of 8 rows convert in one
+vcvtph2ps and each row's integer dot lands in its own lane, with no per-row shuffles or
+horizontal sums. In the GGUF layout a Q4_0 row-block costs ~9 vector µops; here ~4, which
+leaves the matvec bound by memory instead of arithmetic.
+
+Layout (bytes), for each group g of 8 rows and each 32-block b, at (g * nb + b) * group_bytes:
+  d[8]       f16 scale of rows 8g .. 8g+7                                        16 B
+  Q4_0 (144 B a group-block): qs[4][32], load j, lane r (4 bytes), byte m:       128 B
+             low nibble = q[r][8j + m], high nibble = q[r][8j + 4 + m]   (q = 0..15)
+  Q8_0 (272 B): qs[8][32], load j, lane r, byte m = q[r][4j + m] + 128 (u8)      256 B
+so vector k (Q4_0: nibbles of load k/2; Q8_0: load k) holds q[r][4k .. 4k+3] in lane r, and the
+activation bytes 4k .. 4k+3 broadcast to every lane complete the dot: lanes = per-row sums.
+Only matrices whose row count is a multiple of 8 are repacked (repack()).
+
+Per row r, per block b (matvec and batch alike; q unsigned as stored, s_b = sum of the
+activation's q, o = 8 (Q4_0) or 128 (Q8_0)):
+    isum = sum_i q[i] x[i] - o s_b                          exact int32
+    acc_r = fma(float(isum), f32(d_w[r] * d_x), acc_r)      one float chain per row
+    y_r = acc_r
+The same float sequence as llama.cpp's repacked gemv/gemm; every row is computed the same way
+whatever the row split or the batch, so decode, batch and threads give identical bits. Q8_0's
+u8 x s8 products need vpdpbusd (or the portable code): vpmaddubsw's int16 pairs would
+saturate, so the AVX2 path keeps Q8_0 in the file's layout (repack.py).
+
+    void matvec_<type>x8(const u8 *w, const void *xq, float *y, i64 r0, i64 r1, i64 n)
+    void mm_<type>x8(const u8 *w, const i64 *p, float *y, i64 r0, i64 r1, i64 n)   p as tiles.py
+Rows [r0, r1) may start or end inside a group: the group is computed and only its rows stored.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..cpu import CpuInfo
+from .emit import Fn, ModuleText, const_vec, vec
+from .tiles import P_NTOK, P_XQ, P_XSTRIDE, P_YSTRIDE
+
+V8F, V8I, V32B, V16W = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i16")
+GROUP_BYTES = {"Q4_0": 144, "Q8_0": 272}     # one 32-block of 8 rows
+SRC_BYTES = {"Q4_0": 18, "Q8_0": 34}         # one 32-block of one row in the file
+OFFSET_SHIFT = {"Q4_0": 3, "Q8_0": 7}        # the stored q's offset, 8 or 128, as a shift
+XB = 34                             # activation block (Q8_0): f16 d, i8 q[32]
+XAUX = 8                            # after the blocks, per block: f32 d, i32 sum(q)  (quantize.py)
+TOKENS = 4                          # batch: tokens sharing each unpacked block
+
+
+def _payload(qs: np.ndarray, name: str) -> np.ndarray:
+    """One row-block's quant bytes [..., 8 rows, 16 | 32] -> the group's payload [..., 128 | 256]."""
+    if name == "Q8_0":
+        q = (qs ^ 0x80).reshape(*qs.shape[:-1], 8, 4)                      # [.., 8 rows, j, m], q + 128
+    else:
+        q = np.concatenate([qs & 15, qs >> 4], axis=-1)                    # [.., 8 rows, 32] weights
+        q = q.reshape(*q.shape[:-1], 4, 2, 4)                              # [.., j, h, m]: 8j + 4h + m
+        q = q[..., 0, :] | (q[..., 1, :] << 4)                             # [.., 8 rows, 4 j, 4 m]
+    q = np.swapaxes(q, -3, -2)                                             # [.., j, 8 rows, m]
+    return q.reshape(*q.shape[:-3], -1)
+
+
+def repack(data: np.ndarray, rows: int, n_cols: int, name: str = "Q4_0", chunk_rows: int = 4096) -> np.ndarray:
+    """GGUF bytes of a Q4_0 / Q8_0 matrix -> the layout above (a new array, same size)."""
+    if rows % 8:
+        raise ValueError(f"{name}x8 needs a multiple of 8 rows, not {rows}")
+    nb, sb, gb = n_cols // 32, SRC_BYTES[name], GROUP_BYTES[name]
+    src = np.ascontiguousarray(data).view(np.uint8).reshape(rows, nb, sb)
+    out = np.empty((rows // 8, nb, gb), np.uint8)
+    for r0 in range(0, rows, chunk_rows):
+        blk = src[r0:r0 + chunk_rows]
+        g = blk.reshape(-1, 8, nb, sb).transpose(0, 2, 1, 3)              # [G, nb, 8 rows, sb]
+        o = out[r0 // 8:(r0 + blk.shape[0]) // 8]
+        o[..., :16] = g[..., :2].reshape(g.shape[0], nb, 16)
+        o[..., 16:] = _payload(g[..., 2:], name)
+    return out.reshape(-1)
+
+
+def unpack(packed: np.ndarray, rows: int, n_cols: int, name: str = "Q4_0") -> np.ndarray:
+    """The inverse of repack (GGUF bytes): for tests and for reading the weights back."""
+    nb, gb = n_cols // 32, GROUP_BYTES[name]
+    p = packed.reshape(rows // 8, nb, gb)
+    d = p[..., :16].reshape(-1, nb, 8, 2)
+    nj = 8 if name == "Q8_0" else 4
+    b = p[..., 16:].reshape(-1, nb, nj, 8, 4).transpose(0, 1, 3, 2, 4)     # [G, nb, 8 rows, j, m]
+    if name == "Q8_0":
+        qs = (b ^ 0x80).reshape(-1, nb, 8, 32)
+    else:
+        q = np.stack([b & 15, b >> 4], axis=-2).reshape(-1, nb, 8, 32)    # weight 8j + 4h + m
+        qs = (q[..., :16] | (q[..., 16:] << 4)).astype(np.uint8)
+    out = np.concatenate([d, qs], axis=-1).transpose(0, 2, 1, 3)            # [G, 8, nb, sb]
+    return np.ascontiguousarray(out).reshape(-1)
+
+
+# ----------------------------------------------------------------------------- IR
+
+def _weights(fn: Fn, wb: str, name: str) -> list[str]:
+    """The block's 8 weight vectors (<32 x i8>, unsigned as stored): vector k, lane r = row r."""
+    if name == "Q8_0":
+        return [fn.load(V32B, fn.gep(wb, str(16 + 32 * k))) for k in range(8)]
+    out = []
+    for j in range(4):
+        v = fn.load(V32B, fn.gep(wb, str(16 + 32 * j)))
+        out.append(fn.v(f"and {V32B} {v}, splat (i8 15)"))
+        sh = fn.v(f"lshr {V16W} {fn.v(f'bitcast {V32B} {v} to {V16W}')}, splat (i16 4)")
+        out.append(fn.v(f"and {V32B} {fn.v(f'bitcast {V16W} {sh} to {V32B}')}, splat (i8 15)"))
+    return out
+
+
+def _isum(fn: Fn, nibs: list[str], xb: str, aux: str, name: str) -> str:
+    """Per-row exact sums (<8 x i32>) of one block: sum_i q[r][i] x[i] - o s_b."""
+    xs = []
+    for k in range(8):
+        x4 = fn.load("i32", fn.gep(xb, str(2 + 4 * k)))
+        xs.append(fn.v(f"bitcast {V8I} {fn.splat(8, 'i32', x4)} to {V32B}"))
+    if fn.cpu.dot_path == "avx2":
+        if name != "Q4_0":
+            raise ValueError(f"{name}x8 needs vpdpbusd or the portable code (vpmaddubsw would saturate)")
+        # int16 pair sums of 8 vectors: |sum| <= 8 * 2 * 15 * 128 < 2^15, no saturation
+        s = None
+        for q, x in zip(nibs, xs):
+            m = fn.call(V16W, "llvm.x86.avx2.pmadd.ub.sw", [f"{V32B} {q}", f"{V32B} {x}"], f"{V32B}, {V32B}")
+            s = m if s is None else fn.v(f"add {V16W} {s}, {m}")
+        lanes = fn.call(V8I, "llvm.x86.avx2.pmadd.wd", [f"{V16W} {s}", f"{V16W} splat (i16 1)"], f"{V16W}, {V16W}")
+    else:           # vpdpbusd or portable: two chains
+        a = fn.dot_u8s8("zeroinitializer", nibs[0], xs[0])
+        b = fn.dot_u8s8("zeroinitializer", nibs[1], xs[1])
+        for k in range(2, 8, 2):
+            a = fn.dot_u8s8(a, nibs[k], xs[k])
+            b = fn.dot_u8s8(b, nibs[k + 1], xs[k + 1])
+        lanes = fn.v(f"add {V8I} {a}, {b}")
+    s8 = fn.v(f"shl i32 {fn.load('i32', fn.gep(aux, '4'), 4)}, {OFFSET_SHIFT[name]}")
+    return fn.v(f"sub {V8I} {lanes}, {fn.splat(8, 'i32', s8)}")
+
+
+def _scales(fn: Fn, wb: str) -> str:
+    """d_w of the group's 8 rows as <8 x float>."""
+    return fn.half_to_float(fn.load(vec(8, "i16"), wb, 2), 8)
+
+
+def _fma(fn: Fn, a: str, b: str, c: str) -> str:
+    if fn.cpu.has_fma:
+        return fn.fma_v(8, a, b, c)
+    return fn.v(f"fadd {V8F} {fn.v(f'fmul {V8F} {a}, {b}')}, {c}")        # no FMA: two roundings
+
+
+def _step(fn: Fn, isum: str, dw: str, aux: str, acc: str) -> str:
+    """acc + float(isum) * f32(d_w * d_x), per row."""
+    s = fn.v(f"fmul {V8F} {dw}, {fn.splat(8, 'float', fn.load('float', aux, 4))}")
+    return _fma(fn, fn.v(f"sitofp {V8I} {isum} to {V8F}"), s, acc)
+
+
+def _store_rows(fn: Fn, acc: str, y: str, g: str) -> None:
+    """y[8g + i] = acc[i] for the rows of the group inside [r0, r1)."""
+    fn.declare("declare void @llvm.masked.store.v8f32.p0(<8 x float>, ptr, i32, <8 x i1>)")
+    base = fn.v(f"shl i64 {g}, 3")
+    rows = fn.v(f"add {vec(8, 'i64')} {fn.splat(8, 'i64', base)}, {const_vec('i64', range(8))}")
+    lo = fn.v(f"icmp sge {vec(8, 'i64')} {rows}, {fn.splat(8, 'i64', '%r0')}")
+    hi = fn.v(f"icmp slt {vec(8, 'i64')} {rows}, {fn.splat(8, 'i64', '%r1')}")
+    m = fn.v(f"and <8 x i1> {lo}, {hi}")
+    fn.do(f"call void @llvm.masked.store.v8f32.p0({V8F} {acc}, ptr {fn.gep(y, fn.v(f'shl i64 {base}, 2'))}, "
+          f"i32 4, <8 x i1> {m})")
+
+
+def _groups(fn: Fn, name: str) -> tuple[str, str, str, str]:
+    """(nb, bytes per group row of blocks, first group, end group) for rows [r0, r1)."""
+    nb = fn.v("sdiv i64 %n, 32")
+    g0 = fn.v("ashr i64 %r0, 3")
+    g1 = fn.v(f"ashr i64 {fn.v('add i64 %r1, 7')}, 3")
+    return nb, fn.v(f"mul i64 {nb}, {GROUP_BYTES[name]}"), g0, g1
+
+
+def _prefetch(fn: Fn, ptr: str, ahead: int, nbytes: int) -> None:
+    fn.declare("declare void @llvm.prefetch.p0(ptr, i32, i32, i32)")
+    for k in range(0, nbytes, 64):
+        fn.do(f"call void @llvm.prefetch.p0(ptr {fn.gep(ptr, str(ahead + k))}, i32 0, i32 3, i32 1)")
+
+
+PREFETCH = 2048          # bytes ahead in the group's stream (Zen 5: 1024 70-86 %, 2048 93-95 % of read bandwidth)
+
+
+def symbols(name: str) -> tuple[str, str]:
+    return f"matvec_{name.lower()}x8", f"mm_{name.lower()}x8"
+
+
+def _matvec(mt: ModuleText, name: str) -> None:
+    fn = mt.function(f"define void @{symbols(name)[0]}(ptr noalias %w, ptr noalias %xq, ptr noalias %y, i64 %r0, "
+                     "i64 %r1, i64 %n) nounwind")
+    gb = GROUP_BYTES[name]
+    nb, gbytes, g0, g1 = _groups(fn, name)
+    auxb = fn.gep("%xq", fn.v(f"mul i64 {nb}, {XB}"))
+    with fn.loop(g0, g1, stem="g") as G:
+        wg = fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}"))
+        with fn.loop("0", nb, stem="b") as B:
+            acc = B.carry(V8F, "zeroinitializer")
+            wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
+            _prefetch(fn, wb, PREFETCH, gb)
+            aux = fn.gep(auxb, fn.v(f"mul i64 {B.i}, {XAUX}"))
+            isum = _isum(fn, _weights(fn, wb, name), fn.gep("%xq", fn.v(f"mul i64 {B.i}, {XB}")), aux, name)
+            B.set(acc, _step(fn, isum, _scales(fn, wb), aux, acc))
+        _store_rows(fn, acc, "%y", G.i)
+    fn.do("ret void")
+    mt.add(fn)
+
+
+def _mm(mt: ModuleText, name: str, tokens: int) -> None:
+    """For each group: tokens in groups of `tokens` (then one by one), each block unpacked once
+    for the tokens of a group; the per-(row, token) sequence is the matvec's."""
+    fn = mt.function(f"define void @{symbols(name)[1]}(ptr noalias %w, ptr noalias %p, ptr noalias %y, i64 %r0, "
+                     "i64 %r1, i64 %n) nounwind")
+    gb = GROUP_BYTES[name]
+    xq = fn.load("ptr", fn.gep("%p", str(8 * P_XQ)), 8)
+    ntok, xs, ys = (fn.load("i64", fn.gep("%p", str(8 * k)), 8) for k in (P_NTOK, P_XSTRIDE, P_YSTRIDE))
+    nb, gbytes, g0, g1 = _groups(fn, name)
+    auxoff = fn.v(f"mul i64 {nb}, {XB}")
+    n_full = fn.v(f"sdiv i64 {ntok}, {tokens}")
+    t_rest = fn.v(f"mul i64 {n_full}, {tokens}")
+    with fn.loop(g0, g1, stem="g") as G:
+        wg = fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}"))
+        for size, first, count in ((tokens, "0", n_full), (1, t_rest, fn.v(f"sub i64 {ntok}, {t_rest}"))):
+            with fn.loop("0", count, stem="tg") as K:
+                t0 = fn.v(f"add i64 {first}, {fn.v(f'mul i64 {K.i}, {size}')}")
+                xts = [fn.gep(xq, fn.v(f"mul i64 {fn.v(f'add i64 {t0}, {k}')}, {xs}")) for k in range(size)]
+                with fn.loop("0", nb, stem="b") as B:
+                    accs = [B.carry(V8F, "zeroinitializer") for _ in range(size)]
+                    wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
+                    nibs, dw = _weights(fn, wb, name), _scales(fn, wb)
+                    xoff, aoff = fn.v(f"mul i64 {B.i}, {XB}"), fn.v(f"add i64 {auxoff}, {fn.v(f'mul i64 {B.i}, {XAUX}')}")
+                    for k, xt in enumerate(xts):
+                        aux = fn.gep(xt, aoff)
+                        B.set(accs[k], _step(fn, _isum(fn, nibs, fn.gep(xt, xoff), aux, name), dw, aux, accs[k]))
+                for k in range(size):
+                    yt = fn.gep("%y", fn.v(f"mul i64 {fn.v(f'add i64 {t0}, {k}')}, {ys}"))
+                    _store_rows(fn, accs[k], yt, G.i)
+    fn.do("ret void")
+    mt.add(fn)
+    return mt.text()
+
+
+@functools.cache
+def module_ir(name: str, cpu: CpuInfo, tokens: int = TOKENS) -> str:
+    """matvec_<type>x8 and mm_<type>x8 in one module."""
+    mt = ModuleText(cpu)
+    _matvec(mt, name)
+    _mm(mt, name, tokens)
+    return mt.text()
