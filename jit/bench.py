@@ -181,7 +181,7 @@ def random_matrix(qtype: T, rows: int, n_cols: int, seed: int = 0) -> np.ndarray
 def matvec_table(types: list[str], rows: int, cols: int, threads: int, repeat: int = 5,
                  reader: Reader | None = None) -> list[dict]:
     """Matvec speed per weight type on a rows x cols matrix (pick it larger than the L3 cache), in
-    the layout the engine keeps it in (jit/repack.py: "q4_0x8" for Q4_0 with whole 8-row groups,
+    the layout the engine keeps it in (jit/repack.py: "q4_0x8" / "q8_0x8" for a repacked matrix,
     else "gguf"): [{type, layout, rows, cols, bytes, seconds, gb_per_s}], best of `repeat`,
     `threads` native threads. With a Reader, each timed matvec is followed by one bandwidth pass
     over as many bytes (reader.once(w.nbytes))."""

@@ -1,12 +1,13 @@
 """Weights the engine stores in another layout than the file's, and the kernels that read it.
 
 Q4_0 matrices whose row count is a multiple of 8 are repacked 8 rows at a time
-(kernels/q4_0x8.py): the matvec then costs ~4 vector µops per row-block instead of ~9, which
-keeps it bound by memory on a fast one (measured on Zen 5, one thread, matrix in cache: 31.9 GB/s
-in the file's layout, 66.8 repacked). llama.cpp's CPU backend does the same at load
-(block_q4_0x8). The copy replaces the weight in memory: the file's pages it was made from are
-given back (madvise DONTNEED; a later read of the tensor, e.g. a tied embedding's rows, maps
-them again from the file).
+(kernels/x8.py): the matvec then costs ~4 vector µops per row-block instead of ~9, which keeps
+it bound by memory on a fast one (measured on Zen 5, one thread, matrix in cache: 31.9 GB/s in
+the file's layout, 66.8 repacked). Q8_0 ones too, in their file order's float sequence (the
+same bits), for one stream of bytes per thread however short the rows. llama.cpp's CPU backend
+repacks at load too (block_q4_0x8, block_q8_0x4). The copy replaces the weight in memory: the file's pages it was
+made from are given back (madvise DONTNEED; a later read of the tensor, e.g. a tied
+embedding's rows, maps them again from the file).
 
 LECTERN_REPACK=0 keeps every weight in the file's layout.
 """
@@ -23,13 +24,15 @@ from gguf import GGMLQuantizationType as T
 from . import compile as jc
 from .api import MATVEC_PROTO
 from .cpu import CpuInfo, detect, env_raw
-from .kernels import q4_0x8
+from .kernels import x8
 
 
 @functools.cache
-def _kernels(cpu: CpuInfo) -> dict:
-    return jc.kernel(("q4_0x8",), lambda: q4_0x8.module_ir(cpu),
-                     {"matvec_q4_0x8": MATVEC_PROTO, "mm_q4_0x8": MATVEC_PROTO}, cpu)
+def kernels(name: str, cpu: CpuInfo) -> tuple:
+    """(matvec, batch kernel) of a repacked type."""
+    mv, mm = x8.symbols(name)
+    k = jc.kernel(("x8", name), lambda: x8.module_ir(name, cpu), {mv: MATVEC_PROTO, mm: MATVEC_PROTO}, cpu)
+    return k[mv], k[mm]
 
 
 def enabled() -> bool:
@@ -38,16 +41,17 @@ def enabled() -> bool:
 
 def applies(qtype, n_out: int) -> bool:
     """Whether a weight of this type and row count is repacked."""
-    return T(qtype) == T.Q4_0 and n_out % 8 == 0 and n_out > 0 and enabled()
+    return T(qtype).name in x8.GROUP_BYTES and n_out % 8 == 0 and n_out > 0 and enabled()
 
 
 def prepare(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None = None):
     """-> (repacked bytes, matvec kernel, batch kernel) for a weight that `applies`. Both kernels
     have the signatures of the file layout's (kernels/matvec.py, kernels/tiles.py's parameters)."""
-    k = _kernels(cpu or detect())
-    packed = q4_0x8.repack(data, n_out, n_in)
+    name = T(qtype).name
+    mv, mm = kernels(name, cpu or detect())
+    packed = x8.repack(data, n_out, n_in, name)
     release(data)
-    return packed, k["matvec_q4_0x8"], k["mm_q4_0x8"]
+    return packed, mv, mm
 
 
 _libc = None

@@ -4,8 +4,8 @@ As llama.cpp's x86 CPU backend computes them (ggml-cpu/arch/x86/quants.c, AVX2 p
 what a llama.cpp build on any AVX2 machine runs; ggml-quants.c *_ref for Q8_K):
   Q8_0  32-blocks, 34 B: f16 d, i8 qs[32].   d = amax/127, q = roundeven(x * (127/amax))
   Q8_1  32-blocks, 36 B: f16 d, f16 s, i8 qs[32]; s = f16(d * sum(q))
-  (Q8_0 and Q8_1 blocks are followed by 8 bytes per block: Q8_0 f32 d, i32 sum(q) (the Q4_0x8
-  kernels' offset term, q4_0x8.py); Q8_1 f32 d, f32 s)
+  (Q8_0 and Q8_1 blocks are followed by 8 bytes per block: Q8_0 f32 d, i32 sum(q) (the repacked
+  kernels' offset term, x8.py); Q8_1 f32 d, f32 s)
   Q8_K  256-blocks, 292 B: f32 d, i8 qs[256], i16 bsums[16] (sums of 16 consecutive q).
         max = the x of largest |x| (first one), iscale = -127/max, q = min(127, roundeven(iscale*x)),
         d = 1/iscale; an all-zero block stores d = 0, q = 0, bsums = 0

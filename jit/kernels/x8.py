@@ -2,26 +2,28 @@
 byte order), so that one 32-byte vector op works on 8 rows: the scales of 8 rows convert in one
 vcvtph2ps and each row's integer dot lands in its own lane, with no per-row shuffles or
 horizontal sums. In the GGUF layout a Q4_0 row-block costs ~9 vector µops; here ~4, which
-leaves the matvec bound by memory instead of arithmetic.
+leaves the matvec bound by memory instead of arithmetic; Q8_0's gain is the single stream of bytes a
+thread reads (its short rows, e.g. Gemma 3's 640-column output, no longer run one at a time).
 
 Layout (bytes), for each group g of 8 rows and each 32-block b, at (g * nb + b) * group_bytes:
   d[8]       f16 scale of rows 8g .. 8g+7                                        16 B
   Q4_0 (144 B a group-block): qs[4][32], load j, lane r (4 bytes), byte m:       128 B
              low nibble = q[r][8j + m], high nibble = q[r][8j + 4 + m]   (q = 0..15)
-  Q8_0 (272 B): qs[8][32], load j, lane r, byte m = q[r][4j + m] + 128 (u8)      256 B
+  Q8_0 (272 B): qs[8][32], load j, lane r, byte m = q[r][4j + m] (i8)            256 B
 so vector k (Q4_0: nibbles of load k/2; Q8_0: load k) holds q[r][4k .. 4k+3] in lane r, and the
 activation bytes 4k .. 4k+3 broadcast to every lane complete the dot: lanes = per-row sums.
 Only matrices whose row count is a multiple of 8 are repacked (repack()).
 
-Per row r, per block b (matvec and batch alike; q unsigned as stored, s_b = sum of the
-activation's q, o = 8 (Q4_0) or 128 (Q8_0)):
-    isum = sum_i q[i] x[i] - o s_b                          exact int32
-    acc_r = fma(float(isum), f32(d_w[r] * d_x), acc_r)      one float chain per row
-    y_r = acc_r
-The same float sequence as llama.cpp's repacked gemv/gemm; every row is computed the same way
-whatever the row split or the batch, so decode, batch and threads give identical bits. Q8_0's
-u8 x s8 products need vpdpbusd (or the portable code): vpmaddubsw's int16 pairs would
-saturate, so the AVX2 path keeps Q8_0 in the file's layout (repack.py).
+Per row r, per block b (matvec and batch alike; s_b = sum of the activation's q):
+  Q4_0 (llama.cpp's repacked q4_0_8x8 gemv/gemm on AVX2):
+    isum = sum_i q[i] x[i] - 8 s_b                           exact int32
+    acc = fma(float(isum), f32(d_w[r] * d_x), acc);  y_r = acc
+  Q8_0 (llama.cpp's ggml_vec_dot_q8_0_q8_0, the file layout's order, so the same bits):
+    lane_k = sum_{m<4} q[4k+m] x[4k+m]  (k < 8)              exact int32 (|q| x sign(x, q))
+    acc_k = fma(float(lane_k), f32(d_w[r] * d_x), acc_k)
+    y_r = ((acc_4 + acc_0) + (acc_6 + acc_2)) + ((acc_5 + acc_1) + (acc_7 + acc_3))
+Every row is computed the same way whatever the row split or the batch, so decode, batch and
+threads give identical bits.
 
     void matvec_<type>x8(const u8 *w, const void *xq, float *y, i64 r0, i64 r1, i64 n)
     void mm_<type>x8(const u8 *w, const i64 *p, float *y, i64 r0, i64 r1, i64 n)   p as tiles.py
@@ -40,16 +42,16 @@ from .tiles import P_NTOK, P_XQ, P_XSTRIDE, P_YSTRIDE
 V8F, V8I, V32B, V16W = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i16")
 GROUP_BYTES = {"Q4_0": 144, "Q8_0": 272}     # one 32-block of 8 rows
 SRC_BYTES = {"Q4_0": 18, "Q8_0": 34}         # one 32-block of one row in the file
-OFFSET_SHIFT = {"Q4_0": 3, "Q8_0": 7}        # the stored q's offset, 8 or 128, as a shift
+LANES = {"Q4_0": 1, "Q8_0": 8}              # float accumulators per row (see the docstring)
 XB = 34                             # activation block (Q8_0): f16 d, i8 q[32]
 XAUX = 8                            # after the blocks, per block: f32 d, i32 sum(q)  (quantize.py)
-TOKENS = 4                          # batch: tokens sharing each unpacked block
+TOKENS = {"Q4_0": 4, "Q8_0": 1}     # batch: tokens sharing each unpacked block (Q8_0: 8 accumulators a token)
 
 
 def _payload(qs: np.ndarray, name: str) -> np.ndarray:
     """One row-block's quant bytes [..., 8 rows, 16 | 32] -> the group's payload [..., 128 | 256]."""
     if name == "Q8_0":
-        q = (qs ^ 0x80).reshape(*qs.shape[:-1], 8, 4)                      # [.., 8 rows, j, m], q + 128
+        q = qs.reshape(*qs.shape[:-1], 8, 4)                               # [.., 8 rows, j, m]
     else:
         q = np.concatenate([qs & 15, qs >> 4], axis=-1)                    # [.., 8 rows, 32] weights
         q = q.reshape(*q.shape[:-1], 4, 2, 4)                              # [.., j, h, m]: 8j + 4h + m
@@ -82,7 +84,7 @@ def unpack(packed: np.ndarray, rows: int, n_cols: int, name: str = "Q4_0") -> np
     nj = 8 if name == "Q8_0" else 4
     b = p[..., 16:].reshape(-1, nb, nj, 8, 4).transpose(0, 1, 3, 2, 4)     # [G, nb, 8 rows, j, m]
     if name == "Q8_0":
-        qs = (b ^ 0x80).reshape(-1, nb, 8, 32)
+        qs = b.reshape(-1, nb, 8, 32)
     else:
         q = np.stack([b & 15, b >> 4], axis=-2).reshape(-1, nb, 8, 32)    # weight 8j + 4h + m
         qs = (q[..., :16] | (q[..., 16:] << 4)).astype(np.uint8)
@@ -105,30 +107,41 @@ def _weights(fn: Fn, wb: str, name: str) -> list[str]:
     return out
 
 
-def _isum(fn: Fn, nibs: list[str], xb: str, aux: str, name: str) -> str:
-    """Per-row exact sums (<8 x i32>) of one block: sum_i q[r][i] x[i] - o s_b."""
+def _lanes(fn: Fn, ws: list[str], xb: str, aux: str, name: str) -> list[str]:
+    """One block's exact integer sums, each <8 x i32> over the 8 rows: Q4_0 one sum,
+    sum_i q[r][i] x[i] - 8 s_b; Q8_0 llama.cpp's 8 lanes, lane k = sum_{m<4} q[r][4k+m] x[4k+m]."""
     xs = []
     for k in range(8):
         x4 = fn.load("i32", fn.gep(xb, str(2 + 4 * k)))
         xs.append(fn.v(f"bitcast {V8I} {fn.splat(8, 'i32', x4)} to {V32B}"))
+    if name == "Q8_0":            # |q| x sign(x, q): vpmaddubsw pairs stay below 2^15 (no -128 in x)
+        return [fn.dot_s8s8("zeroinitializer", q, x) for q, x in zip(ws, xs)]
     if fn.cpu.dot_path == "avx2":
-        if name != "Q4_0":
-            raise ValueError(f"{name}x8 needs vpdpbusd or the portable code (vpmaddubsw would saturate)")
         # int16 pair sums of 8 vectors: |sum| <= 8 * 2 * 15 * 128 < 2^15, no saturation
         s = None
-        for q, x in zip(nibs, xs):
+        for q, x in zip(ws, xs):
             m = fn.call(V16W, "llvm.x86.avx2.pmadd.ub.sw", [f"{V32B} {q}", f"{V32B} {x}"], f"{V32B}, {V32B}")
             s = m if s is None else fn.v(f"add {V16W} {s}, {m}")
         lanes = fn.call(V8I, "llvm.x86.avx2.pmadd.wd", [f"{V16W} {s}", f"{V16W} splat (i16 1)"], f"{V16W}, {V16W}")
     else:           # vpdpbusd or portable: two chains
-        a = fn.dot_u8s8("zeroinitializer", nibs[0], xs[0])
-        b = fn.dot_u8s8("zeroinitializer", nibs[1], xs[1])
+        a = fn.dot_u8s8("zeroinitializer", ws[0], xs[0])
+        b = fn.dot_u8s8("zeroinitializer", ws[1], xs[1])
         for k in range(2, 8, 2):
-            a = fn.dot_u8s8(a, nibs[k], xs[k])
-            b = fn.dot_u8s8(b, nibs[k + 1], xs[k + 1])
+            a = fn.dot_u8s8(a, ws[k], xs[k])
+            b = fn.dot_u8s8(b, ws[k + 1], xs[k + 1])
         lanes = fn.v(f"add {V8I} {a}, {b}")
-    s8 = fn.v(f"shl i32 {fn.load('i32', fn.gep(aux, '4'), 4)}, {OFFSET_SHIFT[name]}")
-    return fn.v(f"sub {V8I} {lanes}, {fn.splat(8, 'i32', s8)}")
+    s8 = fn.v(f"shl i32 {fn.load('i32', fn.gep(aux, '4'), 4)}, 3")
+    return [fn.v(f"sub {V8I} {lanes}, {fn.splat(8, 'i32', s8)}")]
+
+
+def _finish(fn: Fn, accs: list[str]) -> str:
+    """Each row's total: its one accumulator, or llama.cpp's hsum_float_8 over the 8 lanes,
+    ((a4 + a0) + (a6 + a2)) + ((a5 + a1) + (a7 + a3)), done for 8 rows at once."""
+    if len(accs) == 1:
+        return accs[0]
+    add = lambda a, b: fn.v(f"fadd {V8F} {a}, {b}")      # noqa: E731
+    t = [add(accs[4 + i], accs[i]) for i in range(4)]
+    return add(add(t[0], t[2]), add(t[1], t[3]))
 
 
 def _scales(fn: Fn, wb: str) -> str:
@@ -142,10 +155,10 @@ def _fma(fn: Fn, a: str, b: str, c: str) -> str:
     return fn.v(f"fadd {V8F} {fn.v(f'fmul {V8F} {a}, {b}')}, {c}")        # no FMA: two roundings
 
 
-def _step(fn: Fn, isum: str, dw: str, aux: str, acc: str) -> str:
-    """acc + float(isum) * f32(d_w * d_x), per row."""
+def _step(fn: Fn, lanes: list[str], dw: str, aux: str, accs: list[str]) -> list[str]:
+    """acc_k + float(lanes_k) * f32(d_w * d_x), per row."""
     s = fn.v(f"fmul {V8F} {dw}, {fn.splat(8, 'float', fn.load('float', aux, 4))}")
-    return _fma(fn, fn.v(f"sitofp {V8I} {isum} to {V8F}"), s, acc)
+    return [_fma(fn, fn.v(f"sitofp {V8I} {v} to {V8F}"), s, acc) for v, acc in zip(lanes, accs)]
 
 
 def _store_rows(fn: Fn, acc: str, y: str, g: str) -> None:
@@ -190,13 +203,14 @@ def _matvec(mt: ModuleText, name: str) -> None:
     with fn.loop(g0, g1, stem="g") as G:
         wg = fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}"))
         with fn.loop("0", nb, stem="b") as B:
-            acc = B.carry(V8F, "zeroinitializer")
+            accs = [B.carry(V8F, "zeroinitializer") for _ in range(LANES[name])]
             wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
             _prefetch(fn, wb, PREFETCH, gb)
             aux = fn.gep(auxb, fn.v(f"mul i64 {B.i}, {XAUX}"))
-            isum = _isum(fn, _weights(fn, wb, name), fn.gep("%xq", fn.v(f"mul i64 {B.i}, {XB}")), aux, name)
-            B.set(acc, _step(fn, isum, _scales(fn, wb), aux, acc))
-        _store_rows(fn, acc, "%y", G.i)
+            lanes = _lanes(fn, _weights(fn, wb, name), fn.gep("%xq", fn.v(f"mul i64 {B.i}, {XB}")), aux, name)
+            for acc, new in zip(accs, _step(fn, lanes, _scales(fn, wb), aux, accs)):
+                B.set(acc, new)
+        _store_rows(fn, _finish(fn, accs), "%y", G.i)
     fn.do("ret void")
     mt.add(fn)
 
@@ -215,30 +229,32 @@ def _mm(mt: ModuleText, name: str, tokens: int) -> None:
     t_rest = fn.v(f"mul i64 {n_full}, {tokens}")
     with fn.loop(g0, g1, stem="g") as G:
         wg = fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}"))
-        for size, first, count in ((tokens, "0", n_full), (1, t_rest, fn.v(f"sub i64 {ntok}, {t_rest}"))):
+        spans = [(tokens, "0", n_full)] + ([(1, t_rest, fn.v(f"sub i64 {ntok}, {t_rest}"))] if tokens > 1 else [])
+        for size, first, count in spans:
             with fn.loop("0", count, stem="tg") as K:
                 t0 = fn.v(f"add i64 {first}, {fn.v(f'mul i64 {K.i}, {size}')}")
                 xts = [fn.gep(xq, fn.v(f"mul i64 {fn.v(f'add i64 {t0}, {k}')}, {xs}")) for k in range(size)]
                 with fn.loop("0", nb, stem="b") as B:
-                    accs = [B.carry(V8F, "zeroinitializer") for _ in range(size)]
+                    accs = [[B.carry(V8F, "zeroinitializer") for _ in range(LANES[name])] for _ in range(size)]
                     wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
-                    nibs, dw = _weights(fn, wb, name), _scales(fn, wb)
+                    ws, dw = _weights(fn, wb, name), _scales(fn, wb)
                     xoff, aoff = fn.v(f"mul i64 {B.i}, {XB}"), fn.v(f"add i64 {auxoff}, {fn.v(f'mul i64 {B.i}, {XAUX}')}")
                     for k, xt in enumerate(xts):
                         aux = fn.gep(xt, aoff)
-                        B.set(accs[k], _step(fn, _isum(fn, nibs, fn.gep(xt, xoff), aux, name), dw, aux, accs[k]))
+                        lanes = _lanes(fn, ws, fn.gep(xt, xoff), aux, name)
+                        for acc, new in zip(accs[k], _step(fn, lanes, dw, aux, accs[k])):
+                            B.set(acc, new)
                 for k in range(size):
                     yt = fn.gep("%y", fn.v(f"mul i64 {fn.v(f'add i64 {t0}, {k}')}, {ys}"))
-                    _store_rows(fn, accs[k], yt, G.i)
+                    _store_rows(fn, _finish(fn, accs[k]), yt, G.i)
     fn.do("ret void")
     mt.add(fn)
-    return mt.text()
 
 
 @functools.cache
-def module_ir(name: str, cpu: CpuInfo, tokens: int = TOKENS) -> str:
+def module_ir(name: str, cpu: CpuInfo) -> str:
     """matvec_<type>x8 and mm_<type>x8 in one module."""
     mt = ModuleText(cpu)
     _matvec(mt, name)
-    _mm(mt, name, tokens)
+    _mm(mt, name, TOKENS[name])
     return mt.text()

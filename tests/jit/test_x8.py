@@ -42,7 +42,7 @@ def values_from_layout(packed: np.ndarray, rows: int, n_cols: int, name: str) ->
                 for m in range(4):
                     if name == "Q8_0":
                         for j in range(8):
-                            out[8 * g + r, 32 * b + 4 * j + m] = d[r] * (int(p[g, b, 16 + 32 * j + 4 * r + m]) - 128)
+                            out[8 * g + r, 32 * b + 4 * j + m] = d[r] * int(p[g, b, 16 + 32 * j + 4 * r + m:][:1].view(np.int8)[0])
                         continue
                     for j in range(4):
                         byte = int(p[g, b, 16 + 32 * j + 4 * r + m])
@@ -69,12 +69,7 @@ def test_repack_refuses_a_partial_group():
         X.repack(weights(12, 32, 0), 12, 32)
 
 
-def runs(name: str, preset: str) -> bool:
-    """Q8_0's layout needs vpdpbusd or the portable code, not the avx2 preset's vpmaddubsw."""
-    return name == "Q4_0" or cpu_of(preset).dot_path != "avx2"
-
-
-CASES = [(n, p) for n in NAMES for p in CPU_PRESETS if runs(n, p)]
+CASES = [(n, p) for n in NAMES for p in CPU_PRESETS]
 
 
 def test_q8_0_activations_carry_their_integer_sums():
@@ -105,9 +100,11 @@ def test_matvec_matches_the_twin_on_any_rows(name, preset, groups, nb, span, thr
     split = np.empty(rows, np.float32)                 # all rows, chunks cutting through groups
     Pool(threads, align=1).run(mv, (packed.ctypes.data, xq.ctypes.data, split.ctypes.data), rows, (n_cols,))
     assert np.array_equal(split[r0:r1], y[r0:r1])
-    terms = twins.block_terms(w, T[name], n_cols, xq)
-    ref = terms.sum(axis=1)
-    tol = 4 * nb * np.finfo(np.float32).eps * np.abs(terms).sum(axis=1) + 1e-30
+    ref = twins.block_terms(w, T[name], n_cols, xq).sum(axis=1)
+    # float32 sums of at most nb + 8 partial sums of exact integer products
+    mag = np.abs(gq.dequantize(w.reshape(rows, -1), T[name]).astype(np.float64)) @ np.abs(
+        twins.dequantize_activation(xq, "q8_0"))
+    tol = 2 * (nb + 8) * np.finfo(np.float32).eps * mag + 1e-30
     assert np.all(np.abs(y[r0:r1] - ref[r0:r1]) <= tol[r0:r1])
     assert np.all(y[:r0] == 7.0) and np.all(y[r1:] == 7.0)          # rows outside the range untouched
 
@@ -139,8 +136,7 @@ def tensor(rows: int, n_cols: int, seed: int = 0, name: str = "Q4_0") -> Tensor:
 @pytest.mark.parametrize("name", NAMES)
 def test_the_engine_repacks_whole_groups_only(monkeypatch, name):
     x = np.random.default_rng(0).standard_normal((5, 96)).astype(np.float32)
-    host = runs(name, "host")
-    for rows, packed in ((48, host), (44, False)):
+    for rows, packed in ((48, True), (44, False)):
         w = tensor(rows, 96, rows, name)
         op = LinearOp(w)
         assert op.repacked is packed
@@ -154,13 +150,32 @@ def test_the_engine_repacks_whole_groups_only(monkeypatch, name):
 
 
 def test_which_weights_are_repacked():
-    from jit.cpu import avx2, generic, host
+    assert repack.applies(T.Q4_0, 64) and repack.applies(T.Q8_0, 8)
+    assert not any(repack.applies(q, 64) for q in (T.Q4_1, T.Q5_0, T.Q4_K, T.F16))
+    assert not repack.applies(T.Q4_0, 60)
 
-    assert repack.applies(T.Q4_0, 64, avx2()) and repack.applies(T.Q4_0, 64, generic())
-    assert not repack.applies(T.Q8_0, 64, avx2()) and repack.applies(T.Q8_0, 64, generic())
-    assert repack.applies(T.Q8_0, 64, host()) == (host().dot_path == "vnni")
-    assert not any(repack.applies(q, 64, generic()) for q in (T.Q4_1, T.Q5_0, T.Q4_K, T.F16))
-    assert not repack.applies(T.Q4_0, 60, generic())
+
+@pytest.mark.parametrize("preset", CPU_PRESETS)
+def test_q8_0_keeps_the_file_layouts_bits(preset):
+    """Repacked Q8_0 runs llama.cpp's vec_dot_q8_0_q8_0 order, as the file-layout kernel does:
+    the same bits, decode and batch (weights with -128 and extreme scales included)."""
+    from tests.jit.conftest import finite_f16
+
+    rows, n_cols = 24, 32 * 7
+    cpu = cpu_of(preset)
+    rng = np.random.default_rng(11)
+    w = weights(rows, n_cols, 11, "Q8_0").reshape(rows * 7, 34)
+    w[::5, 2:] = 0x80                                               # -128 weights
+    w[:, :2] = finite_f16(rng, rows * 7, True).view(np.uint8).reshape(-1, 2)
+    w = w.reshape(-1)
+    x = rng.standard_normal(n_cols).astype(np.float32)
+    want = api.matvec_raw(w, T.Q8_0, rows, n_cols, x, cpu=cpu, pool=Pool(1))
+    mv, _ = repack.kernels("Q8_0", cpu)
+    packed = X.repack(w, rows, n_cols, "Q8_0")
+    xq = api.quantize_activation(x, T.Q8_0, cpu)
+    y = np.empty(rows, np.float32)
+    Pool(2, align=1).run(mv, (packed.ctypes.data, xq.ctypes.data, y.ctypes.data), rows, (n_cols,))
+    assert np.array_equal(y, want, equal_nan=True)
 
 
 def test_release_gives_back_only_read_only_mapped_pages(tmp_path):
