@@ -193,12 +193,10 @@ def matvec_table(types: list[str], rows: int, cols: int, threads: int, repeat: i
     for name in types:
         qt = T[name]
         w = random_matrix(qt, rows, cols)
-        layout = "gguf"
-        if repack.applies(qt, rows):
-            w, kern, _ = repack.prepare(qt, w, rows, cols)
-            layout = f"{name.lower()}x8"
-        else:
-            kern = api.matvec_kernel(qt)
+        layout, kern = "gguf", api.matvec_kernel(qt)
+        packed = repack.prepare(qt, w, rows, cols) if repack.applies(qt, rows) else None
+        if packed is not None:
+            (w, kern, _), layout = packed, f"{name.lower()}x8"
         pool = make_pool(kind, threads)
         y = np.empty(rows, np.float32)
 

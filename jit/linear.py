@@ -78,9 +78,11 @@ class LinearOp:
             raise ValueError(f"{w.name}: {data.size} bytes do not hold {self.n_out} x {self.n_in} "
                              f"{self.qtype.name} values")
         self.row_bytes = self.n_in // bs * bb
-        self.repacked = repack.applies(self.qtype, self.n_out)
+        packed = repack.prepare(self.qtype, data, self.n_out, self.n_in, cpu) \
+            if repack.applies(self.qtype, self.n_out) else None
+        self.repacked = packed is not None
         if self.repacked:       # the engine's own layout (jit/repack.py), with its own kernels
-            data, self._kern, mm = repack.prepare(self.qtype, data, self.n_out, self.n_in, cpu)
+            data, self._kern, mm = packed
         else:
             self._kern = matvec_kernel(self.qtype, cpu)
         self._data = data                       # keeps the memory map (or the repacked copy) alive

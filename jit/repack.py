@@ -9,7 +9,10 @@ repacks at load too (block_q4_0x8, block_q8_0x4). The copy replaces the weight i
 made from are given back (madvise DONTNEED; a later read of the tensor, e.g. a tied
 embedding's rows, maps them again from the file).
 
-LECTERN_REPACK=0 keeps every weight in the file's layout.
+Repacked copies live in ordinary memory, not in the file's pages, so they are limited to
+BUDGET (half the machine's memory): past it, weights stay mapped from the file as they are, and
+a model larger than memory still pages from disk. LECTERN_REPACK=0 keeps every weight in the
+file's layout.
 """
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ import ctypes
 import ctypes.util
 import functools
 import mmap
+import os
+import threading
+import weakref
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
@@ -44,14 +50,41 @@ def applies(qtype, n_out: int) -> bool:
     return T(qtype).name in x8.GROUP_BYTES and n_out % 8 == 0 and n_out > 0 and enabled()
 
 
+def _physical_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+BUDGET = _physical_bytes() // 2
+_held = [0]                         # bytes of live repacked copies
+_lock = threading.Lock()
+
+
 def prepare(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None = None):
-    """-> (repacked bytes, matvec kernel, batch kernel) for a weight that `applies`. Both kernels
-    have the signatures of the file layout's (kernels/matvec.py, kernels/tiles.py's parameters)."""
+    """-> (repacked bytes, matvec kernel, batch kernel) for a weight that `applies`, or None when
+    the copy would pass BUDGET. Both kernels have the signatures of the file layout's
+    (kernels/matvec.py, kernels/tiles.py's parameters)."""
     name = T(qtype).name
+    with _lock:
+        if _held[0] + data.nbytes > BUDGET:
+            return None
+        _held[0] += data.nbytes
     mv, mm = kernels(name, cpu or detect())
-    packed = x8.repack(data, n_out, n_in, name)
+    try:
+        packed = x8.repack(data, n_out, n_in, name)
+    except BaseException:
+        _free(data.nbytes)
+        raise
+    weakref.finalize(packed, _free, packed.nbytes)
     release(data)
     return packed, mv, mm
+
+
+def _free(nbytes: int) -> None:
+    with _lock:
+        _held[0] -= nbytes
 
 
 _libc = None

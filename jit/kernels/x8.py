@@ -2,8 +2,8 @@
 byte order), so that one 32-byte vector op works on 8 rows: the scales of 8 rows convert in one
 vcvtph2ps and each row's integer dot lands in its own lane, with no per-row shuffles or
 horizontal sums. In the GGUF layout a Q4_0 row-block costs ~9 vector µops; here ~4, which
-leaves the matvec bound by memory instead of arithmetic; Q8_0's gain is the single stream of bytes a
-thread reads (its short rows, e.g. Gemma 3's 640-column output, no longer run one at a time).
+leaves the matvec bound by memory instead of arithmetic; for Q8_0 ~6 instead of ~8, and one
+stream of bytes per thread however short the rows (Gemma 3's 640-column output).
 
 Layout (bytes), for each group g of 8 rows and each 32-block b, at (g * nb + b) * group_bytes:
   d[8]       f16 scale of rows 8g .. 8g+7                                        16 B

@@ -192,3 +192,18 @@ def test_release_gives_back_only_read_only_mapped_pages(tmp_path):
     assert np.array_equal(mine, data)
     del view
     m.close()
+
+
+def test_copies_stop_at_the_memory_budget(monkeypatch):
+    """Past BUDGET a weight stays in the file's layout (it can page from disk), and a dropped
+    copy gives its bytes back."""
+    import gc
+
+    w = tensor(48, 96, 5)
+    monkeypatch.setattr(repack, "BUDGET", repack._held[0] + w.data.nbytes)
+    a = LinearOp(w)
+    assert a.repacked
+    assert not LinearOp(tensor(48, 96, 6)).repacked             # over the budget: file layout
+    del a
+    gc.collect()
+    assert LinearOp(tensor(48, 96, 7)).repacked                 # the first copy's bytes came back
