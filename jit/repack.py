@@ -35,10 +35,25 @@ from .kernels import x8
 
 @functools.cache
 def kernels(name: str, cpu: CpuInfo) -> tuple:
-    """(matvec, batch kernel) of a repacked type."""
-    mv, mm = x8.symbols(name)
-    k = jc.kernel(("x8", name), lambda: x8.module_ir(name, cpu), {mv: MATVEC_PROTO, mm: MATVEC_PROTO}, cpu)
-    return k[mv], k[mm]
+    """(matvec, batch kernel, repack kernel) of a repacked type."""
+    syms = x8.symbols(name)
+    k = jc.kernel(("x8", name), lambda: x8.module_ir(name, cpu), {s: MATVEC_PROTO for s in syms}, cpu)
+    return tuple(k[s] for s in syms)
+
+
+def repacked(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None = None, pool=None) -> np.ndarray:
+    """The file's bytes of a weight in the repacked layout, by the JIT kernel on the pool's
+    threads (x8.repack is its numpy twin)."""
+    from .api import get_pool
+
+    name = T(qtype).name
+    src = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+    if n_out % 8 or n_in % 32 or src.size != n_out * n_in // 32 * x8.SRC_BYTES[name]:
+        raise ValueError(f"{name}x8: {src.size} bytes are not {n_out} x {n_in} values in groups of 8 rows")
+    dst = np.empty(src.size, np.uint8)
+    fn = kernels(name, cpu or detect())[2]
+    (pool or get_pool()).run(fn, (src.ctypes.data, dst.ctypes.data, 0), n_out // 8, (n_in // 32,))
+    return dst
 
 
 def enabled() -> bool:
@@ -71,9 +86,9 @@ def prepare(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None 
         if _held[0] + data.nbytes > BUDGET:
             return None
         _held[0] += data.nbytes
-    mv, mm = kernels(name, cpu or detect())
+    mv, mm, _ = kernels(name, cpu or detect())
     try:
-        packed = x8.repack(data, n_out, n_in, name)
+        packed = repacked(qtype, data, n_out, n_in, cpu)
     except BaseException:
         _free(data.nbytes)
         raise

@@ -27,6 +27,7 @@ threads give identical bits.
 
     void matvec_<type>x8(const u8 *w, const void *xq, float *y, i64 r0, i64 r1, i64 n)
     void mm_<type>x8(const u8 *w, const i64 *p, float *y, i64 r0, i64 r1, i64 n)   p as tiles.py
+    void repack_<type>x8(const u8 *src, u8 *dst, void *unused, i64 g0, i64 g1, i64 nb)
 Rows [r0, r1) may start or end inside a group: the group is computed and only its rows stored.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ import functools
 import numpy as np
 
 from ..cpu import CpuInfo
-from .emit import Fn, ModuleText, const_vec, vec
+from .emit import Fn, ModuleText, const_vec, mask, vec
 from .tiles import P_NTOK, P_XQ, P_XSTRIDE, P_YSTRIDE
 
 V8F, V8I, V32B, V16W = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i16")
@@ -61,7 +62,8 @@ def _payload(qs: np.ndarray, name: str) -> np.ndarray:
 
 
 def repack(data: np.ndarray, rows: int, n_cols: int, name: str = "Q4_0", chunk_rows: int = 4096) -> np.ndarray:
-    """GGUF bytes of a Q4_0 / Q8_0 matrix -> the layout above (a new array, same size)."""
+    """GGUF bytes of a Q4_0 / Q8_0 matrix -> the layout above (a new array, same size): the numpy
+    twin of the repack_<type>x8 kernels (the engine's, jit/repack.py; this runs at ~0.3 GB/s)."""
     if rows % 8:
         raise ValueError(f"{name}x8 needs a multiple of 8 rows, not {rows}")
     nb, sb, gb = n_cols // 32, SRC_BYTES[name], GROUP_BYTES[name]
@@ -190,8 +192,8 @@ def _prefetch(fn: Fn, ptr: str, ahead: int, nbytes: int) -> None:
 PREFETCH = 2048          # bytes ahead in the group's stream (Zen 5: 1024 70-86 %, 2048 93-95 % of read bandwidth)
 
 
-def symbols(name: str) -> tuple[str, str]:
-    return f"matvec_{name.lower()}x8", f"mm_{name.lower()}x8"
+def symbols(name: str) -> tuple[str, str, str]:
+    return f"matvec_{name.lower()}x8", f"mm_{name.lower()}x8", f"repack_{name.lower()}x8"
 
 
 def _matvec(mt: ModuleText, name: str) -> None:
@@ -251,10 +253,51 @@ def _mm(mt: ModuleText, name: str, tokens: int) -> None:
     mt.add(fn)
 
 
+def _repack_fn(mt: ModuleText, name: str) -> None:
+    """repack_<type>x8(src, dst, unused, g0, g1, nb): groups [g0, g1) of the file's rows into the
+    layout above, as repack() does (its numpy twin), at memory speed: a model's weights are
+    repacked when first used, so this is time to the first token."""
+    fn = mt.function(f"define void @{symbols(name)[2]}(ptr noalias %src, ptr noalias %dst, ptr %unused, i64 %g0, "
+                     "i64 %g1, i64 %nb) nounwind")
+    sb, gb = SRC_BYTES[name], GROUP_BYTES[name]
+    row = fn.v(f"mul i64 %nb, {sb}")
+    with fn.loop("%g0", "%g1", stem="g") as G:
+        sg = fn.gep("%src", fn.v(f"mul i64 {G.i}, {fn.v(f'shl i64 {row}, 3')}"))
+        dg = fn.gep("%dst", fn.v(f"mul i64 {G.i}, {fn.v(f'mul i64 %nb, {gb}')}"))
+        with fn.loop("0", "%nb", stem="b") as B:
+            db = fn.gep(dg, fn.v(f"mul i64 {B.i}, {gb}"))
+            for r in range(8):
+                sblk = fn.gep(fn.gep(sg, fn.v(f"mul i64 {row}, {r}")), fn.v(f"mul i64 {B.i}, {sb}"))
+                fn.store("i16", fn.load("i16", sblk), fn.gep(db, str(2 * r)))
+                words = _payload_words(fn, fn.gep(sblk, "2"), name)
+                for j, wd in enumerate(words):
+                    fn.store("i32", wd, fn.gep(db, str(16 + 32 * j + 4 * r)))
+    fn.do("ret void")
+    mt.add(fn)
+
+
+def _payload_words(fn: Fn, qs: str, name: str) -> list[str]:
+    """One row's block quants -> its 4-byte word for each load j of the group (see Layout)."""
+    if name == "Q8_0":
+        return [fn.load("i32", fn.gep(qs, str(4 * j))) for j in range(8)]
+    v16 = vec(16, "i8")
+    q = fn.load(v16, qs)
+    lo4 = fn.v(f"and {v16} {q}, splat (i8 15)")                 # weights 0..15
+    hi4 = fn.v(f"lshr {v16} {q}, splat (i8 4)")                 # weights 16..31
+    # byte (j, m) = w[8j + m] | w[8j + 4 + m] << 4, w = lo4 ++ hi4
+    first = [i for j in range(4) for i in range(8 * j, 8 * j + 4)]
+    a = fn.v(f"shufflevector {v16} {lo4}, {v16} {hi4}, {mask(first)}")
+    b = fn.v(f"shufflevector {v16} {lo4}, {v16} {hi4}, {mask([i + 4 for i in first])}")
+    out = fn.v(f"or {v16} {a}, {fn.v(f'shl {v16} {b}, splat (i8 4)')}")
+    w4 = fn.v(f"bitcast {v16} {out} to {vec(4, 'i32')}")
+    return [fn.v(f"extractelement {vec(4, 'i32')} {w4}, i64 {j}") for j in range(4)]
+
+
 @functools.cache
 def module_ir(name: str, cpu: CpuInfo) -> str:
-    """matvec_<type>x8 and mm_<type>x8 in one module."""
+    """matvec_<type>x8, mm_<type>x8 and repack_<type>x8 in one module."""
     mt = ModuleText(cpu)
     _matvec(mt, name)
     _mm(mt, name, TOKENS[name])
+    _repack_fn(mt, name)
     return mt.text()

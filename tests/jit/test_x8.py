@@ -64,6 +64,21 @@ def test_the_layout_holds_the_files_weights(name, groups, nb, seed):
     assert np.array_equal(X.unpack(packed, rows, n_cols, name), w)
 
 
+@pytest.mark.parametrize("name, preset", [(n, p) for n in NAMES for p in CPU_PRESETS])
+@settings(max_examples=10, deadline=None)
+@given(groups=st.integers(1, 40), nb=st.integers(1, 6), threads=st.integers(1, 3), seed=st.integers(0, 10_000))
+def test_the_repack_kernel_matches_its_twin(name, preset, groups, nb, threads, seed):
+    rows, n_cols = 8 * groups, 32 * nb
+    w = weights(rows, n_cols, seed, name)
+    got = repack.repacked(T[name], w, rows, n_cols, cpu_of(preset), pool=Pool(threads, align=1))
+    assert np.array_equal(got, X.repack(w, rows, n_cols, name))
+
+
+def test_the_repack_kernel_refuses_a_wrong_size():
+    with pytest.raises(ValueError, match="groups of 8 rows"):
+        repack.repacked(T.Q4_0, weights(8, 64, 0)[:-1], 8, 64)
+
+
 def test_repack_refuses_a_partial_group():
     with pytest.raises(ValueError, match="multiple of 8"):
         X.repack(weights(12, 32, 0), 12, 32)
@@ -93,7 +108,7 @@ def test_matvec_matches_the_twin_on_any_rows(name, preset, groups, nb, span, thr
     w = weights(rows, n_cols, seed, name)
     x = np.random.default_rng(seed + 1).standard_normal(n_cols).astype(np.float32)
     xq = api.quantize_activation(x, T[name], cpu)
-    mv, _ = repack.kernels(name, cpu)
+    mv, _, _ = repack.kernels(name, cpu)
     packed = X.repack(w, rows, n_cols, name)
     y = np.full(rows, 7.0, np.float32)
     mv(packed.ctypes.data, xq.ctypes.data, y.ctypes.data, r0, r1, n_cols)
@@ -116,7 +131,7 @@ def test_batch_gives_the_matvecs_bits(name, preset, n_tok):
     cpu = cpu_of(preset)
     w = weights(rows, n_cols, n_tok, name)
     packed = X.repack(w, rows, n_cols, name)
-    mv, mm = repack.kernels(name, cpu)
+    mv, mm, _ = repack.kernels(name, cpu)
     xs = np.random.default_rng(n_tok).standard_normal((n_tok, n_cols)).astype(np.float32)
     xq = np.stack([api.quantize_activation(x, T[name], cpu) for x in xs])
     p = np.zeros(6, np.int64)
@@ -170,7 +185,7 @@ def test_q8_0_keeps_the_file_layouts_bits(preset):
     w = w.reshape(-1)
     x = rng.standard_normal(n_cols).astype(np.float32)
     want = api.matvec_raw(w, T.Q8_0, rows, n_cols, x, cpu=cpu, pool=Pool(1))
-    mv, _ = repack.kernels("Q8_0", cpu)
+    mv, _, _ = repack.kernels("Q8_0", cpu)
     packed = X.repack(w, rows, n_cols, "Q8_0")
     xq = api.quantize_activation(x, T.Q8_0, cpu)
     y = np.empty(rows, np.float32)
