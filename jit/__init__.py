@@ -27,7 +27,9 @@
                   LECTERN_REPACK=0: none), their kernels, giving the file's pages back
   bench.py        python -m jit.bench: bandwidth, matvec GB/s, per-call overheads
   softmax_block.py  one key block of an online softmax over rows (the long MLA prefill's
-                  flash-style attention between its BLAS matmuls)
+                  flash-style attention between its matmuls)
+  sgemm.py        float32 C (+)= A B on the pool (kernels/sgemm.py: packed B panels, register
+                  tiles of the CPU's full width): the long MLA prefill's matmuls
 LECTERN_PREFETCH (bytes, default 2048) tunes the matvec kernels' software prefetch distance;
 LECTERN_MV_ROWS (default 4) and LECTERN_MV_PREFETCH (default -1: the next group of rows) the
 32-block matvecs' rows per step and prefetch distance; LECTERN_MV_GROUP_MIN_BYTES (default 8192)

@@ -29,12 +29,13 @@ def absorbed(q, cache, n_past, scale, R, kb, vb):
     return np.einsum("thr,hvr->thv", lat, vb)
 
 
+@pytest.mark.parametrize("dv", [24, 32])          # 32: every product on the JIT's sgemm (16-column panels)
 @pytest.mark.parametrize("kernels", ["numpy", "jit"])
 @pytest.mark.parametrize("n_past,T,kblk,qblk,srows", [(0, 40, 16, 2048, 512), (37, 23, 16, 5, 512),
                                                       (100, 1, 32, 7, 512), (5, 64, 2048, 2048, 512),
                                                       (70, 33, 48, 16, 512), (20, 45, 32, 2048, 16),
                                                       (3, 50, 16, 20, 7)])
-def test_matches_the_absorbed_attention(monkeypatch, kernels, n_past, T, kblk, qblk, srows):
+def test_matches_the_absorbed_attention(monkeypatch, kernels, n_past, T, kblk, qblk, srows, dv):
     """Key blocks (kblk), passes of queries that each decompress the keys (qblk) and blocks of
     queries sharing one decompression (srows): every cut gives the absorbed attention."""
     monkeypatch.setenv("LECTERN_KERNELS", kernels)
@@ -42,7 +43,7 @@ def test_matches_the_absorbed_attention(monkeypatch, kernels, n_past, T, kblk, q
     monkeypatch.setattr(mla_prefill, "QUERY_BLOCK", qblk)
     monkeypatch.setattr(mla_prefill, "SCORE_ROWS", srows)
     rng = np.random.default_rng(n_past + T)
-    H, R, r, n, dv = 3, 32, 16, 16, 24
+    H, R, r, n = 3, 32, 16, 16
     cache = rng.standard_normal((n_past + T, R + r)).astype(np.float16)
     q = rng.standard_normal((T, H, n + r)).astype(np.float32)
     kb = (rng.standard_normal((H, R, n)) * 0.4).astype(np.float32)
