@@ -7,8 +7,9 @@ batch), so a prompt gives identical bits whether it is evaluated at once, in chu
 token -- except where llama.cpp itself sums a batch in another order than one token (Q4_K and
 Q6_K, kernels/kquants.py): there the batch follows llama.cpp's batch order, as its logits do.
 Prepared ops are cached per weight tensor: a decode step allocates only its outputs. A weight
-the engine repacks (jit/repack.py: Q4_0 and Q8_0 in 8-row groups) is copied into that layout when its op
-is prepared and runs on that layout's matvec and batch kernels, which share one float sequence.
+the engine repacks (jit/repack.py: Q4_0 and Q8_0 in 8-row groups) is copied into that layout
+when its op is prepared and runs on that layout's matvec and batch kernels, which share one
+float sequence.
 """
 from __future__ import annotations
 

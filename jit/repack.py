@@ -5,9 +5,9 @@ Q4_0 matrices whose row count is a multiple of 8 are repacked 8 rows at a time
 it bound by memory on a fast one (measured on Zen 5, one thread, matrix in cache: 31.9 GB/s in
 the file's layout, 66.8 repacked). Q8_0 ones too, in their file order's float sequence (the
 same bits), for one stream of bytes per thread however short the rows. llama.cpp's CPU backend
-repacks at load too (block_q4_0x8, block_q8_0x4). The copy replaces the weight in memory: the file's pages it was
-made from are given back (madvise DONTNEED; a later read of the tensor, e.g. a tied
-embedding's rows, maps them again from the file).
+repacks at load too (block_q4_0x8, block_q8_0x4). The copy replaces the weight in memory: the
+file's pages it was made from are given back (madvise DONTNEED; a later read of the tensor,
+e.g. a tied embedding's rows, maps them again from the file).
 
 Repacked copies live in ordinary memory, not in the file's pages, so they are limited to
 BUDGET (half the machine's memory): past it, weights stay mapped from the file as they are, and
@@ -28,7 +28,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 
 from . import compile as jc
-from .api import MATVEC_PROTO
+from .api import MATVEC_PROTO, get_pool
 from .cpu import CpuInfo, detect, env_raw
 from .kernels import x8
 
@@ -44,8 +44,6 @@ def kernels(name: str, cpu: CpuInfo) -> tuple:
 def repacked(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None = None, pool=None) -> np.ndarray:
     """The file's bytes of a weight in the repacked layout, by the JIT kernel on the pool's
     threads (x8.repack is its numpy twin)."""
-    from .api import get_pool
-
     name = T(qtype).name
     src = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
     if n_out % 8 or n_in % 32 or src.size != n_out * n_in // 32 * x8.SRC_BYTES[name]:

@@ -240,7 +240,8 @@ def _mm(mt: ModuleText, name: str, tokens: int) -> None:
                     accs = [[B.carry(V8F, "zeroinitializer") for _ in range(LANES[name])] for _ in range(size)]
                     wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
                     ws, dw = _weights(fn, wb, name), _scales(fn, wb)
-                    xoff, aoff = fn.v(f"mul i64 {B.i}, {XB}"), fn.v(f"add i64 {auxoff}, {fn.v(f'mul i64 {B.i}, {XAUX}')}")
+                    xoff = fn.v(f"mul i64 {B.i}, {XB}")
+                    aoff = fn.v(f"add i64 {auxoff}, {fn.v(f'mul i64 {B.i}, {XAUX}')}")
                     for k, xt in enumerate(xts):
                         aux = fn.gep(xt, aoff)
                         lanes = _lanes(fn, ws, fn.gep(xt, xoff), aux, name)

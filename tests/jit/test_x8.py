@@ -42,7 +42,8 @@ def values_from_layout(packed: np.ndarray, rows: int, n_cols: int, name: str) ->
                 for m in range(4):
                     if name == "Q8_0":
                         for j in range(8):
-                            out[8 * g + r, 32 * b + 4 * j + m] = d[r] * int(p[g, b, 16 + 32 * j + 4 * r + m:][:1].view(np.int8)[0])
+                            q = int(p[g, b, 16 + 32 * j + 4 * r + m:][:1].view(np.int8)[0])
+                            out[8 * g + r, 32 * b + 4 * j + m] = d[r] * q
                         continue
                     for j in range(4):
                         byte = int(p[g, b, 16 + 32 * j + 4 * r + m])
