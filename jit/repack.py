@@ -41,16 +41,29 @@ def kernels(name: str, cpu: CpuInfo) -> tuple:
     return tuple(k[s] for s in syms)
 
 
-def repacked(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None = None, pool=None) -> np.ndarray:
+SLICE_BYTES = 16 << 20      # repacked (and the file's pages given back) this much at a time
+
+
+def repacked(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None = None, pool=None,
+             give_back: bool = False) -> np.ndarray:
     """The file's bytes of a weight in the repacked layout, by the JIT kernel on the pool's
-    threads (x8.repack is its numpy twin)."""
+    threads (x8.repack is its numpy twin). A group of 8 rows takes the same bytes in both
+    layouts, so the work goes in slices of whole groups; give_back: each slice's source pages
+    are released (`release`) once copied, so the copy never doubles the weight's memory."""
     name = T(qtype).name
     src = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
     if n_out % 8 or n_in % 32 or src.size != n_out * n_in // 32 * x8.SRC_BYTES[name]:
         raise ValueError(f"{name}x8: {src.size} bytes are not {n_out} x {n_in} values in groups of 8 rows")
     dst = np.empty(src.size, np.uint8)
     fn = kernels(name, cpu or detect())[2]
-    (pool or get_pool()).run(fn, (src.ctypes.data, dst.ctypes.data, 0), n_out // 8, (n_in // 32,))
+    pool = pool or get_pool()
+    group = src.size // (n_out // 8)                            # bytes of one group of 8 rows
+    step = max(1, SLICE_BYTES // group)
+    for g0 in range(0, n_out // 8, step):
+        g1 = min(n_out // 8, g0 + step)
+        pool.run(fn, (src.ctypes.data + g0 * group, dst.ctypes.data + g0 * group, 0), g1 - g0, (n_in // 32,))
+        if give_back:
+            release(src[g0 * group:g1 * group])
     return dst
 
 
@@ -86,12 +99,11 @@ def prepare(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None 
         _held[0] += data.nbytes
     mv, mm, _ = kernels(name, cpu or detect())
     try:
-        packed = repacked(qtype, data, n_out, n_in, cpu)
+        packed = repacked(qtype, data, n_out, n_in, cpu, give_back=True)
     except BaseException:
         _free(data.nbytes)
         raise
     weakref.finalize(packed, _free, packed.nbytes)
-    release(data)
     return packed, mv, mm
 
 
@@ -112,6 +124,8 @@ def release(data: np.ndarray) -> None:
     base = data
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base
+    if isinstance(base, memoryview):                  # np.frombuffer(an mmap) keeps a memoryview of it
+        base = base.obj
     if not isinstance(base, mmap.mmap):
         return
     if _libc is None:

@@ -75,6 +75,15 @@ def test_the_repack_kernel_matches_its_twin(name, preset, groups, nb, threads, s
     assert np.array_equal(got, X.repack(w, rows, n_cols, name))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_the_repack_kernel_goes_in_slices(monkeypatch, name):
+    rows, n_cols = 8 * 11, 64
+    w = weights(rows, n_cols, 3, name)
+    monkeypatch.setattr(repack, "SLICE_BYTES", 3 * 8 * 2 * X.SRC_BYTES[name])      # 3 groups a slice
+    got = repack.repacked(T[name], w, rows, n_cols, give_back=True)
+    assert np.array_equal(got, X.repack(w, rows, n_cols, name)) and np.array_equal(X.unpack(got, rows, n_cols, name), w)
+
+
 def test_the_repack_kernel_refuses_a_wrong_size():
     with pytest.raises(ValueError, match="groups of 8 rows"):
         repack.repacked(T.Q4_0, weights(8, 64, 0)[:-1], 8, 64)
@@ -194,32 +203,27 @@ def test_q8_0_keeps_the_file_layouts_bits(preset):
     assert np.array_equal(y, want, equal_nan=True)
 
 
+def rss_file() -> int:
+    status = open("/proc/self/status").read()
+    return int(status.split("RssFile:")[1].split()[0]) * 1024
+
+
 def test_release_gives_back_only_read_only_mapped_pages(tmp_path):
-    data = np.random.default_rng(1).integers(0, 256, 5 * mmap.PAGESIZE + 123, np.uint8)
+    """The pages of a read-only map (as the GGUF reader makes them: np.frombuffer over an mmap)
+    leave the resident set and read back from the file; ordinary memory is left alone."""
+    data = np.random.default_rng(1).integers(0, 256, (32 << 20) + 123, np.uint8)
     f = tmp_path / "w.bin"
     f.write_bytes(data.tobytes())
     with open(f, "rb") as fh:
         m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     view = np.frombuffer(m, np.uint8)[100:]
+    assert int(view.sum(dtype=np.uint64)) == int(data[100:].sum(dtype=np.uint64))   # every page touched
+    before = rss_file()
     repack.release(view)
-    assert np.array_equal(view, data[100:])                    # read again from the file
+    assert before - rss_file() > 24 << 20                      # the map's pages left the resident set
+    assert np.array_equal(view, data[100:])                    # and read back from the file
     mine = data.copy()
     repack.release(mine)                                       # ordinary memory: left alone
     assert np.array_equal(mine, data)
     del view
     m.close()
-
-
-def test_copies_stop_at_the_memory_budget(monkeypatch):
-    """Past BUDGET a weight stays in the file's layout (it can page from disk), and a dropped
-    copy gives its bytes back."""
-    import gc
-
-    w = tensor(48, 96, 5)
-    monkeypatch.setattr(repack, "BUDGET", repack._held[0] + w.data.nbytes)
-    a = LinearOp(w)
-    assert a.repacked
-    assert not LinearOp(tensor(48, 96, 6)).repacked             # over the budget: file layout
-    del a
-    gc.collect()
-    assert LinearOp(tensor(48, 96, 7)).repacked                 # the first copy's bytes came back
