@@ -132,9 +132,10 @@ def _queries(q, cache, p0, scale, R, kbT, vbT, update, mm=None) -> np.ndarray:
         Kt = np.empty((D, ld), np.float32)                                     # [n + r, ld] keys^T
         Kt[n:] = c[:, R:].T                                                    # k_pe: every head
         sc = np.empty((min(T, SCORE_ROWS), ld), np.float32)
+        kn, v = np.empty((ld, n), np.float32), np.empty((ld, dv), np.float32)  # per head, reused
         for h in range(H):
-            Kt[:n] = mm(c[:, :R], kb[h]).T                                     # k_nope_h^T [n, ld]
-            v = mm(c[:, :R], vbT[h])                                           # [ld, dv]
+            Kt[:n] = mm(c[:, :R], kb[h], out=kn).T                             # k_nope_h^T [n, ld]
+            mm(c[:, :R], vbT[h], out=v)                                        # [ld, dv]
             for t0 in range(0, T, SCORE_ROWS):                                 # scores stay in cache
                 t1 = min(T, t0 + SCORE_ROWS)
                 s_t = sc[:t1 - t0]
