@@ -16,8 +16,6 @@ file's layout.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import mmap
 import os
@@ -112,13 +110,9 @@ def _free(nbytes: int) -> None:
         _held[0] -= nbytes
 
 
-_libc = None
-
-
 def release(data: np.ndarray) -> None:
     """Give back the whole pages of a read-only memory-mapped array (a no-op for anything else:
     in ordinary or copy-on-write memory DONTNEED would lose the contents)."""
-    global _libc
     if data.flags.writeable:
         return
     base = data
@@ -126,12 +120,10 @@ def release(data: np.ndarray) -> None:
         base = base.base
     if isinstance(base, memoryview):                  # np.frombuffer(an mmap) keeps a memoryview of it
         base = base.obj
-    if not isinstance(base, mmap.mmap):
+    if not isinstance(base, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
         return
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     page = mmap.PAGESIZE
-    start = -(-data.ctypes.data // page) * page
-    end = (data.ctypes.data + data.nbytes) // page * page
+    at = data.ctypes.data - np.frombuffer(base, np.uint8).ctypes.data   # offset in the map (page aligned)
+    start, end = -(-at // page) * page, (at + data.nbytes) // page * page
     if end > start:
-        _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)     # MADV_DONTNEED
+        base.madvise(mmap.MADV_DONTNEED, start, end - start)
