@@ -148,10 +148,11 @@ GROUP_MIN_BYTES = {"Q8_0": int(os.environ.get("LECTERN_MV_GROUP_MIN_BYTES", "819
 def matvec_body(fn: Fn, name: str, rows: int = MV_ROWS, prefetch: int = MV_PREFETCH) -> None:
     """matvec_<type>'s body: y[r] = row r . xq, `rows` neighbouring rows per step, then the
     remaining rows one at a time. One row alone is bound by latency (its FMA chain); several
-    interleave and share the activation's work. Several rows are several streams, which the hardware prefetcher follows badly, so
-    each row's block asks for the same block of the next group of rows (prefetch < 0): one
-    sequential stream of prefetches runs a group ahead. Every row's float sequence is the one-row
-    sequence, so results never depend on how rows are grouped or split over threads."""
+    interleave and share the activation's work. Several rows are several streams, which the
+    hardware prefetcher follows badly, so each row's block asks for the same block of the next
+    group of rows (prefetch < 0): one sequential stream of prefetches runs a group ahead. Every
+    row's float sequence is the one-row sequence, so results never depend on how rows are
+    grouped or split over threads."""
     kind = KINDS[name]
     nb = fn.v("sdiv i64 %n, 32")
     row_bytes = fn.v(f"mul i64 {nb}, {kind.wb}")
