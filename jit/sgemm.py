@@ -10,7 +10,7 @@ import numpy as np
 from . import compile as jc
 from .api import MATVEC_PROTO, get_pool
 from .cpu import CpuInfo, detect
-from .kernels.sgemm import N_PARAMS, P_A, P_ACC, P_B, P_C, P_K, P_LDA, P_LDB, P_LDC, P_M, P_N, sgemm_ir, shape, symbol
+from .kernels.sgemm import N_PARAMS, P_A, P_B, P_C, P_K, P_LDA, P_LDB, P_LDC, P_M, P_N, sgemm_ir, shape, symbol
 
 
 def _kernel(accumulate: bool, cpu: CpuInfo):
@@ -48,7 +48,6 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, accumula
     p[P_A], p[P_B], p[P_C] = a.ctypes.data, b.ctypes.data, out.ctypes.data
     p[P_M], p[P_N], p[P_K] = M, N, K
     p[P_LDA], p[P_LDB], p[P_LDC] = a.strides[0] // 4, b.strides[0] // 4, out.strides[0] // 4
-    p[P_ACC] = int(accumulate)
     mr = shape(cpu)[0]
     tiles = -(-M // mr)
     pool = pool or get_pool()

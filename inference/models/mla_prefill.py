@@ -111,11 +111,10 @@ def attention(q: np.ndarray, cache: np.ndarray, n_past: int, scale: float, R: in
     return out
 
 
-def _queries(q, cache, p0, scale, R, kbT, vbT, update, mm=None) -> np.ndarray:
+def _queries(q, cache, p0, scale, R, kbT, vbT, update, mm) -> np.ndarray:
     """Queries at positions p0.. over cache rows [0, p0 + T). -> [T, H, dv]"""
     T, H, D = q.shape
     n, dv = kbT.shape[1], vbT.shape[2]
-    mm = mm or _numpy_matmul
     kb = np.ascontiguousarray(kbT.transpose(0, 2, 1))                         # [H, R, n]
     qh = np.ascontiguousarray(q.transpose(1, 0, 2), np.float32)                # [H, T, n + r]
     qpos = np.arange(p0, p0 + T)

@@ -1,14 +1,16 @@
 """float32 matrix product C = A B (or C += A B), row-major with row strides, for the long MLA
 prefill's attention (scores, values) where numpy's BLAS may run below the CPU's vector width.
 
-    void sgemm(const i64 *p, void *unused, float *unused, i64 r0, i64 r1, i64 n)
-    p (i64 slots, P_*): A, B, C pointers; M, N, K; lda, ldb, ldc (floats); accumulate (0/1)
+    void sgemm(const i64 *p, void *unused, float *unused, i64 r0, i64 r1, i64 n)      C = A B
+    void sgemm_acc(...)                                                               C += A B
+    p (i64 slots, P_*): A, B, C pointers; M, N, K; lda, ldb, ldc (floats)
     rows [r0, r1) are tiles of MR rows of C: tile t = rows MR t .. min(M, MR t + MR) - 1
 
 Register tile MR x NR (AVX-512: 8 x 32 in 16 zmm; else 6 x 16 in 12 ymm): per k, MR broadcasts
 of A[i, k], NR/16 or NR/8 loads of B[k, j..], MR x (NR/w) FMAs. Columns go in panels of NR, then
 panels of 16 (N must be a multiple of 16); a tile's rows past M read row M - 1 and store nothing.
-Each C element is one FMA chain over k = 0 .. K-1 in order, whatever the split over threads.
+k goes in blocks of KC: each block's sum is one FMA chain in k order, added to C block after
+block, so every C element has the same float sequence whatever the split over threads.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ import functools
 from ..cpu import CpuInfo
 from .emit import Fn, ModuleText, vec
 
-P_A, P_B, P_C, P_M, P_N, P_K, P_LDA, P_LDB, P_LDC, P_ACC = range(10)
-N_PARAMS = 10
+P_A, P_B, P_C, P_M, P_N, P_K, P_LDA, P_LDB, P_LDC = range(9)
+N_PARAMS = 9
 
 
 def shape(cpu: CpuInfo) -> tuple[int, int, int]:
