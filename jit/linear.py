@@ -7,7 +7,7 @@ batch), so a prompt gives identical bits whether it is evaluated at once, in chu
 token -- except where llama.cpp itself sums a batch in another order than one token (Q4_K and
 Q6_K, kernels/kquants.py): there the batch follows llama.cpp's batch order, as its logits do.
 Prepared ops are cached per weight tensor: a decode step allocates only its outputs. A weight
-the engine repacks (jit/repack.py: Q4_0 and Q8_0 in 8-row groups) is copied into that layout
+the engine repacks (jit/repack.py: Q4_0, Q8_0 and Q4_K in 8-row groups) is copied into that layout
 when its op is prepared and runs on that layout's matvec and batch kernels, which share one
 float sequence.
 """
@@ -98,7 +98,8 @@ class LinearOp:
         self._tiles, self._qrows = t["matmul_tiles"], t["quantize_rows"]
         self._modes = {}            # K-quants: batch kernel per summation order, compiled when first used
         self._cpu = cpu
-        if self.repacked:
+        self._x8_modes = mm if self.repacked and isinstance(mm, dict) else None    # repacked Q4_K's
+        if self.repacked and self._x8_modes is None:
             self._tiles = mm
         elif self.qtype.name in KINDS:  # its own batch kernel: tokens share each unpacked weight block
             self._tiles = mm_kernel(self.qtype.name, cpu)
@@ -145,7 +146,8 @@ class LinearOp:
         for a, b, m in batch_modes(self.qtype.name, self.n_out, n_tok):
             if m not in self._modes:
                 fmt = activation_format(self.qtype.name, m)
-                self._modes[m] = (mm_kernel(self.qtype.name, self._cpu, m), _addr(quantizers(self._cpu)[fmt]))
+                kern = self._x8_modes[m] if self._x8_modes else mm_kernel(self.qtype.name, self._cpu, m)
+                self._modes[m] = (kern, _addr(quantizers(self._cpu)[fmt]))
             out.append((a, b, *self._modes[m]))
         return out
 

@@ -28,12 +28,20 @@ from gguf import GGMLQuantizationType as T
 from . import compile as jc
 from .api import MATVEC_PROTO, get_pool
 from .cpu import CpuInfo, detect, env_raw
-from .kernels import x8
+from .kernels import x8, x8k
+
+# type -> (values per block, bytes of one row's block in the file)
+BLOCKS = {"Q4_0": (32, 18), "Q8_0": (32, 34), "Q4_K": (256, 144)}
 
 
 @functools.cache
 def kernels(name: str, cpu: CpuInfo) -> tuple:
-    """(matvec, batch kernel, repack kernel) of a repacked type."""
+    """(matvec, batch kernel, repack kernel) of a repacked type; Q4_K's batch kernel is a dict
+    {summation order: kernel} (kernels/kquants.py's modes)."""
+    if name == "Q4_K":
+        syms = x8k.symbols()
+        k = jc.kernel(("x8k", name), lambda: x8k.module_ir(cpu), {s: MATVEC_PROTO for s in syms}, cpu)
+        return k[syms[0]], {m: k[f"mm_q4_kx8_{m}"] for m in x8k.MODES}, k[syms[-1]]
     syms = x8.symbols(name)
     k = jc.kernel(("x8", name), lambda: x8.module_ir(name, cpu), {s: MATVEC_PROTO for s in syms}, cpu)
     return tuple(k[s] for s in syms)
@@ -50,7 +58,8 @@ def repacked(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None
     are released (`release`) once copied, so the copy never doubles the weight's memory."""
     name = T(qtype).name
     src = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-    if n_out % 8 or n_in % 32 or src.size != n_out * n_in // 32 * x8.SRC_BYTES[name]:
+    block, block_bytes = BLOCKS[name]
+    if n_out % 8 or n_in % block or src.size != n_out * n_in // block * block_bytes:
         raise ValueError(f"{name}x8: {src.size} bytes are not {n_out} x {n_in} values in groups of 8 rows")
     dst = np.empty(src.size, np.uint8)
     fn = kernels(name, cpu or detect())[2]
@@ -59,7 +68,7 @@ def repacked(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None
     step = max(1, SLICE_BYTES // group)
     for g0 in range(0, n_out // 8, step):
         g1 = min(n_out // 8, g0 + step)
-        pool.run(fn, (src.ctypes.data + g0 * group, dst.ctypes.data + g0 * group, 0), g1 - g0, (n_in // 32,))
+        pool.run(fn, (src.ctypes.data + g0 * group, dst.ctypes.data + g0 * group, 0), g1 - g0, (n_in // block,))
         if give_back:
             release(src[g0 * group:g1 * group])
     return dst
@@ -71,7 +80,7 @@ def enabled() -> bool:
 
 def applies(qtype, n_out: int) -> bool:
     """Whether a weight of this type and row count is repacked."""
-    return T(qtype).name in x8.GROUP_BYTES and n_out % 8 == 0 and n_out > 0 and enabled()
+    return T(qtype).name in BLOCKS and n_out % 8 == 0 and n_out > 0 and enabled()
 
 
 def _physical_bytes() -> int:

@@ -3,6 +3,8 @@
     lectern_f16_f32   float[65536]: the float32 value of every IEEE half bit pattern
     lectern_word_splats  u8[8][32]: vpshufb masks, mask j = [j, 0x80] x 16 (byte j of each
                       128-bit lane, zero-extended into all 16 words)
+    lectern_dword_word_splats  u8[4][32]: vpshufb masks, mask j: dword d of a 128-bit lane gets
+                      [4d + j, 0x80] x 2 (byte j of each dword, zero-extended into both its words)
 
 A 32-block kernel converts one f16 scale per weight block; as a table lookup that is two scalar
 loads (the second folded into the vmulss by d_a) instead of a gather of halves into a vector,
@@ -21,6 +23,7 @@ import numpy as np
 
 F16_F32 = "lectern_f16_f32"
 WORD_SPLATS = "lectern_word_splats"
+DWORD_WORD_SPLATS = "lectern_dword_word_splats"
 _keep: list[np.ndarray] = []    # the tables live as long as the process: compiled code points at them
 
 
@@ -37,3 +40,9 @@ def bind() -> None:
     splats.flags.writeable = False
     _keep.append(splats)
     llvm.add_symbol(WORD_SPLATS, splats.ctypes.data)
+    per_dword = np.full((4, 32), 0x80, np.uint8)
+    for j in range(4):
+        per_dword[j, 0::2] = (4 * (np.arange(16) // 2) + j) % 16
+    per_dword.flags.writeable = False
+    _keep.append(per_dword)
+    llvm.add_symbol(DWORD_WORD_SPLATS, per_dword.ctypes.data)
