@@ -31,17 +31,17 @@ from .cpu import CpuInfo, detect, env_raw
 from .kernels import x8, x8k
 
 # type -> (values per block, bytes of one row's block in the file)
-BLOCKS = {"Q4_0": (32, 18), "Q8_0": (32, 34), "Q4_K": (256, 144)}
+BLOCKS = {"Q4_0": (32, 18), "Q8_0": (32, 34), "Q4_K": (256, 144), "Q5_K": (256, 176)}
 
 
 @functools.cache
 def kernels(name: str, cpu: CpuInfo) -> tuple:
-    """(matvec, batch kernel, repack kernel) of a repacked type; Q4_K's batch kernel is a dict
+    """(matvec, batch kernel, repack kernel) of a repacked type; a K-quant's batch kernel is a dict
     {summation order: kernel} (kernels/kquants.py's modes)."""
-    if name == "Q4_K":
-        syms = x8k.symbols()
-        k = jc.kernel(("x8k", name), lambda: x8k.module_ir(cpu), {s: MATVEC_PROTO for s in syms}, cpu)
-        return k[syms[0]], {m: k[f"mm_q4_kx8_{m}"] for m in x8k.MODES}, k[syms[-1]]
+    if name in x8k.MODES:
+        syms = x8k.symbols(name)
+        k = jc.kernel(("x8k", name), lambda: x8k.module_ir(name, cpu), {s: MATVEC_PROTO for s in syms}, cpu)
+        return k[syms[0]], dict(zip(x8k.MODES[name], (k[s] for s in syms[1:-1]))), k[syms[-1]]
     syms = x8.symbols(name)
     k = jc.kernel(("x8", name), lambda: x8.module_ir(name, cpu), {s: MATVEC_PROTO for s in syms}, cpu)
     return tuple(k[s] for s in syms)

@@ -1,4 +1,4 @@
-"""Q4_K repacked 8 rows at a time (jit/kernels/x8k.py, jit/repack.py): the layout holds the file's
+"""Q4_K and Q5_K repacked 8 rows at a time (jit/kernels/x8k.py, jit/repack.py): the layout holds the file's
 weights (read byte by byte as its docstring defines them, against gguf's own dequantization), the
 repack kernel matches its twin, and the matvec and both batch orders give the bits of the file
 layout's kernels (kquants.py, themselves checked against the numpy twins and llama.cpp's orders)
@@ -21,14 +21,18 @@ from jit.pool import Pool
 from tests.jit.conftest import CPU_PRESETS, cpu_of, finite_f16, random_weights
 
 
-def weights(rows: int, n_cols: int, seed: int, wide: bool = False) -> np.ndarray:
-    return random_weights(np.random.default_rng(seed), T.Q4_K, rows, n_cols, wide)
+NAMES = list(X.MODES)
 
 
-def values_from_layout(packed: np.ndarray, rows: int, n_cols: int) -> np.ndarray:
+def weights(rows: int, n_cols: int, seed: int, wide: bool = False, name: str = "Q4_K") -> np.ndarray:
+    return random_weights(np.random.default_rng(seed), T[name], rows, n_cols, wide)
+
+
+def values_from_layout(packed: np.ndarray, rows: int, n_cols: int, name: str) -> np.ndarray:
     """The weights as x8k's docstring lays them out, read back (float32 [rows, n_cols])."""
     nb = n_cols // 256
-    p = packed.reshape(rows // 8, nb, 1152)
+    qs_at = X.QS_AT[name]
+    p = packed.reshape(rows // 8, nb, 8 * X.SRC_BYTES[name])
     out = np.empty((rows, n_cols), np.float32)
     for g in range(rows // 8):
         for b in range(nb):
@@ -45,42 +49,49 @@ def values_from_layout(packed: np.ndarray, rows: int, n_cols: int) -> np.ndarray
                     c, h = divmod(j, 2)
                     for e in range(32):
                         k, i = divmod(e, 4)
-                        byte = int(blk[128 + 32 * (8 * c + k) + 4 * r + i])
+                        byte = int(blk[qs_at + 32 * (8 * c + k) + 4 * r + i])
                         nib = (byte >> 4) if h else (byte & 15)
+                        if name == "Q5_K":
+                            nib |= ((int(blk[128 + 32 * k + 4 * r + i]) >> j) & 1) << 4
                         out[8 * g + r, 256 * b + 32 * j + e] = d[r] * sc * nib - dmin[r] * m
     return out
 
 
-@settings(max_examples=8, deadline=None)
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=6, deadline=None)
 @given(groups=st.integers(1, 2), nb=st.integers(1, 2), seed=st.integers(0, 10_000))
-def test_the_layout_holds_the_files_weights(groups, nb, seed):
+def test_the_layout_holds_the_files_weights(name, groups, nb, seed):
     rows, n_cols = 8 * groups, 256 * nb
-    w = weights(rows, n_cols, seed)
-    packed = X.repack(w, rows, n_cols)
+    w = weights(rows, n_cols, seed, name=name)
+    packed = X.repack(w, rows, n_cols, name)
     assert packed.size == w.size
-    want = gq.dequantize(w.reshape(rows, -1), T.Q4_K)
-    got = values_from_layout(packed, rows, n_cols)
+    want = gq.dequantize(w.reshape(rows, -1), T[name])
+    got = values_from_layout(packed, rows, n_cols, name)
     # gguf computes d * sc * q - dmin * m in float32 in its own order; ours here too, element-wise
     assert np.allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
-    assert np.array_equal(X.unpack(packed, rows, n_cols), w)
+    assert np.array_equal(X.unpack(packed, rows, n_cols, name), w)
 
 
-@pytest.mark.parametrize("preset", CPU_PRESETS)
-@settings(max_examples=8, deadline=None)
+CASES = [(n, p) for n in NAMES for p in CPU_PRESETS]
+
+
+@pytest.mark.parametrize("name, preset", CASES)
+@settings(max_examples=6, deadline=None)
 @given(groups=st.integers(1, 30), nb=st.integers(1, 3), threads=st.integers(1, 3), seed=st.integers(0, 10_000))
-def test_the_repack_kernel_matches_its_twin(preset, groups, nb, threads, seed):
+def test_the_repack_kernel_matches_its_twin(name, preset, groups, nb, threads, seed):
     rows, n_cols = 8 * groups, 256 * nb
-    w = weights(rows, n_cols, seed)
-    got = repack.repacked(T.Q4_K, w, rows, n_cols, cpu_of(preset), pool=Pool(threads, align=1))
-    assert np.array_equal(got, X.repack(w, rows, n_cols))
+    w = weights(rows, n_cols, seed, name=name)
+    got = repack.repacked(T[name], w, rows, n_cols, cpu_of(preset), pool=Pool(threads, align=1))
+    assert np.array_equal(got, X.repack(w, rows, n_cols, name))
 
 
-def test_the_repack_kernel_goes_in_slices(monkeypatch):
+@pytest.mark.parametrize("name", NAMES)
+def test_the_repack_kernel_goes_in_slices(monkeypatch, name):
     rows, n_cols = 8 * 11, 512
-    w = weights(rows, n_cols, 3)
-    monkeypatch.setattr(repack, "SLICE_BYTES", 3 * 8 * 2 * X.SRC_BYTES)      # 3 groups a slice
-    got = repack.repacked(T.Q4_K, w, rows, n_cols, give_back=True)
-    assert np.array_equal(X.unpack(got, rows, n_cols), w)
+    w = weights(rows, n_cols, 3, name=name)
+    monkeypatch.setattr(repack, "SLICE_BYTES", 3 * 8 * 2 * X.SRC_BYTES[name])      # 3 groups a slice
+    got = repack.repacked(T[name], w, rows, n_cols, give_back=True)
+    assert np.array_equal(X.unpack(got, rows, n_cols, name), w)
 
 
 def test_repack_refuses_a_partial_group_or_superblock():
@@ -90,22 +101,22 @@ def test_repack_refuses_a_partial_group_or_superblock():
         repack.repacked(T.Q4_K, weights(8, 256, 0)[:-1], 8, 256)
 
 
-@pytest.mark.parametrize("preset", CPU_PRESETS)
-@settings(max_examples=10, deadline=None)
+@pytest.mark.parametrize("name, preset", CASES)
+@settings(max_examples=8, deadline=None)
 @given(groups=st.integers(1, 5), nb=st.integers(1, 4), span=st.tuples(st.integers(0, 39), st.integers(1, 40)),
        threads=st.integers(1, 3), seed=st.integers(0, 10_000), wide=st.booleans())
-def test_matvec_gives_the_file_layouts_bits(preset, groups, nb, span, threads, seed, wide):
+def test_matvec_gives_the_file_layouts_bits(name, preset, groups, nb, span, threads, seed, wide):
     rows, n_cols = 8 * groups, 256 * nb
     r0 = min(span[0], rows - 1)
     r1 = min(rows, r0 + span[1])
     cpu = cpu_of(preset)
-    w = weights(rows, n_cols, seed, wide)
+    w = weights(rows, n_cols, seed, wide, name)
     x = np.random.default_rng(seed + 1).standard_normal(n_cols).astype(np.float32)
-    xq = api.quantize_activation(x, T.Q4_K, cpu)
+    xq = api.quantize_activation(x, T[name], cpu)
     want = np.empty(rows, np.float32)
-    api.matvec_kernel(T.Q4_K, cpu)(w.ctypes.data, xq.ctypes.data, want.ctypes.data, 0, rows, n_cols)
-    mv = repack.kernels("Q4_K", cpu)[0]
-    packed = X.repack(w, rows, n_cols)
+    api.matvec_kernel(T[name], cpu)(w.ctypes.data, xq.ctypes.data, want.ctypes.data, 0, rows, n_cols)
+    mv = repack.kernels(name, cpu)[0]
+    packed = X.repack(w, rows, n_cols, name)
     y = np.full(rows, 7.0, np.float32)
     mv(packed.ctypes.data, xq.ctypes.data, y.ctypes.data, r0, r1, n_cols)
     assert np.array_equal(y[r0:r1], want[r0:r1], equal_nan=True)
@@ -115,13 +126,12 @@ def test_matvec_gives_the_file_layouts_bits(preset, groups, nb, span, threads, s
     assert np.array_equal(split, want, equal_nan=True)
 
 
-@pytest.mark.parametrize("preset", CPU_PRESETS)
-@pytest.mark.parametrize("mode", X.MODES)
+@pytest.mark.parametrize("name, mode, preset", [(n, m, p) for n in NAMES for m in X.MODES[n] for p in CPU_PRESETS])
 @pytest.mark.parametrize("n_tok", [1, 3, 4, 9])
-def test_batch_gives_the_file_layouts_bits(preset, mode, n_tok):
+def test_batch_gives_the_file_layouts_bits(name, mode, preset, n_tok):
     rows, n_cols = 40, 256 * 3
     cpu = cpu_of(preset)
-    w = weights(rows, n_cols, n_tok)
+    w = weights(rows, n_cols, n_tok, name=name)
     xs = np.random.default_rng(n_tok).standard_normal((n_tok, n_cols)).astype(np.float32)
     xq = np.stack([twins.quantize_q8_K_il(x) for x in xs])             # the batch kernels' activations
     p = np.zeros(6, np.int64)
@@ -131,19 +141,21 @@ def test_batch_gives_the_file_layouts_bits(preset, mode, n_tok):
         y = np.zeros((n_tok, rows), np.float32)
         kern(data.ctypes.data, p.ctypes.data, y.ctypes.data, 3, 37, n_cols)   # partial groups
         return y
-    want = run(mm_kernel("Q4_K", cpu, mode), w)
-    got = run(repack.kernels("Q4_K", cpu)[1][mode], X.repack(w, rows, n_cols))
+    want = run(mm_kernel(name, cpu, mode), w)
+    got = run(repack.kernels(name, cpu)[1][mode], X.repack(w, rows, n_cols, name))
     assert np.array_equal(got[:, 3:37], want[:, 3:37]) and not got[:, :3].any() and not got[:, 37:].any()
 
 
-def test_the_engine_gives_the_same_bits_repacked(monkeypatch):
-    """A repacked Q4_K weight gives the file layout's bits for decode and for batches (gemm for
-    the tokens in fours, gemv for the rest, as kquants.batch_modes says), extreme scales included."""
+@pytest.mark.parametrize("name", NAMES)
+def test_the_engine_gives_the_same_bits_repacked(monkeypatch, name):
+    """A repacked Q4_K / Q5_K weight gives the file layout's bits for decode and for batches (Q4_K:
+    gemm for the tokens in fours, gemv for the rest, as kquants.batch_modes says), extreme scales
+    included."""
     rows, n_cols = 48, 768
     rng = np.random.default_rng(5)
-    w = weights(rows, n_cols, 5).reshape(-1, 144)
+    w = weights(rows, n_cols, 5, name=name).reshape(-1, X.SRC_BYTES[name])
     w[:, :4] = finite_f16(rng, 2 * w.shape[0], True).view(np.uint8).reshape(-1, 4)
-    t = Tensor("w", T.Q4_K, (n_cols, rows), w.reshape(-1))
+    t = Tensor("w", T[name], (n_cols, rows), w.reshape(-1))
     op = LinearOp(t)
     monkeypatch.setenv("LECTERN_REPACK", "0")
     ref = LinearOp(t)
