@@ -66,8 +66,8 @@ def random_weights(rng: np.random.Generator, qtype: T, rows: int, n_cols: int, w
 
 def batch_reference(w, x: np.ndarray, threads: int = 1) -> np.ndarray:
     """The bits a JIT batch x [T, in] . w must give: llama.cpp's own batch order where it has one
-    (Q4_K with rows % 8 == 0, Q6_K: emulated by inference/ggml_matmul.py, checked against its
-    libggml), else each token's matvec (the order decode uses; for a weight the engine repacks,
+    (Q4_K with rows % 8 == 0, whether the engine repacks it or not, and Q6_K: emulated by
+    inference/ggml_matmul.py, checked against its libggml), else each token's matvec (the order decode uses; for a weight the engine repacks,
     jit/repack.py, the repacked layout's matvec)."""
     from gguf import GGML_QUANT_SIZES
 
@@ -77,11 +77,11 @@ def batch_reference(w, x: np.ndarray, threads: int = 1) -> np.ndarray:
 
     qtype = T(w.ggml_type)
     rows, n_in = w.n_elements // int(w.shape_ggml[0]), int(w.shape_ggml[0])
-    if repack.applies(qtype, rows):
-        op = LinearOp(w)
-        return np.stack([op(xi) for xi in x])
-    if qtype == T.Q6_K or (qtype == T.Q4_K and rows % 8 == 0):
+    if qtype == T.Q6_K or (qtype == T.Q4_K and rows % 8 == 0):      # repacked or not
         bs, bb = GGML_QUANT_SIZES[qtype]
         blocks = np.frombuffer(np.ascontiguousarray(w.data).tobytes(), np.uint8).reshape(rows, n_in // bs, bb)
         return ggml_matmul.mul_mat(qtype.name, blocks, np.asarray(x, np.float32))
+    if repack.applies(qtype, rows):
+        op = LinearOp(w)
+        return np.stack([op(xi) for xi in x])
     return np.stack([api.matvec(w, xi, threads=threads) for xi in x])

@@ -31,13 +31,20 @@ def numpy_linear(w: Tensor, x: np.ndarray) -> np.ndarray:
         return ops.linear(w, x)
 
 
+@pytest.mark.parametrize("repacked", [False, True])
 @pytest.mark.parametrize("qtype", K_TYPES, ids=lambda q: q.name)
-def test_prefill_of_a_k_quant_runs_its_batch_kernels(qtype):
+def test_prefill_of_a_k_quant_runs_its_batch_kernels(qtype, repacked, monkeypatch):
+    """Each order's batch kernel: the file layout's, or the repacked layout's (jit/repack.py) for a
+    weight the engine keeps in 8-row groups."""
+    monkeypatch.setenv("LECTERN_REPACK", "1" if repacked else "0")
     w = Tensor("w", qtype, (256, 16), random_weights(np.random.default_rng(1), qtype, 16, 256))
     op = jl.LinearOp(w)
+    assert op.repacked == (repacked and qtype.name in ("Q4_K", "Q5_K"))
     for n_tok in (70, 3, 8):
         kernels = [k for _, _, k, _ in op._segments(n_tok)]
-        assert kernels == [jl.mm_kernel(qtype.name, mode=m) for _, _, m in batch_modes(qtype.name, 16, n_tok)]
+        modes = [m for _, _, m in batch_modes(qtype.name, 16, n_tok)]
+        want = [op._x8_modes[m] for m in modes] if op.repacked else [jl.mm_kernel(qtype.name, mode=m) for m in modes]
+        assert kernels == want
     assert {(qtype.name, m) for m in op._modes} <= set(STEPS) | set(STEPS_IL)
 
 
