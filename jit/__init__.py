@@ -9,7 +9,8 @@
                   linear_one: a decode linear in one native call), group.py (several
                   matvecs of one input as one pool job: q/k/v, gate/up + activation),
                   layer.py / gemma_layer.py (a decode step's layers and output head),
-                  x8.py (Q4_0 / Q8_0 repacked 8 rows at a time: matvec and batch kernels)
+                  x8.py (Q4_0 / Q8_0 repacked 8 rows at a time: matvec and batch kernels),
+                  x8k.py (Q4_K / Q5_K the same, in the file layout's float orders)
   compile.py      IR -> O3 (new pass manager) -> object code, cached on disk under
                   cache_dir()/kernels (checksummed, atomic writes) -> MCJIT -> ctypes
   twins.py        numpy twins of every kernel (test oracles)
@@ -23,8 +24,9 @@
                   (LECTERN_KERNELS=jit|numpy, LECTERN_POOL=native|python)
   linear.py       linear(tensor, x [T, in]): what inference.ops.linear delegates to; LinearOp
                   cached per tensor; batch, split and decode give identical bits
-  repack.py       which weights the engine keeps in a layout of its own (Q4_0 and Q8_0 in 8-row groups;
-                  LECTERN_REPACK=0: none), their kernels, giving the file's pages back
+  repack.py       which weights the engine keeps in a layout of its own (Q4_0, Q8_0, Q4_K and Q5_K
+                  in 8-row groups; LECTERN_REPACK=0: none, =Q4_0,Q8_0: those), their kernels,
+                  giving the file's pages back
   bench.py        python -m jit.bench: bandwidth, matvec GB/s, per-call overheads
   softmax_block.py  one key block of an online softmax over rows (the long MLA prefill's
                   flash-style attention between its matmuls)

@@ -4,15 +4,19 @@ Q4_0 matrices whose row count is a multiple of 8 are repacked 8 rows at a time
 (kernels/x8.py): the matvec then costs ~4 vector µops per row-block instead of ~9, which keeps
 it bound by memory on a fast one (measured on Zen 5, one thread, matrix in cache: 31.9 GB/s in
 the file's layout, 66.8 repacked). Q8_0 ones too, in their file order's float sequence (the
-same bits), for one stream of bytes per thread however short the rows. llama.cpp's CPU backend
-repacks at load too (block_q4_0x8, block_q8_0x4). The copy replaces the weight in memory: the
+same bits), for one stream of bytes per thread however short the rows. Q4_K and Q5_K ones too
+(kernels/x8k.py: a superblock's scales, mins and sums handled once for 8 rows; the file layout's
+float orders, the same bits; Zen 3, one thread, matrix in cache: Q4_K 17.6 -> 30.1 GB/s, Q5_K
+16.0 -> 25.6). llama.cpp's CPU backend repacks at load too (block_q4_0x8, block_q8_0x4,
+block_q4_Kx8). The copy replaces the weight in memory: the
 file's pages it was made from are given back (madvise DONTNEED; a later read of the tensor,
 e.g. a tied embedding's rows, maps them again from the file).
 
 Repacked copies live in ordinary memory, not in the file's pages, so they are limited to
 BUDGET (half the machine's memory): past it, weights stay mapped from the file as they are, and
 a model larger than memory still pages from disk. LECTERN_REPACK=0 keeps every weight in the
-file's layout.
+file's layout; LECTERN_REPACK=1 repacks every type that has a layout here (DEFAULT leaves Q5_K
+out); LECTERN_REPACK=Q4_0,Q8_0 (say) only those types.
 """
 from __future__ import annotations
 
@@ -74,13 +78,29 @@ def repacked(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None
     return dst
 
 
-def enabled() -> bool:
-    return env_raw(b"LECTERN_REPACK") != b"0"
+# Repacked unless LECTERN_REPACK says otherwise. Q5_K's layout is there (LECTERN_REPACK=1) but not
+# the default: on Zen 3 its matvec from DRAM ran at 21-22 GB/s against the file layout's 24-27
+# (2 threads, interleaved runs), its batch kernel at 74 against 77-85 GMAC/s, though in cache it
+# is 1.6x faster (a machine bound by arithmetic would want it).
+DEFAULT = frozenset({"Q4_0", "Q8_0", "Q4_K"})
+
+
+def repacked_types() -> frozenset:
+    """The types the engine repacks: LECTERN_REPACK unset: DEFAULT; 1: all of BLOCKS; 0: none;
+    a list such as Q4_0,Q8_0: those of BLOCKS (to compare layouts type by type)."""
+    raw = env_raw(b"LECTERN_REPACK")
+    if raw in (None, b""):
+        return DEFAULT
+    if raw == b"1":
+        return frozenset(BLOCKS)
+    if raw == b"0":
+        return frozenset()
+    return frozenset(t.strip().upper() for t in raw.decode(errors="replace").split(",")) & frozenset(BLOCKS)
 
 
 def applies(qtype, n_out: int) -> bool:
     """Whether a weight of this type and row count is repacked."""
-    return T(qtype).name in BLOCKS and n_out % 8 == 0 and n_out > 0 and enabled()
+    return n_out % 8 == 0 and n_out > 0 and T(qtype).name in repacked_types()
 
 
 def _physical_bytes() -> int:

@@ -174,10 +174,16 @@ def test_the_engine_repacks_whole_groups_only(monkeypatch, name):
     assert not LinearOp(tensor(48, 96, 0, name)).repacked
 
 
-def test_which_weights_are_repacked():
-    assert all(repack.applies(q, 16) for q in (T.Q4_0, T.Q8_0, T.Q4_K, T.Q5_K))
-    assert not any(repack.applies(q, 64) for q in (T.Q4_1, T.Q5_0, T.Q6_K, T.F16))
+def test_which_weights_are_repacked(monkeypatch):
+    assert all(repack.applies(q, 16) for q in (T.Q4_0, T.Q8_0, T.Q4_K))
+    assert not any(repack.applies(q, 64) for q in (T.Q4_1, T.Q5_0, T.Q5_K, T.Q6_K, T.F16))
     assert not repack.applies(T.Q4_0, 60)
+    monkeypatch.setenv("LECTERN_REPACK", "1")                               # every layout there is
+    assert all(repack.applies(q, 16) for q in (T.Q4_0, T.Q8_0, T.Q4_K, T.Q5_K))
+    monkeypatch.setenv("LECTERN_REPACK", "q4_k, Q8_0")
+    assert repack.applies(T.Q4_K, 8) and repack.applies(T.Q8_0, 8) and not repack.applies(T.Q4_0, 8)
+    monkeypatch.setenv("LECTERN_REPACK", "0")
+    assert not any(repack.applies(q, 16) for q in (T.Q4_0, T.Q8_0, T.Q4_K, T.Q5_K))
 
 
 @pytest.mark.parametrize("preset", CPU_PRESETS)
