@@ -260,7 +260,20 @@ def _repack_fn(mt: ModuleText, name: str) -> None:
     repacked when first used, so this is time to the first token."""
     fn = mt.function(f"define void @{symbols(name)[2]}(ptr noalias %src, ptr noalias %dst, ptr %unused, i64 %g0, "
                      "i64 %g1, i64 %nb) nounwind")
-    sb, gb = SRC_BYTES[name], GROUP_BYTES[name]
+
+    def row_block(fn: Fn, sblk: str, db: str, r: int) -> None:
+        fn.store("i16", fn.load("i16", sblk), fn.gep(db, str(2 * r)))
+        for j, wd in enumerate(_payload_words(fn, fn.gep(sblk, "2"), name)):
+            fn.store("i32", wd, fn.gep(db, str(16 + 32 * j + 4 * r)))
+    repack_loops(fn, SRC_BYTES[name], GROUP_BYTES[name], row_block)
+    fn.do("ret void")
+    mt.add(fn)
+
+
+def repack_loops(fn: Fn, sb: int, gb: int, row_block) -> None:
+    """The loops of a repack_<type>x8(src, dst, unused, g0, g1, nb) kernel: for each group of 8 rows
+    in [g0, g1) and each of its nb blocks, row_block(fn, that row's block in the file, the group's
+    block here, r) for r < 8 (blocks of sb bytes in the file, gb = 8 sb here)."""
     row = fn.v(f"mul i64 %nb, {sb}")
     with fn.loop("%g0", "%g1", stem="g") as G:
         sg = fn.gep("%src", fn.v(f"mul i64 {G.i}, {fn.v(f'shl i64 {row}, 3')}"))
@@ -268,13 +281,7 @@ def _repack_fn(mt: ModuleText, name: str) -> None:
         with fn.loop("0", "%nb", stem="b") as B:
             db = fn.gep(dg, fn.v(f"mul i64 {B.i}, {gb}"))
             for r in range(8):
-                sblk = fn.gep(fn.gep(sg, fn.v(f"mul i64 {row}, {r}")), fn.v(f"mul i64 {B.i}, {sb}"))
-                fn.store("i16", fn.load("i16", sblk), fn.gep(db, str(2 * r)))
-                words = _payload_words(fn, fn.gep(sblk, "2"), name)
-                for j, wd in enumerate(words):
-                    fn.store("i32", wd, fn.gep(db, str(16 + 32 * j + 4 * r)))
-    fn.do("ret void")
-    mt.add(fn)
+                row_block(fn, fn.gep(fn.gep(sg, fn.v(f"mul i64 {row}, {r}")), fn.v(f"mul i64 {B.i}, {sb}")), db, r)
 
 
 def _payload_words(fn: Fn, qs: str, name: str) -> list[str]:

@@ -42,7 +42,7 @@ from ..cpu import CpuInfo
 from .emit import Fn, ModuleText, mask, vec
 from .kquants import _madd_i16, maddubs
 from .tiles import P_NTOK, P_XQ, P_XSTRIDE, P_YSTRIDE
-from .x8 import PREFETCH, _fma, _prefetch, _store_rows
+from .x8 import PREFETCH, _fma, _prefetch, _store_rows, repack_loops
 
 V8F, V8I, V32B, V16W = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i16")
 SRC_BYTES = {"Q4_K": 144, "Q5_K": 176}         # one superblock of one row in the file
@@ -275,19 +275,13 @@ def _repack_fn(mt: ModuleText, name: str) -> None:
     layout above, as repack() does (its numpy twin)."""
     fn = mt.function(f"define void @{symbols(name)[-1]}(ptr noalias %src, ptr noalias %dst, ptr %unused, i64 %g0, "
                      "i64 %g1, i64 %nb) nounwind")
-    sb = SRC_BYTES[name]
-    row = fn.v(f"mul i64 %nb, {sb}")
-    with fn.loop("%g0", "%g1", stem="g") as G:
-        sg = fn.gep("%src", fn.v(f"mul i64 {G.i}, {fn.v(f'shl i64 {row}, 3')}"))
-        dg = fn.gep("%dst", fn.v(f"mul i64 {G.i}, {fn.v(f'mul i64 %nb, {8 * sb}')}"))
-        with fn.loop("0", "%nb", stem="b") as B:
-            db = fn.gep(dg, fn.v(f"mul i64 {B.i}, {8 * sb}"))
-            for r in range(8):
-                sblk = fn.gep(fn.gep(sg, fn.v(f"mul i64 {row}, {r}")), fn.v(f"mul i64 {B.i}, {sb}"))
-                for src, size, n, dst in FIELDS[name]:
-                    ty = f"i{8 * size}"
-                    for i in range(n):
-                        fn.store(ty, fn.load(ty, fn.gep(sblk, str(src + size * i))), fn.gep(db, str(dst + (8 * i + r) * size)))
+
+    def row_block(fn: Fn, sblk: str, db: str, r: int) -> None:
+        for src, size, n, dst in FIELDS[name]:
+            ty = f"i{8 * size}"
+            for i in range(n):
+                fn.store(ty, fn.load(ty, fn.gep(sblk, str(src + size * i))), fn.gep(db, str(dst + (8 * i + r) * size)))
+    repack_loops(fn, SRC_BYTES[name], 8 * SRC_BYTES[name], row_block)
     fn.do("ret void")
     mt.add(fn)
 
