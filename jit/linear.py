@@ -98,7 +98,7 @@ class LinearOp:
         self._tiles, self._qrows = t["matmul_tiles"], t["quantize_rows"]
         self._modes = {}            # K-quants: batch kernel per summation order, compiled when first used
         self._cpu = cpu
-        self._x8_modes = mm if self.repacked and isinstance(mm, dict) else None    # repacked Q4_K's
+        self._x8_modes = mm if self.repacked and isinstance(mm, dict) else None    # a repacked K-quant's, per order
         if self.repacked and self._x8_modes is None:
             self._tiles = mm
         elif self.qtype.name in KINDS:  # its own batch kernel: tokens share each unpacked weight block

@@ -8,9 +8,9 @@ same bits), for one stream of bytes per thread however short the rows. Q4_K and 
 (kernels/x8k.py: a superblock's scales, mins and sums handled once for 8 rows; the file layout's
 float orders, the same bits; Zen 3, one thread, matrix in cache: Q4_K 17.6 -> 30.1 GB/s, Q5_K
 16.0 -> 25.6). llama.cpp's CPU backend repacks at load too (block_q4_0x8, block_q8_0x4,
-block_q4_Kx8). The copy replaces the weight in memory: the
-file's pages it was made from are given back (madvise DONTNEED; a later read of the tensor,
-e.g. a tied embedding's rows, maps them again from the file).
+block_q4_Kx8). The copy replaces the weight in memory: the file's pages it was made from are
+given back (madvise DONTNEED; a later read of the tensor, e.g. a tied embedding's rows, maps
+them again from the file).
 
 Repacked copies live in ordinary memory, not in the file's pages, so they are limited to
 BUDGET (half the machine's memory): past it, weights stay mapped from the file as they are, and

@@ -180,8 +180,8 @@ def _pair_ints(fn: Fn, wb: str, xbs: list[str], u: list[str], c: int, name: str,
                 S[t][h] = part if S[t][h] is None else fn.v(f"add {V8I} {S[t][h]}, {part}")
     out = []
     for t, xb in enumerate(xbs):
-        bs = [fn.v(f"bitcast {V8I} {fn.splat(8, 'i32', fn.load('i32', fn.gep(xb, str(260 + 4 * (2 * c + h)))))} to {V16W}")
-              for h in range(2)]
+        # bsums[2j], bsums[2j+1] of sub-block j = 2c + h in every lane
+        bs = [fn.v(f"bitcast {V32B} {_bcast4(fn, fn.gep(xb, str(260 + 4 * (2 * c + h))))} to {V16W}") for h in range(2)]
         m = [_madd_i16(fn, mns[h], bs[h]) for h in range(2)]
         out.append((fn.v(f"add {V8I} {S[t][0]}, {S[t][1]}"), fn.v(f"add {V8I} {m[0]}, {m[1]}")))
     return out
@@ -203,7 +203,8 @@ def _superblock(fn: Fn, wb: str, xbs: list[str], accs: list, mode: str, name: st
                 accs[t] = _fmas(fn, s, m, dds[t], accs[t])
             else:
                 old = sums[t]
-                sums[t] = (s, m) if old is None else (fn.v(f"add {V8I} {old[0]}, {s}"), fn.v(f"add {V8I} {old[1]}, {m}"))
+                sums[t] = (s, m) if old is None else \
+                    (fn.v(f"add {V8I} {old[0]}, {s}"), fn.v(f"add {V8I} {old[1]}, {m}"))
     if mode == "gemv":
         accs = [_fmas(fn, *sums[t], dds[t], accs[t]) for t in range(len(xbs))]
     return accs

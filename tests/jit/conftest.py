@@ -67,8 +67,8 @@ def random_weights(rng: np.random.Generator, qtype: T, rows: int, n_cols: int, w
 def batch_reference(w, x: np.ndarray, threads: int = 1) -> np.ndarray:
     """The bits a JIT batch x [T, in] . w must give: llama.cpp's own batch order where it has one
     (Q4_K with rows % 8 == 0, whether the engine repacks it or not, and Q6_K: emulated by
-    inference/ggml_matmul.py, checked against its libggml), else each token's matvec (the order decode uses; for a weight the engine repacks,
-    jit/repack.py, the repacked layout's matvec)."""
+    inference/ggml_matmul.py, checked against its libggml), else each token's matvec (the order
+    decode uses; for a weight the engine repacks, jit/repack.py, the repacked layout's matvec)."""
     from gguf import GGML_QUANT_SIZES
 
     from inference import ggml_matmul
