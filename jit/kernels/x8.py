@@ -96,26 +96,36 @@ def unpack(packed: np.ndarray, rows: int, n_cols: int, name: str = "Q4_0") -> np
 
 # ----------------------------------------------------------------------------- IR
 
+def shift16(fn: Fn, v: str, by: int) -> str:
+    """<32 x i8> v shifted as 16-bit words, left by `by` (right when negative)."""
+    if by == 0:
+        return v
+    w = fn.v(f"bitcast {V32B} {v} to {V16W}")
+    w = fn.v(f"shl {V16W} {w}, splat (i16 {by})") if by > 0 else fn.v(f"lshr {V16W} {w}, splat (i16 {-by})")
+    return fn.v(f"bitcast {V16W} {w} to {V32B}")
+
+
+def nibbles(fn: Fn, v: str) -> tuple[str, str]:
+    """<32 x i8> v -> (low nibbles, high nibbles), each byte 0..15."""
+    return fn.v(f"and {V32B} {v}, splat (i8 15)"), fn.v(f"and {V32B} {shift16(fn, v, -4)}, splat (i8 15)")
+
+
+def bcast4(fn: Fn, ptr: str) -> str:
+    """The 4 bytes at ptr in every lane of a <32 x i8>."""
+    return fn.v(f"bitcast {V8I} {fn.splat(8, 'i32', fn.load('i32', ptr))} to {V32B}")
+
+
 def _weights(fn: Fn, wb: str, name: str) -> list[str]:
     """The block's 8 weight vectors (<32 x i8>, unsigned as stored): vector k, lane r = row r."""
     if name == "Q8_0":
         return [fn.load(V32B, fn.gep(wb, str(16 + 32 * k))) for k in range(8)]
-    out = []
-    for j in range(4):
-        v = fn.load(V32B, fn.gep(wb, str(16 + 32 * j)))
-        out.append(fn.v(f"and {V32B} {v}, splat (i8 15)"))
-        sh = fn.v(f"lshr {V16W} {fn.v(f'bitcast {V32B} {v} to {V16W}')}, splat (i16 4)")
-        out.append(fn.v(f"and {V32B} {fn.v(f'bitcast {V16W} {sh} to {V32B}')}, splat (i8 15)"))
-    return out
+    return [q for j in range(4) for q in nibbles(fn, fn.load(V32B, fn.gep(wb, str(16 + 32 * j))))]
 
 
 def _lanes(fn: Fn, ws: list[str], xb: str, aux: str, name: str) -> list[str]:
     """One block's exact integer sums, each <8 x i32> over the 8 rows: Q4_0 one sum,
     sum_i q[r][i] x[i] - 8 s_b; Q8_0 llama.cpp's 8 lanes, lane k = sum_{m<4} q[r][4k+m] x[4k+m]."""
-    xs = []
-    for k in range(8):
-        x4 = fn.load("i32", fn.gep(xb, str(2 + 4 * k)))
-        xs.append(fn.v(f"bitcast {V8I} {fn.splat(8, 'i32', x4)} to {V32B}"))
+    xs = [bcast4(fn, fn.gep(xb, str(2 + 4 * k))) for k in range(8)]
     if name == "Q8_0":            # |q| x sign(x, q): vpmaddubsw pairs stay below 2^15 (no -128 in x)
         return [fn.dot_s8s8("zeroinitializer", q, x) for q, x in zip(ws, xs)]
     if fn.cpu.dot_path == "avx2":
@@ -175,12 +185,25 @@ def _store_rows(fn: Fn, acc: str, y: str, g: str) -> None:
           f"i32 4, <8 x i1> {m})")
 
 
-def _groups(fn: Fn, name: str) -> tuple[str, str, str, str]:
-    """(nb, bytes per group row of blocks, first group, end group) for rows [r0, r1)."""
-    nb = fn.v("sdiv i64 %n, 32")
+def groups(fn: Fn, block: int, group_bytes: int) -> tuple[str, str, str, str]:
+    """(nb, bytes per group row of blocks, first group, end group) for rows [r0, r1) of %n
+    columns, in blocks of `block` values taking group_bytes for 8 rows."""
+    nb = fn.v(f"sdiv i64 %n, {block}")
     g0 = fn.v("ashr i64 %r0, 3")
     g1 = fn.v(f"ashr i64 {fn.v('add i64 %r1, 7')}, 3")
-    return nb, fn.v(f"mul i64 {nb}, {GROUP_BYTES[name]}"), g0, g1
+    return nb, fn.v(f"mul i64 {nb}, {group_bytes}"), g0, g1
+
+
+def token_groups(fn: Fn, ntok: str, tokens: int):
+    """Inside a kernel's loop: the batch's tokens `tokens` at a time, then the rest one by one;
+    yields each group's token indices (i64 values), the caller's code running inside the loop."""
+    n_full = fn.v(f"sdiv i64 {ntok}, {tokens}")
+    t_rest = fn.v(f"mul i64 {n_full}, {tokens}")
+    spans = [(tokens, "0", n_full)] + ([(1, t_rest, fn.v(f"sub i64 {ntok}, {t_rest}"))] if tokens > 1 else [])
+    for size, first, count in spans:
+        with fn.loop("0", count, stem="tg") as K:
+            t0 = fn.v(f"add i64 {first}, {fn.v(f'mul i64 {K.i}, {size}')}")
+            yield [fn.v(f"add i64 {t0}, {k}") for k in range(size)]
 
 
 def _prefetch(fn: Fn, ptr: str, ahead: int, nbytes: int) -> None:
@@ -200,7 +223,7 @@ def _matvec(mt: ModuleText, name: str) -> None:
     fn = mt.function(f"define void @{symbols(name)[0]}(ptr noalias %w, ptr noalias %xq, ptr noalias %y, i64 %r0, "
                      "i64 %r1, i64 %n) nounwind")
     gb = GROUP_BYTES[name]
-    nb, gbytes, g0, g1 = _groups(fn, name)
+    nb, gbytes, g0, g1 = groups(fn, 32, gb)
     auxb = fn.gep("%xq", fn.v(f"mul i64 {nb}, {XB}"))
     with fn.loop(g0, g1, stem="g") as G:
         wg = fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}"))
@@ -225,31 +248,25 @@ def _mm(mt: ModuleText, name: str, tokens: int) -> None:
     gb = GROUP_BYTES[name]
     xq = fn.load("ptr", fn.gep("%p", str(8 * P_XQ)), 8)
     ntok, xs, ys = (fn.load("i64", fn.gep("%p", str(8 * k)), 8) for k in (P_NTOK, P_XSTRIDE, P_YSTRIDE))
-    nb, gbytes, g0, g1 = _groups(fn, name)
+    nb, gbytes, g0, g1 = groups(fn, 32, gb)
     auxoff = fn.v(f"mul i64 {nb}, {XB}")
-    n_full = fn.v(f"sdiv i64 {ntok}, {tokens}")
-    t_rest = fn.v(f"mul i64 {n_full}, {tokens}")
     with fn.loop(g0, g1, stem="g") as G:
         wg = fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}"))
-        spans = [(tokens, "0", n_full)] + ([(1, t_rest, fn.v(f"sub i64 {ntok}, {t_rest}"))] if tokens > 1 else [])
-        for size, first, count in spans:
-            with fn.loop("0", count, stem="tg") as K:
-                t0 = fn.v(f"add i64 {first}, {fn.v(f'mul i64 {K.i}, {size}')}")
-                xts = [fn.gep(xq, fn.v(f"mul i64 {fn.v(f'add i64 {t0}, {k}')}, {xs}")) for k in range(size)]
-                with fn.loop("0", nb, stem="b") as B:
-                    accs = [[B.carry(V8F, "zeroinitializer") for _ in range(LANES[name])] for _ in range(size)]
-                    wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
-                    ws, dw = _weights(fn, wb, name), _scales(fn, wb)
-                    xoff = fn.v(f"mul i64 {B.i}, {XB}")
-                    aoff = fn.v(f"add i64 {auxoff}, {fn.v(f'mul i64 {B.i}, {XAUX}')}")
-                    for k, xt in enumerate(xts):
-                        aux = fn.gep(xt, aoff)
-                        lanes = _lanes(fn, ws, fn.gep(xt, xoff), aux, name)
-                        for acc, new in zip(accs[k], _step(fn, lanes, dw, aux, accs[k])):
-                            B.set(acc, new)
-                for k in range(size):
-                    yt = fn.gep("%y", fn.v(f"mul i64 {fn.v(f'add i64 {t0}, {k}')}, {ys}"))
-                    _store_rows(fn, _finish(fn, accs[k]), yt, G.i)
+        for ts in token_groups(fn, ntok, tokens):
+            xts = [fn.gep(xq, fn.v(f"mul i64 {t}, {xs}")) for t in ts]
+            with fn.loop("0", nb, stem="b") as B:
+                accs = [[B.carry(V8F, "zeroinitializer") for _ in range(LANES[name])] for _ in ts]
+                wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
+                ws, dw = _weights(fn, wb, name), _scales(fn, wb)
+                xoff = fn.v(f"mul i64 {B.i}, {XB}")
+                aoff = fn.v(f"add i64 {auxoff}, {fn.v(f'mul i64 {B.i}, {XAUX}')}")
+                for k, xt in enumerate(xts):
+                    aux = fn.gep(xt, aoff)
+                    lanes = _lanes(fn, ws, fn.gep(xt, xoff), aux, name)
+                    for acc, new in zip(accs[k], _step(fn, lanes, dw, aux, accs[k])):
+                        B.set(acc, new)
+            for t, acc in zip(ts, accs):
+                _store_rows(fn, _finish(fn, acc), fn.gep("%y", fn.v(f"mul i64 {t}, {ys}")), G.i)
     fn.do("ret void")
     mt.add(fn)
 

@@ -42,7 +42,7 @@ from ..cpu import CpuInfo
 from .emit import Fn, ModuleText, mask, vec
 from .kquants import _madd_i16, maddubs
 from .tiles import P_NTOK, P_XQ, P_XSTRIDE, P_YSTRIDE
-from .x8 import PREFETCH, _fma, _prefetch, _store_rows, repack_loops
+from .x8 import PREFETCH, _fma, _prefetch, _store_rows, bcast4, groups, nibbles, repack_loops, shift16, token_groups
 
 V8F, V8I, V32B, V16W = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i16")
 SRC_BYTES = {"Q4_K": 144, "Q5_K": 176}         # one superblock of one row in the file
@@ -93,11 +93,6 @@ def _x_at(element: int, il: bool) -> int:
     return 4 + (32 * (k // 4) + 4 * j if il else element)
 
 
-def _bcast4(fn: Fn, ptr: str) -> str:
-    """The 4 bytes at ptr in every lane of a <32 x i8>."""
-    return fn.v(f"bitcast {V8I} {fn.splat(8, 'i32', fn.load('i32', ptr))} to {V32B}")
-
-
 def _word_splat(fn: Fn, u: str, j: int) -> str:
     """<8 x i32> u (4 bytes a lane) -> <16 x i16> with lane r's byte j (< 4) in both of its words
     (one vpshufb on AVX2, its mask read from jit/tables.py)."""
@@ -137,23 +132,12 @@ def _mn(fn: Fn, u: list[str], j: int) -> str:
 def _nibbles(fn: Fn, wb: str, c: int, k: int, name: str, qh: str | None) -> tuple[str, str]:
     """Vector (c, k) -> the weight integers of sub-blocks 2c and 2c + 1, elements 4k .. 4k+3 of each
     row: (low, high) nibbles, Q5_K with bits 2c, 2c + 1 of qh (vector k) moved to bit 4."""
-    v = fn.load(V32B, fn.gep(wb, str(QS_AT[name] + 32 * (8 * c + k))))
-    lo = fn.v(f"and {V32B} {v}, splat (i8 15)")
-    hi = fn.v(f"and {V32B} {_shift16(fn, v, -4)}, splat (i8 15)")
+    lo, hi = nibbles(fn, fn.load(V32B, fn.gep(wb, str(QS_AT[name] + 32 * (8 * c + k)))))
     if qh is None:
         return lo, hi
     # bit b of each byte to bit 4: a 16-bit shift by 4 - b stays inside the byte for b <= 7, 4 - b >= -3
-    return tuple(fn.v(f"or {V32B} {q}, {fn.v(f'and {V32B} {_shift16(fn, qh, 4 - (2 * c + h))}, splat (i8 16)')}")
+    return tuple(fn.v(f"or {V32B} {q}, {fn.v(f'and {V32B} {shift16(fn, qh, 4 - (2 * c + h))}, splat (i8 16)')}")
                  for h, q in enumerate((lo, hi)))
-
-
-def _shift16(fn: Fn, v: str, by: int) -> str:
-    """<32 x i8> v shifted as 16-bit words, left by `by` (right when negative)."""
-    if by == 0:
-        return v
-    w = fn.v(f"bitcast {V32B} {v} to {V16W}")
-    w = fn.v(f"shl {V16W} {w}, splat (i16 {by})") if by > 0 else fn.v(f"lshr {V16W} {w}, splat (i16 {-by})")
-    return fn.v(f"bitcast {V16W} {w} to {V32B}")
 
 
 I16_RUN = {"Q4_K": 8, "Q5_K": 4}    # vpmaddubsw results summed in i16: 2 * run * (15 | 31) * 128 < 2^15
@@ -172,7 +156,7 @@ def _pair_ints(fn: Fn, wb: str, xbs: list[str], u: list[str], c: int, name: str,
             halves = _nibbles(fn, wb, c, k, name, qh)
             for t, xb in enumerate(xbs):
                 for h, q in enumerate(halves):
-                    m = maddubs(fn, q, _bcast4(fn, fn.gep(xb, str(_x_at(32 * (2 * c + h) + 4 * k, il)))))
+                    m = maddubs(fn, q, bcast4(fn, fn.gep(xb, str(_x_at(32 * (2 * c + h) + 4 * k, il)))))
                     P[t][h] = m if P[t][h] is None else fn.v(f"add {V16W} {P[t][h]}, {m}")
         for t in range(len(xbs)):
             for h in range(2):
@@ -181,7 +165,7 @@ def _pair_ints(fn: Fn, wb: str, xbs: list[str], u: list[str], c: int, name: str,
     out = []
     for t, xb in enumerate(xbs):
         # bsums[2j], bsums[2j+1] of sub-block j = 2c + h in every lane
-        bs = [fn.v(f"bitcast {V32B} {_bcast4(fn, fn.gep(xb, str(260 + 4 * (2 * c + h))))} to {V16W}") for h in range(2)]
+        bs = [fn.v(f"bitcast {V32B} {bcast4(fn, fn.gep(xb, str(260 + 4 * (2 * c + h))))} to {V16W}") for h in range(2)]
         m = [_madd_i16(fn, mns[h], bs[h]) for h in range(2)]
         out.append((fn.v(f"add {V8I} {S[t][0]}, {S[t][1]}"), fn.v(f"add {V8I} {m[0]}, {m[1]}")))
     return out
@@ -216,13 +200,6 @@ def _fmas(fn: Fn, s: str, m: str, dd: tuple[str, str], acc: tuple[str, str]) -> 
             _fma(fn, fn.v(f"sitofp {V8I} {m} to {V8F}"), dd[1], acc[1]))
 
 
-def _group_rows(fn: Fn, name: str) -> tuple[str, str, str, str]:
-    """(nb, bytes of a group's row of superblocks, first group, end group) for rows [r0, r1)."""
-    nb = fn.v("sdiv i64 %n, 256")
-    g1 = fn.v(f"ashr i64 {fn.v('add i64 %r1, 7')}, 3")
-    return nb, fn.v(f"mul i64 {nb}, {8 * SRC_BYTES[name]}"), fn.v("ashr i64 %r0, 3"), g1
-
-
 def _rows(fn: Fn, wg: str, nb: str, xts: list[str], mode: str, name: str, il: bool) -> list[str]:
     """The group's 8 rows (weights wg) . each token (activations xts): <8 x float> per token."""
     gb = 8 * SRC_BYTES[name]
@@ -240,7 +217,7 @@ def _rows(fn: Fn, wg: str, nb: str, xts: list[str], mode: str, name: str, il: bo
 def _matvec(mt: ModuleText, name: str) -> None:
     fn = mt.function(f"define void @{symbols(name)[0]}(ptr noalias %w, ptr noalias %xq, ptr noalias %y, i64 %r0, "
                      "i64 %r1, i64 %n) nounwind")
-    nb, gbytes, g0, g1 = _group_rows(fn, name)
+    nb, gbytes, g0, g1 = groups(fn, 256, 8 * SRC_BYTES[name])
     with fn.loop(g0, g1, stem="g") as G:
         y, = _rows(fn, fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}")), nb, ["%xq"], "gemv", name, il=False)
         _store_rows(fn, y, "%y", G.i)
@@ -255,18 +232,13 @@ def _mm(mt: ModuleText, name: str, mode: str) -> None:
                      "i64 %r0, i64 %r1, i64 %n) nounwind")
     xq = fn.load("ptr", fn.gep("%p", str(8 * P_XQ)), 8)
     ntok, xs, ys = (fn.load("i64", fn.gep("%p", str(8 * k)), 8) for k in (P_NTOK, P_XSTRIDE, P_YSTRIDE))
-    nb, gbytes, g0, g1 = _group_rows(fn, name)
-    n_full = fn.v(f"sdiv i64 {ntok}, {TOKENS}")
-    t_rest = fn.v(f"mul i64 {n_full}, {TOKENS}")
+    nb, gbytes, g0, g1 = groups(fn, 256, 8 * SRC_BYTES[name])
     with fn.loop(g0, g1, stem="g") as G:
         wg = fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}"))
-        for size, first, count in ((TOKENS, "0", n_full), (1, t_rest, fn.v(f"sub i64 {ntok}, {t_rest}"))):
-            with fn.loop("0", count, stem="tg") as K:
-                t0 = fn.v(f"add i64 {first}, {fn.v(f'mul i64 {K.i}, {size}')}")
-                ts = [fn.v(f"add i64 {t0}, {k}") for k in range(size)]
-                outs = _rows(fn, wg, nb, [fn.gep(xq, fn.v(f"mul i64 {t}, {xs}")) for t in ts], mode, name, il=True)
-                for t, yv in zip(ts, outs):
-                    _store_rows(fn, yv, fn.gep("%y", fn.v(f"mul i64 {t}, {ys}")), G.i)
+        for ts in token_groups(fn, ntok, TOKENS):
+            outs = _rows(fn, wg, nb, [fn.gep(xq, fn.v(f"mul i64 {t}, {xs}")) for t in ts], mode, name, il=True)
+            for t, yv in zip(ts, outs):
+                _store_rows(fn, yv, fn.gep("%y", fn.v(f"mul i64 {t}, {ys}")), G.i)
     fn.do("ret void")
     mt.add(fn)
 
