@@ -16,11 +16,30 @@ _ASCII_SPACE = " \t\n\v\f\r"
 
 
 class _Node:
-    __slots__ = ("children", "ids")
+    """A prefix-tree node over special texts, grown on first visit: `pending` holds the ids of
+    the texts below it until `kids()` sorts them by their next character (a 262k vocabulary
+    with 6k control tokens then builds only the few nodes a text's characters lead to)."""
+    __slots__ = ("depth", "pending", "children", "ids")
 
-    def __init__(self):
+    def __init__(self, depth: int):
+        self.depth = depth
+        self.pending: list[int] | None = []
         self.children: dict[str, _Node] = {}
         self.ids: list[int] = []
+
+    def kids(self, tokens: list[str]) -> dict[str, "_Node"]:
+        if self.pending is not None:
+            d = self.depth
+            for tid in self.pending:
+                child = self.children.get(tokens[tid][d])
+                if child is None:
+                    child = self.children[tokens[tid][d]] = _Node(d + 1)
+                if len(tokens[tid]) == d + 1:
+                    child.ids.append(tid)
+                else:
+                    child.pending.append(tid)
+            self.pending = None
+        return self.children
 
 
 class SpecialSplitter:
@@ -32,14 +51,10 @@ class SpecialSplitter:
     def _trie(self, parse_special: bool) -> _Node:
         root = self._tries.get(parse_special)
         if root is None:
-            root = _Node()
-            for tid in self.vocab.special_order:
-                if not parse_special and self.vocab.attrs[tid] & (ATTR_CONTROL | ATTR_UNKNOWN):
-                    continue
-                node = root
-                for ch in self.vocab.tokens[tid]:
-                    node = node.children.setdefault(ch, _Node())
-                node.ids.append(tid)
+            root = _Node(0)
+            attrs, tokens = self.vocab.attrs, self.vocab.tokens
+            skip = 0 if parse_special else ATTR_CONTROL | ATTR_UNKNOWN
+            root.pending = [tid for tid in self.vocab.special_order if not attrs[tid] & skip and tokens[tid]]
             self._tries[parse_special] = root
         return root
 
@@ -49,7 +64,7 @@ class SpecialSplitter:
         stack = [("", self._trie(parse_special))]
         while stack:
             prefix, node = stack.pop()
-            for ch, child in node.children.items():
+            for ch, child in node.kids(self.vocab.tokens).items():
                 p = prefix + ch
                 if p in text:
                     found.extend(child.ids)

@@ -19,6 +19,27 @@ from .vocab import Vocab
 SPACE = "\u2581"
 
 
+def _before_space(tokens: list[str]) -> set[str]:
+    """The characters that precede "▁" inside some token (not at its start): one split of the
+    tokens joined by a separator none of them contains (else token by token)."""
+    for sep in ("\x00", "\x01", "\uffff"):
+        joined = sep.join(tokens)
+        if joined.count(sep) == len(tokens) - 1:
+            pieces = joined.split(SPACE)           # piece k ends where the k-th "▁" starts
+            before = {p[-1] for p in pieces[:-1] if p}
+            if "" in pieces[1:-1]:                 # "▁▁": a "▁" before a "▁"
+                before.add(SPACE)
+            before.discard(sep)                    # a "▁" at a token's start
+            return before
+    before = set()
+    for t in tokens:
+        j = t.find(SPACE, 1)
+        while j > 0:
+            before.add(t[j - 1])
+            j = t.find(SPACE, j + 1)
+    return before
+
+
 class SPM:
     MAX_CACHE = 1 << 18
 
@@ -40,12 +61,7 @@ class SPM:
         """Where the text may be cut: before "▁", unless the character before can precede "▁"
         inside a token (found once by scanning the vocabulary)."""
         if self._cut is None:
-            before = set()
-            for t in self.vocab.tokens:
-                j = t.find(SPACE, 1)
-                while j > 0:
-                    before.add(t[j - 1])
-                    j = t.find(SPACE, j + 1)
+            before = _before_space(self.vocab.tokens)
             if before:
                 cls = "".join(re.escape(c) for c in sorted(before))
                 self._cut = re.compile(f"(?<![{cls}])(?={SPACE})")

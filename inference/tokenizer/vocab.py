@@ -109,9 +109,10 @@ def load_vocab(meta: dict[str, Any], name: str = "GGUF file") -> Vocab:
     if not tokens:
         raise TokenizerError(f"{name}: no tokenizer.ggml.tokens in the metadata; the vocabulary is missing")
     tokens = list(tokens)
-    for i, t in enumerate(tokens):
-        if not t:
-            tokens[i] = f"[EMPTY_{i}]"
+    if "" in tokens:                                  # rare: one C-level scan decides
+        for i, t in enumerate(tokens):
+            if not t:
+                tokens[i] = f"[EMPTY_{i}]"
     n = len(tokens)
     v = Vocab(model=str(model), kind=_kind(str(model), name), tokens=tokens,
               attrs=_attrs(meta, n, name), token_to_id=dict(zip(tokens, range(n))), meta=meta)

@@ -120,3 +120,33 @@ def _is_utf8(b: bytes) -> bool:
         return True
     except UnicodeDecodeError:
         return False
+
+
+SPM_CHARS = ("a", "b", "\u2581", "\x00", "\x01", "\uffff", "é")
+
+
+@SETTINGS
+@given(st.lists(st.text(alphabet=SPM_CHARS, max_size=6), min_size=1, max_size=8))
+def test_spm_cut_characters_match_a_scan_of_each_token(tokens):
+    """The characters before an inner "▁" (found in one pass over the joined vocabulary, with a
+    separator no token holds) are those a token-by-token scan finds."""
+    from inference.tokenizer.spm import SPACE, _before_space
+
+    want = {t[j - 1] for t in tokens for j in range(1, len(t)) if t[j] == SPACE}
+    assert _before_space(tokens) == want
+
+
+@SETTINGS
+@given(st.text(alphabet=TRICKY + "<>|_/unused", max_size=80), st.booleans())
+def test_special_texts_present_are_every_one_in_the_text(gemma3_tok, qwen2_tok, text, parse_special):
+    """The lazily grown prefix tree finds exactly the special texts that occur in the text."""
+    from inference.tokenizer.special import SpecialSplitter
+    from inference.tokenizer.vocab import ATTR_CONTROL, ATTR_UNKNOWN
+
+    for tok in (gemma3_tok, qwen2_tok):
+        v = tok.vocab
+        sp = SpecialSplitter(v)
+        skip = 0 if parse_special else ATTR_CONTROL | ATTR_UNKNOWN
+        want = [t for t in v.special_order if not v.attrs[t] & skip and v.tokens[t] in text]
+        assert sp.present(text, parse_special) == want
+        assert sp.present(text, parse_special) == want            # the grown tree, visited again
