@@ -241,11 +241,23 @@ def gelu_table() -> np.ndarray:
             inner = fma(F32(0.044715) * x, x, F32(1.0))
             arg = (F32(0.79788456080286535587989211986876) * x) * inner
             if _LIBM is not None:
-                th = np.array([_LIBM.tanhf(float(v)) for v in arg], F32)
+                th = _tanhf(arg)
             else:
                 th = np.tanh(arg.astype(F64)).astype(F32)
             _GELU_TABLE.append(f16((F32(0.5) * x) * (F32(1.0) + th)))
     return _GELU_TABLE[0]
+
+
+def _tanhf(t: np.ndarray) -> np.ndarray:
+    """The C library's tanhf of each value: one native loop when the JIT is selected, else one
+    ctypes call per value (the same bits)."""
+    try:
+        from jit import api, libm
+        if api.enabled():
+            return libm.tanhf(_LIBM, t)
+    except Exception:  # noqa: BLE001 - no JIT for it: the per-value calls below give the same bits
+        pass
+    return np.array([_LIBM.tanhf(float(v)) for v in t], F32)
 
 
 def geglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:

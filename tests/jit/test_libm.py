@@ -1,5 +1,6 @@
-"""jit.libm: the C library's cosf/sinf from one native loop give the bits of the per-value
-ctypes calls (what llama.cpp's RoPE cache uses), including huge, tiny and special angles."""
+"""jit.libm: the C library's cosf/sinf and tanhf from one native loop give the bits of the per-value
+ctypes calls (what llama.cpp's RoPE cache and GELU table use), including huge, tiny and special
+values."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,6 +27,20 @@ def test_native_loop_gives_the_per_value_bits(t):
     got, want = libm.cosf_sinf(ggml_cpu._LIBM, t), per_value(t)
     for g, w in zip(got, want):
         assert np.array_equal(g.view(np.uint32), w.view(np.uint32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float32, st.integers(0, 300), elements=st.floats(width=32)))
+def test_native_tanhf_gives_the_per_value_bits(t):
+    want = np.array([ggml_cpu._LIBM.tanhf(float(v)) for v in t], np.float32)
+    assert np.array_equal(libm.tanhf(ggml_cpu._LIBM, t).view(np.uint32), want.view(np.uint32))
+
+
+def test_the_gelu_table_is_the_same_with_and_without_the_native_loop(monkeypatch):
+    native = ggml_cpu.gelu_table().copy()
+    monkeypatch.setattr(ggml_cpu, "_GELU_TABLE", [])
+    monkeypatch.setenv("LECTERN_KERNELS", "numpy")                 # tanhf called value by value
+    assert np.array_equal(ggml_cpu.gelu_table().view(np.uint32), native.view(np.uint32))
 
 
 def test_rope_angles_of_a_long_batch_match_position_by_position(monkeypatch):
