@@ -15,8 +15,8 @@ them again from the file).
 Repacked copies live in ordinary memory, not in the file's pages, so they are limited to
 BUDGET (half the machine's memory): past it, weights stay mapped from the file as they are, and
 a model larger than memory still pages from disk. LECTERN_REPACK=0 keeps every weight in the
-file's layout; LECTERN_REPACK=1 repacks every type that has a layout here (DEFAULT leaves Q5_K
-out); LECTERN_REPACK=Q4_0,Q8_0 (say) only those types.
+file's layout; LECTERN_REPACK=1 repacks every type that has a layout here (the default leaves Q5_K
+out, and Q8_0 without 512-bit vectors); LECTERN_REPACK=Q4_0,Q8_0 (say) only those types.
 """
 from __future__ import annotations
 
@@ -81,16 +81,25 @@ def repacked(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None
 # Repacked unless LECTERN_REPACK says otherwise. Q5_K's layout is there (LECTERN_REPACK=1) but not
 # the default: on Zen 3 its matvec from DRAM ran at 21-22 GB/s against the file layout's 24-27
 # (2 threads, interleaved runs), its batch kernel at 74 against 77-85 GMAC/s, though in cache it
-# is 1.6x faster (a machine bound by arithmetic would want it).
+# is 1.6x faster (a machine bound by arithmetic would want it). Q8_0's layout pays with 512-bit
+# vectors (made on Zen 5) but not with 256: on Zen 3 its matvec from DRAM ran at 28-31 GB/s against
+# the file layout's 31-34, Gemma 3's decode (its 178 MB tied output is Q8_0) at 81 against 83 t/s,
+# and the copy cost the first token 0.1-0.15 s and a second home for those bytes.
 DEFAULT = frozenset({"Q4_0", "Q8_0", "Q4_K"})
+DEFAULT_256 = frozenset({"Q4_0", "Q4_K"})
+
+
+def default_types(cpu: CpuInfo | None = None) -> frozenset:
+    """The types repacked by default on this CPU (DEFAULT with 512-bit vectors, else DEFAULT_256)."""
+    return DEFAULT if (cpu or detect()).vector_bits >= 512 else DEFAULT_256
 
 
 def repacked_types() -> frozenset:
-    """The types the engine repacks: LECTERN_REPACK unset: DEFAULT; 1: all of BLOCKS; 0: none;
-    a list such as Q4_0,Q8_0: those of BLOCKS (to compare layouts type by type)."""
+    """The types the engine repacks: LECTERN_REPACK unset: default_types(); 1: all of BLOCKS; 0:
+    none; a list such as Q4_0,Q8_0: those of BLOCKS (to compare layouts type by type)."""
     raw = env_raw(b"LECTERN_REPACK")
     if raw in (None, b""):
-        return DEFAULT
+        return default_types()
     if raw == b"1":
         return frozenset(BLOCKS)
     if raw == b"0":
