@@ -6,7 +6,11 @@ Three separate steps:
           target CPU and emits an ELF/COFF/Mach-O object;
   load    `load_object(obj, cpu)` links it into an MCJIT engine and returns symbol addresses.
 `kernel(key, build, symbols, cpu)` strings them together with the on-disk cache:
-  <cache_dir>/kernels/<sha256>.o, sha256 over (llvmlite, LLVM, CPU name, features, key, IR).
+  <cache_dir>/kernels/<sha256>.o, sha256 over (llvmlite, LLVM, CPU name, features, key, source),
+where source is a digest of the code that writes IR (every jit/ module, and inference/kv_cache.py
+whose type table the attention kernels use): a warm start loads its kernels without building
+their IR (~20k lines of it for Gemma 3), and any edit of that code makes every entry new.
+`object_for(key, ir, cpu)` keys by the IR text itself (for IR that no builder wrote).
 An entry is MAGIC + sha256(payload) + payload; anything that does not check out is rebuilt.
 """
 from __future__ import annotations
@@ -172,9 +176,24 @@ def cache_write(path: Path, payload: bytes) -> None:
 stats = {"compiled": 0, "disk_hits": 0, "rebuilt_corrupt": 0}
 
 
-def object_for(key: tuple, ir_text: str, cpu: CpuInfo, use_cache: bool = True) -> bytes:
-    """The object code for `ir_text`, from the disk cache or freshly compiled (and stored)."""
-    path = cache_root() / f"{cache_key(key, ir_text, cpu)}.o"
+@functools.cache
+def source_digest() -> str:
+    """sha256 of the code a kernel's IR is a function of, besides its key and CPU: the jit
+    package's modules and inference/kv_cache.py (read once per process, ~2 ms)."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(here.rglob("*.py")) + [here.parent / "inference" / "kv_cache.py"]:
+        h.update(str(path.relative_to(here.parent)).encode() + b"\0")
+        h.update(path.read_bytes())
+    return "source " + h.hexdigest()
+
+
+def object_for(key: tuple, ir_text: str | Callable[[], str], cpu: CpuInfo, use_cache: bool = True) -> bytes:
+    """The object code for `ir_text`, from the disk cache or freshly compiled (and stored). Given
+    the builder instead of the text, the entry is keyed by source_digest() and the IR is built
+    only on a miss."""
+    build = ir_text if callable(ir_text) else None
+    path = cache_root() / f"{cache_key(key, source_digest() if build else ir_text, cpu)}.o"
     if use_cache and path.exists():
         obj = cache_read(path)
         if obj is not None:
@@ -182,7 +201,7 @@ def object_for(key: tuple, ir_text: str, cpu: CpuInfo, use_cache: bool = True) -
             return obj
         stats["rebuilt_corrupt"] += 1
         warnings.warn(f"kernel cache entry {path} is corrupt; recompiling it")
-    obj = compile_object(ir_text, cpu)
+    obj = compile_object(build() if build else ir_text, cpu)
     stats["compiled"] += 1
     if use_cache:
         cache_write(path, obj)
@@ -203,8 +222,7 @@ def kernel(key: tuple, build: Callable[[], str], symbols: dict[str, ctypes._CFun
         if memo in _loaded:
             return _loaded[memo]
     try:
-        ir_text = build()
-        obj = object_for(key, ir_text, cpu)
+        obj = object_for(key, build, cpu)
         addrs = load_object(obj, cpu, list(symbols))
     except JitError:
         raise

@@ -113,3 +113,30 @@ def test_unwritable_cache_still_compiles(tmp_path, monkeypatch):
 def test_bad_ir_is_a_jit_error():
     with pytest.raises(jc.JitError, match="does not verify"):
         jc.compile_object("define void @f() { ret i32 0 }", host())
+
+
+def test_a_warm_kernel_is_loaded_without_building_its_ir(cache, monkeypatch):
+    """kernel() keys its entry by the builders' source digest: a second process (here: a cleared
+    in-process memo) finds the object without calling build; new builder code means a new entry."""
+    calls = []
+
+    def build():
+        calls.append(1)
+        return IR
+
+    def scale_of(key):
+        f = jc.kernel(key, build, {"scale": PROTO}, host())["scale"]
+        a = np.arange(5, dtype=np.float32)
+        f(a.ctypes.data, a.size, 3.0)
+        return a.tolist()
+
+    assert scale_of(("test", "warm")) == [0, 3, 6, 9, 12] and len(calls) == 1
+    monkeypatch.setattr(jc, "_loaded", {})
+    s0 = dict(jc.stats)
+    assert scale_of(("test", "warm")) == [0, 3, 6, 9, 12] and len(calls) == 1
+    assert delta("disk_hits", s0) == 1 and delta("compiled", s0) == 0
+    monkeypatch.setattr(jc, "_loaded", {})
+    monkeypatch.setattr(jc, "source_digest", lambda: "source edited")
+    assert scale_of(("test", "warm")) == [0, 3, 6, 9, 12] and len(calls) == 2
+    assert delta("compiled", s0) == 1
+
