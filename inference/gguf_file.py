@@ -98,6 +98,21 @@ class Tensor:
         return dequantize(self.data, self.ggml_type, self.n_elements).reshape(self.shape)
 
 
+NATIVE_STRINGS = 1024      # string arrays this long are split by jit.strings when the JIT is on
+
+
+def _native_strings():
+    """jit.strings if the JIT kernels are selected (LECTERN_KERNELS), else None."""
+    try:
+        from jit import api
+        if api.enabled():
+            from jit import strings
+            return strings
+    except Exception:  # noqa: BLE001 - no JIT: the Python loop reads the same strings
+        pass
+    return None
+
+
 class _Part:
     """One parsed GGUF file: its map, metadata and tensors (data views into the map)."""
 
@@ -184,7 +199,14 @@ class _Part:
         return arr != 0 if itype == _BOOL else arr
 
     def string_array(self, n: int, what: str) -> list[str]:
-        # The hot loop of a 262k-token vocabulary: kept local and flat.
+        native = _native_strings() if n and n >= NATIVE_STRINGS else None
+        if native is not None:
+            data = np.frombuffer(self.map, np.uint8)
+            starts, lens, count = native.records(data, self.pos, n)
+            if count == n:                        # else the loop below names the record that does not fit
+                self.pos = int(starts[-1] + lens[-1])
+                return native.split(data, starts, lens)
+        # The hot loop of a vocabulary without the JIT: kept local and flat.
         buf, pos, end, unpack = self.map, self.pos, self.size, _U64.unpack_from
         out: list[str] = [""] * n
         for i in range(n):
