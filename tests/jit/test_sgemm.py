@@ -1,6 +1,6 @@
 """jit.sgemm: C = A B and C += A B agree with float64 products to float32 rounding on odd
-shapes (rows not a multiple of the register tile, several k blocks, 16-column panels after the
-wide ones), strided rows, any thread count, and give the same bits for any thread count."""
+shapes (rows not a multiple of the register tile, several row blocks and k blocks, 16-column panels
+after the wide ones), strided rows, any thread count, and give the same bits for any thread count."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +22,7 @@ def close(got, want, k):
 
 @pytest.mark.parametrize("preset", PRESETS)
 @settings(max_examples=15, deadline=None)
-@given(m=st.integers(1, 70), k=st.integers(1, 600), n16=st.integers(1, 7), threads=st.integers(1, 3),
+@given(m=st.integers(1, 400), k=st.integers(1, 600), n16=st.integers(1, 7), threads=st.integers(1, 3),
        pad=st.integers(0, 5), accumulate=st.booleans(), seed=st.integers(0, 1000))
 def test_matches_float64(preset, m, k, n16, threads, pad, accumulate, seed):
     rng = np.random.default_rng(seed)
