@@ -7,7 +7,8 @@ n + r + dv per query (320), so a chunk of T queries costs less this way once
 T (2R + r) > T (n + r + dv) + R (n + dv), T > ~171 at kimi's sizes (`pays`).
 
 Flash-style: key blocks of KEY_BLOCK, one head at a time, each decompressed once for all queries
-of the chunk and met by SCORE_ROWS queries at a time (the scores stay in cache), with a
+of the chunk (its keys straight into the transposed layout the scores read) and met by
+SCORE_ROWS queries at a time, over the keys they see (the scores stay in cache), with a
 running max / sum / accumulator per (head, query) (jit.softmax_block on the JIT, its twin
 otherwise); no [T, S] score array and nothing kept between calls: memory stays the latent cache.
 The products run on jit.sgemm when the JIT is selected (numpy's BLAS here ran AVX2 kernels on an
@@ -115,7 +116,6 @@ def _queries(q, cache, p0, scale, R, kbT, vbT, update, mm) -> np.ndarray:
     """Queries at positions p0.. over cache rows [0, p0 + T). -> [T, H, dv]"""
     T, H, D = q.shape
     n, dv = kbT.shape[1], vbT.shape[2]
-    kb = np.ascontiguousarray(kbT.transpose(0, 2, 1))                         # [H, R, n]
     qh = np.ascontiguousarray(q.transpose(1, 0, 2), np.float32)                # [H, T, n + r]
     qpos = np.arange(p0, p0 + T)
     m = np.full((H, T), -np.inf, np.float32)                                   # running max
@@ -128,18 +128,22 @@ def _queries(q, cache, p0, scale, R, kbT, vbT, update, mm) -> np.ndarray:
         c = np.zeros((ld, cache.shape[1]), np.float32)                         # [ld, R + r]
         c[:s] = cache[k0:k0 + s]
         vis = np.clip(qpos - k0 + 1, 0, s).astype(np.int64)                    # [T] keys each sees
+        cT = np.ascontiguousarray(c[:, :R].T)                                  # [R, ld] latents^T
         Kt = np.empty((D, ld), np.float32)                                     # [n + r, ld] keys^T
         Kt[n:] = c[:, R:].T                                                    # k_pe: every head
-        sc = np.empty((min(T, SCORE_ROWS), ld), np.float32)
-        kn, v = np.empty((ld, n), np.float32), np.empty((ld, dv), np.float32)  # per head, reused
+        sc = np.empty(min(T, SCORE_ROWS) * ld, np.float32)                     # a block's [t, w] scores
+        v = np.empty((ld, dv), np.float32)                                     # per head, reused
         for h in range(H):
-            Kt[:n] = mm(c[:, :R], kb[h], out=kn).T                             # k_nope_h^T [n, ld]
+            mm(kbT[h], cT, out=Kt[:n])                                         # k_nope_h^T [n, ld]
             mm(c[:, :R], vbT[h], out=v)                                        # [ld, dv]
             for t0 in range(0, T, SCORE_ROWS):                                 # scores stay in cache
                 t1 = min(T, t0 + SCORE_ROWS)
-                s_t = sc[:t1 - t0]
-                mm(qh[h, t0:t1], Kt, out=s_t)                                  # [t, ld]
+                w = -(-int(vis[t1 - 1]) // 16) * 16          # the keys these queries see (vis grows with t)
+                if w == 0:
+                    continue                                 # none: the running sums stay as they are
+                s_t = sc[:(t1 - t0) * w].reshape(t1 - t0, w)
+                mm(qh[h, t0:t1], Kt[:, :w], out=s_t)                           # [t, w]
                 alpha = update(s_t, m[h, t0:t1], l[h, t0:t1], vis[t0:t1], scale)
                 acc[h, t0:t1] *= alpha[:, None]
-                mm(s_t, v, out=acc[h, t0:t1], accumulate=True)
+                mm(s_t, v[:w], out=acc[h, t0:t1], accumulate=True)
     return (acc / l[:, :, None]).transpose(1, 0, 2)
