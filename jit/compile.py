@@ -19,6 +19,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -177,23 +178,35 @@ stats = {"compiled": 0, "disk_hits": 0, "rebuilt_corrupt": 0}
 
 
 @functools.cache
-def source_digest() -> str:
+def source_digest() -> str | None:
     """sha256 of the code a kernel's IR is a function of, besides its key and CPU: the jit
-    package's modules and inference/kv_cache.py (read once per process, ~2 ms)."""
+    package's modules and inference/kv_cache.py (read once per process, ~2 ms). None where that
+    source is not there to read (a PyInstaller build keeps bytecode in an archive): kernels are
+    then keyed by their IR text."""
     here = Path(__file__).resolve().parent
+    files = sorted(here.rglob("*.py"))
+    extra = here.parent / "inference" / "kv_cache.py"
+    if getattr(sys, "frozen", False) or not files or not extra.is_file():
+        return None
     h = hashlib.sha256()
-    for path in sorted(here.rglob("*.py")) + [here.parent / "inference" / "kv_cache.py"]:
-        h.update(str(path.relative_to(here.parent)).encode() + b"\0")
-        h.update(path.read_bytes())
+    try:
+        for path in files + [extra]:
+            h.update(str(path.relative_to(here.parent)).encode() + b"\0")
+            h.update(path.read_bytes())
+    except OSError:
+        return None
     return "source " + h.hexdigest()
 
 
 def object_for(key: tuple, ir_text: str | Callable[[], str], cpu: CpuInfo, use_cache: bool = True) -> bytes:
     """The object code for `ir_text`, from the disk cache or freshly compiled (and stored). Given
     the builder instead of the text, the entry is keyed by source_digest() and the IR is built
-    only on a miss."""
+    only on a miss (without a digest: built first, and keyed by its text)."""
     build = ir_text if callable(ir_text) else None
-    path = cache_root() / f"{cache_key(key, source_digest() if build else ir_text, cpu)}.o"
+    digest = source_digest() if build else None
+    if build is not None and digest is None:
+        ir_text, build = build(), None
+    path = cache_root() / f"{cache_key(key, digest or ir_text, cpu)}.o"
     if use_cache and path.exists():
         obj = cache_read(path)
         if obj is not None:

@@ -140,3 +140,23 @@ def test_a_warm_kernel_is_loaded_without_building_its_ir(cache, monkeypatch):
     assert scale_of(("test", "warm")) == [0, 3, 6, 9, 12] and len(calls) == 2
     assert delta("compiled", s0) == 1
 
+
+
+def test_without_the_source_kernels_are_keyed_by_their_ir(cache, monkeypatch):
+    """A frozen build has no .py files to digest: each kernel's IR is built and keys its entry."""
+    monkeypatch.setattr(jc, "source_digest", lambda: None)
+    built = []
+
+    def build(text):
+        built.append(text)
+        return text
+
+    s0 = dict(jc.stats)
+    for text in (IR, IR + "\n", IR):
+        monkeypatch.setattr(jc, "_loaded", {})
+        f = jc.kernel(("test", "frozen"), lambda t=text: build(t), {"scale": PROTO}, host())["scale"]
+        a = np.arange(5, dtype=np.float32)
+        f(a.ctypes.data, a.size, 3.0)
+        assert a.tolist() == [0, 3, 6, 9, 12]
+    assert built == [IR, IR + "\n", IR]                       # built every time: the IR is the key
+    assert delta("compiled", s0) == 2 and delta("disk_hits", s0) == 1
