@@ -20,6 +20,11 @@ import time
 from . import bench_long
 from .engine_args import add_model_args, model_path
 
+# Sessions hold at least this many tokens: a cache (or sliding-window ring) shorter than the JIT
+# attention's smallest ring (jit.attention.MIN_RING) runs attention on numpy, which a chat never
+# does (-n 32 on step35-flash-slice measured ~15 t/s against ~25 with -n 64).
+MIN_CTX = 64
+
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 KERNEL_TYPES = "Q4_K,Q4_0,Q8_0,Q4_1,Q5_0,Q5_K,Q6_K,Q3_K,Q2_K,IQ4_NL,IQ4_XS,F16,BF16"
 KERNEL_MATRIX_BYTES = 256 << 20       # ~256 MB of weights: far beyond any desktop L3
@@ -133,7 +138,7 @@ def run(args) -> int:
     # warm up as llama-bench does (a prompt and a token, untimed): the kernels load, the weights'
     # pages are mapped, the pools start; what is timed next is the steady speed
     if p:
-        warm = engine.session(p + 1)
+        warm = engine.session(max(p + 1, MIN_CTX))
         warm.prefill(ids[:p], chunk=p)
         warm.eval_token(int(ids[0]))
         del warm
@@ -207,11 +212,11 @@ def timed_runs(engine, ids, p: int, n: int, reps: int) -> tuple[list[float], lis
     decoded one by one from an empty context (ids after the prompt's)."""
     pre_runs, dec_runs = [], []
     for _ in range(reps):
-        session = engine.session(p)
+        session = engine.session(max(p, MIN_CTX))
         pre_runs.append(session.prefill(ids[:p], chunk=p).seconds)
         del session
         if n:
-            session = engine.session(n)
+            session = engine.session(max(n, MIN_CTX))
             t0 = time.perf_counter()
             for t in ids[p:]:
                 session.eval_token(int(t))

@@ -166,3 +166,20 @@ def test_kernel_micro_benchmark_on_the_thread_cpu_clock():
                              "--cpu-time", "--kernel-repeat", "2", "--json"))
     assert r["cpu_time"] and r["bandwidth_buffer_mb"] == 64 and r["bandwidth_bytes_per_s"] > 0
     assert r["kernels"][0]["type"] == "Q4_0" and r["kernels"][0]["gb_per_s"] > 0
+
+
+def test_bench_sessions_are_long_enough_for_the_jit_attention(monkeypatch):
+    """-p 8 -n 4 still times sessions whose caches reach the JIT attention's smallest ring: a
+    shorter one would time numpy's attention, which no chat runs."""
+    import numpy as np
+
+    from app.cli import cmd_bench
+    from inference.engine import Engine
+    from jit.attention import MIN_RING
+
+    engine = Engine.load(golden_dir() / "models" / "tiny-llama-Q4_K_M.gguf")
+    sizes = []
+    real = Engine.session
+    monkeypatch.setattr(Engine, "session", lambda self, n_ctx=None: sizes.append(n_ctx) or real(self, n_ctx))
+    pre, dec = cmd_bench.timed_runs(engine, np.arange(12) % 50, 8, 4, 1)
+    assert len(pre) == len(dec) == 1 and sizes and min(sizes) >= MIN_RING
