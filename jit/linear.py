@@ -80,7 +80,7 @@ class LinearOp:
                              f"{self.qtype.name} values")
         self.row_bytes = self.n_in // bs * bb
         packed = repack.prepare(self.qtype, data, self.n_out, self.n_in, cpu) \
-            if repack.applies(self.qtype, self.n_out) else None
+            if repack.applies(self.qtype, self.n_out, getattr(w, "name", "")) else None
         self.repacked = packed is not None
         if self.repacked:       # the engine's own layout (jit/repack.py), with its own kernels
             data, self._kern, mm = packed

@@ -15,8 +15,8 @@ them again from the file).
 Repacked copies live in ordinary memory, not in the file's pages, so they are limited to
 BUDGET (half the machine's memory): past it, weights stay mapped from the file as they are, and
 a model larger than memory still pages from disk. LECTERN_REPACK=0 keeps every weight in the
-file's layout; LECTERN_REPACK=1 repacks every type that has a layout here (the default leaves Q5_K
-out, and Q8_0 without 512-bit vectors); LECTERN_REPACK=Q4_0,Q8_0 (say) only those types.
+file's layout; LECTERN_REPACK=1 repacks every type that has a layout here (DEFAULT leaves Q5_K
+out); LECTERN_REPACK=Q4_0,Q8_0 (say) only those types. The token embedding (KEPT) stays as it is.
 """
 from __future__ import annotations
 
@@ -81,25 +81,23 @@ def repacked(qtype, data: np.ndarray, n_out: int, n_in: int, cpu: CpuInfo | None
 # Repacked unless LECTERN_REPACK says otherwise. Q5_K's layout is there (LECTERN_REPACK=1) but not
 # the default: on Zen 3 its matvec from DRAM ran at 21-22 GB/s against the file layout's 24-27
 # (2 threads, interleaved runs), its batch kernel at 74 against 77-85 GMAC/s, though in cache it
-# is 1.6x faster (a machine bound by arithmetic would want it). Q8_0's layout pays with 512-bit
-# vectors (made on Zen 5) but not with 256: on Zen 3 its matvec from DRAM ran at 28-31 GB/s against
-# the file layout's 31-34, Gemma 3's decode (its 178 MB tied output is Q8_0) at 81 against 83 t/s,
-# and the copy cost the first token 0.1-0.15 s and a second home for those bytes.
+# is 1.6x faster (a machine bound by arithmetic would want it).
 DEFAULT = frozenset({"Q4_0", "Q8_0", "Q4_K"})
-DEFAULT_256 = frozenset({"Q4_0", "Q4_K"})
 
-
-def default_types(cpu: CpuInfo | None = None) -> frozenset:
-    """The types repacked by default on this CPU (DEFAULT with 512-bit vectors, else DEFAULT_256)."""
-    return DEFAULT if (cpu or detect()).vector_bits >= 512 else DEFAULT_256
+# Weights kept in the file's layout whatever their type: the token embedding, whose rows the
+# model also reads one by one, and which a tied output head multiplies too. It is the largest
+# matrix of a small model (Gemma 3 270M: 178 MB of Q8_0 for 262k x 640), so copying it cost the
+# first token 0.1-0.15 s, and on Zen 3 its decode did not gain (81 repacked, 83 not, t/s, three
+# interleaved rounds), where step35's short-row Q8_0 projections did (26.3 against 25.5).
+KEPT = frozenset({"token_embd.weight"})
 
 
 def repacked_types() -> frozenset:
-    """The types the engine repacks: LECTERN_REPACK unset: default_types(); 1: all of BLOCKS; 0:
-    none; a list such as Q4_0,Q8_0: those of BLOCKS (to compare layouts type by type)."""
+    """The types the engine repacks: LECTERN_REPACK unset: DEFAULT; 1: all of BLOCKS; 0: none;
+    a list such as Q4_0,Q8_0: those of BLOCKS (to compare layouts type by type)."""
     raw = env_raw(b"LECTERN_REPACK")
     if raw in (None, b""):
-        return default_types()
+        return DEFAULT
     if raw == b"1":
         return frozenset(BLOCKS)
     if raw == b"0":
@@ -107,9 +105,9 @@ def repacked_types() -> frozenset:
     return frozenset(t.strip().upper() for t in raw.decode(errors="replace").split(",")) & frozenset(BLOCKS)
 
 
-def applies(qtype, n_out: int) -> bool:
-    """Whether a weight of this type and row count is repacked."""
-    return n_out % 8 == 0 and n_out > 0 and T(qtype).name in repacked_types()
+def applies(qtype, n_out: int, name: str = "") -> bool:
+    """Whether a weight of this type, row count and GGUF name is repacked."""
+    return n_out % 8 == 0 and n_out > 0 and name not in KEPT and T(qtype).name in repacked_types()
 
 
 def _physical_bytes() -> int:
