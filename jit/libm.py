@@ -25,16 +25,18 @@ NAMES = ("cosf", "sinf")
 BOUND = (*NAMES, "tanhf")
 
 
-@functools.cache
-def cosf_sinf_ir(cpu: CpuInfo) -> str:
+def _map_ir(cpu: CpuInfo, symbol: str, names: tuple[str, ...]) -> str:
+    """symbol(t, out_0, out_1, n): out_k[i] = names[k](t[i]) for one or two functions."""
     mt = ModuleText(cpu)
-    fn = mt.function("define void @cosf_sinf(ptr noalias %t, ptr noalias %c, ptr noalias %s, i64 %n) nounwind")
-    for name in NAMES:
+    outs = [f"%o{k}" for k in range(len(names))]
+    params = ", ".join(f"ptr noalias {o}" for o in outs) + (", ptr %unused" if len(names) == 1 else "")
+    fn = mt.function(f"define void @{symbol}(ptr noalias %t, {params}, i64 %n) nounwind")
+    for name in names:
         fn.declare(f"declare float @{name}(float) nounwind")
     with fn.loop("0", "%n", stem="cs") as L:
         off = fn.v(f"shl i64 {L.i}, 2")
         t = fn.load("float", fn.gep("%t", off), 4)
-        for name, out in zip(NAMES, ("%c", "%s")):
+        for name, out in zip(names, outs):
             # a plain call (no intrinsic): LLVM may not fold or vectorize it into other code
             fn.store("float", fn.v(f"call float @{name}(float {t}) nobuiltin"), fn.gep(out, off), 4)
     fn.do("ret void")
@@ -43,17 +45,13 @@ def cosf_sinf_ir(cpu: CpuInfo) -> str:
 
 
 @functools.cache
+def cosf_sinf_ir(cpu: CpuInfo) -> str:
+    return _map_ir(cpu, "cosf_sinf", NAMES)
+
+
+@functools.cache
 def tanhf_ir(cpu: CpuInfo) -> str:
-    mt = ModuleText(cpu)
-    fn = mt.function("define void @tanhf_array(ptr noalias %t, ptr noalias %o, ptr %unused, i64 %n) nounwind")
-    fn.declare("declare float @tanhf(float) nounwind")
-    with fn.loop("0", "%n", stem="th") as L:
-        off = fn.v(f"shl i64 {L.i}, 2")
-        t = fn.load("float", fn.gep("%t", off), 4)
-        fn.store("float", fn.v(f"call float @tanhf(float {t}) nobuiltin"), fn.gep("%o", off), 4)
-    fn.do("ret void")
-    mt.add(fn)
-    return mt.text()
+    return _map_ir(cpu, "tanhf_array", ("tanhf",))
 
 
 @functools.cache
