@@ -11,7 +11,8 @@ where source is a digest of the code that writes IR (every jit/ module, and infe
 whose type table the attention kernels use): a warm start loads its kernels without building
 their IR (~20k lines of it for Gemma 3), and any edit of that code makes every entry new.
 `object_for(key, ir, cpu)` keys by the IR text itself (for IR that no builder wrote).
-An entry is MAGIC + sha256(payload) + payload; anything that does not check out is rebuilt.
+An entry is MAGIC + sha256(payload) + payload; anything that does not check out is rebuilt, and
+entries unused for STALE_DAYS are removed (`prune`, once per process).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -207,10 +209,13 @@ def object_for(key: tuple, ir_text: str | Callable[[], str], cpu: CpuInfo, use_c
     if build is not None and digest is None:
         ir_text, build = build(), None
     path = cache_root() / f"{cache_key(key, digest or ir_text, cpu)}.o"
+    if use_cache:
+        _prune_once(path.parent)
     if use_cache and path.exists():
         obj = cache_read(path)
         if obj is not None:
             stats["disk_hits"] += 1
+            _touch(path)
             return obj
         stats["rebuilt_corrupt"] += 1
         warnings.warn(f"kernel cache entry {path} is corrupt; recompiling it")
@@ -219,6 +224,49 @@ def object_for(key: tuple, ir_text: str | Callable[[], str], cpu: CpuInfo, use_c
     if use_cache:
         cache_write(path, obj)
     return obj
+
+
+# Every edit of the kernel builders (every release) keys a new set of entries; the old sets are
+# removed once no process has used them for STALE_DAYS (a hit renews an entry's time).
+STALE_DAYS = 30
+_pruned: set = set()
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:                   # a read-only cache still serves its entries
+        pass
+
+
+def prune(root: Path, max_age_s: float = STALE_DAYS * 86400.0, now: float | None = None) -> int:
+    """Remove the entries (and temporaries of interrupted writes) under root unused for longer
+    than max_age_s; -> how many. What cannot be read or removed is left alone."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return 0
+    for p in entries:
+        if p.suffix != ".o" and not p.name.endswith(".tmp"):
+            continue
+        try:
+            if now - p.stat().st_mtime > max_age_s:
+                p.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _prune_once(root: Path) -> None:
+    """prune(root) once per process, on a background thread (~600 entries: a few ms)."""
+    with _lock:
+        if root in _pruned:
+            return
+        _pruned.add(root)
+    threading.Thread(target=prune, args=(root,), daemon=True, name="lectern-kernel-cache-prune").start()
 
 
 _loaded: dict = {}

@@ -160,3 +160,30 @@ def test_without_the_source_kernels_are_keyed_by_their_ir(cache, monkeypatch):
         assert a.tolist() == [0, 3, 6, 9, 12]
     assert built == [IR, IR + "\n", IR]                       # built every time: the IR is the key
     assert delta("compiled", s0) == 2 and delta("disk_hits", s0) == 1
+
+
+def test_entries_unused_for_a_month_are_pruned_and_a_hit_renews_one(cache, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setattr(jc, "_pruned", {cache})                 # no background prune: this test's own
+    jc.object_for(("test", "old"), IR, host())
+    used = jc.object_for(("test", "used"), IR + "\n", host())
+    entries = list(cache.glob("*.o"))
+    assert len(entries) == 2
+    stale = time.time() - (jc.STALE_DAYS + 1) * 86400
+    for p in entries:
+        os.utime(p, (stale, stale))
+    (cache / "x.o.123.456.tmp").write_bytes(b"half")
+    os.utime(cache / "x.o.123.456.tmp", (stale, stale))
+    (cache / "notes.txt").write_text("not ours")
+    os.utime(cache / "notes.txt", (stale, stale))
+    s0 = dict(jc.stats)
+    jc.object_for(("test", "used"), IR + "\n", host())           # a hit renews its entry
+    assert delta("disk_hits", s0) == 1
+    assert jc.prune(cache) == 2                                 # the other entry and the temporary
+    left = sorted(p.name for p in cache.iterdir())
+    assert len(left) == 2 and "notes.txt" in left
+    assert jc.object_for(("test", "used"), IR + "\n", host()) == used and delta("compiled", s0) == 0
+    assert jc.prune(cache, max_age_s=0.0, now=time.time() + 10) == 1      # everything ours, when stale
+    assert [p.name for p in cache.iterdir()] == ["notes.txt"]
