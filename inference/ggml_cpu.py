@@ -91,22 +91,23 @@ def _cosf_sinf(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rounded: ~1.5 % of these angles differ from the rounded float64 value)."""
     if _LIBM is None:
         return np.cos(t.astype(F64)).astype(F32), np.sin(t.astype(F64)).astype(F32)
-    if t.size > 16 and (native := _native_cosf_sinf()) is not None:
+    if t.size > 16 and (native := _native_libm()) is not None:
         try:
-            return native(_LIBM, t)      # the same cosf/sinf, called from one native loop
+            return native.cosf_sinf(_LIBM, t)      # the same cosf/sinf, called from one native loop
         except Exception:  # noqa: BLE001 - no JIT for it: the per-value calls below give the same bits
             pass
     return (np.array([_LIBM.cosf(float(v)) for v in t], F32),
             np.array([_LIBM.sinf(float(v)) for v in t], F32))
 
 
-def _native_cosf_sinf():
-    """jit.libm.cosf_sinf if the JIT kernels are selected (LECTERN_KERNELS), else None."""
+def _native_libm():
+    """jit.libm (the C library's functions over arrays in one native loop) if the JIT kernels are
+    selected (LECTERN_KERNELS), else None."""
     try:
         from jit import api, libm
     except ImportError:
         return None
-    return libm.cosf_sinf if api.enabled() else None
+    return libm if api.enabled() else None
 
 
 def rope_angles(pos: np.ndarray, n_dims: int, base: float, freq_scale: float,
@@ -251,12 +252,11 @@ def gelu_table() -> np.ndarray:
 def _tanhf(t: np.ndarray) -> np.ndarray:
     """The C library's tanhf of each value: one native loop when the JIT is selected, else one
     ctypes call per value (the same bits)."""
-    try:
-        from jit import api, libm
-        if api.enabled():
-            return libm.tanhf(_LIBM, t)
-    except Exception:  # noqa: BLE001 - no JIT for it: the per-value calls below give the same bits
-        pass
+    if (native := _native_libm()) is not None:
+        try:
+            return native.tanhf(_LIBM, t)
+        except Exception:  # noqa: BLE001 - no JIT for it: the per-value calls below give the same bits
+            pass
     return np.array([_LIBM.tanhf(float(v)) for v in t], F32)
 
 

@@ -62,11 +62,13 @@ def _bind(lib_path: str) -> bool:
     return True
 
 
-def kernel(libm: ctypes.CDLL, cpu: CpuInfo | None = None):
-    """cosf_sinf bound to the cosf/sinf of the library `libm` (a loaded ctypes.CDLL)."""
+def kernel(libm: ctypes.CDLL, symbol: str = "cosf_sinf", cpu: CpuInfo | None = None):
+    """The loop `symbol` (cosf_sinf or tanhf_array) bound to the functions of the library `libm`
+    (a loaded ctypes.CDLL)."""
     cpu = cpu or detect()
     _bind(libm._name)
-    return jc.kernel(("cosf_sinf",), lambda: cosf_sinf_ir(cpu), {"cosf_sinf": PROTO}, cpu)["cosf_sinf"]
+    build = {"cosf_sinf": cosf_sinf_ir, "tanhf_array": tanhf_ir}[symbol]
+    return jc.kernel((symbol,), lambda: build(cpu), {symbol: PROTO}, cpu)[symbol]
 
 
 def cosf_sinf(libm: ctypes.CDLL, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +82,5 @@ def tanhf(libm: ctypes.CDLL, t: np.ndarray) -> np.ndarray:
     """tanhf of each value, by the C library `libm` (a loaded ctypes.CDLL), in one native call."""
     t = np.ascontiguousarray(t, np.float32)
     out = np.empty_like(t)
-    cpu = detect()
-    _bind(libm._name)
-    fn = jc.kernel(("tanhf_array",), lambda: tanhf_ir(cpu), {"tanhf_array": PROTO}, cpu)["tanhf_array"]
-    fn(t.ctypes.data, out.ctypes.data, 0, t.size)
+    kernel(libm, "tanhf_array")(t.ctypes.data, out.ctypes.data, 0, t.size)
     return out
