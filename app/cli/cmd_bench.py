@@ -20,11 +20,6 @@ import time
 from . import bench_long
 from .engine_args import add_model_args, model_path
 
-# Sessions hold at least this many tokens: a cache (or sliding-window ring) shorter than the JIT
-# attention's smallest ring (jit.attention.MIN_RING) runs attention on numpy, which a chat never
-# does (-n 32 on step35-flash-slice measured ~15 t/s against ~25 with -n 64).
-MIN_CTX = 64
-
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 KERNEL_TYPES = "Q4_K,Q4_0,Q8_0,Q4_1,Q5_0,Q5_K,Q6_K,Q3_K,Q2_K,IQ4_NL,IQ4_XS,F16,BF16"
 KERNEL_MATRIX_BYTES = 256 << 20       # ~256 MB of weights: far beyond any desktop L3
@@ -138,7 +133,7 @@ def run(args) -> int:
     # warm up as llama-bench does (a prompt and a token, untimed): the kernels load, the weights'
     # pages are mapped, the pools start; what is timed next is the steady speed
     if p:
-        warm = engine.session(max(p + 1, MIN_CTX))
+        warm = engine.session(max(p + 1, min_ctx()))
         warm.prefill(ids[:p], chunk=p)
         warm.eval_token(int(ids[0]))
         del warm
@@ -206,17 +201,27 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
+def min_ctx() -> int:
+    """Tokens a timed session holds at least: the JIT attention's smallest ring. A shorter cache
+    (or sliding-window ring) runs attention on numpy, which a chat never does (-n 32 on
+    step35-flash-slice measured ~15 t/s against ~25 with -n 64)."""
+    from jit.attention import MIN_RING
+
+    return MIN_RING
+
+
 def timed_runs(engine, ids, p: int, n: int, reps: int) -> tuple[list[float], list[float]]:
     """reps timed runs of each test as llama-bench times them -> (prefill seconds, decode
     seconds) per run: pp, the p prompt tokens as one batch into an empty session; tg, n tokens
     decoded one by one from an empty context (ids after the prompt's)."""
     pre_runs, dec_runs = [], []
+    least = min_ctx()
     for _ in range(reps):
-        session = engine.session(max(p, MIN_CTX))
+        session = engine.session(max(p, least))
         pre_runs.append(session.prefill(ids[:p], chunk=p).seconds)
         del session
         if n:
-            session = engine.session(max(n, MIN_CTX))
+            session = engine.session(max(n, least))
             t0 = time.perf_counter()
             for t in ids[p:]:
                 session.eval_token(int(t))
