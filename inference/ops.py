@@ -319,6 +319,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.divide(1.0, t := _one_plus_exp_neg(x), out=t)
 
 
+def sigmoid_ggml(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + ggml_v_expf(-x)) in float32: a sigmoid whose exp the JIT's decode plans compute
+    with the same bits (jit/kernels/moe_block.py; llama.cpp's own sigmoid uses libm's expf, within
+    an ulp of this). Used by Step-3.5's head gate and the MoE routers."""
+    x = np.asarray(x, np.float32)
+    with np.errstate(over="ignore"):
+        return np.float32(1.0) / (np.float32(1.0) + ggml_cpu.v_expf(-x))
+
+
 def _one_plus_exp_neg(x: np.ndarray) -> np.ndarray:
     """1 + e^-x in a new buffer (silu's and sigmoid's denominator, computed in place)."""
     t = np.negative(x)

@@ -8,7 +8,9 @@
     out = sum_e w_e * W_down_e(swiglu(W_gate_e y, W_up_e y))    (+ shared expert, added by caller)
 
 `swiglu` takes an optional clamp `limit` (Step-3.5's swiglu_clamp_*): up is clipped to
-[-limit, limit] and silu(gate) is capped above at limit; limit <= 1e-6 means no clamp.
+[-limit, limit] and silu(gate) is capped above at limit; limit <= 1e-6 means no clamp. silu and
+the sigmoid router use ggml's vector exp (ggml_v_expf), the sum of the weights is ggml's
+(sequential, in double): the float32 operations a native decode step repeats bit for bit.
 Expert weights are used as stored: each expert matrix is taken with ops.expert and applied once
 per call to all the tokens routed to it.
 """
@@ -29,6 +31,7 @@ GATING_NAMES = {1: "softmax", 2: "sigmoid", 3: "softmax_weight", 4: "sqrt_softpl
 
 NORM_FLOOR = np.float32(6.103515625e-5)
 CLAMP_EPS = 1e-6
+NATIVE_DECODE = True    # one token's MoE layer as one native call (jit.moe) where it applies; tests compare
 
 
 def check_gating(gating: int, where: str) -> int:
@@ -46,7 +49,7 @@ def route(logits: np.ndarray, n_used: int, gating: int, bias: np.ndarray | None 
     if gating == GATING_SOFTMAX:
         probs = ops.softmax(logits, axis=-1)
     elif gating == GATING_SIGMOID:
-        probs = ops.sigmoid(logits)
+        probs = ops.sigmoid_ggml(logits)
     elif gating == GATING_SOFTMAX_WEIGHT:
         probs = logits
     elif gating == GATING_SQRT_SOFTPLUS:
@@ -58,8 +61,9 @@ def route(logits: np.ndarray, n_used: int, gating: int, bias: np.ndarray | None 
     w = np.take_along_axis(probs, sel, axis=-1)                            # [T, k]
     if gating == GATING_SOFTMAX_WEIGHT:
         w = ops.softmax(w, axis=-1)
-    if norm_w:
-        w = w / np.maximum(np.sum(w, axis=-1, keepdims=True, dtype=np.float32), NORM_FLOOR)
+    if norm_w:   # ggml_vec_sum_f32: a sequential sum in double, rounded to float
+        total = np.cumsum(w, axis=-1, dtype=np.float64)[:, -1:].astype(np.float32)
+        w = w / np.maximum(total, NORM_FLOOR)
     if scale != 0.0 and scale != 1.0:
         w = w * np.float32(scale)
     return sel, w.astype(np.float32)
@@ -70,7 +74,7 @@ def swiglu(gate: np.ndarray, up: np.ndarray, limit: float = 0.0) -> np.ndarray:
     ggml_swiglu_split (ggml_vec_swiglu_f32, its own exp), on the JIT kernel when selected."""
     if limit <= CLAMP_EPS:
         return ops.swiglu_ggml(np.asarray(gate, np.float32), np.asarray(up, np.float32))
-    act = ops.silu(gate)
+    act = ops.silu_ggml(np.asarray(gate, np.float32))       # ggml_silu, then the clamps
     up = np.clip(up, -limit, limit)
     act = np.minimum(act, np.float32(limit))
     return act * up
@@ -128,3 +132,41 @@ def moe_ffn(y: np.ndarray, gate_inp: Tensor, gate_exps: Tensor, up_exps: Tensor,
     """The routed part of the MoE FFN. y: [T, E] -> [T, E] (add the shared expert yourself)."""
     sel, w = route(ops.linear(gate_inp, y), n_used, gating, exp_probs_b, norm_w, scale)
     return experts(y, sel, w, gate_exps, up_exps, down_exps, limit)
+
+
+def moe_layer(y: np.ndarray, gate_inp: Tensor, gate_exps: Tensor, up_exps: Tensor, down_exps: Tensor,
+              n_used: int, gating: int, exp_probs_b: np.ndarray | None = None, norm_w: bool = True,
+              scale: float = 0.0, limit: float = 0.0, shexp: tuple | None = None,
+              limit_sh: float = 0.0) -> np.ndarray:
+    """A whole MoE FFN: the routed experts plus the shared expert shexp = (gate, up, down), if any.
+    y: [T, E] -> [T, E]. One token runs as one native call where the JIT has one (jit.moe, the
+    same bits as the operations below)."""
+    if y.shape[0] == 1 and gating == GATING_SIGMOID:
+        block = _native_block(gate_inp, gate_exps, up_exps, down_exps, n_used, exp_probs_b, norm_w, scale, limit,
+                              shexp, limit_sh)
+        if block is not None:
+            return block(y[0])[None]
+    out = moe_ffn(y, gate_inp, gate_exps, up_exps, down_exps, n_used, gating, exp_probs_b, norm_w, scale, limit)
+    if shexp is not None:
+        out = out + ffn(y, *shexp, limit_sh)
+    return out
+
+
+def _native_block(gate_inp, gate_exps, up_exps, down_exps, n_used, bias, norm_w, scale, limit, shexp, limit_sh):
+    """jit.moe's MoeBlock for this layer (kept on the router tensor) when the per-op decode would
+    run on the JIT kernels, else None."""
+    if not (NATIVE_DECODE and ops.ROUND_ACTIVATIONS):
+        return None
+    try:
+        from jit import api
+        from jit import moe as jm
+    except ImportError:
+        return None
+    if not api.enabled() or not hasattr(api.get_pool(), "raw"):
+        return None
+
+    def make():
+        shape = jm.shape_for(gate_inp, gate_exps, down_exps, n_used, bias, norm_w, scale, limit, shexp, limit_sh)
+        return None if shape is None else jm.MoeBlock(shape, gate_inp, gate_exps, up_exps, down_exps, bias, shexp)
+
+    return jm.block_for(gate_inp, make)

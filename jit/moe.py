@@ -1,0 +1,150 @@
+"""A decode step's MoE FFN in one native call (jit/kernels/moe_block.py), for kimi-linear's and
+Step-3.5's MoE layers: `MoeBlock(...)` prepares, once per layer, every expert's LinearOp (their
+kernel and weight addresses go into per-expert tables the native code patches the job tables
+from), the router's and the shared expert's blocks and the scratch buffers (llama2.c's RunState);
+`block(y)` then runs router, routing, the k experts and the shared expert for one token.
+
+The result has the bits of inference/models/moe.py's per-op decode (tested). A decode plan passes
+its own h / out buffers (the block reads h and writes out); alone the block owns them.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+
+from . import api
+from . import compile as jc
+from .cpu import detect
+from .group import Jobs
+from .kernels.group import GJ_FIELDS, GR_FIELDS
+from .kernels.moe_block import CLAMP_EPS, MB_FIELDS, MoeShape, moe_ir, padded, supported
+from .kernels.tiles import LO_FIELDS
+from .linear import ONE_PROTO, _addr, op_for, tiles
+
+LO = {k: i for i, k in enumerate(LO_FIELDS)}
+
+
+def kernel(shape: MoeShape):
+    cpu = detect()
+    return jc.kernel(("moe_ffn", shape), lambda: moe_ir(shape, cpu), {"moe_ffn": ONE_PROTO}, cpu)["moe_ffn"]
+
+
+def expert_ops(w, n_exp: int) -> list:
+    from inference import ops
+
+    return [op_for(ops.expert(w, e)) for e in range(n_exp)]
+
+
+def shape_for(gate_inp, gate_exps, down_exps, k: int, bias, norm_w: bool, scale: float, limit: float,
+              shexp, limit_sh: float) -> MoeShape | None:
+    """The block's key, or None where it does not apply (a type the JIT lacks, shared gate and up
+    of different shapes, odd sizes)."""
+    n_exp, n_ff, E = gate_exps.shape
+    mats = [gate_inp, gate_exps, down_exps] + [m for m in (shexp or ()) if m is not None]
+    if not all(api.supports(m.ggml_type) for m in mats):
+        return None
+    if shexp is not None and (shexp[0].shape != shexp[1].shape or shexp[2].shape[0] != E):
+        return None
+    down = op_for(_first_expert(down_exps))
+    if tuple(down_exps.shape) != (n_exp, E, n_ff):
+        return None
+    shape = MoeShape(E, n_exp, int(k), n_ff, 0 if shexp is None else shexp[0].shape[0], bias is not None,
+                     bool(norm_w), float(np.float32(scale)), float(np.float32(limit)) if limit > CLAMP_EPS else 0.0,
+                     float(np.float32(limit_sh)) if limit_sh > CLAMP_EPS else 0.0, down._xbytes if down._quant_addr else 0)
+    return shape if supported(shape) else None
+
+
+def _first_expert(w):
+    from inference import ops
+
+    return ops.expert(w, 0)
+
+
+class MoeBlock:
+    def __init__(self, shape: MoeShape, gate_inp, gate_exps, up_exps, down_exps, bias, shexp,
+                 h: int | None = None, out: int | None = None):
+        s = self.shape = shape
+        self._fn = kernel(shape)
+        pool = api.get_pool()
+        run, ctx, self._lock = pool.raw()
+        self._jobs = jobs = Jobs(pool)
+        E, K, F = s.n_embd, s.k, s.n_ff
+        n = {"h": E, "out": E, "logits": padded(s.n_exp), "probs": padded(s.n_exp), "wslot": K, "wasc": K,
+             "gu": 2 * K * F, "act": K * F, "z": K * E, "sh_g": s.n_ff_sh, "sh_u": s.n_ff_sh,
+             "sh_act": s.n_ff_sh, "sh": E}
+        self.buf = {k: np.zeros(max(1, v), np.float32) for k, v in n.items()}
+        ptr = {k: v.ctypes.data for k, v in self.buf.items()}
+        if h is not None:
+            ptr["h"] = h
+        if out is not None:
+            ptr["out"] = out
+        self._keep: list = [bias]
+        g_ops, u_ops, d_ops = (expert_ops(w, s.n_exp) for w in (gate_exps, up_exps, down_exps))
+        tab = {}
+        for name, opl in (("g", g_ops), ("u", u_ops), ("d", d_ops)):
+            tab[f"kern_{name}"] = self._i64([op._kern_addr for op in opl])
+            tab[f"w_{name}"] = self._i64([op._w for op in opl])
+        parts = [(g_ops[j], ptr["gu"] + 4 * j * F) for j in range(K)] + \
+                [(u_ops[j], ptr["gu"] + 4 * (K + j) * F) for j in range(K)]
+        job_gu = jobs.rows(parts, ptr["h"])
+        gu_table = ctypes.c_int64.from_address(job_gu + 8 * GJ_FIELDS.index("table")).value
+        d0 = d_ops[0]
+        xq_d = np.zeros(K * s.xbytes_d + 64, np.uint8)
+        d_table = [K]
+        for j in range(K):
+            xq = xq_d.ctypes.data + j * s.xbytes_d if s.xbytes_d else ptr["act"] + 4 * j * F
+            d_table += [d0._kern_addr, d0._w, xq, ptr["z"] + 4 * j * E, j * E, E, F]
+        d_table = self._i64(d_table)
+        slots = dict(h=ptr["h"], out=ptr["out"], logits=ptr["logits"], probs=ptr["probs"],
+                     bias=0 if bias is None else bias.ctypes.data, taken=self._i64([0] * s.n_exp),
+                     wslot=ptr["wslot"], wasc=ptr["wasc"], job_gu=job_gu, gu_table=gu_table, gu=ptr["gu"],
+                     act=ptr["act"], quant_d=d0._quant_addr, xq_d=xq_d.ctypes.data, d_table=d_table, run=run,
+                     ctx=ctx, group_rows=_addr(jobs.k["group_rows"]), d_rows=K * E,
+                     d_chunk=pool.chunk_rows(K * E, d0.row_bytes), z=ptr["z"],
+                     linear_one=_addr(tiles()["linear_one"]), linear_group=jobs.linear_group,
+                     lo_router=self._block(op_for(gate_inp), ptr["h"], ptr["logits"]), **tab)
+        self._keep.append(xq_d)
+        if s.n_ff_sh:
+            gs, us, ds = (op_for(m) for m in shexp)
+            slots.update(job_sh=jobs.rows([(gs, ptr["sh_g"]), (us, ptr["sh_u"])], ptr["h"]),
+                         sh_g=ptr["sh_g"], sh_u=ptr["sh_u"], sh_act=ptr["sh_act"], sh=ptr["sh"],
+                         lo_sh_down=self._block(ds, ptr["sh_act"], ptr["sh"]))
+        self.M = self._i64([slots.get(k, 0) for k in MB_FIELDS])
+        self.fn_addr = _addr(self._fn)
+
+    def _i64(self, values) -> int:
+        a = np.array(values, np.int64)
+        self._keep.append(a)
+        return a.ctypes.data
+
+    def _block(self, op, x: int, y: int) -> int:
+        """A linear_one block of op reading x and writing y (an F32 weight reads x directly)."""
+        b = op._one_p.copy()
+        b[LO["x"]], b[LO["y"]] = x, y
+        if b[LO["quant"]] == 0:
+            b[LO["xq"]] = x
+        self._keep.append((op, b))
+        return b.ctypes.data
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        """y [n_embd] (the normed hidden state) -> routed + shared output [n_embd] (a new array)."""
+        with self._lock:
+            np.copyto(self.buf["h"], y)
+            self._fn(self.M)
+            return self.buf["out"].copy()
+
+
+_cache_lock = threading.Lock()
+
+
+def block_for(key_tensor, make) -> MoeBlock | None:
+    """The MoeBlock kept on a layer's router tensor (made by make() on first use; None: none applies)."""
+    cache = key_tensor.__dict__.setdefault("_moe_block", {})
+    pool = api.get_pool()
+    hit = cache.get(id(pool), False)
+    if hit is False:
+        with _cache_lock:
+            hit = cache[id(pool)] = make()
+    return hit
