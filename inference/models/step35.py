@@ -28,6 +28,7 @@ from .base import KV, RING, State
 RING_SLACK = 64         # extra ring slots beyond the window, so short rewinds keep the window
 Q_BLOCK = 256           # queries attended at once, at most ...
 SCORE_BUDGET = 1 << 22  # ... and at most this many scores [heads, queries, keys] per block
+USE_PLAN = True         # decode a token through jit.plan_step35 when it applies (tests compare with False)
 
 
 # ---------------------------------------------------------------------------------- config
@@ -256,6 +257,13 @@ class Model(base.Model):
             return np.zeros((0, n_vocab), np.float32)
         pos = np.arange(state.n_past, state.n_past + T, dtype=np.int64)   # [T]
         h = ops.embed(self.token_embd, tokens)                             # h: [T, n_embd]
+        plan = self.decode_plan(state) if T == 1 and trace is None else None
+        if plan is not None:                 # every layer (and the head) in one native call, the same bits
+            out = plan.step(h[0], int(pos[0]), state)[None]
+            state.n_past += 1
+            if plan.head.H is not None:
+                return out                                                 # [1, n_vocab]
+            return ops.linear(self.output, ops.rms_norm(out, self.output_norm, self.cfg.eps))
         for il, L in enumerate(self.layers):
             h = h + self.attention(il, L, ops.rms_norm(h, L.attn_norm, self.cfg.eps), pos, state)
             if trace is not None:
@@ -268,6 +276,24 @@ class Model(base.Model):
         if last_only:
             h = h[-1:]
         return ops.linear(self.output, ops.rms_norm(h, self.output_norm, self.cfg.eps))  # [T, n_vocab]
+
+    def decode_plan(self, state: State):
+        """jit.plan_step35.Step35Plan for this state when the JIT runs this model (cached), else None."""
+        if not (USE_PLAN and ops.SINGLE_QUERY_DECODE_ORDER):      # the plan sums in decode order
+            return None
+        try:
+            from jit import api
+            from jit import plan_step35 as jp
+        except ImportError:
+            return None
+        plan = getattr(self, "_plan", None)
+        if plan is not None and plan.refs.matches(state):
+            return plan if api.enabled() else None
+        self._plan = None
+        if not jp.plannable(self, state):
+            return None
+        self._plan = jp.Step35Plan(self, state)
+        return self._plan
 
     def qkv(self, L: Layer, x: np.ndarray, hq: int, hkv: int):
         """x: [T, n_embd] -> q [T, Hq, d], k [T, Hkv, d], v [T, Hkv, dv], and the head gate's
@@ -320,7 +346,7 @@ class Model(base.Model):
         else:
             o = self.exact_attention(state, il, q, k, v, pos, scale)
         if gate is not None:
-            o = o * ops.sigmoid(gate)[:, :, None]                              # gate: [T, Hq, 1]
+            o = o * ops.sigmoid_ggml(gate)[:, :, None]                           # gate: [T, Hq, 1]
         return ops.linear(L.attn_output, o.reshape(len(x), hq * cfg.head_dim_v))
 
     def exact_attention(self, state: State, il: int, q, k, v, pos, scale) -> np.ndarray:
@@ -377,9 +403,7 @@ class Model(base.Model):
         cfg = self.cfg
         if L.ffn_gate_inp is None:   # dense; build_ffn applies the shared-expert clamp here too
             return moe.ffn(y, L.ffn_gate, L.ffn_up, L.ffn_down, cfg.clamp_shexp[il])
-        out = moe.moe_ffn(y, L.ffn_gate_inp, L.ffn_gate_exps, L.ffn_up_exps, L.ffn_down_exps,
-                          cfg.n_expert_used, cfg.gating_func, L.exp_probs_b, cfg.weights_norm,
-                          cfg.weights_scale, cfg.clamp_exp[il])
-        if L.ffn_gate_shexp is not None:
-            out = out + moe.ffn(y, L.ffn_gate_shexp, L.ffn_up_shexp, L.ffn_down_shexp, cfg.clamp_shexp[il])
-        return out
+        shexp = None if L.ffn_gate_shexp is None else (L.ffn_gate_shexp, L.ffn_up_shexp, L.ffn_down_shexp)
+        return moe.moe_layer(y, L.ffn_gate_inp, L.ffn_gate_exps, L.ffn_up_exps, L.ffn_down_exps,
+                             cfg.n_expert_used, cfg.gating_func, L.exp_probs_b, cfg.weights_norm,
+                             cfg.weights_scale, cfg.clamp_exp[il], shexp, cfg.clamp_shexp[il])

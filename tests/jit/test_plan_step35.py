@@ -1,0 +1,96 @@
+"""jit.plan_step35: decoding a Step-3.5 model through the one-call-per-token plan gives exactly the
+per-op path's bits (logits, KV caches, ring positions), through wrapping sliding-window rings, on
+every tiny golden step35 file (full and sliding layers of different head counts, a dense layer,
+MoE layers with clamped routed and shared experts)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference import load_model
+from inference.models import step35
+from jit import plan_step35 as jp
+from tests.conftest import golden_dir
+
+STEMS = ["tiny-step35-F16", "tiny-step35-Q8_0", "tiny-step35-Q4_K_M", "tiny-step35-Q6_K"]
+
+
+def both(m, n_prompt: int, n_steps: int, n_ctx: int, seed: int = 0, kv_type: str | None = None):
+    ids = np.random.default_rng(seed).integers(0, m.n_vocab, n_prompt + n_steps)
+    out = {}
+    for use in (False, True):
+        step35.USE_PLAN = use
+        try:
+            st = m.new_state(n_ctx, kv_type=kv_type)
+            m.forward(ids[:n_prompt], st)
+            logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
+            out[use] = np.stack(logits), st, getattr(m, "_plan", None)
+        finally:
+            step35.USE_PLAN = True
+    return out
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_plan_gives_the_per_op_bits_through_wrapping_rings(stem):
+    m = load_model(golden_dir() / "models" / f"{stem}.gguf")
+    out = both(m, 20, 70, 120, seed=len(stem))          # window 8, ring 72: positions up to 89 wrap it
+    assert out[False][2] is None and isinstance(out[True][2], jp.Step35Plan), "the plan did (not) run"
+    assert np.array_equal(out[False][0], out[True][0])
+    a, b = out[False][1], out[True][1]
+    assert a.arrays.keys() == b.arrays.keys()
+    for k in a.arrays:                                  # caches and ring positions
+        assert np.array_equal(a.arrays[k], b.arrays[k]), k
+    assert b.can_rewind(80) == a.can_rewind(80)
+
+
+def test_a_planned_state_rewinds_and_continues_on_the_per_op_path():
+    """Decode planned, rewind into the ring's slack, continue per-op: the per-op-only run's bits."""
+    m = load_model(golden_dir() / "models" / "tiny-step35-Q8_0.gguf")
+    ids = np.random.default_rng(3).integers(0, m.n_vocab, 60)
+    outs = []
+    for planned in (True, False):
+        step35.USE_PLAN = planned
+        try:
+            st = m.new_state(100)
+            m.forward(ids[:10], st)
+            for i in range(10, 50):
+                m.forward(ids[i:i + 1], st)
+            assert (m._plan is not None and m._plan.refs.matches(st)) == planned
+            assert st.can_rewind(45)
+            st.rewind(45)
+            step35.USE_PLAN = False
+            outs.append(np.concatenate([m.forward(ids[i:i + 1], st) for i in range(45, 55)]))
+        finally:
+            step35.USE_PLAN = True
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_no_plan_for_an_f32_cache_or_without_rounded_activations(monkeypatch):
+    """The f32 cache runs exact float32 attention in numpy, and plain float activations the numpy
+    matmuls: the per-op path, which the plan could not reproduce."""
+    from inference import ops
+
+    m = load_model(golden_dir() / "models" / "tiny-step35-Q8_0.gguf")
+    assert not jp.plannable(m, m.new_state(96, kv_type="f32"))
+    assert jp.plannable(m, m.new_state(96))
+    monkeypatch.setattr(ops, "ROUND_ACTIVATIONS", False)
+    assert not jp.plannable(m, m.new_state(96))
+
+
+def test_plan_follows_a_new_state():
+    m = load_model(golden_dir() / "models" / "tiny-step35-Q4_K_M.gguf")
+    st = m.new_state(80)
+    m.forward(np.array([1, 2, 3]), st)
+    m.forward(np.array([4]), st)
+    first = m._plan
+    st2 = m.new_state(80)
+    m.forward(np.array([1, 2, 3]), st2)
+    a = m.forward(np.array([4]), st2)
+    assert m._plan is not first and m._plan.refs.matches(st2)
+    step35.USE_PLAN = False
+    try:
+        st3 = m.new_state(80)
+        m.forward(np.array([1, 2, 3]), st3)
+        assert np.array_equal(m.forward(np.array([4]), st3), a)
+    finally:
+        step35.USE_PLAN = True
