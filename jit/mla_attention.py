@@ -40,8 +40,10 @@ def block_size(S: int) -> int:
 def merge(m: np.ndarray, l: np.ndarray, acc: np.ndarray) -> np.ndarray:
     """Blocks' m [nb, H], l [nb, H], acc [nb, H, R] -> softmax-weighted values [H, R] (acc is
     overwritten)."""
+    from inference import ggml_cpu
+
     top = m.max(axis=0)                                          # [H]
-    w = np.exp(m - top).astype(np.float32)                       # [nb, H]
+    w = ggml_cpu.v_expf(m - top)                                 # [nb, H]; ggml's exp, as the kimi plan's merge
     tot = (w * l).sum(axis=0, dtype=np.float32)                  # [H]
     np.multiply(acc, w[:, :, None], out=acc)                     # in place: no 2 MB temporary per step
     out = np.add.reduce(acc, axis=0)                             # block after block: a fixed order

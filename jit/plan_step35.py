@@ -19,7 +19,8 @@ from .cpu import detect
 from .group import Jobs
 from .kernels import attention as ka
 from .kernels.moe_block import padded
-from .kernels.step35_layer import SLOTS, S, Step35Shape, step35_layer_ir, step35_token_ir, supported
+from .kernels.layer import indirect_token_ir
+from .kernels.step35_layer import SLOTS, S, Step35Shape, step35_layer_ir, supported
 from .linear import ONE_PROTO, _addr, op_for, tiles
 from .plan import LAYERS_PROTO, LO, Head, StateRefs, rope_row
 
@@ -74,6 +75,13 @@ def plannable(model, state) -> bool:
     if not (ka.supported(detect(), c.head_dim, c.head_dim, "f16") and hasattr(api.get_pool(), "raw")):
         return False
     return all(_layer_ok(model, state, il) for il in range(c.n_layer))
+
+
+def token_fn(name: str, n_slots: int, n_embd: int, eps: float):
+    """name(P, n, H): layer il through the function in its block's first slot, then the head."""
+    cpu, eps = detect(), float(np.float32(eps))
+    return jc.kernel((name, n_slots, n_embd, eps), lambda: indirect_token_ir(name, n_slots, n_embd, eps, cpu),
+                     {name: LAYERS_PROTO}, cpu)[name]
 
 
 class Step35Plan:
@@ -142,9 +150,7 @@ class Step35Plan:
             p[S["attn_p"]], p[S["attn_fn"]], p[S["run"]], p[S["ctx"]] = ap.ctypes.data, attn_fn, run, ctx
             p[S["attn_chunk"]] = max(1, -(-c.n_head[il] // pool.n))
             p[S["linear_one"]], p[S["linear_group"]] = lin_one, jobs.linear_group
-        self._fn = jc.kernel(("step35_layers", E, float(np.float32(c.eps))),
-                             lambda: step35_token_ir(E, float(np.float32(c.eps)), cpu),
-                             {"step35_layers": LAYERS_PROTO}, cpu)["step35_layers"]
+        self._fn = token_fn("step35_layers", len(SLOTS), E, c.eps)
         self._swa = [il for il in range(n) if c.is_swa[il]]
         self.head = Head(self, model.output, model.output_norm, E)
 

@@ -27,6 +27,7 @@ from .mla import MLAWeights, mla_mixer
 
 DEFAULT_N_CTX = 8192   # new_state() without n_ctx: the training context, capped here
 FFN_ROWS = 512         # the dense FFN of a long chunk runs this many tokens at a time (base.in_row_parts)
+USE_PLAN = True        # decode a token through jit.plan_kimi when it applies (tests compare with False)
 
 
 @dataclass
@@ -208,6 +209,13 @@ class Model(base.Model):
         if T and (tokens.min() < 0 or tokens.max() >= self.n_vocab):
             raise TokenizerError(f"token id out of range [0, {self.n_vocab}): {tokens.min()}..{tokens.max()}")
         h = ops.embed(self.token_embd, tokens)                                  # [T, E]
+        plan = self.decode_plan(state) if T == 1 and trace is None else None
+        if plan is not None:                 # every layer (and the head) in one native call, the same bits
+            out = plan.step(h[0], p0)[None]
+            state.n_past = p0 + 1
+            if plan.head.H is not None:
+                return out                                                      # [1, n_vocab]
+            return ops.linear(self.output, ops.rms_norm(out, self.output_norm, c.eps))
         for il, L in enumerate(self.layers):
             x = ops.rms_norm(h, L.attn_norm, c.eps)                             # [T, E]
             h = h + self._mixer(il, L, x, state)
@@ -222,6 +230,24 @@ class Model(base.Model):
         if last_only:
             h = h[-1:]
         return ops.linear(self.output, ops.rms_norm(h, self.output_norm, c.eps))  # [T, n_vocab]
+
+    def decode_plan(self, state: base.State):
+        """jit.plan_kimi.KimiPlan for this state when the JIT runs this model (cached), else None."""
+        if not USE_PLAN:
+            return None
+        try:
+            from jit import api
+            from jit import plan_kimi as jp
+        except ImportError:
+            return None
+        plan = getattr(self, "_plan", None)
+        if plan is not None and plan.refs.matches(state):
+            return plan if api.enabled() else None
+        self._plan = None
+        if not jp.plannable(self, state):
+            return None
+        self._plan = jp.KimiPlan(self, state)
+        return self._plan
 
     def _mixer(self, il: int, L: Layer, x: np.ndarray, state: base.State) -> np.ndarray:
         c = self.config

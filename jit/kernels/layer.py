@@ -182,3 +182,24 @@ def token_ir(mt: ModuleText, name: str, layer: str, n_slots: int) -> None:
     fn.label("done")
     fn.do("ret void")
     mt.add(fn)
+
+
+@functools.cache
+def indirect_token_ir(name: str, n_slots: int, n_embd: int, eps: float, cpu: CpuInfo) -> str:
+    """name(P, n, H) for plans whose layers differ in kind: layer il runs the function in its
+    block's first slot, then the head (head_ir) if H is not null."""
+    mt = ModuleText(cpu)
+    head_ir(mt, n_embd, eps)
+    fn = mt.function(f"define void @{name}(ptr %P, i64 %n, ptr %H) nounwind")
+    with fn.loop("0", "%n", stem="ly") as Y:
+        p = fn.gep("%P", fn.v(f"mul i64 {Y.i}, {8 * n_slots}"))
+        fn.do(f"call void {fn.load('ptr', p, 8)}(ptr {p})")
+    has = fn.v("icmp ne ptr %H, null")
+    fn.do(f"br i1 {has}, label %head, label %done")
+    fn.label("head")
+    fn.do("call void @plan_head(ptr %H)")
+    fn.do("br label %done")
+    fn.label("done")
+    fn.do("ret void")
+    mt.add(fn)
+    return mt.text()

@@ -13,7 +13,7 @@
     h = rms_norm(x) * ffn_norm
     dense:  x += linear_one(lo_down) of swiglu(gate, up) (clamped with limit), gate/up one job
     MoE:    x += moe_fn(moe_p)                              (kernels/moe_block.py: reads h, writes mo)
-    step35_layers(P, n, H): each layer through its own kind's function (slot "layer"), then the head
+    step35_layers(P, n, H) (layer.indirect_token_ir): each layer through its kind's function, then the head
 
 The float32 operations of inference/models/step35.py's per-op decode (tested for equal bits).
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ..cpu import CpuInfo
 from .attention import V16F, splatf, v_expf
 from .emit import Fn, ModuleText
-from .layer import LayerShape, add_into, head_ir, kv_store, rms_norm, rope
+from .layer import LayerShape, add_into, kv_store, rms_norm, rope
 from .moe_block import padded, swiglu_into
 
 SLOTS = ("layer", "x", "attn_norm", "q_norm", "k_norm", "ffn_norm", "h", "job_qkv", "q", "k", "v", "g",
@@ -101,27 +101,6 @@ def step35_layer_ir(s: Step35Shape, cpu: CpuInfo) -> str:
     else:
         fn.do(f"call void {a['moe_fn']}(ptr {a['moe_p']})")
     add_into(fn, a["x"], a["down"], s.n_embd)
-    fn.do("ret void")
-    mt.add(fn)
-    return mt.text()
-
-
-@functools.cache
-def step35_token_ir(n_embd: int, eps: float, cpu: CpuInfo) -> str:
-    """step35_layers(P, n, H): layer il through the function in its block's "layer" slot, then
-    the head (layer.head_ir) if H is not null."""
-    mt = ModuleText(cpu)
-    head_ir(mt, n_embd, eps)
-    fn = mt.function("define void @step35_layers(ptr %P, i64 %n, ptr %H) nounwind")
-    with fn.loop("0", "%n", stem="ly") as Y:
-        p = fn.gep("%P", fn.v(f"mul i64 {Y.i}, {8 * len(SLOTS)}"))
-        fn.do(f"call void {fn.load('ptr', p, 8)}(ptr {p})")
-    has = fn.v("icmp ne ptr %H, null")
-    fn.do(f"br i1 {has}, label %head, label %done")
-    fn.label("head")
-    fn.do("call void @plan_head(ptr %H)")
-    fn.do("br label %done")
-    fn.label("done")
     fn.do("ret void")
     mt.add(fn)
     return mt.text()

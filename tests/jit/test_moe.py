@@ -93,15 +93,15 @@ def decode(m, ids, native: bool, n_prompt: int = 8):
                                   "tiny-kimi-linear-Q4_K_M", "tiny-kimi-linear-Q8_0", "tiny-kimi-linear-F16"])
 def test_models_decode_the_same_bits_with_the_block(stem):
     """Both MoE architectures (step35's files have clamped routed and shared experts)."""
-    from inference.models import step35
+    from inference.models import kimi_linear, step35
 
     m = load_model(golden_dir() / "models" / f"{stem}.gguf")
     ids = np.random.default_rng(len(stem)).integers(0, m.n_vocab, 30)
-    step35.USE_PLAN = False                        # the per-op layers around the block
+    step35.USE_PLAN = kimi_linear.USE_PLAN = False          # the per-op layers around the block
     try:
         want, got = decode(m, ids, False), decode(m, ids, True)
     finally:
-        step35.USE_PLAN = True
+        step35.USE_PLAN = kimi_linear.USE_PLAN = True
     routers = [L.ffn_gate_inp for L in m.layers if getattr(L, "ffn_gate_inp", None) is not None]
     assert routers and all(any(r.__dict__.get("_moe_block", {}).values()) for r in routers), "the block did not run"
     assert np.array_equal(got, want)

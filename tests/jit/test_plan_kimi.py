@@ -1,0 +1,82 @@
+"""jit.plan_kimi: decoding kimi-linear through the one-call-per-token plan gives exactly the
+per-op path's bits (logits, KDA conv and delta states, the MLA latent cache), on every tiny golden
+kimi file (KDA and MLA layers, a dense and MoE layers), with either cache type, and over enough
+keys that the MLA attention merges several key blocks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference import load_model
+from inference.models import kimi_linear
+from jit import mla_attention as jmla
+from jit import plan_kimi as jp
+from tests.conftest import golden_dir
+
+STEMS = ["tiny-kimi-linear-F16", "tiny-kimi-linear-Q8_0", "tiny-kimi-linear-Q4_K_M", "tiny-kimi-linear-Q6_K"]
+
+
+def both(m, n_prompt: int, n_steps: int, n_ctx: int, seed: int = 0):
+    ids = np.random.default_rng(seed).integers(0, m.n_vocab, n_prompt + n_steps)
+    out = {}
+    for use in (False, True):
+        kimi_linear.USE_PLAN = use
+        try:
+            st = m.new_state(n_ctx)
+            m.forward(ids[:n_prompt], st)
+            logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
+            out[use] = np.stack(logits), st, getattr(m, "_plan", None)
+        finally:
+            kimi_linear.USE_PLAN = True
+    return out
+
+
+def assert_same(out):
+    assert out[False][2] is None and isinstance(out[True][2], jp.KimiPlan), "the plan did (not) run"
+    assert np.array_equal(out[False][0], out[True][0])
+    a, b = out[False][1], out[True][1]
+    assert a.arrays.keys() == b.arrays.keys() and a.n_past == b.n_past
+    for k in a.arrays:
+        assert np.array_equal(a.arrays[k], b.arrays[k]), k
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_plan_gives_the_per_op_bits(stem):
+    m = load_model(golden_dir() / "models" / f"{stem}.gguf")
+    assert_same(both(m, 12, 40, 96, seed=len(stem)))
+
+
+@pytest.mark.parametrize("kv_type", ["f16", "f32"])
+def test_plan_merges_many_key_blocks_with_either_cache(kv_type):
+    m = load_model(golden_dir() / "models" / "tiny-kimi-linear-Q4_K_M.gguf", kv_type=kv_type)
+    out = both(m, 330, 8, 400, seed=7)
+    assert -(-338 // jmla.block_size(338)) >= 5                     # the last steps merge 5+ blocks
+    assert out[True][1].arrays["blk.3.kv"].dtype == (np.float16 if kv_type == "f16" else np.float32)
+    assert_same(out)
+
+
+def test_a_planned_state_continues_on_the_per_op_path():
+    m = load_model(golden_dir() / "models" / "tiny-kimi-linear-Q8_0.gguf")
+    ids = np.random.default_rng(2).integers(0, m.n_vocab, 40)
+    outs = []
+    for planned in (True, False):
+        kimi_linear.USE_PLAN = planned
+        try:
+            st = m.new_state(64)
+            m.forward(ids[:8], st)
+            for i in range(8, 30):
+                m.forward(ids[i:i + 1], st)
+            kimi_linear.USE_PLAN = False
+            outs.append(m.forward(ids[30:40], st))               # a batch after planned steps
+        finally:
+            kimi_linear.USE_PLAN = True
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_no_plan_without_rounded_activations(monkeypatch):
+    from inference import ops
+
+    m = load_model(golden_dir() / "models" / "tiny-kimi-linear-Q8_0.gguf")
+    assert jp.plannable(m, m.new_state(64))
+    monkeypatch.setattr(ops, "ROUND_ACTIVATIONS", False)
+    assert not jp.plannable(m, m.new_state(64))
