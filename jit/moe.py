@@ -18,12 +18,10 @@ from . import api
 from . import compile as jc
 from .cpu import detect
 from .group import Jobs
-from .kernels.group import GJ_FIELDS, GR_FIELDS
+from .kernels.group import GJ_FIELDS
 from .kernels.moe_block import CLAMP_EPS, MB_FIELDS, MoeShape, moe_ir, padded, supported
-from .kernels.tiles import LO_FIELDS
 from .linear import ONE_PROTO, _addr, op_for, tiles
-
-LO = {k: i for i, k in enumerate(LO_FIELDS)}
+from .plan import linear_block
 
 
 def kernel(shape: MoeShape):
@@ -104,13 +102,13 @@ class MoeBlock:
                      ctx=ctx, group_rows=_addr(jobs.k["group_rows"]), d_rows=K * E,
                      d_chunk=pool.chunk_rows(K * E, d0.row_bytes), z=ptr["z"],
                      linear_one=_addr(tiles()["linear_one"]), linear_group=jobs.linear_group,
-                     lo_router=self._block(op_for(gate_inp), ptr["h"], ptr["logits"]), **tab)
+                     lo_router=linear_block(op_for(gate_inp), ptr["h"], ptr["logits"], self._keep), **tab)
         self._keep.append(xq_d)
         if s.n_ff_sh:
             gs, us, ds = (op_for(m) for m in shexp)
             slots.update(job_sh=jobs.rows([(gs, ptr["sh_g"]), (us, ptr["sh_u"])], ptr["h"]),
                          sh_g=ptr["sh_g"], sh_u=ptr["sh_u"], sh_act=ptr["sh_act"], sh=ptr["sh"],
-                         lo_sh_down=self._block(ds, ptr["sh_act"], ptr["sh"]))
+                         lo_sh_down=linear_block(ds, ptr["sh_act"], ptr["sh"], self._keep))
         self.M = self._i64([slots.get(k, 0) for k in MB_FIELDS])
         self.fn_addr = _addr(self._fn)
 
@@ -118,15 +116,6 @@ class MoeBlock:
         a = np.array(values, np.int64)
         self._keep.append(a)
         return a.ctypes.data
-
-    def _block(self, op, x: int, y: int) -> int:
-        """A linear_one block of op reading x and writing y (an F32 weight reads x directly)."""
-        b = op._one_p.copy()
-        b[LO["x"]], b[LO["y"]] = x, y
-        if b[LO["quant"]] == 0:
-            b[LO["xq"]] = x
-        self._keep.append((op, b))
-        return b.ctypes.data
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         """y [n_embd] (the normed hidden state) -> routed + shared output [n_embd] (a new array)."""

@@ -66,7 +66,50 @@ def plannable(model, state) -> bool:
     return True
 
 
-class LlamaPlan:
+def linear_block(op, x: int, y: int, keep: list) -> int:
+    """A linear_one block of op reading x and writing y (an F32 weight reads x itself); (op, block)
+    is appended to keep, which must live as long as native code holds the address."""
+    b = op._one_p.copy()
+    b[LO["x"]], b[LO["y"]] = x, y
+    if b[LO["quant"]] == 0:
+        b[LO["xq"]] = x
+    keep.append((op, b))
+    return b.ctypes.data
+
+
+class PlanBase:
+    """What every decode plan shares: its linear_one blocks (`_blocks`, the head's the last)."""
+    _blocks: list
+
+    def _block(self, op, x: int, y: int) -> int:
+        return linear_block(op, x, y, self._blocks)
+
+    def _ring_step(self, x: np.ndarray, pos: int, st, n_swa: int, krow: int, vrow: int) -> np.ndarray:
+        """A step of a plan with full and sliding-window layers (Gemma 3, Step-3.5): both kinds'
+        cos/sin, the window's first key, every layer's cache row (slot pos % ring, krow / vrow:
+        their parameter slots), the rings' positions as the per-op path keeps them, then the call."""
+        self._pool.wake()                    # the workers spin again while this thread prepares
+        for (cn, sn), swa in ((("cos", "sin"), False), (("cos_swa", "sin_swa"), True)):
+            cos, sin = rope_row(pos, self._rope[swa])
+            np.copyto(self.buf[cn], cos)
+            np.copyto(self.buf[sn], sin)
+        np.copyto(self.buf["x"], x)
+        self._qpos[0] = pos
+        self._kbeg[True][0] = max(0, pos - n_swa + 1)
+        self.AP[:, ka.P_SCRATCH] = pos + 129
+        slot = pos % self._ring
+        self.P[:, krow] = self._kbase + slot * self._row_bytes
+        self.P[:, vrow] = self._vbase + slot * self._row_bytes
+        for il in self._swa:                      # the rings' position bookkeeping
+            st.arrays[f"pos.k.{il}"][slot[il]] = pos
+            st.arrays[f"pos.v.{il}"][slot[il]] = pos
+        out = self.head.target()
+        with self._lock:
+            self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
+        return self.head.result(out)
+
+
+class LlamaPlan(PlanBase):
     def __init__(self, model, state):
         c = model.config
         self.model, self.n_layer = model, c.n_layer
@@ -118,15 +161,6 @@ class LlamaPlan:
             p[L["attn_chunk"]] = max(1, -(-c.n_head // pool.n))
             p[L["linear_one"]], p[L["linear_group"]] = lin_one, jobs.linear_group
         self.head = Head(self, model.output, model.vec(model.output_norm), E)
-
-    def _block(self, op, x: int, y: int) -> int:
-        """A linear_one block of op reading x and writing y (an F32 weight reads x directly)."""
-        b = op._one_p.copy()
-        b[LO["x"]], b[LO["y"]] = x, y
-        if b[LO["quant"]] == 0:
-            b[LO["xq"]] = x
-        self._blocks.append((op, b))
-        return b.ctypes.data
 
     def step(self, x: np.ndarray, pos: int) -> np.ndarray:
         """x [n_embd] (the token's embedding) through every layer at position pos -> the logits

@@ -17,7 +17,7 @@ from .kernels import attention as ka
 from .kernels.gemma_layer import SLOTS, G, GemmaShape, gemma_layer_ir, supported
 from .group import Jobs
 from .linear import _addr, op_for, tiles
-from .plan import LAYERS_PROTO, LO, Head, StateRefs, rope_row
+from .plan import LAYERS_PROTO, Head, PlanBase, StateRefs
 
 WEIGHTS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
@@ -49,7 +49,7 @@ def plannable(model, state) -> bool:
     return all(api.supports(getattr(lay, f).ggml_type) for lay in model.layers for f in WEIGHTS)
 
 
-class GemmaPlan:
+class GemmaPlan(PlanBase):
     def __init__(self, model, state):
         c = model.config
         self.model, self.n_layer = model, c.n_layer
@@ -109,35 +109,8 @@ class GemmaPlan:
         self._swa = [il for il in range(c.n_layer) if c.is_swa[il]]
         self.head = Head(self, model.output, model.vec(model.output_norm), E)
 
-    def _block(self, op, x: int, y: int) -> int:
-        b = op._one_p.copy()
-        b[LO["x"]], b[LO["y"]] = x, y
-        if b[LO["quant"]] == 0:
-            b[LO["xq"]] = x
-        self._blocks.append((op, b))
-        return b.ctypes.data
-
     def step(self, x: np.ndarray, pos: int, st) -> np.ndarray:
         """x [n_embd] (the scaled embedding) through every layer of state st (the plan's, see
         refs) at position pos -> the logits [n_vocab] before any soft-capping (an array no
         earlier caller still holds), or the last layer's output [n_embd] if the plan has no head."""
-        self._pool.wake()                    # the workers spin again while this thread prepares
-        c = self.model.config
-        for (cn, sn), swa in ((("cos", "sin"), False), (("cos_swa", "sin_swa"), True)):
-            cos, sin = rope_row(pos, self._rope[swa])
-            np.copyto(self.buf[cn], cos)
-            np.copyto(self.buf[sn], sin)
-        np.copyto(self.buf["x"], x)
-        self._qpos[0] = pos
-        self._kbeg[True][0] = max(0, pos - c.n_swa + 1)
-        self.AP[:, ka.P_SCRATCH] = pos + 129
-        slot = pos % self._ring
-        self.P[:, G["krow"]] = self._kbase + slot * self._row_bytes
-        self.P[:, G["vrow"]] = self._vbase + slot * self._row_bytes
-        for il in self._swa:                      # the rings' position bookkeeping
-            st.arrays[f"pos.k.{il}"][slot[il]] = pos
-            st.arrays[f"pos.v.{il}"][slot[il]] = pos
-        out = self.head.target()
-        with self._lock:
-            self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
-        return self.head.result(out)
+        return self._ring_step(x, pos, st, self.model.config.n_swa, G["krow"], G["vrow"])

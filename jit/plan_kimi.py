@@ -21,7 +21,7 @@ from .kernels.kda import ARGS as KDA_ARGS
 from .kernels.kimi_layer import SLOTS, K, KimiShape, kimi_layer_ir, supported
 from .kernels.moe_block import padded
 from .linear import ONE_PROTO, _addr, op_for, tiles
-from .plan import LO, Head, StateRefs
+from .plan import Head, PlanBase, StateRefs
 from .plan_step35 import token_fn
 from .pool import ALIGN
 
@@ -98,7 +98,7 @@ def plannable(model, state) -> bool:
     return all(_layer_ok(model, state, il) for il in range(model.config.n_layer))
 
 
-class KimiPlan:
+class KimiPlan(PlanBase):
     def __init__(self, model, state):
         c = model.config
         self.model, self.n_layer = model, c.n_layer
@@ -146,14 +146,6 @@ class KimiPlan:
         self._keep.append(a)
         return a.ctypes.data
 
-    def _block(self, op, x: int, y: int) -> int:
-        """A linear_one block of op reading x and writing y (an F32 weight reads x directly)."""
-        b = op._one_p.copy()
-        b[LO["x"]], b[LO["y"]] = x, y
-        if b[LO["quant"]] == 0:
-            b[LO["xq"]] = x
-        self._blocks.append((op, b))
-        return b.ctypes.data
 
     def _rows_table(self, ops, xq: int, xstep: int, y: int, ystep: int) -> tuple[int, int]:
         """A group_rows table: part h = ops[h] reading xq + h*xstep, writing y + h*ystep -> (address,

@@ -22,7 +22,7 @@ from .kernels.moe_block import padded
 from .kernels.layer import indirect_token_ir
 from .kernels.step35_layer import SLOTS, S, Step35Shape, step35_layer_ir, supported
 from .linear import ONE_PROTO, _addr, op_for, tiles
-from .plan import LAYERS_PROTO, LO, Head, StateRefs, rope_row
+from .plan import LAYERS_PROTO, Head, PlanBase, StateRefs
 
 ATTN = ("attn_q", "attn_k", "attn_v", "attn_gate", "attn_output")
 DENSE = ("ffn_gate", "ffn_up", "ffn_down")
@@ -84,7 +84,7 @@ def token_fn(name: str, n_slots: int, n_embd: int, eps: float):
                      {name: LAYERS_PROTO}, cpu)[name]
 
 
-class Step35Plan:
+class Step35Plan(PlanBase):
     def __init__(self, model, state):
         c = model.cfg
         self.model, self.n_layer = model, c.n_layer
@@ -154,35 +154,8 @@ class Step35Plan:
         self._swa = [il for il in range(n) if c.is_swa[il]]
         self.head = Head(self, model.output, model.output_norm, E)
 
-    def _block(self, op, x: int, y: int) -> int:
-        """A linear_one block of op reading x and writing y (an F32 weight reads x directly)."""
-        b = op._one_p.copy()
-        b[LO["x"]], b[LO["y"]] = x, y
-        if b[LO["quant"]] == 0:
-            b[LO["xq"]] = x
-        self._blocks.append((op, b))
-        return b.ctypes.data
-
     def step(self, x: np.ndarray, pos: int, st) -> np.ndarray:
         """x [n_embd] (the token's embedding) through every layer of state st (the plan's, see
         refs) at position pos -> the logits [n_vocab] (an array no earlier caller still holds),
         or the last layer's output [n_embd] if the plan has no head."""
-        self._pool.wake()                    # the workers spin again while this thread prepares
-        for (cn, sn), swa in ((("cos", "sin"), False), (("cos_swa", "sin_swa"), True)):
-            cos, sin = rope_row(pos, self._rope[swa])
-            np.copyto(self.buf[cn], cos)
-            np.copyto(self.buf[sn], sin)
-        np.copyto(self.buf["x"], x)
-        self._qpos[0] = pos
-        self._kbeg[True][0] = max(0, pos - self.model.cfg.n_swa + 1)
-        self.AP[:, ka.P_SCRATCH] = pos + 129
-        slot = pos % self._ring
-        self.P[:, S["krow"]] = self._kbase + slot * self._row_bytes
-        self.P[:, S["vrow"]] = self._vbase + slot * self._row_bytes
-        for il in self._swa:                      # the rings' position bookkeeping
-            st.arrays[f"pos.k.{il}"][slot[il]] = pos
-            st.arrays[f"pos.v.{il}"][slot[il]] = pos
-        out = self.head.target()
-        with self._lock:
-            self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
-        return self.head.result(out)
+        return self._ring_step(x, pos, st, self.model.cfg.n_swa, S["krow"], S["vrow"])

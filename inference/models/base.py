@@ -23,6 +23,27 @@ RING = "ring"            # sliding-window ring buffer, positions kept in `pos.<n
 RECURRENT = "recurrent"  # conv / delta-rule state: only valid exactly at n_past
 
 
+def cached_plan(model, state: "State", module: str, cls: str):
+    """The JIT decode plan jit.<module>.<cls> for state, kept on the model (a plan holds the run
+    state's buffers and points into the state's caches): the kept one while it still belongs to
+    state, a new one where jit.<module>.plannable(model, state), else None (the per-op path)."""
+    try:
+        import importlib
+
+        from jit import api
+        jp = importlib.import_module(f"jit.{module}")
+    except ImportError:
+        return None
+    plan = getattr(model, "_plan", None)
+    if plan is not None and plan.refs.matches(state):
+        return plan if api.enabled() else None
+    model._plan = None
+    if not jp.plannable(model, state):
+        return None
+    model._plan = getattr(jp, cls)(model, state)
+    return model._plan
+
+
 @dataclass
 class State:
     """Everything a sequence carries between forward calls (llama2.c's RunState)."""

@@ -28,7 +28,7 @@ import numpy as np
 from .. import interrupt, ops
 from ..errors import UnsupportedModelError
 from ..gguf_file import Tensor
-from .base import KV, RING, Model as BaseModel, State
+from .base import KV, RING, Model as BaseModel, State, cached_plan
 from ..kv_cache import kv_dtype
 from .llama import check_shape, check_tokens, rope_scaling
 
@@ -224,19 +224,7 @@ class Model(BaseModel):
         """jit.plan_gemma.GemmaPlan for this state when the JIT runs this model (cached), else None."""
         if not (USE_PLAN and ops.SINGLE_QUERY_DECODE_ORDER):      # the plan sums in decode order
             return None
-        try:
-            from jit import api
-            from jit import plan_gemma as jp
-        except ImportError:
-            return None
-        plan = getattr(self, "_plan", None)
-        if plan is not None and plan.refs.matches(state):
-            return plan if api.enabled() else None
-        self._plan = None
-        if not jp.plannable(self, state):
-            return None
-        self._plan = jp.GemmaPlan(self, state)
-        return self._plan
+        return cached_plan(self, state, "plan_gemma", "GemmaPlan")
 
     def attention(self, il: int, L: Layer, h: np.ndarray, pos: np.ndarray, state: State) -> np.ndarray:
         c = self.config

@@ -233,21 +233,7 @@ class Model(base.Model):
 
     def decode_plan(self, state: base.State):
         """jit.plan_kimi.KimiPlan for this state when the JIT runs this model (cached), else None."""
-        if not USE_PLAN:
-            return None
-        try:
-            from jit import api
-            from jit import plan_kimi as jp
-        except ImportError:
-            return None
-        plan = getattr(self, "_plan", None)
-        if plan is not None and plan.refs.matches(state):
-            return plan if api.enabled() else None
-        self._plan = None
-        if not jp.plannable(self, state):
-            return None
-        self._plan = jp.KimiPlan(self, state)
-        return self._plan
+        return base.cached_plan(self, state, "plan_kimi", "KimiPlan") if USE_PLAN else None
 
     def _mixer(self, il: int, L: Layer, x: np.ndarray, state: base.State) -> np.ndarray:
         c = self.config

@@ -24,7 +24,7 @@ from .. import interrupt, ops
 from ..errors import UnsupportedModelError
 from ..kv_cache import kv_dtype
 from ..gguf_file import Tensor
-from .base import KV, Model as BaseModel, State
+from .base import KV, Model as BaseModel, State, cached_plan
 
 NEOX_ARCHS = ("qwen2", "qwen3")  # llama.cpp's llama_model_rope_type: LLAMA_ROPE_TYPE_NEOX
 
@@ -228,18 +228,7 @@ class Model(BaseModel):
         the run-state buffers and points at the state's KV cache), else None."""
         if not (USE_PLAN and ops.SINGLE_QUERY_DECODE_ORDER):      # the plan sums in decode order
             return None
-        plan = getattr(self, "_plan", None)
-        try:
-            from jit import plan as jp
-        except ImportError:
-            return None
-        if plan is not None and plan.refs.matches(state):
-            return plan if api_enabled() else None
-        self._plan = None
-        if not jp.plannable(self, state):
-            return None
-        self._plan = jp.LlamaPlan(self, state)
-        return self._plan
+        return cached_plan(self, state, "plan", "LlamaPlan")
 
     def attention(self, il: int, L: Layer, h: np.ndarray, pos: np.ndarray, state: State) -> np.ndarray:
         c = self.config
@@ -264,12 +253,6 @@ class Model(BaseModel):
 
 
 USE_PLAN = True     # decode a token through jit.plan when it applies (tests compare with False)
-
-
-def api_enabled() -> bool:
-    from jit import api
-
-    return api.enabled()
 
 
 def check_tokens(tokens: np.ndarray, n_vocab: int) -> None:

@@ -281,19 +281,7 @@ class Model(base.Model):
         """jit.plan_step35.Step35Plan for this state when the JIT runs this model (cached), else None."""
         if not (USE_PLAN and ops.SINGLE_QUERY_DECODE_ORDER):      # the plan sums in decode order
             return None
-        try:
-            from jit import api
-            from jit import plan_step35 as jp
-        except ImportError:
-            return None
-        plan = getattr(self, "_plan", None)
-        if plan is not None and plan.refs.matches(state):
-            return plan if api.enabled() else None
-        self._plan = None
-        if not jp.plannable(self, state):
-            return None
-        self._plan = jp.Step35Plan(self, state)
-        return self._plan
+        return base.cached_plan(self, state, "plan_step35", "Step35Plan")
 
     def qkv(self, L: Layer, x: np.ndarray, hq: int, hkv: int):
         """x: [T, n_embd] -> q [T, Hq, d], k [T, Hkv, d], v [T, Hkv, dv], and the head gate's

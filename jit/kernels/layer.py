@@ -174,6 +174,11 @@ def token_ir(mt: ModuleText, name: str, layer: str, n_slots: int) -> None:
     fn = mt.function(f"define void @{name}(ptr %P, i64 %n, ptr %H) nounwind")
     with fn.loop("0", "%n", stem="ly") as Y:
         fn.do(f"call void @{layer}(ptr {fn.gep('%P', fn.v(f'mul i64 {Y.i}, {8 * n_slots}'))})")
+    _head_then_return(mt, fn)
+
+
+def _head_then_return(mt: ModuleText, fn: Fn) -> None:
+    """The end of a token function: plan_head(H) unless H is null."""
     has = fn.v("icmp ne ptr %H, null")
     fn.do(f"br i1 {has}, label %head, label %done")
     fn.label("head")
@@ -194,12 +199,5 @@ def indirect_token_ir(name: str, n_slots: int, n_embd: int, eps: float, cpu: Cpu
     with fn.loop("0", "%n", stem="ly") as Y:
         p = fn.gep("%P", fn.v(f"mul i64 {Y.i}, {8 * n_slots}"))
         fn.do(f"call void {fn.load('ptr', p, 8)}(ptr {p})")
-    has = fn.v("icmp ne ptr %H, null")
-    fn.do(f"br i1 {has}, label %head, label %done")
-    fn.label("head")
-    fn.do("call void @plan_head(ptr %H)")
-    fn.do("br label %done")
-    fn.label("done")
-    fn.do("ret void")
-    mt.add(fn)
+    _head_then_return(mt, fn)
     return mt.text()

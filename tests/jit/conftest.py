@@ -43,6 +43,23 @@ def finite_f16(rng: np.random.Generator, n: int, wide: bool) -> np.ndarray:
     return (rng.standard_normal(n) * 0.02).astype(np.float16)
 
 
+def decode_both(m, module, n_prompt: int, n_steps: int, n_ctx: int, seed: int = 0, **state_kw) -> dict:
+    """Decode n_steps random tokens after an n_prompt prompt, once with module.USE_PLAN off and once
+    on -> {use: (logits [n_steps, n_vocab], the state, the model's plan then)}."""
+    ids = np.random.default_rng(seed).integers(0, m.n_vocab, n_prompt + n_steps)
+    out = {}
+    for use in (False, True):
+        module.USE_PLAN = use
+        try:
+            st = m.new_state(n_ctx, **state_kw)
+            m.forward(ids[:n_prompt], st)
+            logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
+            out[use] = np.stack(logits), st, getattr(m, "_plan", None)
+        finally:
+            module.USE_PLAN = True
+    return out
+
+
 def random_weights(rng: np.random.Generator, qtype: T, rows: int, n_cols: int, wide_scales: bool = False) -> np.ndarray:
     """Random valid weight bytes: uniformly random blocks whose f16 fields are finite."""
     if qtype == T.F32:

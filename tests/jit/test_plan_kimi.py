@@ -12,23 +12,9 @@ from inference.models import kimi_linear
 from jit import mla_attention as jmla
 from jit import plan_kimi as jp
 from tests.conftest import golden_dir
+from tests.jit.conftest import decode_both
 
 STEMS = ["tiny-kimi-linear-F16", "tiny-kimi-linear-Q8_0", "tiny-kimi-linear-Q4_K_M", "tiny-kimi-linear-Q6_K"]
-
-
-def both(m, n_prompt: int, n_steps: int, n_ctx: int, seed: int = 0):
-    ids = np.random.default_rng(seed).integers(0, m.n_vocab, n_prompt + n_steps)
-    out = {}
-    for use in (False, True):
-        kimi_linear.USE_PLAN = use
-        try:
-            st = m.new_state(n_ctx)
-            m.forward(ids[:n_prompt], st)
-            logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
-            out[use] = np.stack(logits), st, getattr(m, "_plan", None)
-        finally:
-            kimi_linear.USE_PLAN = True
-    return out
 
 
 def assert_same(out):
@@ -43,13 +29,13 @@ def assert_same(out):
 @pytest.mark.parametrize("stem", STEMS)
 def test_plan_gives_the_per_op_bits(stem):
     m = load_model(golden_dir() / "models" / f"{stem}.gguf")
-    assert_same(both(m, 12, 40, 96, seed=len(stem)))
+    assert_same(decode_both(m, kimi_linear, 12, 40, 96, seed=len(stem)))
 
 
 @pytest.mark.parametrize("kv_type", ["f16", "f32"])
 def test_plan_merges_many_key_blocks_with_either_cache(kv_type):
     m = load_model(golden_dir() / "models" / "tiny-kimi-linear-Q4_K_M.gguf", kv_type=kv_type)
-    out = both(m, 330, 8, 400, seed=7)
+    out = decode_both(m, kimi_linear, 330, 8, 400, seed=7)
     assert -(-338 // jmla.block_size(338)) >= 5                     # the last steps merge 5+ blocks
     assert out[True][1].arrays["blk.3.kv"].dtype == (np.float16 if kv_type == "f16" else np.float32)
     assert_same(out)

@@ -11,29 +11,15 @@ from inference import load_model
 from inference.models import step35
 from jit import plan_step35 as jp
 from tests.conftest import golden_dir
+from tests.jit.conftest import decode_both
 
 STEMS = ["tiny-step35-F16", "tiny-step35-Q8_0", "tiny-step35-Q4_K_M", "tiny-step35-Q6_K"]
-
-
-def both(m, n_prompt: int, n_steps: int, n_ctx: int, seed: int = 0, kv_type: str | None = None):
-    ids = np.random.default_rng(seed).integers(0, m.n_vocab, n_prompt + n_steps)
-    out = {}
-    for use in (False, True):
-        step35.USE_PLAN = use
-        try:
-            st = m.new_state(n_ctx, kv_type=kv_type)
-            m.forward(ids[:n_prompt], st)
-            logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
-            out[use] = np.stack(logits), st, getattr(m, "_plan", None)
-        finally:
-            step35.USE_PLAN = True
-    return out
 
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_plan_gives_the_per_op_bits_through_wrapping_rings(stem):
     m = load_model(golden_dir() / "models" / f"{stem}.gguf")
-    out = both(m, 20, 70, 120, seed=len(stem))          # window 8, ring 72: positions up to 89 wrap it
+    out = decode_both(m, step35, 20, 70, 120, seed=len(stem))          # window 8, ring 72: positions up to 89 wrap it
     assert out[False][2] is None and isinstance(out[True][2], jp.Step35Plan), "the plan did (not) run"
     assert np.array_equal(out[False][0], out[True][0])
     a, b = out[False][1], out[True][1]
