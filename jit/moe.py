@@ -1,7 +1,8 @@
 """A decode step's MoE FFN in one native call (jit/kernels/moe_block.py), for kimi-linear's and
-Step-3.5's MoE layers: `MoeBlock(...)` prepares, once per layer, every expert's LinearOp (their
-kernel and weight addresses go into per-expert tables the native code patches the job tables
-from), the router's and the shared expert's blocks and the scratch buffers (llama2.c's RunState);
+Step-3.5's MoE layers: `MoeBlock(...)` prepares, once per layer, the router's and the shared
+expert's blocks, the scratch buffers (llama2.c's RunState) and per-expert tables of kernel and
+weight addresses that the native code patches its job tables from; an expert's LinearOp (and its
+repacked copy) is made the first time the router chooses it, as the per-op path does;
 `block(y)` then runs router, routing, the k experts and the shared expert for one token.
 
 The result has the bits of inference/models/moe.py's per-op decode (tested). A decode plan passes
@@ -24,15 +25,12 @@ from .linear import ONE_PROTO, _addr, op_for, tiles
 from .plan import linear_block
 
 
+PREPARE_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_int64)
+
+
 def kernel(shape: MoeShape):
     cpu = detect()
     return jc.kernel(("moe_ffn", shape), lambda: moe_ir(shape, cpu), {"moe_ffn": ONE_PROTO}, cpu)["moe_ffn"]
-
-
-def expert_ops(w, n_exp: int) -> list:
-    from inference import ops
-
-    return [op_for(ops.expert(w, e)) for e in range(n_exp)]
 
 
 def shape_for(gate_inp, gate_exps, down_exps, k: int, bias, norm_w: bool, scale: float, limit: float,
@@ -79,23 +77,24 @@ class MoeBlock:
         if out is not None:
             ptr["out"] = out
         self._keep: list = [bias]
-        g_ops, u_ops, d_ops = (expert_ops(w, s.n_exp) for w in (gate_exps, up_exps, down_exps))
-        tab = {}
-        for name, opl in (("g", g_ops), ("u", u_ops), ("d", d_ops)):
-            tab[f"kern_{name}"] = self._i64([op._kern_addr for op in opl])
-            tab[f"w_{name}"] = self._i64([op._w for op in opl])
-        parts = [(g_ops[j], ptr["gu"] + 4 * j * F) for j in range(K)] + \
-                [(u_ops[j], ptr["gu"] + 4 * (K + j) * F) for j in range(K)]
+        self._mats = (gate_exps, up_exps, down_exps)
+        self._tabs = {k: np.zeros(s.n_exp, np.int64) for k in ("kern_g", "w_g", "kern_u", "w_u", "kern_d", "w_d")}
+        self.error: BaseException | None = None
+        self._failed: list[int] = []
+        g0, u0, d0 = self._fill(0)          # the tables' templates (every expert shares kernel and formats)
+        self._prepare = PREPARE_PROTO(self._prepare_expert)     # kept: native code calls it
+        tab = {k: v.ctypes.data for k, v in self._tabs.items()}
+        parts = [(g0, ptr["gu"] + 4 * j * F) for j in range(K)] + [(u0, ptr["gu"] + 4 * (K + j) * F) for j in range(K)]
         job_gu = jobs.rows(parts, ptr["h"])
         gu_table = ctypes.c_int64.from_address(job_gu + 8 * GJ_FIELDS.index("table")).value
-        d0 = d_ops[0]
         xq_d = np.zeros(K * s.xbytes_d + 64, np.uint8)
         d_table = [K]
         for j in range(K):
             xq = xq_d.ctypes.data + j * s.xbytes_d if s.xbytes_d else ptr["act"] + 4 * j * F
             d_table += [d0._kern_addr, d0._w, xq, ptr["z"] + 4 * j * E, j * E, E, F]
         d_table = self._i64(d_table)
-        slots = dict(h=ptr["h"], out=ptr["out"], logits=ptr["logits"], probs=ptr["probs"],
+        slots = dict(h=ptr["h"], out=ptr["out"], prepare=ctypes.cast(self._prepare, ctypes.c_void_p).value,
+                     logits=ptr["logits"], probs=ptr["probs"],
                      bias=0 if bias is None else bias.ctypes.data, taken=self._i64([0] * s.n_exp),
                      wslot=ptr["wslot"], wasc=ptr["wasc"], job_gu=job_gu, gu_table=gu_table, gu=ptr["gu"],
                      act=ptr["act"], quant_d=d0._quant_addr, xq_d=xq_d.ctypes.data, d_table=d_table, run=run,
@@ -112,6 +111,38 @@ class MoeBlock:
         self.M = self._i64([slots.get(k, 0) for k in MB_FIELDS])
         self.fn_addr = _addr(self._fn)
 
+    def _fill(self, e: int) -> tuple:
+        """Expert e's LinearOps (prepared: repacked where the JIT repacks) into the tables."""
+        from inference import ops
+
+        trio = tuple(op_for(ops.expert(w, e)) for w in self._mats)
+        for name, op in zip("gud", trio):
+            self._tabs[f"w_{name}"][e] = op._w
+            self._tabs[f"kern_{name}"][e] = op._kern_addr      # last: native code tests kern_g
+        return trio
+
+    def _prepare_expert(self, e: int) -> None:
+        """The callback for an expert chosen for the first time (on the thread running the block,
+        between pool jobs: the pool's lock is re-entrant). It must not raise into native code: a
+        failure lends e expert 0's matrices for this call and is raised by check() after it."""
+        try:
+            self._fill(int(e))
+        except BaseException as exc:  # noqa: BLE001 - reported by check()
+            self.error = self.error or exc
+            self._failed.append(int(e))
+            for v in self._tabs.values():
+                v[e] = v[0]
+
+    def check(self) -> None:
+        """Raise what a callback could not (the step's result is then not to be used); the experts
+        it failed on are prepared again when next chosen."""
+        if self.error is not None:
+            for e in self._failed:
+                for v in self._tabs.values():
+                    v[e] = 0
+            err, self.error, self._failed = self.error, None, []
+            raise RuntimeError(f"preparing an expert's weights failed: {err}") from err
+
     def _i64(self, values) -> int:
         a = np.array(values, np.int64)
         self._keep.append(a)
@@ -122,6 +153,7 @@ class MoeBlock:
         with self._lock:
             np.copyto(self.buf["h"], y)
             self._fn(self.M)
+            self.check()
             return self.buf["out"].copy()
 
 

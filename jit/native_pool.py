@@ -223,7 +223,7 @@ class NativePool:
         base = self._ctx.ctypes.data
         self.ctx = base + (-base % 64)
         ctypes.c_int64.from_address(self.ctx + SLOT["spin"]).value = spin
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()    # re-entrant: a MoE block's callback prepares weights between jobs
         self._threads = [threading.Thread(target=fns["pool_worker"], args=(self.ctx,), daemon=True,
                                           name="lectern-native-kernel") for _ in range(self.n - 1)]
         for t in self._threads:

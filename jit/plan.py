@@ -84,6 +84,14 @@ class PlanBase:
     def _block(self, op, x: int, y: int) -> int:
         return linear_block(op, x, y, self._blocks)
 
+    def _call(self) -> None:
+        """The native call over every layer and the head; then what a MoE block's weight callback
+        could not raise inside it (jit.moe.MoeBlock.check)."""
+        with self._lock:
+            self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
+            for block in getattr(self, "_moe", ()):
+                block.check()
+
     def _ring_step(self, x: np.ndarray, pos: int, st, n_swa: int, krow: int, vrow: int) -> np.ndarray:
         """A step of a plan with full and sliding-window layers (Gemma 3, Step-3.5): both kinds'
         cos/sin, the window's first key, every layer's cache row (slot pos % ring, krow / vrow:
@@ -104,8 +112,7 @@ class PlanBase:
             st.arrays[f"pos.k.{il}"][slot[il]] = pos
             st.arrays[f"pos.v.{il}"][slot[il]] = pos
         out = self.head.target()
-        with self._lock:
-            self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
+        self._call()
         return self.head.result(out)
 
 
@@ -176,8 +183,7 @@ class LlamaPlan(PlanBase):
         self.P[:, L["krow"]] = self._kbase + pos * self._row_bytes
         self.P[:, L["vrow"]] = self._vbase + pos * self._row_bytes
         out = self.head.target()
-        with self._lock:
-            self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
+        self._call()
         return self.head.result(out)
 
 

@@ -110,6 +110,7 @@ class KimiPlan(PlanBase):
         self._jobs = Jobs(pool)
         self._keep: list = []
         self._blocks: list = []
+        self._moe: list = []                 # the MoE layers' jit.moe blocks
         E = c.n_embd
         self.buf = {k: np.zeros(E, np.float32) for k in ("x", "h", "o", "down", "mo")}
         self.P = np.zeros((c.n_layer, len(SLOTS)), np.int64)
@@ -229,7 +230,7 @@ class KimiPlan(PlanBase):
             return
         block = jm.MoeBlock(moe_shape(model, il), lay.ffn_gate_inp, lay.ffn_gate_exps, lay.ffn_up_exps,
                             lay.ffn_down_exps, lay.exp_probs_b, _shexp(lay), h=h, out=self.buf["mo"].ctypes.data)
-        self._keep.append(block)
+        self._moe.append(block)
         p[K["moe_fn"]], p[K["moe_p"]], p[K["down"]] = block.fn_addr, block.M, self.buf["mo"].ctypes.data
 
     def step(self, x: np.ndarray, pos: int) -> np.ndarray:
@@ -245,6 +246,5 @@ class KimiPlan(PlanBase):
             self.P[il, K["nb"]] = -(-S // blk)
             self.P[il, K["crow"]] = base + pos * row
         out = self.head.target()
-        with self._lock:
-            self._fn(self.P.ctypes.data, self.n_layer, self.head.H)
+        self._call()
         return self.head.result(out)

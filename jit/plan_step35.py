@@ -112,6 +112,7 @@ class Step35Plan(PlanBase):
         self.AP = np.zeros((n, ka.N_PARAMS), np.int64)
         self._keep: list = []
         self._blocks: list = []              # linear_one blocks (kept alive; the head's is the last)
+        self._moe: list = []                 # the MoE layers' jit.moe blocks
         self._jobs = jobs = Jobs(pool)
         self._kbase = np.array([state.arrays[f"k.{il}"].ctypes.data for il in range(n)], np.int64)
         self._vbase = np.array([state.arrays[f"v.{il}"].ctypes.data for il in range(n)], np.int64)
@@ -139,7 +140,7 @@ class Step35Plan(PlanBase):
             else:
                 block = jm.MoeBlock(moe_shape(model, il), lay.ffn_gate_inp, lay.ffn_gate_exps, lay.ffn_up_exps,
                                     lay.ffn_down_exps, lay.exp_probs_b, _shexp(lay), h=ptr["h"], out=ptr["mo"])
-                self._keep.append(block)
+                self._moe.append(block)
                 p[S["moe_fn"]], p[S["moe_p"]], p[S["down"]] = block.fn_addr, block.M, ptr["mo"]
             for slot, vec in (("attn_norm", lay.attn_norm), ("q_norm", lay.attn_q_norm), ("k_norm", lay.attn_k_norm),
                               ("ffn_norm", lay.ffn_norm)):

@@ -8,7 +8,8 @@
     w      = p[sel] / max(float(sum_double(p[sel])), floor) * scale     (in selection order)
     for the selected experts in ascending order j = 0..k-1 (moe._experts_one's order):
         patch the gate/up job's parts j and k + j and the down table's part j with expert e's
-        matrices (kern_*/w_* tables: one entry per expert, each expert's own prepared LinearOp)
+        matrices (kern_*/w_* tables: one entry per expert, each expert's own prepared LinearOp;
+        an expert never chosen before has null entries, and prepare(e), a Python callback, fills them)
     gate/up = linear_group(job_gu)                          h quantized once, 2k matvecs, one pool job
     a[j]   = swiglu(gate[j], up[j]) (clamped with limit)    [k, n_ff]
     z[j]   = W_down_e a[j]                                  each row quantized, k matvecs, one pool job
@@ -27,7 +28,7 @@ from .attention import V16F, flt, splatf, v_expf
 from .emit import Fn, ModuleText
 from .group import GR_FIELDS
 
-MB_FIELDS = ("h", "out", "lo_router", "logits", "probs", "bias", "taken", "wslot", "wasc",
+MB_FIELDS = ("h", "out", "prepare", "lo_router", "logits", "probs", "bias", "taken", "wslot", "wasc",
              "job_gu", "gu_table", "kern_g", "w_g", "kern_u", "w_u", "kern_d", "w_d", "gu", "act",
              "quant_d", "xq_d", "d_table", "run", "ctx", "group_rows", "d_rows", "d_chunk", "z",
              "job_sh", "sh_g", "sh_u", "sh_act", "lo_sh_down", "sh", "linear_one", "linear_group")
@@ -137,6 +138,13 @@ def _ascending(fn: Fn, a: dict, s: MoeShape) -> None:
         fn.do(f"br i1 {sel}, label %{yes}, label %{no}")
         fn.label(yes)
         at = fn.v(f"shl i64 {E.i}, 3")
+        missing = fn.v(f"icmp eq ptr {fn.load('ptr', fn.gep(a['kern_g'], at), 8)}, null")
+        prep, ready = fn.fresh("tap"), fn.fresh("tar")
+        fn.do(f"br i1 {missing}, label %{prep}, label %{ready}")
+        fn.label(prep)                      # the first time expert e is chosen: prepare(e) fills its entries
+        fn.do(f"call void {a['prepare']}(i64 {E.i})")
+        fn.do(f"br label %{ready}")
+        fn.label(ready)
         ent = {k: fn.load("ptr", fn.gep(a[k], at), 8) for k in ("kern_g", "w_g", "kern_u", "w_u", "kern_d", "w_d")}
         _patch(fn, a["gu_table"], j, ent["kern_g"], ent["w_g"])
         _patch(fn, a["gu_table"], fn.v(f"add i64 {j}, {s.k}"), ent["kern_u"], ent["w_u"])

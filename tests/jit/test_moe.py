@@ -114,3 +114,46 @@ def test_no_block_for_a_type_the_jit_lacks():
     g = tensor("g", T.Q8_0, (4, 256, 256), rng)
     d = Tensor("d", T.IQ2_XXS, (256, 256, 4), np.zeros(4 * 256 * 256 // 256 * 66, np.uint8))
     assert jm.shape_for(gi, g, d, 2, None, True, 0.0, 0.0, None, 0.0) is None
+
+
+def small_layer(rng, n_exp: int = 6, qtype=T.Q8_0):
+    E, F = 256, 256
+    return (router(rng, n_exp, E, n_exp), tensor("g", qtype, (n_exp, F, E), rng), tensor("u", qtype, (n_exp, F, E), rng),
+            tensor("d", qtype, (n_exp, E, F), rng))
+
+
+def test_experts_are_prepared_when_first_chosen():
+    """Only expert 0 (the tables' template) is prepared up front; each call prepares the experts
+    it chooses for the first time (through the native code's callback) and gives the per-op bits."""
+    rng = np.random.default_rng(11)
+    gi, g, u, d = small_layer(rng)
+    block = jm.MoeBlock(jm.shape_for(gi, g, d, 2, None, True, 0.0, 0.0, None, 0.0), gi, g, u, d, None, None)
+    assert np.count_nonzero(block._tabs["kern_g"]) == 1
+    seen = set()
+    for i in range(6):
+        y = rng.standard_normal(256).astype(np.float32)
+        want = per_op(y, (gi, g, u, d, 2, moe.GATING_SIGMOID, None, True, 0.0, 0.0), None, 0.0)
+        sel, _ = moe.route(jm.op_for(gi)(y)[None], 2, moe.GATING_SIGMOID)
+        seen |= set(sel[0].tolist())
+        assert np.array_equal(block(y), want)
+        prepared = set(np.flatnonzero(block._tabs["kern_g"]).tolist())
+        assert prepared == seen | {0}
+
+
+def test_a_failed_preparation_is_raised_and_retried():
+    rng = np.random.default_rng(12)
+    gi, g, u, d = small_layer(rng)
+    block = jm.MoeBlock(jm.shape_for(gi, g, d, 6, None, True, 0.0, 0.0, None, 0.0), gi, g, u, d, None, None)
+    real = block._fill
+
+    def failing(e):
+        raise MemoryError(f"no room for expert {e}")
+
+    block._fill = failing
+    y = rng.standard_normal(256).astype(np.float32)
+    with pytest.raises(RuntimeError, match="preparing an expert's weights failed: no room for expert"):
+        block(y)
+    assert np.count_nonzero(block._tabs["kern_g"]) == 1            # nothing half-prepared is kept
+    block._fill = real
+    want = per_op(y, (gi, g, u, d, 6, moe.GATING_SIGMOID, None, True, 0.0, 0.0), None, 0.0)
+    assert np.array_equal(block(y), want)
