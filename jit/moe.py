@@ -118,7 +118,7 @@ class MoeBlock:
         trio = tuple(op_for(ops.expert(w, e)) for w in self._mats)
         for name, op in zip("gud", trio):
             self._tabs[f"w_{name}"][e] = op._w
-            self._tabs[f"kern_{name}"][e] = op._kern_addr      # last: native code tests kern_g
+            self._tabs[f"kern_{name}"][e] = op._kern_addr
         return trio
 
     def _prepare_expert(self, e: int) -> None:

@@ -10,6 +10,8 @@ State: per KDA layer `blk.N.conv_{q,k,v}` [d_conv-1, D] and `blk.N.ssm` [H, d, d
 per MLA layer `blk.N.kv` [n_ctx, kv_lora_rank + rope dims] (KV, the compressed latent cache,
 float16 arrays like llama.cpp's default F16 cache, or float32 with the "f32" cache type:
 model.kv_type, recorded as state.kv_type).
+Decode: with the JIT, one token runs every layer and the head in one native call
+(jit/plan_kimi.py, the same bits as the per-op forward below).
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ shared/docs/kimi-linear-and-step35.md section 2. Per layer il < block_count - ne
     h' = h + W_o (o * sigmoid(W_gate x) per head)
     h  = h' + FFN(RMSNorm(h', ffn_norm))   (dense SwiGLU, or routed experts + shared expert)
 logits = W_out RMSNorm(h, output_norm).  Every norm weight in the GGUF already includes the +1.
+Decode: with the JIT and an F16 cache, one token runs every layer and the head in one native call
+(jit/plan_step35.py, the same bits as the per-op forward below).
 """
 from __future__ import annotations
 
