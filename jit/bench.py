@@ -8,7 +8,6 @@ Decode is bound by reading weights, so GB/s / bandwidth is the figure that matte
 from __future__ import annotations
 
 import argparse
-import ctypes
 import functools
 import time
 

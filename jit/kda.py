@@ -11,7 +11,7 @@ import numpy as np
 from . import compile as jc
 from .api import MATVEC_PROTO, get_pool
 from .cpu import detect
-from .kernels.kda import ARGS, kda_ir
+from .kernels.kda import kda_ir
 
 def kernel():
     cpu = detect()

@@ -44,7 +44,6 @@ def _pause(fn) -> None:
 def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
     mt = ModuleText(cpu)
     mt.decls.add("declare i64 @syscall(i64, ...)")
-    kern_ty = "void (ptr, ptr, ptr, i64, i64, i64)"
 
     def slot(fn, name):
         return fn.gep("%ctx", str(SLOT[name]))
@@ -94,7 +93,7 @@ def pool_ir(cpu: CpuInfo, futex_nr: int) -> str:
     # worker(ctx): wait for a new generation (spin, then futex), run it; return when stop is set
     fn = mt.function("define void @pool_worker(ptr %ctx) nounwind")
     spin = fn.load("i64", slot(fn, "spin"), 8)
-    seen0 = fn.v(f"load atomic i32, ptr %ctx seq_cst, align 4")
+    seen0 = fn.v("load atomic i32, ptr %ctx seq_cst, align 4")
     fn.do("br label %wait")
     fn.label("wait")
     fn.do("%seen = phi i32 [" + seen0 + ", %entry], [%g, %dowork], [%seen, %slept], [%seen, %spun]")

@@ -11,7 +11,6 @@ Row result: r = acc[4:8] + acc[0:4]; ((r0 + r2) + (r1 + r3)) + summs   (hsum_flo
 """
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 

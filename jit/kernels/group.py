@@ -62,7 +62,7 @@ def _group_rows(mt: ModuleText) -> None:
         a = _load_fields(fn, part, GR_FIELDS, {"begin", "rows", "n"})
         end = fn.v(f"add i64 {a['begin']}, {a['rows']}")
         lo = fn.call("i64", "llvm.smax.i64", ["i64 %r0", f"i64 {a['begin']}"], "i64, i64")
-        hi = fn.call("i64", "llvm.smin.i64", [f"i64 %r1", f"i64 {end}"], "i64, i64")
+        hi = fn.call("i64", "llvm.smin.i64", ["i64 %r1", f"i64 {end}"], "i64, i64")
         some = fn.v(f"icmp slt i64 {lo}, {hi}")
         go, skip = fn.fresh("gpgo"), fn.fresh("gpskip")
         fn.do(f"br i1 {some}, label %{go}, label %{skip}")
