@@ -69,20 +69,26 @@ class Jobs:
                      chunk=self.pool.chunk_rows(rows, row_bytes))
         return self._block(slots, GJ_FIELDS)
 
+    def table(self, parts: list) -> tuple[int, int, int]:
+        """A group_rows table of parts [(op, xq address, y address)], each part's rows from the next
+        ALIGN-row boundary -> (its address, the job's rows, the pool's chunk of rows)."""
+        table, begin = [len(parts)], 0
+        for op, xq, y in parts:
+            table += [op._kern_addr, op._w, xq, y, begin, op.n_out, op.n_in]
+            begin += -(-op.n_out // ALIGN) * ALIGN
+        assert len(table) == 1 + len(GR_FIELDS) * len(parts)
+        t = np.array(table, np.int64)
+        self._keep.append(t)
+        return t.ctypes.data, begin, self.pool.chunk_rows(begin, max(p[0].row_bytes for p in parts))
+
     def rows(self, parts: list, x: int) -> int:
         """parts: [(op, y address)], every op reading the float32 vector at x."""
         ops = [op for op, _ in parts]
         if len({op.n_in for op in ops}) != 1:
             raise ValueError("grouped matvecs must read vectors of one length")
         slots, xq_of = self._quantized(ops, x)
-        table, begin = [len(parts)], 0
-        for op, y in parts:
-            table += [op._kern_addr, op._w, xq_of[id(op)], y, begin, op.n_out, op.n_in]
-            begin += -(-op.n_out // ALIGN) * ALIGN
-        assert len(table) == 1 + len(GR_FIELDS) * len(parts)
-        t = np.array(table, np.int64)
-        self._keep.append(t)
-        return self._job(slots, "group_rows", t.ctypes.data, begin, max(op.row_bytes for op in ops))
+        table, rows, _ = self.table([(op, xq_of[id(op)], y) for op, y in parts])
+        return self._job(slots, "group_rows", table, rows, max(op.row_bytes for op in ops))
 
     def gate_up(self, op_g, op_u, x: int, gate: int, up: int, out: int, act: str, table: int = 0) -> int:
         if op_g.n_in != op_u.n_in or op_g.n_out != op_u.n_out or op_g.n_out % 16:

@@ -33,29 +33,29 @@ def kernel(shape: MoeShape):
     return jc.kernel(("moe_ffn", shape), lambda: moe_ir(shape, cpu), {"moe_ffn": ONE_PROTO}, cpu)["moe_ffn"]
 
 
+def expert_op(w, e: int):
+    """The LinearOp of matrix e of a stacked weight (an MoE layer's expert, an MLA head)."""
+    from inference import ops
+
+    return op_for(ops.expert(w, e))
+
+
 def shape_for(gate_inp, gate_exps, down_exps, k: int, bias, norm_w: bool, scale: float, limit: float,
               shexp, limit_sh: float) -> MoeShape | None:
     """The block's key, or None where it does not apply (a type the JIT lacks, shared gate and up
     of different shapes, odd sizes)."""
     n_exp, n_ff, E = gate_exps.shape
-    mats = [gate_inp, gate_exps, down_exps] + [m for m in (shexp or ()) if m is not None]
-    if not all(api.supports(m.ggml_type) for m in mats):
+    if not all(api.supports(m.ggml_type) for m in [gate_inp, gate_exps, down_exps, *(shexp or ())]):
         return None
     if shexp is not None and (shexp[0].shape != shexp[1].shape or shexp[2].shape[0] != E):
         return None
-    down = op_for(_first_expert(down_exps))
     if tuple(down_exps.shape) != (n_exp, E, n_ff):
         return None
+    down = expert_op(down_exps, 0)
     shape = MoeShape(E, n_exp, int(k), n_ff, 0 if shexp is None else shexp[0].shape[0], bias is not None,
                      bool(norm_w), float(np.float32(scale)), float(np.float32(limit)) if limit > CLAMP_EPS else 0.0,
                      float(np.float32(limit_sh)) if limit_sh > CLAMP_EPS else 0.0, down._xbytes if down._quant_addr else 0)
     return shape if supported(shape) else None
-
-
-def _first_expert(w):
-    from inference import ops
-
-    return ops.expert(w, 0)
 
 
 class MoeBlock:
@@ -88,18 +88,14 @@ class MoeBlock:
         job_gu = jobs.rows(parts, ptr["h"])
         gu_table = ctypes.c_int64.from_address(job_gu + 8 * GJ_FIELDS.index("table")).value
         xq_d = np.zeros(K * s.xbytes_d + 64, np.uint8)
-        d_table = [K]
-        for j in range(K):
-            xq = xq_d.ctypes.data + j * s.xbytes_d if s.xbytes_d else ptr["act"] + 4 * j * F
-            d_table += [d0._kern_addr, d0._w, xq, ptr["z"] + 4 * j * E, j * E, E, F]
-        d_table = self._i64(d_table)
+        xq = (xq_d.ctypes.data, s.xbytes_d) if s.xbytes_d else (ptr["act"], 4 * F)     # float downs: act's rows
+        d_table, _, d_chunk = jobs.table([(d0, xq[0] + j * xq[1], ptr["z"] + 4 * j * E) for j in range(K)])
         slots = dict(h=ptr["h"], out=ptr["out"], prepare=ctypes.cast(self._prepare, ctypes.c_void_p).value,
                      logits=ptr["logits"], probs=ptr["probs"],
                      bias=0 if bias is None else bias.ctypes.data, taken=self._i64([0] * s.n_exp),
                      wslot=ptr["wslot"], wasc=ptr["wasc"], job_gu=job_gu, gu_table=gu_table, gu=ptr["gu"],
                      act=ptr["act"], quant_d=d0._quant_addr, xq_d=xq_d.ctypes.data, d_table=d_table, run=run,
-                     ctx=ctx, group_rows=_addr(jobs.k["group_rows"]), d_rows=K * E,
-                     d_chunk=pool.chunk_rows(K * E, d0.row_bytes), z=ptr["z"],
+                     ctx=ctx, group_rows=_addr(jobs.k["group_rows"]), d_chunk=d_chunk, z=ptr["z"],
                      linear_one=_addr(tiles()["linear_one"]), linear_group=jobs.linear_group,
                      lo_router=linear_block(op_for(gate_inp), ptr["h"], ptr["logits"], self._keep), **tab)
         self._keep.append(xq_d)
@@ -113,9 +109,7 @@ class MoeBlock:
 
     def _fill(self, e: int) -> tuple:
         """Expert e's LinearOps (prepared: repacked where the JIT repacks) into the tables."""
-        from inference import ops
-
-        trio = tuple(op_for(ops.expert(w, e)) for w in self._mats)
+        trio = tuple(expert_op(w, e) for w in self._mats)
         for name, op in zip("gud", trio):
             self._tabs[f"w_{name}"][e] = op._w
             self._tabs[f"kern_{name}"][e] = op._kern_addr

@@ -24,7 +24,7 @@ from .attention import kernel as attention_kernel
 from .cpu import CpuInfo, detect
 from .kernels import attention as ka
 from .group import Jobs
-from .kernels.layer import HEAD, L, SLOTS, LayerShape, llama_layer_ir, supported
+from .kernels.layer import HEAD, L, SLOTS, LayerShape, indirect_token_ir, llama_layer_ir, supported
 from .kernels.tiles import LO_FIELDS
 from .linear import _addr, op_for, tiles
 
@@ -64,6 +64,13 @@ def plannable(model, state) -> bool:
                                                                     "ffn_gate", "ffn_up", "ffn_down")):
             return False
     return True
+
+
+def token_fn(name: str, n_slots: int, n_embd: int, eps: float):
+    """name(P, n, H): layer il through the function in its block's first slot, then the head."""
+    cpu, eps = detect(), float(np.float32(eps))
+    return jc.kernel((name, n_slots, n_embd, eps), lambda: indirect_token_ir(name, n_slots, n_embd, eps, cpu),
+                     {name: LAYERS_PROTO}, cpu)[name]
 
 
 def linear_block(op, x: int, y: int, keep: list) -> int:

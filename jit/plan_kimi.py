@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from inference.models.moe import GATING_SIGMOID, shared_expert
+
 from . import api
 from . import compile as jc
 from . import kda as jkda
@@ -21,25 +23,13 @@ from .kernels.kda import ARGS as KDA_ARGS
 from .kernels.kimi_layer import SLOTS, K, KimiShape, kimi_layer_ir, supported
 from .kernels.moe_block import padded
 from .linear import ONE_PROTO, _addr, op_for, tiles
-from .plan import Head, PlanBase, StateRefs
-from .plan_step35 import token_fn
-from .pool import ALIGN
-
-
-def _heads(w, n: int) -> list:
-    from inference import ops
-
-    return [op_for(ops.expert(w, h)) for h in range(n)]
-
-
-def _shexp(lay):
-    return None if lay.ffn_gate_shexp is None else (lay.ffn_gate_shexp, lay.ffn_up_shexp, lay.ffn_down_shexp)
+from .plan import Head, PlanBase, StateRefs, token_fn
 
 
 def moe_shape(model, il: int):
     c, lay = model.config, model.layers[il]
     return jm.shape_for(lay.ffn_gate_inp, lay.ffn_gate_exps, lay.ffn_down_exps, c.n_expert_used[il], lay.exp_probs_b,
-                        True, c.w_scale, 0.0, _shexp(lay), 0.0)
+                        True, c.w_scale, 0.0, shared_expert(lay), 0.0)
 
 
 def layer_shape(model, state, il: int) -> KimiShape:
@@ -48,16 +38,10 @@ def layer_shape(model, state, il: int) -> KimiShape:
     if c.is_kda[il]:
         return KimiShape("kda", c.n_embd, float(np.float32(c.eps)), moe, c.n_head)
     w = lay.mixer
-    kb, vb = op_for(_first(w.attn_k_b)), op_for(_first(w.attn_v_b))
+    kb, vb = jm.expert_op(w.attn_k_b, 0), jm.expert_op(w.attn_v_b, 0)
     return KimiShape("mla", c.n_embd, float(np.float32(c.eps)), moe, c.n_head, c.key_length_mla - c.n_rope, c.n_rope,
                      c.kv_lora_rank, w.attn_v_b.shape[1], state.kv_type,
                      kb._xbytes if kb._quant_addr else 0, vb._xbytes if vb._quant_addr else 0)
-
-
-def _first(w):
-    from inference import ops
-
-    return ops.expert(w, 0)
 
 
 def _types_ok(ws) -> bool:
@@ -65,8 +49,6 @@ def _types_ok(ws) -> bool:
 
 
 def _layer_ok(model, state, il: int) -> bool:
-    from inference.models import moe
-
     c, lay, w = model.config, model.layers[il], model.layers[il].mixer
     if c.is_kda[il]:
         proj = [w.attn_qkv] if w.attn_qkv is not None else [w.attn_q, w.attn_k, w.attn_v]
@@ -83,7 +65,7 @@ def _layer_ok(model, state, il: int) -> bool:
     if lay.ffn_gate_inp is None:
         return _types_ok([lay.ffn_gate, lay.ffn_up, lay.ffn_down]) and lay.ffn_gate.shape == lay.ffn_up.shape \
             and lay.ffn_gate.shape[0] % 16 == 0
-    return c.gating == moe.GATING_SIGMOID and moe_shape(model, il) is not None
+    return c.gating == GATING_SIGMOID and moe_shape(model, il) is not None
 
 
 def plannable(model, state) -> bool:
@@ -102,7 +84,7 @@ class KimiPlan(PlanBase):
     def __init__(self, model, state):
         c = model.config
         self.model, self.n_layer = model, c.n_layer
-        self._cpu = cpu = detect()
+        cpu = detect()
         pool = api.get_pool()
         self._run, self._ctx, self._lock = pool.raw()
         self._pool = pool
@@ -147,18 +129,6 @@ class KimiPlan(PlanBase):
         self._keep.append(a)
         return a.ctypes.data
 
-
-    def _rows_table(self, ops, xq: int, xstep: int, y: int, ystep: int) -> tuple[int, int]:
-        """A group_rows table: part h = ops[h] reading xq + h*xstep, writing y + h*ystep -> (address,
-        chunk rows for the pool)."""
-        t, begin = [len(ops)], 0
-        for h, op in enumerate(ops):
-            t += [op._kern_addr, op._w, xq + h * xstep, y + h * ystep, begin, op.n_out, op.n_in]
-            begin += -(-op.n_out // ALIGN) * ALIGN
-        arr = np.array(t, np.int64)
-        self._keep.append(arr)
-        return arr.ctypes.data, self._pool.chunk_rows(begin, max(op.row_bytes for op in ops))
-
     # --- layers ----------------------------------------------------------------------------------
     def _kda(self, p, w, state, il: int, c) -> None:
         H, d = c.n_head, c.kda_head_dim
@@ -194,14 +164,16 @@ class KimiPlan(PlanBase):
         acc, lat, att = self._arr(nbmax * H * R), self._arr(H * R), self._arr(H * dv)
         h = self.buf["h"].ctypes.data
         p[K["job_proj"]] = self._jobs.rows([(op_for(w.attn_q), qf.ctypes.data), (op_for(w.attn_kv_a_mqa), ckp.ctypes.data)], h)
-        kb, vb = _heads(w.attn_k_b, H), _heads(w.attn_v_b, H)
+        kb, vb = ([jm.expert_op(m, h) for h in range(H)] for m in (w.attn_k_b, w.attn_v_b))
         xq_kb = np.zeros(H * s.xbytes_kb + 64, np.uint8)
         xq_vb = np.zeros(H * s.xbytes_vb + 64, np.uint8)
         self._keep += [xq_kb, xq_vb]
         kx = (xq_kb.ctypes.data, s.xbytes_kb) if s.xbytes_kb else (qn.ctypes.data, 4 * n)
         vx = (xq_vb.ctypes.data, s.xbytes_vb) if s.xbytes_vb else (lat.ctypes.data, 4 * R)
-        p[K["kb_table"]], p[K["kb_chunk"]] = self._rows_table(kb, *kx, Q.ctypes.data, 4 * (R + r))
-        p[K["vb_table"]], p[K["vb_chunk"]] = self._rows_table(vb, *vx, att.ctypes.data, 4 * dv)
+        p[K["kb_table"]], _, p[K["kb_chunk"]] = self._jobs.table(
+            [(op, kx[0] + h * kx[1], Q.ctypes.data + h * 4 * (R + r)) for h, op in enumerate(kb)])
+        p[K["vb_table"]], _, p[K["vb_chunk"]] = self._jobs.table(
+            [(op, vx[0] + h * vx[1], att.ctypes.data + h * 4 * dv) for h, op in enumerate(vb)])
         p[K["quant_kb"]], p[K["xq_kb"]] = kb[0]._quant_addr, xq_kb.ctypes.data
         p[K["quant_vb"]], p[K["xq_vb"]] = vb[0]._quant_addr, xq_vb.ctypes.data
         cache = state.arrays[f"blk.{il}.kv"]
@@ -229,7 +201,7 @@ class KimiPlan(PlanBase):
             p[K["down"]] = self.buf["down"].ctypes.data
             return
         block = jm.MoeBlock(moe_shape(model, il), lay.ffn_gate_inp, lay.ffn_gate_exps, lay.ffn_up_exps,
-                            lay.ffn_down_exps, lay.exp_probs_b, _shexp(lay), h=h, out=self.buf["mo"].ctypes.data)
+                            lay.ffn_down_exps, lay.exp_probs_b, shared_expert(lay), h=h, out=self.buf["mo"].ctypes.data)
         self._moe.append(block)
         p[K["moe_fn"]], p[K["moe_p"]], p[K["down"]] = block.fn_addr, block.M, self.buf["mo"].ctypes.data
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from inference.models.moe import GATING_SIGMOID, shared_expert
+
 from . import api
 from . import compile as jc
 from . import moe as jm
@@ -19,23 +21,18 @@ from .cpu import detect
 from .group import Jobs
 from .kernels import attention as ka
 from .kernels.moe_block import padded
-from .kernels.layer import indirect_token_ir
 from .kernels.step35_layer import SLOTS, S, Step35Shape, step35_layer_ir, supported
 from .linear import ONE_PROTO, _addr, op_for, tiles
-from .plan import LAYERS_PROTO, Head, PlanBase, StateRefs
+from .plan import Head, PlanBase, StateRefs, token_fn
 
 ATTN = ("attn_q", "attn_k", "attn_v", "attn_gate", "attn_output")
 DENSE = ("ffn_gate", "ffn_up", "ffn_down")
 
 
-def _shexp(lay):
-    return None if lay.ffn_gate_shexp is None else (lay.ffn_gate_shexp, lay.ffn_up_shexp, lay.ffn_down_shexp)
-
-
 def moe_shape(model, il: int):
     c, lay = model.cfg, model.layers[il]
     return jm.shape_for(lay.ffn_gate_inp, lay.ffn_gate_exps, lay.ffn_down_exps, c.n_expert_used, lay.exp_probs_b,
-                        c.weights_norm, c.weights_scale, c.clamp_exp[il], _shexp(lay), c.clamp_shexp[il])
+                        c.weights_norm, c.weights_scale, c.clamp_exp[il], shared_expert(lay), c.clamp_shexp[il])
 
 
 def layer_shape(model, state, il: int) -> Step35Shape:
@@ -60,9 +57,7 @@ def _layer_ok(model, state, il: int) -> bool:
     if lay.ffn_gate_inp is None:
         return lay.ffn_gate.shape == lay.ffn_up.shape and all(api.supports(getattr(lay, f).ggml_type)
                                                               for f in ATTN + DENSE)
-    from inference.models import moe
-
-    return (c.gating_func == moe.GATING_SIGMOID and moe_shape(model, il) is not None
+    return (c.gating_func == GATING_SIGMOID and moe_shape(model, il) is not None
             and all(api.supports(getattr(lay, f).ggml_type) for f in ATTN))
 
 
@@ -75,13 +70,6 @@ def plannable(model, state) -> bool:
     if not (ka.supported(detect(), c.head_dim, c.head_dim, "f16") and hasattr(api.get_pool(), "raw")):
         return False
     return all(_layer_ok(model, state, il) for il in range(c.n_layer))
-
-
-def token_fn(name: str, n_slots: int, n_embd: int, eps: float):
-    """name(P, n, H): layer il through the function in its block's first slot, then the head."""
-    cpu, eps = detect(), float(np.float32(eps))
-    return jc.kernel((name, n_slots, n_embd, eps), lambda: indirect_token_ir(name, n_slots, n_embd, eps, cpu),
-                     {name: LAYERS_PROTO}, cpu)[name]
 
 
 class Step35Plan(PlanBase):
@@ -139,7 +127,7 @@ class Step35Plan(PlanBase):
                 p[S["down"]] = ptr["down"]
             else:
                 block = jm.MoeBlock(moe_shape(model, il), lay.ffn_gate_inp, lay.ffn_gate_exps, lay.ffn_up_exps,
-                                    lay.ffn_down_exps, lay.exp_probs_b, _shexp(lay), h=ptr["h"], out=ptr["mo"])
+                                    lay.ffn_down_exps, lay.exp_probs_b, shared_expert(lay), h=ptr["h"], out=ptr["mo"])
                 self._moe.append(block)
                 p[S["moe_fn"]], p[S["moe_p"]], p[S["down"]] = block.fn_addr, block.M, ptr["mo"]
             for slot, vec in (("attn_norm", lay.attn_norm), ("q_norm", lay.attn_q_norm), ("k_norm", lay.attn_k_norm),

@@ -250,7 +250,6 @@ class Model(base.Model):
         c = self.config
         if il < c.n_dense_lead:                                                 # [T, E]
             return base.in_row_parts(lambda part: moe.ffn(part, L.ffn_gate, L.ffn_up, L.ffn_down), y, FFN_ROWS)
-        shexp = None if L.ffn_gate_shexp is None else (L.ffn_gate_shexp, L.ffn_up_shexp, L.ffn_down_shexp)
         return moe.moe_layer(y, L.ffn_gate_inp, L.ffn_gate_exps, L.ffn_up_exps, L.ffn_down_exps,
                              c.n_expert_used[il], c.gating, L.exp_probs_b, norm_w=True, scale=c.w_scale,
-                             shexp=shexp)
+                             shexp=moe.shared_expert(L))

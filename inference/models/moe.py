@@ -134,6 +134,13 @@ def moe_ffn(y: np.ndarray, gate_inp: Tensor, gate_exps: Tensor, up_exps: Tensor,
     return experts(y, sel, w, gate_exps, up_exps, down_exps, limit)
 
 
+def shared_expert(layer) -> tuple | None:
+    """A layer's shared expert (ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp), or None."""
+    if layer.ffn_gate_shexp is None:
+        return None
+    return layer.ffn_gate_shexp, layer.ffn_up_shexp, layer.ffn_down_shexp
+
+
 def moe_layer(y: np.ndarray, gate_inp: Tensor, gate_exps: Tensor, up_exps: Tensor, down_exps: Tensor,
               n_used: int, gating: int, exp_probs_b: np.ndarray | None = None, norm_w: bool = True,
               scale: float = 0.0, limit: float = 0.0, shexp: tuple | None = None,

@@ -393,7 +393,6 @@ class Model(base.Model):
         cfg = self.cfg
         if L.ffn_gate_inp is None:   # dense; build_ffn applies the shared-expert clamp here too
             return moe.ffn(y, L.ffn_gate, L.ffn_up, L.ffn_down, cfg.clamp_shexp[il])
-        shexp = None if L.ffn_gate_shexp is None else (L.ffn_gate_shexp, L.ffn_up_shexp, L.ffn_down_shexp)
         return moe.moe_layer(y, L.ffn_gate_inp, L.ffn_gate_exps, L.ffn_up_exps, L.ffn_down_exps,
                              cfg.n_expert_used, cfg.gating_func, L.exp_probs_b, cfg.weights_norm,
-                             cfg.weights_scale, cfg.clamp_exp[il], shexp, cfg.clamp_shexp[il])
+                             cfg.weights_scale, cfg.clamp_exp[il], moe.shared_expert(L), cfg.clamp_shexp[il])

@@ -34,6 +34,22 @@ GU_FIELDS = ("kern_g", "w_g", "xq_g", "gate", "kern_u", "w_u", "xq_u", "up", "n"
 DRIVER_SIG = "(ptr noalias %T, ptr %unused0, ptr %unused1, i64 %r0, i64 %r1, i64 %n) nounwind"
 
 
+def quant_rows(fn, quant: str, x: str, xq: str, rows: int, n: int, xbytes: int) -> None:
+    """quant(x + i*n floats, xq + i*xbytes, n) for each of `rows` rows: each row's activation bytes
+    for its own part of a group_rows table (xbytes 0: float weights, the parts read x's rows)."""
+    if not xbytes:
+        return
+    with fn.loop("0", str(rows), stem="qr") as R:
+        xi = fn.gep(x, fn.v(f"mul i64 {R.i}, {4 * n}"))
+        fn.do(f"call void {quant}(ptr {xi}, ptr {fn.gep(xq, fn.v(f'mul i64 {R.i}, {xbytes}'))}, i64 {n})")
+
+
+def run_rows(fn, a: dict, table: str, rows, chunk: str) -> None:
+    """group_rows over a table on the native pool (a["run"], a["ctx"], a["group_rows"])."""
+    fn.do(f"call void {a['run']}(ptr {a['ctx']}, ptr {a['group_rows']}, ptr {table}, ptr null, ptr null, "
+          f"i64 {rows}, i64 0, i64 {chunk})")
+
+
 def _load_fields(fn, base: str, fields, ints) -> dict:
     return {k: fn.load("i64" if k in ints else "ptr", fn.gep(base, str(8 * i)), 8) for i, k in enumerate(fields)}
 

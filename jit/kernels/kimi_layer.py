@@ -28,6 +28,7 @@ from ..cpu import CpuInfo
 from .attention import V16F, v_expf
 from .emit import Fn, ModuleText
 from .layer import add_into, kv_store, rms_norm
+from .group import quant_rows, run_rows
 from .moe_block import padded
 
 SLOTS = ("layer", "x", "attn_norm", "ffn_norm", "h", "o", "lo_o", "linear_one", "linear_group", "run", "ctx",
@@ -70,20 +71,6 @@ def _copy(fn: Fn, src: str, dst: str, n: int) -> None:
     with fn.loop("0", str(n), step=16, stem="cp") as C:
         off = fn.v(f"shl i64 {C.i}, 2")
         fn.store(V16F, fn.load(V16F, fn.gep(src, off), 4), fn.gep(dst, off), 4)
-
-
-def _quant_rows(fn: Fn, quant: str, x: str, xq: str, rows: int, n: int, xbytes: int) -> None:
-    """quant(x + i*n floats, xq + i*xbytes, n) for each of `rows` rows (xbytes 0: none, floats read)."""
-    if not xbytes:
-        return
-    with fn.loop("0", str(rows), stem="qr") as R:
-        xi = fn.gep(x, fn.v(f"mul i64 {R.i}, {4 * n}"))
-        fn.do(f"call void {quant}(ptr {xi}, ptr {fn.gep(xq, fn.v(f'mul i64 {R.i}, {xbytes}'))}, i64 {n})")
-
-
-def _rows_job(fn: Fn, a: dict, table: str, rows: int, chunk: str) -> None:
-    fn.do(f"call void {a['run']}(ptr {a['ctx']}, ptr {a['group_rows']}, ptr {table}, ptr null, ptr null, "
-          f"i64 {rows}, i64 0, i64 {chunk})")
 
 
 def _merge(fn: Fn, a: dict, s: KimiShape) -> None:
@@ -136,8 +123,8 @@ def _mla(fn: Fn, a: dict, s: KimiShape) -> None:
         _copy(fn, src, fn.gep(a["qn"], fn.v(f"mul i64 {Hd.i}, {4 * n}")), n)
         qrow = fn.v(f"mul i64 {Hd.i}, {4 * (R + r)}")
         _copy(fn, fn.gep(src, str(4 * n)), fn.gep(a["Q"], fn.v(f"add i64 {qrow}, {4 * R}")), r)
-    _quant_rows(fn, a["quant_kb"], a["qn"], a["xq_kb"], H, n, s.xbytes_kb)
-    _rows_job(fn, a, a["kb_table"], H * R, a["kb_chunk"])
+    quant_rows(fn, a["quant_kb"], a["qn"], a["xq_kb"], H, n, s.xbytes_kb)
+    run_rows(fn, a, a["kb_table"], H * R, a["kb_chunk"])
     if s.kv == "f16":                                     # the query as the F16 cache's attention reads it
         with fn.loop("0", str(H * (R + r)), step=16, stem="qr16") as C:
             p = fn.gep(a["Q"], fn.v(f"shl i64 {C.i}, 2"))
@@ -145,8 +132,8 @@ def _mla(fn: Fn, a: dict, s: KimiShape) -> None:
     fn.do(f"call void {a['run']}(ptr {a['ctx']}, ptr {a['mla_fn']}, ptr {a['mla_p']}, ptr null, ptr {a['acc']}, "
           f"i64 {a['nb']}, i64 0, i64 1)")
     _merge(fn, a, s)
-    _quant_rows(fn, a["quant_vb"], a["lat"], a["xq_vb"], H, R, s.xbytes_vb)
-    _rows_job(fn, a, a["vb_table"], H * s.dv, a["vb_chunk"])
+    quant_rows(fn, a["quant_vb"], a["lat"], a["xq_vb"], H, R, s.xbytes_vb)
+    run_rows(fn, a, a["vb_table"], H * s.dv, a["vb_chunk"])
 
 
 def _kda(fn: Fn, a: dict, s: KimiShape) -> None:

@@ -118,13 +118,22 @@ def add_into(fn: Fn, x: str, y: str, n: int) -> None:
         fn.store(V16F, fn.v(f"fadd {V16F} {fn.load(V16F, px, 4)}, {fn.load(V16F, fn.gep(y, off), 4)}"), px, 4)
 
 
-def swiglu(fn: Fn, g: str, u: str, out: str, n: int) -> None:
+def swiglu(fn: Fn, g: str, u: str, out: str, n, limit: float = 0.0) -> None:
+    """out = silu(g) * u over n floats (n % 16 == 0; ggml_vec_swiglu_f32); with limit > 1e-6,
+    Step-3.5's clamp (models/moe.swiglu): min(silu(g), limit) * clip(u, -limit, limit), NaN
+    passing through as numpy's minimum and clip pass it."""
     with fn.loop("0", str(n), step=16, stem="sw") as S:
         off = fn.v(f"shl i64 {S.i}, 2")
         x = fn.load(V16F, fn.gep(g, off), 4)
         e = v_expf(fn, fn.v(f"fsub {V16F} zeroinitializer, {x}"))
         sl = fn.v(f"fdiv {V16F} {x}, {fn.v(f'fadd {V16F} {splatf(1.0)}, {e}')}")
-        fn.store(V16F, fn.v(f"fmul {V16F} {sl}, {fn.load(V16F, fn.gep(u, off), 4)}"), fn.gep(out, off), 4)
+        up = fn.load(V16F, fn.gep(u, off), 4)
+        if limit > 1e-6:
+            lim, nlim = splatf(limit), splatf(-limit)
+            sl = fn.v(f"select <16 x i1> {fn.v(f'fcmp olt {V16F} {lim}, {sl}')}, {V16F} {lim}, {V16F} {sl}")
+            up = fn.v(f"select <16 x i1> {fn.v(f'fcmp olt {V16F} {up}, {nlim}')}, {V16F} {nlim}, {V16F} {up}")
+            up = fn.v(f"select <16 x i1> {fn.v(f'fcmp olt {V16F} {lim}, {up}')}, {V16F} {lim}, {V16F} {up}")
+        fn.store(V16F, fn.v(f"fmul {V16F} {sl}, {up}"), fn.gep(out, off), 4)
 
 
 @functools.cache

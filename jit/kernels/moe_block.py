@@ -26,14 +26,15 @@ from dataclasses import dataclass
 from ..cpu import CpuInfo
 from .attention import V16F, flt, splatf, v_expf
 from .emit import Fn, ModuleText
-from .group import GR_FIELDS
+from .group import GR_FIELDS, quant_rows, run_rows
+from .layer import swiglu
 
 MB_FIELDS = ("h", "out", "prepare", "lo_router", "logits", "probs", "bias", "taken", "wslot", "wasc",
              "job_gu", "gu_table", "kern_g", "w_g", "kern_u", "w_u", "kern_d", "w_d", "gu", "act",
-             "quant_d", "xq_d", "d_table", "run", "ctx", "group_rows", "d_rows", "d_chunk", "z",
+             "quant_d", "xq_d", "d_table", "run", "ctx", "group_rows", "d_chunk", "z",
              "job_sh", "sh_g", "sh_u", "sh_act", "lo_sh_down", "sh", "linear_one", "linear_group")
 MB = {k: i for i, k in enumerate(MB_FIELDS)}
-MB_INTS = {"d_rows", "d_chunk"}
+MB_INTS = {"d_chunk"}
 NORM_FLOOR = 6.103515625e-5
 CLAMP_EPS = 1e-6
 
@@ -59,23 +60,6 @@ def supported(s: MoeShape) -> bool:
 
 def padded(n: int) -> int:
     return -(-n // 16) * 16
-
-
-def swiglu_into(fn: Fn, g: str, u: str, out: str, n: int, limit: float) -> None:
-    """out = silu(g) * u (layer.swiglu's float32 operations); with a clamp (moe.swiglu):
-    min(silu(g), limit) * clip(u, -limit, limit), NaN passing through as numpy's do."""
-    with fn.loop("0", str(n), step=16, stem="sg") as S:
-        off = fn.v(f"shl i64 {S.i}, 2")
-        x = fn.load(V16F, fn.gep(g, off), 4)
-        e = v_expf(fn, fn.v(f"fsub {V16F} zeroinitializer, {x}"))
-        s = fn.v(f"fdiv {V16F} {x}, {fn.v(f'fadd {V16F} {splatf(1.0)}, {e}')}")
-        up = fn.load(V16F, fn.gep(u, off), 4)
-        if limit > CLAMP_EPS:
-            lim, nlim = splatf(limit), splatf(-limit)
-            s = fn.v(f"select <16 x i1> {fn.v(f'fcmp olt {V16F} {lim}, {s}')}, {V16F} {lim}, {V16F} {s}")
-            up = fn.v(f"select <16 x i1> {fn.v(f'fcmp olt {V16F} {up}, {nlim}')}, {V16F} {nlim}, {V16F} {up}")
-            up = fn.v(f"select <16 x i1> {fn.v(f'fcmp olt {V16F} {lim}, {up}')}, {V16F} {lim}, {V16F} {up}")
-        fn.store(V16F, fn.v(f"fmul {V16F} {s}, {up}"), fn.gep(out, off), 4)
 
 
 def sigmoid_into(fn: Fn, x: str, out: str, n: int) -> None:
@@ -171,7 +155,7 @@ def _weighted_sum(fn: Fn, a: dict, s: MoeShape) -> None:
 
 def _shared(fn: Fn, a: dict, s: MoeShape) -> None:
     fn.do(f"call void {a['linear_group']}(ptr {a['job_sh']})")
-    swiglu_into(fn, a["sh_g"], a["sh_u"], a["sh_act"], s.n_ff_sh, s.limit_sh)
+    swiglu(fn, a["sh_g"], a["sh_u"], a["sh_act"], s.n_ff_sh, s.limit_sh)
     fn.do(f"call void {a['linear_one']}(ptr {a['lo_sh_down']})")
     with fn.loop("0", str(s.n_embd), step=16, stem="sa") as S:
         off = fn.v(f"shl i64 {S.i}, 2")
@@ -185,14 +169,9 @@ def moe_body(fn: Fn, a: dict, s: MoeShape) -> None:
     _select(fn, a, s)
     _ascending(fn, a, s)
     fn.do(f"call void {a['linear_group']}(ptr {a['job_gu']})")
-    swiglu_into(fn, a["gu"], fn.gep(a["gu"], str(4 * s.k * s.n_ff)), a["act"], s.k * s.n_ff, s.limit)
-    if s.xbytes_d:                  # else float down matrices: their table parts read act's rows
-        with fn.loop("0", str(s.k), stem="dq") as J:
-            x = fn.gep(a["act"], fn.v(f"mul i64 {J.i}, {4 * s.n_ff}"))
-            xq = fn.gep(a["xq_d"], fn.v(f"mul i64 {J.i}, {s.xbytes_d}"))
-            fn.do(f"call void {a['quant_d']}(ptr {x}, ptr {xq}, i64 {s.n_ff})")
-    fn.do(f"call void {a['run']}(ptr {a['ctx']}, ptr {a['group_rows']}, ptr {a['d_table']}, ptr null, ptr null, "
-          f"i64 {a['d_rows']}, i64 0, i64 {a['d_chunk']})")
+    swiglu(fn, a["gu"], fn.gep(a["gu"], str(4 * s.k * s.n_ff)), a["act"], s.k * s.n_ff, s.limit)
+    quant_rows(fn, a["quant_d"], a["act"], a["xq_d"], s.k, s.n_ff, s.xbytes_d)   # float downs read act's rows
+    run_rows(fn, a, a["d_table"], s.k * s.n_embd, a["d_chunk"])
     _weighted_sum(fn, a, s)
     if s.n_ff_sh:
         _shared(fn, a, s)

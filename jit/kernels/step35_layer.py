@@ -23,10 +23,10 @@ import functools
 from dataclasses import dataclass
 
 from ..cpu import CpuInfo
-from .attention import V16F, splatf, v_expf
+from .attention import V16F
 from .emit import Fn, ModuleText
-from .layer import LayerShape, add_into, kv_store, rms_norm, rope
-from .moe_block import padded, swiglu_into
+from .layer import LayerShape, add_into, kv_store, rms_norm, rope, swiglu
+from .moe_block import sigmoid_into
 
 SLOTS = ("layer", "x", "attn_norm", "q_norm", "k_norm", "ffn_norm", "h", "job_qkv", "q", "k", "v", "g",
          "cos", "sin", "krow", "vrow", "attn_p", "attn_fn", "run", "ctx", "att", "attn_chunk", "lo_o", "o",
@@ -61,11 +61,7 @@ def _per_head_norm(fn: Fn, buf: str, w: str, heads: int, s: Step35Shape) -> None
 
 def _head_gate(fn: Fn, att: str, g: str, s: Step35Shape) -> None:
     """att[h, :] *= sigmoid(g[h]); g is padded to 16 (its extra lanes are never used)."""
-    with fn.loop("0", str(padded(s.n_head)), step=16, stem="gs") as G:
-        p = fn.gep(g, fn.v(f"shl i64 {G.i}, 2"))
-        x = fn.load(V16F, p, 4)
-        e = v_expf(fn, fn.v(f"fsub {V16F} zeroinitializer, {x}"))
-        fn.store(V16F, fn.v(f"fdiv {V16F} {splatf(1.0)}, {fn.v(f'fadd {V16F} {splatf(1.0)}, {e}')}"), p, 4)
+    sigmoid_into(fn, g, g, s.n_head)
     with fn.loop("0", str(s.n_head), stem="gh") as H:
         sg = fn.splat(16, "float", fn.load("float", fn.gep(g, fn.v(f"shl i64 {H.i}, 2")), 4))
         row = fn.gep(att, fn.v(f"mul i64 {H.i}, {4 * s.head_dim}"))
@@ -96,7 +92,7 @@ def step35_layer_ir(s: Step35Shape, cpu: CpuInfo) -> str:
     rms_norm(fn, a["x"], a["ffn_norm"], a["h"], s.n_embd, s.eps)
     if s.n_ff:
         fn.do(f"call void {a['linear_group']}(ptr {a['job_ffn']})")
-        swiglu_into(fn, a["f_gate"], a["f_up"], a["f_act"], s.n_ff, s.limit)
+        swiglu(fn, a["f_gate"], a["f_up"], a["f_act"], s.n_ff, s.limit)
         fn.do(f"call void {a['linear_one']}(ptr {a['lo_down']})")
     else:
         fn.do(f"call void {a['moe_fn']}(ptr {a['moe_p']})")
