@@ -125,7 +125,9 @@ def rope_angles(pos: np.ndarray, n_dims: int, base: float, freq_scale: float,
         raise ValueError("rope_angles: negative position")
     top = (int(pos.max()) // ROPE_BLOCK + 1) * ROPE_BLOCK if pos.size else 0
     cos_t, sin_t, have = _rope_table(key, n_dims // 2, top)
-    blocks = np.unique(pos[~have[pos]] // ROPE_BLOCK)
+    blocks = np.zeros(top // ROPE_BLOCK, bool)              # (np.unique would import numpy.ma: 30 ms)
+    blocks[pos[~have[pos]] // ROPE_BLOCK] = True
+    blocks = np.flatnonzero(blocks)
     missing = (blocks[:, None] * ROPE_BLOCK + np.arange(ROPE_BLOCK)).reshape(-1)
     missing = missing[~have[missing]]                      # whole blocks, each position once
     if missing.size:
