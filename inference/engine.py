@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,7 +24,7 @@ from . import interrupt
 from .errors import ContextOverflowError, LecternError, TokenizerError
 from .generation import PREFILL_CHUNK, Cancel, Generation, GenerationStats, Progress  # noqa: F401 (re-exported)
 from .kv_cache import DEFAULT_KV_TYPE, check_kv_type
-from .models.base import Model, State
+from .models.base import KV, Model, State
 from .sampling import SamplingParams
 
 DEFAULT_N_CTX = 4096
@@ -279,7 +280,8 @@ class Session:
         than in 64-token ones)."""
         st, ids = self.state, np.asarray(part, np.int64)
         if cancel is None and progress is None:
-            return self.model.forward(ids, st, last_only=True)
+            with self._recovering():
+                return self.model.forward(ids, st, last_only=True)
         point = st.undo_point() if cancel is not None else None
         shown, layers = [time.perf_counter()], [0, 0]       # last report; layers done, n_layer
 
@@ -296,13 +298,8 @@ class Session:
             if k < n:
                 poll()
 
-        try:
-            with interrupt.watching(interrupt.Hooks(on_layer, poll)):
-                return self.model.forward(ids, st, last_only=True)
-        except BaseException:         # a Stop, or any failure half-way: with a cancel, nothing half-written stays
-            if point is not None:
-                st.undo(point)
-            raise
+        with self._recovering(point), interrupt.watching(interrupt.Hooks(on_layer, poll)):
+            return self.model.forward(ids, st, last_only=True)
 
     def _resume(self, n: int) -> int:
         """Set the state back to hold tokens[:m] for the largest m <= n it can; return m."""
@@ -324,6 +321,33 @@ class Session:
         self.reset()
         return 0
 
+    @contextmanager
+    def _recovering(self, point=None):
+        """Around a forward: if it fails half-way (a Stop, an error, Ctrl+C), nothing half-written
+        stays. With an undo point (State.undo_point) the state goes back to it. Without one, the
+        buffers a forward overwrites in place (recurrent states, sliding-window rings) may hold
+        part of a token, so the session goes back to the snapshot of the last prompt, or starts
+        over, and a later prefill recomputes the rest; position-indexed caches are only written
+        past n_past, so a state made of them alone only goes back to its n_past."""
+        n0 = self.state.n_past
+        try:
+            yield
+        except BaseException:
+            st = self.state
+            if point is not None:
+                st.undo(point)
+            elif all(st.kinds.get(k) == KV for k in st.arrays):
+                st.n_past = min(st.n_past, n0)
+            else:
+                snap = self._snap
+                if snap is not None and snap.n_past <= n0:
+                    st.undo((snap.n_past, snap.arrays))
+                    del self.tokens[snap.n_past:]
+                    self.logits = snap.logits.copy()
+                else:
+                    self.reset()
+            raise
+
     def _take_snapshot(self) -> None:
         st = self.state
         parts = st.undo_point()[1]          # the parts a later forward overwrites in place
@@ -336,7 +360,8 @@ class Session:
                 f"the context is full ({self.n_ctx} tokens); start a new conversation or use a "
                 "larger context size")
         self._check_ids([token])
-        logits = self.model.forward(np.asarray([token], np.int64), self.state, last_only=True)
+        with self._recovering():
+            logits = self.model.forward(np.asarray([token], np.int64), self.state, last_only=True)
         self.tokens.append(int(token))
         self.logits = np.asarray(logits[-1], np.float32)
         return self.logits

@@ -16,6 +16,7 @@ import pytest
 
 from inference import ContextOverflowError
 from inference import engine as engine_module
+from inference import interrupt
 from inference.engine import Engine, Generation, SessionFileError, weight_bytes_per_token
 from inference.models.base import KV
 from inference.sampling import GREEDY, SamplingParams
@@ -200,6 +201,75 @@ def test_a_failure_inside_a_chunk_leaves_the_state_as_before_it():
         np.testing.assert_array_equal(s.state.arrays[k], a, err_msg=k)
     s.prefill(tokens, chunk=32)
     assert_same_logits(s.logits, fresh_logits("tiny-kimi-linear-F16", tokens))
+
+
+def _fail_at_layer(k: int):
+    """Hooks under which a forward fails after its first k layers (as out of memory would)."""
+    def on_layer(done, n):
+        if done == k:
+            raise MemoryError(f"out of memory after layer {k}")
+    return interrupt.watching(interrupt.Hooks(on_layer, lambda part=0.0: None))
+
+
+def _per_op(monkeypatch):
+    """Decode layer by layer (the decode plans run every layer in one native call, no hooks)."""
+    from inference.models import gemma3, kimi_linear, llama, step35
+    for m in (gemma3, kimi_linear, llama, step35):
+        monkeypatch.setattr(m, "USE_PLAN", False)
+
+
+@pytest.mark.parametrize("stem", ARCHS)
+def test_a_decode_step_that_fails_half_way_leaves_a_session_that_decodes_right(stem, monkeypatch):
+    """A decode step that fails after some layers (recurrent states and rings half-written):
+    the session goes back to its last prompt, and the next turn gives the uninterrupted logits."""
+    _per_op(monkeypatch)
+    tokens = prompt(stem, 24)
+    s = engine(stem).session(128)
+    s.prefill(tokens[:20], chunk=8)
+    s.eval_token(tokens[20])
+    with _fail_at_layer(1), pytest.raises(MemoryError):
+        s.eval_token(tokens[21])
+    assert s.n_past == len(s.tokens) and s.tokens == tokens[:len(s.tokens)]
+    s.prefill(tokens[:22])
+    s.eval_token(tokens[22])
+    assert_same_logits(s.logits, fresh_logits(stem, tokens[:23]))
+
+
+@pytest.mark.parametrize("stem", ["tiny-llama-F16", "tiny-kimi-linear-F16"])
+def test_a_failure_after_the_state_moved_on_sets_it_back(stem, monkeypatch):
+    """A forward that fails after the state took the token (in the output head, say): n_past
+    matches the session's tokens again and decoding on gives the uninterrupted logits."""
+    tokens = prompt(stem, 24)
+    e = engine(stem)
+    s = e.session(128)
+    s.prefill(tokens[:20])
+    forward = e.model.forward
+
+    def failing(*a, **k):
+        forward(*a, **k)
+        raise MemoryError("out of memory in the output head")
+    monkeypatch.setattr(e.model, "forward", failing)
+    with pytest.raises(MemoryError):
+        s.eval_token(tokens[20])
+    monkeypatch.setattr(e.model, "forward", forward)
+    assert s.n_past == len(s.tokens) and s.tokens == tokens[:len(s.tokens)]
+    s.prefill(tokens[:21])
+    s.eval_token(tokens[21])
+    assert_same_logits(s.logits, fresh_logits(stem, tokens[:22]))
+
+
+@pytest.mark.parametrize("stem", ARCHS)
+def test_a_prefill_without_cancel_that_fails_half_way_can_be_read_again(stem):
+    """No cancel, so no undo point: a chunk that fails after its first layer leaves the session
+    at its last prompt (or empty), and reading the same tokens again gives the right logits."""
+    tokens = prompt(stem, 48)
+    s = engine(stem).session(128)
+    s.prefill(tokens[:16], chunk=16)
+    with _fail_at_layer(1), pytest.raises(MemoryError):
+        s.prefill(tokens, chunk=16)
+    assert s.n_past == len(s.tokens) and s.tokens == tokens[:len(s.tokens)]
+    s.prefill(tokens, chunk=16)
+    assert_same_logits(s.logits, fresh_logits(stem, tokens))
 
 
 def test_progress_moves_between_the_layers_of_a_chunk(monkeypatch):
