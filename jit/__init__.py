@@ -32,7 +32,7 @@
                   flash-style attention between its matmuls)
   sgemm.py        float32 C (+)= A B on the pool (kernels/sgemm.py: packed B panels, register
                   tiles of the CPU's full width): the long MLA prefill's matmuls
-LECTERN_PREFETCH (bytes, default 2048) tunes the matvec kernels' software prefetch distance;
+LECTERN_PREFETCH (bytes, default 16384) tunes the matvec kernels' software prefetch distance;
 LECTERN_MV_ROWS (default 4) and LECTERN_MV_PREFETCH (default -1: the next group of rows) the
 32-block matvecs' rows per step and prefetch distance; LECTERN_MV_GROUP_MIN_BYTES (default 8192)
 the Q8_0 row length below which rows go one at a time.

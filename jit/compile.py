@@ -179,6 +179,12 @@ def cache_write(path: Path, payload: bytes) -> None:
 stats = {"compiled": 0, "disk_hits": 0, "rebuilt_corrupt": 0}
 
 
+# Settings the kernel builders read from the environment when they are imported (jit/__init__.py
+# lists them): they key the cache with the source, so a kernel built under one is never loaded
+# under another.
+BUILD_SETTINGS = ("LECTERN_PREFETCH", "LECTERN_MV_ROWS", "LECTERN_MV_PREFETCH", "LECTERN_MV_GROUP_MIN_BYTES")
+
+
 @functools.cache
 def source_digest() -> str | None:
     """sha256 of the code a kernel's IR is a function of, besides its key and CPU: the jit
@@ -197,6 +203,7 @@ def source_digest() -> str | None:
             h.update(path.read_bytes())
     except OSError:
         return None
+    h.update(repr([(k, os.environ.get(k)) for k in BUILD_SETTINGS]).encode())
     return "source " + h.hexdigest()
 
 

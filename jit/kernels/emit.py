@@ -52,6 +52,7 @@ class Fn:
     def __init__(self, cpu: CpuInfo, decls: set[str]):
         self.cpu = cpu
         self.decls = decls
+        self.prefetch_end = None     # kernels/matvec.py stream_bounds: no prefetch past it
         self.lines: list = []
         self._n = 0
         self._labels = 0

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..cpu import CpuInfo
 from .emit import Fn, ModuleText, const_vec, mask, vec
+from .matvec import prefetch, stream_bounds
 from .tiles import P_NTOK, P_XQ, P_XSTRIDE, P_YSTRIDE
 
 V8F, V8I, V32B, V16W = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i16")
@@ -206,15 +207,6 @@ def token_groups(fn: Fn, ntok: str, tokens: int):
             yield [fn.v(f"add i64 {t0}, {k}") for k in range(size)]
 
 
-def _prefetch(fn: Fn, ptr: str, ahead: int, nbytes: int) -> None:
-    fn.declare("declare void @llvm.prefetch.p0(ptr, i32, i32, i32)")
-    for k in range(0, nbytes, 64):
-        fn.do(f"call void @llvm.prefetch.p0(ptr {fn.gep(ptr, str(ahead + k))}, i32 0, i32 3, i32 1)")
-
-
-PREFETCH = 2048          # bytes ahead in the group's stream (Zen 5: 1024 70-86 %, 2048 93-95 % of read bandwidth)
-
-
 def symbols(name: str) -> tuple[str, str, str]:
     return f"matvec_{name.lower()}x8", f"mm_{name.lower()}x8", f"repack_{name.lower()}x8"
 
@@ -225,12 +217,13 @@ def _matvec(mt: ModuleText, name: str) -> None:
     gb = GROUP_BYTES[name]
     nb, gbytes, g0, g1 = groups(fn, 32, gb)
     auxb = fn.gep("%xq", fn.v(f"mul i64 {nb}, {XB}"))
+    stream_bounds(fn, fn.gep("%w", fn.v(f"mul i64 {g0}, {gbytes}")), fn.gep("%w", fn.v(f"mul i64 {g1}, {gbytes}")))
     with fn.loop(g0, g1, stem="g") as G:
         wg = fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}"))
         with fn.loop("0", nb, stem="b") as B:
             accs = [B.carry(V8F, "zeroinitializer") for _ in range(LANES[name])]
             wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
-            _prefetch(fn, wb, PREFETCH, gb)
+            prefetch(fn, wb, gb)
             aux = fn.gep(auxb, fn.v(f"mul i64 {B.i}, {XAUX}"))
             lanes = _lanes(fn, _weights(fn, wb, name), fn.gep("%xq", fn.v(f"mul i64 {B.i}, {XB}")), aux, name)
             for acc, new in zip(accs, _step(fn, lanes, _scales(fn, wb), aux, accs)):

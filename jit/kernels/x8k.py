@@ -42,7 +42,8 @@ from ..cpu import CpuInfo
 from .emit import Fn, ModuleText, mask, vec
 from .kquants import _madd_i16, maddubs
 from .tiles import P_NTOK, P_XQ, P_XSTRIDE, P_YSTRIDE
-from .x8 import PREFETCH, _fma, _prefetch, _store_rows, bcast4, groups, nibbles, repack_loops, shift16, token_groups
+from .matvec import prefetch, stream_bounds
+from .x8 import _fma, _store_rows, bcast4, groups, nibbles, repack_loops, shift16, token_groups
 
 V8F, V8I, V32B, V16W = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i16")
 SRC_BYTES = {"Q4_K": 144, "Q5_K": 176}         # one superblock of one row in the file
@@ -206,7 +207,7 @@ def _rows(fn: Fn, wg: str, nb: str, xts: list[str], mode: str, name: str, il: bo
     with fn.loop("0", nb, stem="sb") as B:
         accs = [(B.carry(V8F, "zeroinitializer"), B.carry(V8F, "zeroinitializer")) for _ in xts]
         wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
-        _prefetch(fn, wb, PREFETCH, gb)
+        prefetch(fn, wb, gb)
         off = fn.v(f"mul i64 {B.i}, {X_BYTES}")
         for (acc, accm), (a, am) in zip(accs, _superblock(fn, wb, [fn.gep(x, off) for x in xts], accs, mode, name, il)):
             B.set(acc, a)
@@ -218,6 +219,7 @@ def _matvec(mt: ModuleText, name: str) -> None:
     fn = mt.function(f"define void @{symbols(name)[0]}(ptr noalias %w, ptr noalias %xq, ptr noalias %y, i64 %r0, "
                      "i64 %r1, i64 %n) nounwind")
     nb, gbytes, g0, g1 = groups(fn, 256, 8 * SRC_BYTES[name])
+    stream_bounds(fn, fn.gep("%w", fn.v(f"mul i64 {g0}, {gbytes}")), fn.gep("%w", fn.v(f"mul i64 {g1}, {gbytes}")))
     with fn.loop(g0, g1, stem="g") as G:
         y, = _rows(fn, fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}")), nb, ["%xq"], "gemv", name, il=False)
         _store_rows(fn, y, "%y", G.i)

@@ -142,6 +142,21 @@ def test_a_warm_kernel_is_loaded_without_building_its_ir(cache, monkeypatch):
 
 
 
+def test_a_build_setting_from_the_environment_keys_the_cache(monkeypatch):
+    """LECTERN_PREFETCH (say) changes the kernels built at import: a process started with another
+    value must not load the entries built under the first."""
+    digests = []
+    for value in (None, "4096", None):
+        if value is None:
+            monkeypatch.delenv("LECTERN_PREFETCH", raising=False)
+        else:
+            monkeypatch.setenv("LECTERN_PREFETCH", value)
+        jc.source_digest.cache_clear()
+        digests.append(jc.source_digest())
+    jc.source_digest.cache_clear()
+    assert digests[0] is not None and digests[0] == digests[2] != digests[1]
+
+
 def test_without_the_source_kernels_are_keyed_by_their_ir(cache, monkeypatch):
     """A frozen build has no .py files to digest: each kernel's IR is built and keys its entry."""
     monkeypatch.setattr(jc, "source_digest", lambda: None)
