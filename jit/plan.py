@@ -88,6 +88,14 @@ class PlanBase:
     """What every decode plan shares: its linear_one blocks (`_blocks`, the head's the last)."""
     _blocks: list
 
+    def _setup(self, model, state, n_layer: int) -> None:
+        """The model, its layer count, the native pool (its run function and context in _run and
+        _ctx, its lock) and weak references to the state's arrays."""
+        self.model, self.n_layer = model, n_layer
+        self._pool = api.get_pool()
+        self._run, self._ctx, self._lock = self._pool.raw()
+        self.refs = StateRefs(state)
+
     def _block(self, op, x: int, y: int) -> int:
         return linear_block(op, x, y, self._blocks)
 
@@ -126,13 +134,10 @@ class PlanBase:
 class LlamaPlan(PlanBase):
     def __init__(self, model, state):
         c = model.config
-        self.model, self.n_layer = model, c.n_layer
+        self._setup(model, state, c.n_layer)
+        pool, run, ctx = self._pool, self._run, self._ctx
         self.shape = shape_of(model, state)
         self._fn = layers_fn(self.shape)
-        pool = api.get_pool()
-        run, ctx, self._lock = pool.raw()
-        self._pool = pool
-        self.refs = StateRefs(state)
         E, F, D = c.n_embd, c.n_ff, c.head_dim
         qd, kvd = c.n_head * D, c.n_head_kv * D
         buf = {name: np.zeros(n, np.float32) for name, n in

@@ -17,7 +17,7 @@ from .kernels import attention as ka
 from .kernels.gemma_layer import SLOTS, G, GemmaShape, gemma_layer_ir, supported
 from .group import Jobs
 from .linear import _addr, op_for, tiles
-from .plan import LAYERS_PROTO, Head, PlanBase, StateRefs
+from .plan import LAYERS_PROTO, Head, PlanBase
 
 WEIGHTS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
@@ -52,14 +52,12 @@ def plannable(model, state) -> bool:
 class GemmaPlan(PlanBase):
     def __init__(self, model, state):
         c = model.config
-        self.model, self.n_layer = model, c.n_layer
+        self._setup(model, state, c.n_layer)
+        pool, run, ctx = self._pool, self._run, self._ctx
         self.shape = shape_of(model, state)
         cpu = detect()
         self._fn = jc.kernel(("gemma_layers", self.shape), lambda: gemma_layer_ir(self.shape, cpu),
                              {"gemma_layers": LAYERS_PROTO}, cpu)["gemma_layers"]
-        pool = api.get_pool()
-        run, ctx, self._lock = pool.raw()
-        self.refs = StateRefs(state)
         E, F, D = c.n_embd, c.n_ff, c.head_dim
         qd, kvd, half = c.n_head * D, c.n_head_kv * D, c.rope_dim // 2
         self.buf = buf = {name: np.zeros(n, np.float32) for name, n in
@@ -68,7 +66,6 @@ class GemmaPlan(PlanBase):
                            ("sin_swa", half))}
         ptr = {k: v.ctypes.data for k, v in buf.items()}
         self._table = gelu_table()
-        self._pool = pool
         self._rope = {False: (c.rope_dim, c.rope_base, c.rope_freq_scale, None),
                       True: (c.rope_dim, c.rope_base_swa, 1.0, None)}
         self._qpos = np.zeros(1, np.int64)

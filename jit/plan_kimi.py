@@ -23,7 +23,7 @@ from .kernels.kda import ARGS as KDA_ARGS
 from .kernels.kimi_layer import SLOTS, K, KimiShape, kimi_layer_ir, supported
 from .kernels.moe_block import padded
 from .linear import ONE_PROTO, _addr, op_for, tiles
-from .plan import Head, PlanBase, StateRefs, token_fn
+from .plan import Head, PlanBase, token_fn
 
 
 def moe_shape(model, il: int):
@@ -83,13 +83,9 @@ def plannable(model, state) -> bool:
 class KimiPlan(PlanBase):
     def __init__(self, model, state):
         c = model.config
-        self.model, self.n_layer = model, c.n_layer
+        self._setup(model, state, c.n_layer)
         cpu = detect()
-        pool = api.get_pool()
-        self._run, self._ctx, self._lock = pool.raw()
-        self._pool = pool
-        self.refs = StateRefs(state)
-        self._jobs = Jobs(pool)
+        self._jobs = Jobs(self._pool)
         self._keep: list = []
         self._blocks: list = []
         self._moe: list = []                 # the MoE layers' jit.moe blocks

@@ -23,7 +23,7 @@ from .kernels import attention as ka
 from .kernels.moe_block import padded
 from .kernels.step35_layer import SLOTS, S, Step35Shape, step35_layer_ir, supported
 from .linear import ONE_PROTO, _addr, op_for, tiles
-from .plan import Head, PlanBase, StateRefs, token_fn
+from .plan import Head, PlanBase, token_fn
 
 ATTN = ("attn_q", "attn_k", "attn_v", "attn_gate", "attn_output")
 DENSE = ("ffn_gate", "ffn_up", "ffn_down")
@@ -75,12 +75,9 @@ def plannable(model, state) -> bool:
 class Step35Plan(PlanBase):
     def __init__(self, model, state):
         c = model.cfg
-        self.model, self.n_layer = model, c.n_layer
+        self._setup(model, state, c.n_layer)
+        pool, run, ctx = self._pool, self._run, self._ctx
         cpu = detect()
-        pool = api.get_pool()
-        run, ctx, self._lock = pool.raw()
-        self._pool = pool
-        self.refs = StateRefs(state)
         E, D, n = c.n_embd, c.head_dim, c.n_layer
         hq, hkv = max(c.n_head[:n]), max(c.n_head_kv[:n])
         n_ff = max([lay.ffn_gate.shape[0] for lay in model.layers if lay.ffn_gate is not None] or [16])
