@@ -70,12 +70,18 @@ def prefetch(fn: Fn, ptr: str, nbytes: int, ahead: int | None = None) -> None:
     ahead = PREFETCH if ahead is None else ahead
     if not ahead:
         return
-    base = fn.gep(ptr, str(ahead))
+    base = _past(fn, ptr, ahead)
     if fn.prefetch_end is not None:
-        last = fn.gep(fn.prefetch_end, str(-nbytes))
+        last = _past(fn, fn.prefetch_end, -nbytes)
         base = fn.v(f"select i1 {fn.v(f'icmp ult ptr {base}, {last}')}, ptr {base}, ptr {last}")
     for k in range(0, nbytes, 64):
-        _prefetch_line(fn, fn.gep(base, str(k)))
+        _prefetch_line(fn, _past(fn, base, k))
+
+
+def _past(fn: Fn, ptr: str, offset) -> str:
+    """ptr + offset bytes, which may lie outside the weights' object (no `inbounds`: a prefetch
+    address, never loaded from)."""
+    return fn.v(f"getelementptr i8, ptr {ptr}, i64 {offset}")
 
 
 def stream_bounds(fn: Fn, start: str, end: str) -> None:
@@ -88,7 +94,7 @@ def stream_bounds(fn: Fn, start: str, end: str) -> None:
     span = fn.v(f"sub i64 {fn.v(f'ptrtoint ptr {end} to i64')}, {fn.v(f'ptrtoint ptr {start} to i64')}")
     with fn.loop("0", fn.call("i64", "llvm.smin.i64", [f"i64 {span}", f"i64 {PREFETCH}"], "i64, i64"),
                  step=64, stem="pf") as P:
-        _prefetch_line(fn, fn.gep(start, P.i))
+        _prefetch_line(fn, _past(fn, start, P.i))
 
 
 _prefetch = prefetch
