@@ -2,6 +2,8 @@
 the CPU paths this machine can run, and random *valid* GGUF weight blocks."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from gguf import GGML_QUANT_SIZES
@@ -43,21 +45,42 @@ def finite_f16(rng: np.random.Generator, n: int, wide: bool) -> np.ndarray:
     return (rng.standard_normal(n) * 0.02).astype(np.float16)
 
 
+@contextmanager
+def plan_set(module, use: bool):
+    """module.USE_PLAN = use inside the block, True again after it (the models' default)."""
+    module.USE_PLAN = use
+    try:
+        yield
+    finally:
+        module.USE_PLAN = True
+
+
 def decode_both(m, module, n_prompt: int, n_steps: int, n_ctx: int, seed: int = 0, **state_kw) -> dict:
     """Decode n_steps random tokens after an n_prompt prompt, once with module.USE_PLAN off and once
     on -> {use: (logits [n_steps, n_vocab], the state, the model's plan then)}."""
     ids = np.random.default_rng(seed).integers(0, m.n_vocab, n_prompt + n_steps)
     out = {}
     for use in (False, True):
-        module.USE_PLAN = use
-        try:
+        with plan_set(module, use):
             st = m.new_state(n_ctx, **state_kw)
             m.forward(ids[:n_prompt], st)
             logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
             out[use] = np.stack(logits), st, getattr(m, "_plan", None)
-        finally:
-            module.USE_PLAN = True
     return out
+
+
+def assert_same_bits(out: dict, plan_type: type) -> None:
+    """decode_both's two runs: a plan_type plan of the planned state ran only when on, and the
+    logits, n_past and every state array (caches, recurrent states, ring positions) have the
+    same bits."""
+    plan = out[True][2]
+    assert out[False][2] is None and isinstance(plan, plan_type) and plan.refs.matches(out[True][1]), \
+        "the plan did (not) run"
+    assert np.array_equal(out[False][0], out[True][0])
+    a, b = out[False][1], out[True][1]
+    assert a.arrays.keys() == b.arrays.keys() and a.n_past == b.n_past
+    for k in a.arrays:
+        assert np.array_equal(a.arrays[k], b.arrays[k]), k
 
 
 def random_weights(rng: np.random.Generator, qtype: T, rows: int, n_cols: int, wide_scales: bool = False) -> np.ndarray:

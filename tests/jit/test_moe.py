@@ -15,7 +15,7 @@ from inference.gguf_file import Tensor
 from inference.models import moe
 from jit import moe as jm
 from tests.conftest import golden_dir
-from tests.jit.conftest import random_weights
+from tests.jit.conftest import plan_set, random_weights
 
 
 def tensor(name: str, qtype: T, shape: tuple, rng) -> Tensor:
@@ -97,11 +97,8 @@ def test_models_decode_the_same_bits_with_the_block(stem):
 
     m = load_model(golden_dir() / "models" / f"{stem}.gguf")
     ids = np.random.default_rng(len(stem)).integers(0, m.n_vocab, 30)
-    step35.USE_PLAN = kimi_linear.USE_PLAN = False          # the per-op layers around the block
-    try:
+    with plan_set(step35, False), plan_set(kimi_linear, False):          # the per-op layers around the block
         want, got = decode(m, ids, False), decode(m, ids, True)
-    finally:
-        step35.USE_PLAN = kimi_linear.USE_PLAN = True
     routers = [L.ffn_gate_inp for L in m.layers if getattr(L, "ffn_gate_inp", None) is not None]
     assert routers and all(any(r.__dict__.get("_moe_block", {}).values()) for r in routers), "the block did not run"
     assert np.array_equal(got, want)

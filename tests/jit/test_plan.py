@@ -6,35 +6,13 @@ import numpy as np
 import pytest
 
 from inference import load_model
-from inference.models import llama
+from inference.models import gemma3, llama
 from jit import plan as jp
+from jit.plan_gemma import GemmaPlan
 from tests.conftest import golden_dir
+from tests.jit.conftest import assert_same_bits, decode_both, plan_set
 
 STEMS = ["tiny-llama-F16", "tiny-llama-Q8_0", "tiny-llama-Q4_0", "tiny-llama-Q4_K_M", "tiny-llama-Q6_K"]
-
-
-def decode_both(m, n_prompt: int, n_steps: int, n_ctx: int, seed: int = 0):
-    ids = np.random.default_rng(seed).integers(0, m.config.n_vocab, n_prompt + n_steps)
-    out = {}
-    for use in (False, True):
-        llama.USE_PLAN = use
-        try:
-            st = m.new_state(n_ctx)
-            m.forward(ids[:n_prompt], st)
-            logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
-            if use:
-                assert m._plan is not None and jp.plannable(m, st), "the plan did not run"
-            out[use] = np.stack(logits), st
-        finally:
-            llama.USE_PLAN = True
-    return out
-
-
-def assert_same(out, n_layer):
-    assert np.array_equal(out[False][0], out[True][0])
-    for il in range(n_layer):
-        for kv in "kv":
-            assert np.array_equal(out[False][1].arrays[f"{kv}.{il}"], out[True][1].arrays[f"{kv}.{il}"])
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -43,7 +21,7 @@ def test_plan_gives_the_per_op_bits(stem):
     if not path.exists():
         pytest.skip(f"{path} missing (golden data)")
     m = load_model(path)
-    assert_same(decode_both(m, 20, 12, 96, seed=len(stem)), m.config.n_layer)
+    assert_same_bits(decode_both(m, llama, 20, 12, 96, seed=len(stem)), jp.LlamaPlan)
 
 
 @pytest.mark.parametrize("stem", ["tiny-llama-Q8_0", "tiny-llama-Q4_K_M"])
@@ -51,13 +29,13 @@ def test_plan_gives_the_per_op_bits_with_an_f32_cache(stem):
     """The f32 cache type: the plan writes float32 rows (nothing rounded to half) and runs the
     f32 attention kernel; still the per-op path's bits, and not the f16 cache's."""
     m = load_model(golden_dir() / "models" / f"{stem}.gguf", kv_type="f32")
-    out = decode_both(m, 20, 12, 96, seed=3)
-    assert_same(out, m.config.n_layer)
+    out = decode_both(m, llama, 20, 12, 96, seed=3)
+    assert_same_bits(out, jp.LlamaPlan)
     k0 = out[True][1].arrays["k.0"]
     assert k0.dtype == np.float32 and jp.shape_of(m, out[True][1]).kv == "f32"
     assert not np.array_equal(k0, k0.astype(np.float16).astype(np.float32))     # not half values
     m16 = load_model(golden_dir() / "models" / f"{stem}.gguf")
-    f16 = decode_both(m16, 20, 12, 96, seed=3)
+    f16 = decode_both(m16, llama, 20, 12, 96, seed=3)
     assert f16[True][1].arrays["k.0"].dtype == np.float16
     assert f16[True][1].arrays["k.0"].nbytes * 2 == k0.nbytes
     assert not np.array_equal(f16[True][0], out[True][0])
@@ -83,28 +61,10 @@ def test_plan_follows_a_new_state_and_the_numpy_switch(monkeypatch):
 @pytest.mark.slow
 def test_plan_gives_the_per_op_bits_on_smollm2(smollm2_path):
     m = load_model(smollm2_path)
-    assert_same(decode_both(m, 70, 6, 128), m.config.n_layer)
+    assert_same_bits(decode_both(m, llama, 70, 6, 128), jp.LlamaPlan)
 
 
 GEMMA_STEMS = ["tiny-gemma3-F16", "tiny-gemma3-Q8_0", "tiny-gemma3-Q4_K_M", "tiny-gemma3-Q6_K", "tiny-gemma3-Q4_0"]
-
-
-def gemma_both(m, n_prompt, n_steps, n_ctx, ring_slack, seed=0):
-    from inference.models import gemma3
-
-    ids = np.random.default_rng(seed).integers(0, m.config.n_vocab, n_prompt + n_steps)
-    out = {}
-    for use in (False, True):
-        gemma3.USE_PLAN = use
-        try:
-            st = m.new_state(n_ctx, ring_slack=ring_slack)
-            m.forward(ids[:n_prompt], st)
-            logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
-            assert (getattr(m, "_plan", None) is not None) == use, "the plan did (not) run"
-            out[use] = np.stack(logits), st
-        finally:
-            gemma3.USE_PLAN = True
-    return out
 
 
 @pytest.mark.parametrize("stem", GEMMA_STEMS)
@@ -113,23 +73,17 @@ def test_gemma_plan_gives_the_per_op_bits_through_wrapping_rings(stem):
     if not path.exists():
         pytest.skip(f"{path} missing (golden data)")
     m = load_model(path)
-    out = gemma_both(m, 20, 60, 96, ring_slack=50, seed=len(stem))     # ring of 66: wraps
-    assert np.array_equal(out[False][0], out[True][0])
-    a, b = out[False][1], out[True][1]
-    assert a.arrays.keys() == b.arrays.keys()
-    for k in a.arrays:                                                   # caches and ring positions
-        assert np.array_equal(a.arrays[k], b.arrays[k]), k
+    out = decode_both(m, gemma3, 20, 60, 96, seed=len(stem), ring_slack=50)     # ring of 66: wraps
+    assert_same_bits(out, GemmaPlan)                                     # caches and ring positions
     # the planned state rewinds and continues on the per-op path like the other one
-    assert b.can_rewind(70) == a.can_rewind(70)
+    assert out[True][1].can_rewind(70) == out[False][1].can_rewind(70)
 
 
 def test_gemma_plan_gives_the_per_op_bits_with_an_f32_cache():
     m = load_model(golden_dir() / "models" / "tiny-gemma3-Q8_0.gguf", kv_type="f32")
-    out = gemma_both(m, 20, 60, 96, ring_slack=50, seed=4)             # ring of 66: wraps
-    assert np.array_equal(out[False][0], out[True][0])
-    a, b = out[False][1], out[True][1]
-    for k in a.arrays:
-        assert np.array_equal(a.arrays[k], b.arrays[k]), k
+    out = decode_both(m, gemma3, 20, 60, 96, seed=4, ring_slack=50)             # ring of 66: wraps
+    assert_same_bits(out, GemmaPlan)
+    b = out[True][1]
     assert b.arrays["k.0"].dtype == np.float32 and b.kv_type == "f32"
 
 
@@ -145,8 +99,8 @@ def test_gelu_table_is_the_per_op_gelu():
 @pytest.mark.slow
 def test_gemma_plan_gives_the_per_op_bits_on_gemma3_270m(gemma3_path):
     m = load_model(gemma3_path)
-    out = gemma_both(m, 40, 4, 128, ring_slack=256)
-    assert np.array_equal(out[False][0], out[True][0])
+    out = decode_both(m, gemma3, 40, 4, 128, ring_slack=256)
+    assert_same_bits(out, GemmaPlan)
 
 
 def test_a_plan_never_outlives_its_state():
@@ -159,15 +113,12 @@ def test_a_plan_never_outlives_its_state():
     for _ in range(4):
         outs = []
         for use in (True, False):
-            llama.USE_PLAN = use
-            try:
+            with plan_set(llama, use):
                 st = m.new_state(70)
                 m.forward(ids[:4], st)
                 outs.append(np.concatenate([m.forward(ids[i:i + 1], st) for i in (4, 5)]))
                 del st
                 gc.collect()
-            finally:
-                llama.USE_PLAN = True
         assert np.array_equal(outs[0], outs[1])
 
 
@@ -185,7 +136,7 @@ def test_logits_arrays_are_reused_only_when_nobody_holds_them():
     per-op path's either way."""
     m = load_model(golden_dir() / "models" / "tiny-llama-Q8_0.gguf")
     ids = np.random.default_rng(7).integers(0, m.config.n_vocab, 30)
-    want = decode_both(m, 10, 20, 64, seed=7)[False][0]
+    want = decode_both(m, llama, 10, 20, 64, seed=7)[False][0]
     st = m.new_state(64)
     m.forward(ids[:10], st)
     held = m.forward(ids[10:11], st)[0]                  # kept (a view) through every later step

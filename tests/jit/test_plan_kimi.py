@@ -12,24 +12,15 @@ from inference.models import kimi_linear
 from jit import mla_attention as jmla
 from jit import plan_kimi as jp
 from tests.conftest import golden_dir
-from tests.jit.conftest import decode_both
+from tests.jit.conftest import assert_same_bits, decode_both, plan_set
 
 STEMS = ["tiny-kimi-linear-F16", "tiny-kimi-linear-Q8_0", "tiny-kimi-linear-Q4_K_M", "tiny-kimi-linear-Q6_K"]
-
-
-def assert_same(out):
-    assert out[False][2] is None and isinstance(out[True][2], jp.KimiPlan), "the plan did (not) run"
-    assert np.array_equal(out[False][0], out[True][0])
-    a, b = out[False][1], out[True][1]
-    assert a.arrays.keys() == b.arrays.keys() and a.n_past == b.n_past
-    for k in a.arrays:
-        assert np.array_equal(a.arrays[k], b.arrays[k]), k
 
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_plan_gives_the_per_op_bits(stem):
     m = load_model(golden_dir() / "models" / f"{stem}.gguf")
-    assert_same(decode_both(m, kimi_linear, 12, 40, 96, seed=len(stem)))
+    assert_same_bits(decode_both(m, kimi_linear, 12, 40, 96, seed=len(stem)), jp.KimiPlan)
 
 
 @pytest.mark.parametrize("kv_type", ["f16", "f32"])
@@ -38,7 +29,7 @@ def test_plan_merges_many_key_blocks_with_either_cache(kv_type):
     out = decode_both(m, kimi_linear, 330, 8, 400, seed=7)
     assert -(-338 // jmla.block_size(338)) >= 5                     # the last steps merge 5+ blocks
     assert out[True][1].arrays["blk.3.kv"].dtype == (np.float16 if kv_type == "f16" else np.float32)
-    assert_same(out)
+    assert_same_bits(out, jp.KimiPlan)
 
 
 def test_a_planned_state_continues_on_the_per_op_path():
@@ -46,16 +37,13 @@ def test_a_planned_state_continues_on_the_per_op_path():
     ids = np.random.default_rng(2).integers(0, m.n_vocab, 40)
     outs = []
     for planned in (True, False):
-        kimi_linear.USE_PLAN = planned
-        try:
+        with plan_set(kimi_linear, planned):
             st = m.new_state(64)
             m.forward(ids[:8], st)
             for i in range(8, 30):
                 m.forward(ids[i:i + 1], st)
-            kimi_linear.USE_PLAN = False
+        with plan_set(kimi_linear, False):
             outs.append(m.forward(ids[30:40], st))               # a batch after planned steps
-        finally:
-            kimi_linear.USE_PLAN = True
     assert np.array_equal(outs[0], outs[1])
 
 

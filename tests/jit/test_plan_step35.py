@@ -11,7 +11,7 @@ from inference import load_model
 from inference.models import step35
 from jit import plan_step35 as jp
 from tests.conftest import golden_dir
-from tests.jit.conftest import decode_both
+from tests.jit.conftest import assert_same_bits, decode_both, plan_set
 
 STEMS = ["tiny-step35-F16", "tiny-step35-Q8_0", "tiny-step35-Q4_K_M", "tiny-step35-Q6_K"]
 
@@ -20,13 +20,8 @@ STEMS = ["tiny-step35-F16", "tiny-step35-Q8_0", "tiny-step35-Q4_K_M", "tiny-step
 def test_plan_gives_the_per_op_bits_through_wrapping_rings(stem):
     m = load_model(golden_dir() / "models" / f"{stem}.gguf")
     out = decode_both(m, step35, 20, 70, 120, seed=len(stem))          # window 8, ring 72: positions up to 89 wrap it
-    assert out[False][2] is None and isinstance(out[True][2], jp.Step35Plan), "the plan did (not) run"
-    assert np.array_equal(out[False][0], out[True][0])
-    a, b = out[False][1], out[True][1]
-    assert a.arrays.keys() == b.arrays.keys()
-    for k in a.arrays:                                  # caches and ring positions
-        assert np.array_equal(a.arrays[k], b.arrays[k]), k
-    assert b.can_rewind(80) == a.can_rewind(80)
+    assert_same_bits(out, jp.Step35Plan)                # caches and ring positions
+    assert out[True][1].can_rewind(80) == out[False][1].can_rewind(80)
 
 
 def test_a_planned_state_rewinds_and_continues_on_the_per_op_path():
@@ -35,8 +30,7 @@ def test_a_planned_state_rewinds_and_continues_on_the_per_op_path():
     ids = np.random.default_rng(3).integers(0, m.n_vocab, 60)
     outs = []
     for planned in (True, False):
-        step35.USE_PLAN = planned
-        try:
+        with plan_set(step35, planned):
             st = m.new_state(100)
             m.forward(ids[:10], st)
             for i in range(10, 50):
@@ -44,10 +38,8 @@ def test_a_planned_state_rewinds_and_continues_on_the_per_op_path():
             assert (m._plan is not None and m._plan.refs.matches(st)) == planned
             assert st.can_rewind(45)
             st.rewind(45)
-            step35.USE_PLAN = False
+        with plan_set(step35, False):
             outs.append(np.concatenate([m.forward(ids[i:i + 1], st) for i in range(45, 55)]))
-        finally:
-            step35.USE_PLAN = True
     assert np.array_equal(outs[0], outs[1])
 
 
@@ -73,10 +65,7 @@ def test_plan_follows_a_new_state():
     m.forward(np.array([1, 2, 3]), st2)
     a = m.forward(np.array([4]), st2)
     assert m._plan is not first and m._plan.refs.matches(st2)
-    step35.USE_PLAN = False
-    try:
+    with plan_set(step35, False):
         st3 = m.new_state(80)
         m.forward(np.array([1, 2, 3]), st3)
         assert np.array_equal(m.forward(np.array([4]), st3), a)
-    finally:
-        step35.USE_PLAN = True
