@@ -77,7 +77,9 @@ def gelu_mul(fn: Fn, gate: str, up: str, out: str, table: str, n) -> None:
         fn.store(V16F, fn.v(f"fmul {V16F} {y}, {fn.load(V16F, fn.gep(up, off), 4)}"), fn.gep(out, off), 4)
 
 
-def per_head_norm(fn: Fn, buf: str, w: str, heads: int, s: GemmaShape) -> None:
+def per_head_norm(fn: Fn, buf: str, w: str, heads: int, s) -> None:
+    """RMSNorm of each of `heads` rows of s.head_dim in buf, in place, with one weight w (Gemma 3's and
+    Step-3.5's q / k norms)."""
     with fn.loop("0", str(heads), stem="hn") as H:
         hp = fn.gep(buf, fn.v(f"mul i64 {H.i}, {4 * s.head_dim}"))
         rms_norm(fn, hp, w, hp, s.head_dim, s.eps)

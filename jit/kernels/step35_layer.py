@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ..cpu import CpuInfo
 from .attention import V16F
 from .emit import Fn, ModuleText
+from .gemma_layer import per_head_norm
 from .layer import LayerShape, add_into, kv_store, rms_norm, rope, swiglu
 from .moe_block import sigmoid_into
 
@@ -53,12 +54,6 @@ def supported(s: Step35Shape) -> bool:
             and 0 < s.rope_dim <= s.head_dim and s.kv == "f16")
 
 
-def _per_head_norm(fn: Fn, buf: str, w: str, heads: int, s: Step35Shape) -> None:
-    with fn.loop("0", str(heads), stem="hn") as H:
-        hp = fn.gep(buf, fn.v(f"mul i64 {H.i}, {4 * s.head_dim}"))
-        rms_norm(fn, hp, w, hp, s.head_dim, s.eps)
-
-
 def _head_gate(fn: Fn, att: str, g: str, s: Step35Shape) -> None:
     """att[h, :] *= sigmoid(g[h]); g is padded to 16 (its extra lanes are never used)."""
     sigmoid_into(fn, g, g, s.n_head)
@@ -78,8 +73,8 @@ def step35_layer_ir(s: Step35Shape, cpu: CpuInfo) -> str:
     rs = LayerShape(0, 0, 0, s.head_dim, s.rope_dim, 0, s.eps, True)
     rms_norm(fn, a["x"], a["attn_norm"], a["h"], s.n_embd, s.eps)
     fn.do(f"call void {a['linear_group']}(ptr {a['job_qkv']})")
-    _per_head_norm(fn, a["q"], a["q_norm"], s.n_head, s)
-    _per_head_norm(fn, a["k"], a["k_norm"], s.n_head_kv, s)
+    per_head_norm(fn, a["q"], a["q_norm"], s.n_head, s)
+    per_head_norm(fn, a["k"], a["k_norm"], s.n_head_kv, s)
     rope(fn, a["q"], a["cos"], a["sin"], s.n_head, rs)
     rope(fn, a["k"], a["cos"], a["sin"], s.n_head_kv, rs)
     kv_store(fn, a["k"], a["krow"], s.n_head_kv * s.head_dim, s.kv)
