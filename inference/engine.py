@@ -24,7 +24,7 @@ from . import interrupt
 from .errors import ContextOverflowError, LecternError, TokenizerError
 from .generation import PREFILL_CHUNK, Cancel, Generation, GenerationStats, Progress  # noqa: F401 (re-exported)
 from .kv_cache import DEFAULT_KV_TYPE, check_kv_type
-from .models.base import KV, Model, State
+from .models.base import Model, State
 from .sampling import SamplingParams
 
 DEFAULT_N_CTX = 4096
@@ -312,9 +312,14 @@ class Session:
                 self._snap = None
             del self.tokens[n:]
             return n
+        return self._back_to_snapshot(n)
+
+    def _back_to_snapshot(self, n: int) -> int:
+        """Set the state back to the snapshot of the last prompt if it holds at most n tokens,
+        else start over; return the tokens it then holds."""
         snap = self._snap
         if snap is not None and snap.n_past <= n:
-            st.undo((snap.n_past, snap.arrays))     # the snapshot is an undo point
+            self.state.undo((snap.n_past, snap.arrays))     # the snapshot is an undo point
             del self.tokens[snap.n_past:]
             self.logits = snap.logits.copy()
             return snap.n_past
@@ -336,16 +341,10 @@ class Session:
             st = self.state
             if point is not None:
                 st.undo(point)
-            elif all(st.kinds.get(k) == KV for k in st.arrays):
+            elif not st.in_place():
                 st.n_past = min(st.n_past, n0)
             else:
-                snap = self._snap
-                if snap is not None and snap.n_past <= n0:
-                    st.undo((snap.n_past, snap.arrays))
-                    del self.tokens[snap.n_past:]
-                    self.logits = snap.logits.copy()
-                else:
-                    self.reset()
+                self._back_to_snapshot(n0)
             raise
 
     def _take_snapshot(self) -> None:

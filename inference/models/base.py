@@ -101,7 +101,12 @@ class State:
         """What undo() needs to take back a forward abandoned half-way (inference.interrupt):
         n_past and copies of the buffers a forward overwrites in place (recurrent states,
         sliding-window rings). Position-indexed caches are only written past n_past: no copy."""
-        return self.n_past, {k: a.copy() for k, a in self.arrays.items() if self.kinds.get(k) != KV}
+        return self.n_past, {k: self.arrays[k].copy() for k in self.in_place()}
+
+    def in_place(self) -> list[str]:
+        """The arrays a forward overwrites in place (recurrent states, rings, their positions):
+        all but the position-indexed caches, which are only written past n_past."""
+        return [k for k in self.arrays if self.kinds.get(k) != KV]
 
     def undo(self, point: tuple[int, dict[str, np.ndarray]]) -> None:
         n_past, saved = point
