@@ -19,7 +19,7 @@ import functools
 from ..cpu import CpuInfo
 from . import kquants_il
 from .kquants import STEPS, UNPACK, row_dots
-from .matvec import _prefetch
+from .matvec import prefetch
 from .tiles import grouped_batch_ir
 
 GROUP = 8
@@ -39,8 +39,8 @@ def activation_format(name: str, mode: str) -> str:
 @functools.cache
 def kmm_ir(name: str, mode: str, cpu: CpuInfo, group: int | tuple | None = None) -> str:
     if activation_format(name, mode) == "q8_K_il":
-        dots = lambda fn, wrow, nb, xqs: kquants_il.row_dots_il(fn, wrow, nb, name, mode, xqs, _prefetch)  # noqa: E731
+        dots = lambda fn, wrow, nb, xqs: kquants_il.row_dots_il(fn, wrow, nb, name, mode, xqs, prefetch)  # noqa: E731
         group = group or IL_GROUPS
     else:
-        dots = lambda fn, wrow, nb, xqs: row_dots(fn, wrow, nb, UNPACK[name], STEPS[name, mode], xqs, _prefetch)  # noqa: E731
+        dots = lambda fn, wrow, nb, xqs: row_dots(fn, wrow, nb, UNPACK[name], STEPS[name, mode], xqs, prefetch)  # noqa: E731
     return grouped_batch_ir(cpu, kmm_symbol(name, mode), 256, UNPACK[name][0], group or GROUP, dots)

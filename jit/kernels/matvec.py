@@ -97,16 +97,13 @@ def stream_bounds(fn: Fn, start: str, end: str) -> None:
         _prefetch_line(fn, _past(fn, start, P.i))
 
 
-_prefetch = prefetch
-
-
 def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
     """Sum over 256-blocks (Q8_K activations): per_block -> (<16 x i32> isum, scale, float subtract)."""
     with fn.loop("0", nb, stem="sb") as B:
         acc = B.carry(V16F, "zeroinitializer")
         corr = B.carry("float", "0.0")
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, {wbytes}"))
-        _prefetch(fn, wb, wbytes)
+        prefetch(fn, wb, wbytes)
         xb = fn.gep("%xq", fn.v(f"mul i64 {B.i}, 292"))
         isum, scale, sub = per_block(fn, wb, xb, acc)
         if scale is None:    # per_block accumulated in float itself
@@ -122,7 +119,7 @@ def _superblocks(fn: Fn, wrow: str, wbytes: int, nb: str, per_block) -> str:
 def _k_quant(name: str):
     """Q4_K / Q5_K / Q6_K rows, one token, in llama.cpp's decode order (kquants.py)."""
     def build(fn: Fn):
-        return UNPACK[name][0], lambda fn, wrow, nb: superblock_dots(fn, wrow, nb, name, DECODE[name], ["%xq"], _prefetch)[0]
+        return UNPACK[name][0], lambda fn, wrow, nb: superblock_dots(fn, wrow, nb, name, DECODE[name], ["%xq"], prefetch)[0]
     return build
 
 
@@ -140,7 +137,7 @@ def _float_row(fn: Fn, wrow: str, elem: int) -> str:
         accs = [E.carry(V16F, "zeroinitializer") for _ in range(2)]
         off = fn.v(f"mul i64 {E.i}, {32 * elem}")
         wp = fn.gep(wrow, off)
-        _prefetch(fn, wp, 32 * elem)
+        prefetch(fn, wp, 32 * elem)
         a = as_float(fn.load(v32, wp, elem), 32)
         b = as_float(fn.load(v32, fn.gep("%xq", off), elem), 32)
         for h in range(2):

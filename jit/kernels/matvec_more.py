@@ -99,14 +99,14 @@ def bf16_x(fn: Fn) -> str:
 def bf16_row(fn: Fn, wrow: str, xr: str) -> str:
     """w . xr (xr: x already rounded): 32 values per step into two <16 x float> FMA chains, then
     a scalar tail for any n."""
-    from .matvec import _prefetch
+    from .matvec import prefetch
 
     nvec = fn.v("lshr i64 %n, 5")
     with fn.loop("0", nvec, stem="bv") as E:
         accs = [E.carry(V16F, "zeroinitializer") for _ in range(2)]
         i = fn.v(f"shl i64 {E.i}, 5")
         wp = fn.gep(wrow, fn.v(f"shl i64 {i}, 1"))
-        _prefetch(fn, wp, 64)
+        prefetch(fn, wp, 64)
         a = _bf16_to_float(fn, fn.load(vec(32, "i16"), wp, 2), 32)
         b = fn.load(vec(32, "float"), fn.gep(xr, fn.v(f"shl i64 {i}, 2")), 4)
         for h in range(2):
@@ -127,13 +127,13 @@ def bf16_row(fn: Fn, wrow: str, xr: str) -> str:
 
 def iq4_nl_row(fn: Fn, wrow: str, nb: str) -> str:
     """Q8_0 activations (34-byte blocks, then per block its f32 scale and i32 sum, quantize.py)."""
-    from .matvec import _prefetch
+    from .matvec import prefetch
 
     aux = fn.gep("%xq", fn.v(f"mul i64 {nb}, 34"))
     with fn.loop("0", nb, stem="nl") as B:
         acc = B.carry(V8F, "zeroinitializer")
         wb = fn.gep(wrow, fn.v(f"mul i64 {B.i}, 18"))
-        _prefetch(fn, wb, 18)
+        prefetch(fn, wb, 18)
         x = fn.load(V32B, fn.gep(fn.gep("%xq", fn.v(f"mul i64 {B.i}, 34")), "2"))
         dx = fn.load("float", fn.gep(aux, fn.v(f"shl i64 {B.i}, 3")), 4)
         lanes = fn.v(f"sitofp {V8I} {code_dot(fn, _nibbles(fn, fn.gep(wb, '2')), x, 32)} to {V8F}")
