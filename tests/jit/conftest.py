@@ -55,6 +55,13 @@ def plan_set(module, use: bool):
         module.USE_PLAN = True
 
 
+def prompt_then_decode(m, st, ids, n_prompt: int) -> np.ndarray:
+    """ids[:n_prompt] as one batch into state st, then the rest one token at a time ->
+    the decoded steps' logits [len(ids) - n_prompt, n_vocab]."""
+    m.forward(ids[:n_prompt], st)
+    return np.stack([m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, len(ids))])
+
+
 def decode_both(m, module, n_prompt: int, n_steps: int, n_ctx: int, seed: int = 0, **state_kw) -> dict:
     """Decode n_steps random tokens after an n_prompt prompt, once with module.USE_PLAN off and once
     on -> {use: (logits [n_steps, n_vocab], the state, the model's plan then)}."""
@@ -63,9 +70,7 @@ def decode_both(m, module, n_prompt: int, n_steps: int, n_ctx: int, seed: int = 
     for use in (False, True):
         with plan_set(module, use):
             st = m.new_state(n_ctx, **state_kw)
-            m.forward(ids[:n_prompt], st)
-            logits = [m.forward(ids[i:i + 1], st, last_only=True)[0] for i in range(n_prompt, n_prompt + n_steps)]
-            out[use] = np.stack(logits), st, getattr(m, "_plan", None)
+            out[use] = prompt_then_decode(m, st, ids, n_prompt), st, getattr(m, "_plan", None)
     return out
 
 

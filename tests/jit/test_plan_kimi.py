@@ -12,7 +12,7 @@ from inference.models import kimi_linear
 from jit import mla_attention as jmla
 from jit import plan_kimi as jp
 from tests.conftest import golden_dir
-from tests.jit.conftest import assert_same_bits, decode_both, plan_set
+from tests.jit.conftest import assert_same_bits, decode_both, plan_set, prompt_then_decode
 
 STEMS = ["tiny-kimi-linear-F16", "tiny-kimi-linear-Q8_0", "tiny-kimi-linear-Q4_K_M", "tiny-kimi-linear-Q6_K"]
 
@@ -39,9 +39,7 @@ def test_a_planned_state_continues_on_the_per_op_path():
     for planned in (True, False):
         with plan_set(kimi_linear, planned):
             st = m.new_state(64)
-            m.forward(ids[:8], st)
-            for i in range(8, 30):
-                m.forward(ids[i:i + 1], st)
+            prompt_then_decode(m, st, ids[:30], 8)
         with plan_set(kimi_linear, False):
             outs.append(m.forward(ids[30:40], st))               # a batch after planned steps
     assert np.array_equal(outs[0], outs[1])

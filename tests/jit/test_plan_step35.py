@@ -11,7 +11,7 @@ from inference import load_model
 from inference.models import step35
 from jit import plan_step35 as jp
 from tests.conftest import golden_dir
-from tests.jit.conftest import assert_same_bits, decode_both, plan_set
+from tests.jit.conftest import assert_same_bits, decode_both, plan_set, prompt_then_decode
 
 STEMS = ["tiny-step35-F16", "tiny-step35-Q8_0", "tiny-step35-Q4_K_M", "tiny-step35-Q6_K"]
 
@@ -32,9 +32,7 @@ def test_a_planned_state_rewinds_and_continues_on_the_per_op_path():
     for planned in (True, False):
         with plan_set(step35, planned):
             st = m.new_state(100)
-            m.forward(ids[:10], st)
-            for i in range(10, 50):
-                m.forward(ids[i:i + 1], st)
+            prompt_then_decode(m, st, ids[:50], 10)
             assert (m._plan is not None and m._plan.refs.matches(st)) == planned
             assert st.can_rewind(45)
             st.rewind(45)
