@@ -177,13 +177,34 @@ def random_matrix(qtype: T, rows: int, n_cols: int, seed: int = 0) -> np.ndarray
     return b.reshape(-1)
 
 
+L2_SLICE = 384 << 10    # bytes of weights for the in-cache run: inside a Zen 3 / most cores' L2
+
+
+def in_cache_rate(kern, w: np.ndarray, xq: np.ndarray, rows: int, cols: int, repeat: int = 5) -> float:
+    """GB/s of this thread calling the kernel again and again on the first rows of the matrix that fit in
+    L2_SLICE bytes (whole 8-row groups): its arithmetic rate on one core with no memory to wait for. The
+    ctypes call's own cost (an empty call, timed the same way) is taken off; inf when the slice is too
+    small to tell from that cost."""
+    per_row = w.nbytes // rows
+    n = min(rows, max(8, L2_SLICE // per_row // 8 * 8))
+    y = np.empty(n, np.float32)
+    a, b, c = w.ctypes.data, xq.ctypes.data, y.ctypes.data
+    calls = min(20000, max(8, int(4e7 // (n * per_row))))    # ~40 MB a batch, a few ms
+
+    def batch(r1: int) -> float:
+        return best_time(lambda: [kern(a, b, c, 0, r1, cols) for _ in range(calls)], repeat) / calls
+    t = batch(n) - batch(0)
+    return n * per_row / t / 1e9 if t > 0 else float("inf")
+
+
 def matvec_table(types: list[str], rows: int, cols: int, threads: int, repeat: int = 5,
                  reader: Reader | None = None) -> list[dict]:
     """Matvec speed per weight type on a rows x cols matrix (pick it larger than the L3 cache), in
     the layout the engine keeps it in (jit/repack.py: "q4_0x8" / "q8_0x8" for a repacked matrix,
     else "gguf"): [{type, layout, rows, cols, bytes, seconds, gb_per_s}], best of `repeat`,
     `threads` native threads. With a Reader, each timed matvec is followed by one bandwidth pass
-    over as many bytes (reader.once(w.nbytes))."""
+    over as many bytes (reader.once(w.nbytes)). in_cache_gb_per_s: in_cache_rate, the kernel's
+    arithmetic ceiling on one core; `threads` times it bounds what memory could ever give."""
     from . import repack
 
     kind = "native" if supported() else "python"
@@ -213,8 +234,9 @@ def matvec_table(types: list[str], rows: int, cols: int, threads: int, repeat: i
                     reader.once(w.nbytes)
         finally:
             pool.close()
+        core = in_cache_rate(kern, w, api.quantize_activation(x, qt), rows, cols, repeat)   # pool's threads gone
         out.append({"type": name, "layout": layout, "rows": rows, "cols": cols, "bytes": int(w.nbytes),
-                     "seconds": t, "gb_per_s": w.nbytes / t / 1e9})
+                     "seconds": t, "gb_per_s": w.nbytes / t / 1e9, "in_cache_gb_per_s": core})
         del w
     return out
 

@@ -256,7 +256,9 @@ def print_report(r: dict, name: str, p: int, n: int, pre_s: float, dec_s: float)
 def kernels(args) -> int:
     """lectern bench --kernels: the matvec micro-benchmark (no model needed). Each timed matvec
     is followed by one pass of the read-bandwidth kernels over a buffer >> L3, and every fraction
-    is taken of the best read pass of the whole run (an upper bound under the same load)."""
+    is taken of the best read pass of the whole run (an upper bound under the same load). Beside it,
+    each kernel's rate on one core with its matrix in L2: its arithmetic ceiling, so a reader sees
+    whether the memory or the arithmetic held it back."""
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
     from inference import LecternError
@@ -299,6 +301,7 @@ def kernels(args) -> int:
           f"buffer), {args.threads} thread(s), {clock}, load average {os.getloadavg()[0]:.1f}")
     for row in rows_out:
         print(f"{row['type']:6s} {row['rows']}x{row['cols']} ({row['bytes'] / 1e6:6.1f} MB) {args.threads}T: "
-              f"{row['gb_per_s']:6.1f} GB/s = {100 * row['fraction_of_bandwidth']:5.1f}% of read bandwidth"
+              f"{row['gb_per_s']:6.1f} GB/s = {100 * row['fraction_of_bandwidth']:5.1f}% of read bandwidth; "
+              f"one core, matrix in L2: {row['in_cache_gb_per_s']:5.1f} GB/s"
               + ("" if row["layout"] == "gguf" else f"  ({row['layout']}, as the engine stores it)"))
     return 0

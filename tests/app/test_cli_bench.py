@@ -153,6 +153,7 @@ def test_kernel_micro_benchmark_reports_every_type_against_the_bandwidth():
         assert k["bytes"] >= 1 << 20 and k["cols"] % 32 == 0
         assert k["gb_per_s"] == pytest.approx(k["bytes"] / k["seconds"] / 1e9)
         assert k["fraction_of_bandwidth"] == pytest.approx(k["gb_per_s"] * 1e9 / r["bandwidth_bytes_per_s"])
+        assert 0 < k["in_cache_gb_per_s"] < float("inf")     # one core, the matrix in L2
 
 
 def test_kernel_micro_benchmark_refuses_an_unknown_type():
