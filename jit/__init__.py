@@ -35,5 +35,6 @@
 LECTERN_PREFETCH (bytes, default 16384) tunes the matvec kernels' software prefetch distance;
 LECTERN_MV_ROWS (default 4) and LECTERN_MV_PREFETCH (default -1: the next group of rows) the
 32-block matvecs' rows per step and prefetch distance; LECTERN_MV_GROUP_MIN_BYTES (default 8192)
-the Q8_0 row length below which rows go one at a time.
+the Q8_0 row length below which rows go one at a time; LECTERN_MV_STREAMS (default 4) how many
+runs of 8-row groups a repacked matvec reads side by side (1: one stream, prefetched).
 """

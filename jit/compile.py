@@ -182,7 +182,8 @@ stats = {"compiled": 0, "disk_hits": 0, "rebuilt_corrupt": 0}
 # Settings the kernel builders read from the environment when they are imported (jit/__init__.py
 # lists them): they key the cache with the source, so a kernel built under one is never loaded
 # under another.
-BUILD_SETTINGS = ("LECTERN_PREFETCH", "LECTERN_MV_ROWS", "LECTERN_MV_PREFETCH", "LECTERN_MV_GROUP_MIN_BYTES")
+BUILD_SETTINGS = ("LECTERN_PREFETCH", "LECTERN_MV_ROWS", "LECTERN_MV_PREFETCH", "LECTERN_MV_GROUP_MIN_BYTES",
+                  "LECTERN_MV_STREAMS")
 
 
 @functools.cache

@@ -42,8 +42,8 @@ from ..cpu import CpuInfo
 from .emit import Fn, ModuleText, mask, vec
 from .kquants import _madd_i16, maddubs
 from .tiles import P_NTOK, P_XQ, P_XSTRIDE, P_YSTRIDE
-from .matvec import prefetch, stream_bounds
-from .x8 import _fma, _store_rows, bcast4, groups, nibbles, repack_loops, shift16, token_groups
+from .matvec import prefetch
+from .x8 import STREAMS, _fma, _store_rows, bcast4, groups, nibbles, repack_loops, shift16, stream_groups, token_groups
 
 V8F, V8I, V32B, V16W = vec(8, "float"), vec(8, "i32"), vec(32, "i8"), vec(16, "i16")
 SRC_BYTES = {"Q4_K": 144, "Q5_K": 176}         # one superblock of one row in the file
@@ -215,14 +215,33 @@ def _rows(fn: Fn, wg: str, nb: str, xts: list[str], mode: str, name: str, il: bo
     return [fn.v(f"fsub {V8F} {acc}, {accm}") for acc, accm in accs]
 
 
+def _streams(fn: Fn, wgs: list[str], xs: list[str], nb: str, name: str) -> list[str]:
+    """Groups side by side (weights wgs, each with its own name for the activations, xs): one
+    superblock of each in turn, each summed in order as _rows does one group: <8 x float> each."""
+    gb = 8 * SRC_BYTES[name]
+    with fn.loop("0", nb, stem="sb") as B:
+        accs = [(B.carry(V8F, "zeroinitializer"), B.carry(V8F, "zeroinitializer")) for _ in wgs]
+        off = fn.v(f"mul i64 {B.i}, {X_BYTES}")
+        for wg, x, acc in zip(wgs, xs, accs):
+            wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
+            if STREAMS == 1:
+                prefetch(fn, wb, gb)
+            (a, am), = _superblock(fn, wb, [fn.gep(x, off)], [acc], "gemv", name, il=False)
+            B.set(acc[0], a)
+            B.set(acc[1], am)
+    return [fn.v(f"fsub {V8F} {acc}, {accm}") for acc, accm in accs]
+
+
 def _matvec(mt: ModuleText, name: str) -> None:
     fn = mt.function(f"define void @{symbols(name)[0]}(ptr noalias %w, ptr noalias %xq, ptr noalias %y, i64 %r0, "
                      "i64 %r1, i64 %n) nounwind")
     nb, gbytes, g0, g1 = groups(fn, 256, 8 * SRC_BYTES[name])
-    stream_bounds(fn, fn.gep("%w", fn.v(f"mul i64 {g0}, {gbytes}")), fn.gep("%w", fn.v(f"mul i64 {g1}, {gbytes}")))
-    with fn.loop(g0, g1, stem="g") as G:
-        y, = _rows(fn, fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}")), nb, ["%xq"], "gemv", name, il=False)
-        _store_rows(fn, y, "%y", G.i)
+
+    def body(gs: list[str], xs: list[str]) -> None:
+        ys = _streams(fn, [fn.gep("%w", fn.v(f"mul i64 {g}, {gbytes}")) for g in gs], xs, nb, name)
+        for g, y in zip(gs, ys):
+            _store_rows(fn, y, "%y", g)
+    stream_groups(fn, g0, g1, gbytes, body)
     fn.do("ret void")
     mt.add(fn)
 

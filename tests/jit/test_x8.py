@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from inference import ops
 from inference.gguf_file import Tensor
 from jit import api, repack, twins
+from jit.cpu import detect
 from jit.kernels import x8 as X
 from jit.kernels.tiles import P_NTOK, P_XQ, P_XSTRIDE, P_YSTRIDE
 from jit.linear import LinearOp
@@ -235,3 +236,26 @@ def test_release_gives_back_only_read_only_mapped_pages(tmp_path):
     assert np.array_equal(mine, data)
     del view
     m.close()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("r0, r1", [(0, 8 * 23), (3, 8 * 23 - 5), (8 * 7 + 1, 8 * 19 + 3)])
+def test_matvec_reads_many_groups_as_streams_with_the_same_bits(name, r0, r1):
+    """23 groups read as STREAMS runs side by side, then the groups left over, give each row the bits
+    of a call that has only its own group (one stream), within the twin's bound."""
+    rows, n_cols = 8 * 23, 32 * 5
+    w = weights(rows, n_cols, r0 + r1, name)
+    xq = api.quantize_activation(np.random.default_rng(r1).standard_normal(n_cols).astype(np.float32), T[name])
+    mv = repack.kernels(name, detect())[0]
+    packed = X.repack(w, rows, n_cols, name)
+    alone = np.empty(rows, np.float32)
+    for g in range(rows // 8):
+        mv(packed.ctypes.data, xq.ctypes.data, alone.ctypes.data, 8 * g, 8 * g + 8, n_cols)
+    y = np.full(rows, 7.0, np.float32)
+    mv(packed.ctypes.data, xq.ctypes.data, y.ctypes.data, r0, r1, n_cols)
+    assert np.array_equal(y[r0:r1], alone[r0:r1])
+    assert np.all(y[:r0] == 7.0) and np.all(y[r1:] == 7.0)
+    ref = twins.block_terms(w, T[name], n_cols, xq).sum(axis=1)
+    mag = np.abs(gq.dequantize(w.reshape(rows, -1), T[name]).astype(np.float64)) @ np.abs(
+        twins.dequantize_activation(xq, "q8_0"))
+    assert np.all(np.abs(y - ref)[r0:r1] <= (2 * (5 + 8) * np.finfo(np.float32).eps * mag + 1e-30)[r0:r1])

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from inference.gguf_file import Tensor
 from jit import api, repack, twins
+from jit.cpu import detect
 from jit.kernels import x8k as X
 from jit.kernels.tiles import P_NTOK, P_STEP, P_XQ, P_XSTRIDE, P_YSTRIDE
 from jit.linear import LinearOp, mm_kernel
@@ -166,3 +167,19 @@ def test_the_engine_gives_the_same_bits_repacked(monkeypatch, name):
         assert np.array_equal(op(x), ref(x), equal_nan=True)
     x = rng.standard_normal(n_cols).astype(np.float32)
     assert np.array_equal(op(x), ref(x), equal_nan=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("r0, r1", [(0, 8 * 23), (3, 8 * 23 - 5), (8 * 7 + 1, 8 * 19 + 3)])
+def test_matvec_reads_many_groups_as_streams_with_the_same_bits(name, r0, r1):
+    """23 groups: STREAMS runs of several groups each, then the groups left over; rows cut inside groups."""
+    rows, n_cols = 8 * 23, 512
+    w = weights(rows, n_cols, r0 + r1, name=name)
+    xq = api.quantize_activation(np.random.default_rng(r1).standard_normal(n_cols).astype(np.float32), T[name])
+    want = np.empty(rows, np.float32)
+    api.matvec_kernel(T[name])(w.ctypes.data, xq.ctypes.data, want.ctypes.data, 0, rows, n_cols)
+    packed = X.repack(w, rows, n_cols, name)
+    y = np.full(rows, 7.0, np.float32)
+    repack.kernels(name, detect())[0](packed.ctypes.data, xq.ctypes.data, y.ctypes.data, r0, r1, n_cols)
+    assert np.array_equal(y[r0:r1], want[r0:r1], equal_nan=True)
+    assert np.all(y[:r0] == 7.0) and np.all(y[r1:] == 7.0)
