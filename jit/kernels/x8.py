@@ -224,9 +224,9 @@ def symbols(name: str) -> tuple[str, str, str]:
 
 
 def stream_groups(fn: Fn, g0: str, g1: str, gbytes: str, body) -> None:
-    """A matvec's groups [g0, g1) (gbytes each) as STREAMS equal runs read side by side: body(gs, xs) with one
-    group of each run (gs) and as many names for %xq (xs, own_names), then body([g], [%xq]) for
-    each group left over. With STREAMS == 1, one run, prefetched (matvec.prefetch)."""
+    """A matvec's groups [g0, g1) (gbytes each) as STREAMS equal runs read side by side:
+    body(gs, xs) with one group of each run (gs) and as many names for %xq (xs, own_names), then
+    body([g], [%xq]) for each group left over. With STREAMS == 1, one run, prefetched."""
     if STREAMS == 1:
         stream_bounds(fn, fn.gep("%w", fn.v(f"mul i64 {g0}, {gbytes}")), fn.gep("%w", fn.v(f"mul i64 {g1}, {gbytes}")))
     part = fn.v(f"sdiv i64 {fn.v(f'sub i64 {g1}, {g0}')}, {STREAMS}")
