@@ -253,13 +253,14 @@ def _matvec(mt: ModuleText, name: str) -> None:
 
     def body(gs: list[str], xs: list[str]) -> None:
         wgs = [fn.gep("%w", fn.v(f"mul i64 {g}, {gbytes}")) for g in gs]
+        auxbs = [fn.gep(x, fn.v(f"mul i64 {nb}, {XB}")) for x in xs]     # each name's per-block aux
         with fn.loop("0", nb, stem="b") as B:
             accs = [[B.carry(V8F, "zeroinitializer") for _ in range(LANES[name])] for _ in gs]
-            for wg, x, acc in zip(wgs, xs, accs):
+            for wg, x, auxb, acc in zip(wgs, xs, auxbs, accs):
                 wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
                 if STREAMS == 1:
                     prefetch(fn, wb, gb)
-                aux = fn.gep(fn.gep(x, fn.v(f"mul i64 {nb}, {XB}")), fn.v(f"mul i64 {B.i}, {XAUX}"))
+                aux = fn.gep(auxb, fn.v(f"mul i64 {B.i}, {XAUX}"))
                 lanes = _lanes(fn, _weights(fn, wb, name), fn.gep(x, fn.v(f"mul i64 {B.i}, {XB}")), aux, name)
                 for a, new in zip(acc, _step(fn, lanes, _scales(fn, wb), aux, acc)):
                     B.set(a, new)

@@ -201,35 +201,23 @@ def _fmas(fn: Fn, s: str, m: str, dd: tuple[str, str], acc: tuple[str, str]) -> 
             _fma(fn, fn.v(f"sitofp {V8I} {m} to {V8F}"), dd[1], acc[1]))
 
 
-def _rows(fn: Fn, wg: str, nb: str, xts: list[str], mode: str, name: str, il: bool) -> list[str]:
-    """The group's 8 rows (weights wg) . each token (activations xts): <8 x float> per token."""
+def _rows(fn: Fn, runs: list[tuple[str, list[str]]], nb: str, mode: str, name: str, il: bool,
+          pf: bool = True) -> list[list[str]]:
+    """Groups of 8 rows side by side, each run given as (its weights, its tokens' activations): one
+    superblock of each in turn, each group's superblocks summed in order: <8 x float> per token of
+    each group. pf: prefetch ahead in each group's weights (matvec.prefetch)."""
     gb = 8 * SRC_BYTES[name]
     with fn.loop("0", nb, stem="sb") as B:
-        accs = [(B.carry(V8F, "zeroinitializer"), B.carry(V8F, "zeroinitializer")) for _ in xts]
-        wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
-        prefetch(fn, wb, gb)
+        accs = [[(B.carry(V8F, "zeroinitializer"), B.carry(V8F, "zeroinitializer")) for _ in xts] for _, xts in runs]
         off = fn.v(f"mul i64 {B.i}, {X_BYTES}")
-        for (acc, accm), (a, am) in zip(accs, _superblock(fn, wb, [fn.gep(x, off) for x in xts], accs, mode, name, il)):
-            B.set(acc, a)
-            B.set(accm, am)
-    return [fn.v(f"fsub {V8F} {acc}, {accm}") for acc, accm in accs]
-
-
-def _streams(fn: Fn, wgs: list[str], xs: list[str], nb: str, name: str) -> list[str]:
-    """Groups side by side (weights wgs, each with its own name for the activations, xs): one
-    superblock of each in turn, each summed in order as _rows does one group: <8 x float> each."""
-    gb = 8 * SRC_BYTES[name]
-    with fn.loop("0", nb, stem="sb") as B:
-        accs = [(B.carry(V8F, "zeroinitializer"), B.carry(V8F, "zeroinitializer")) for _ in wgs]
-        off = fn.v(f"mul i64 {B.i}, {X_BYTES}")
-        for wg, x, acc in zip(wgs, xs, accs):
+        for (wg, xts), acc in zip(runs, accs):
             wb = fn.gep(wg, fn.v(f"mul i64 {B.i}, {gb}"))
-            if STREAMS == 1:
+            if pf:
                 prefetch(fn, wb, gb)
-            (a, am), = _superblock(fn, wb, [fn.gep(x, off)], [acc], "gemv", name, il=False)
-            B.set(acc[0], a)
-            B.set(acc[1], am)
-    return [fn.v(f"fsub {V8F} {acc}, {accm}") for acc, accm in accs]
+            for (a, am), (new, newm) in zip(acc, _superblock(fn, wb, [fn.gep(x, off) for x in xts], acc, mode, name, il)):
+                B.set(a, new)
+                B.set(am, newm)
+    return [[fn.v(f"fsub {V8F} {a}, {am}") for a, am in acc] for acc in accs]
 
 
 def _matvec(mt: ModuleText, name: str) -> None:
@@ -238,8 +226,9 @@ def _matvec(mt: ModuleText, name: str) -> None:
     nb, gbytes, g0, g1 = groups(fn, 256, 8 * SRC_BYTES[name])
 
     def body(gs: list[str], xs: list[str]) -> None:
-        ys = _streams(fn, [fn.gep("%w", fn.v(f"mul i64 {g}, {gbytes}")) for g in gs], xs, nb, name)
-        for g, y in zip(gs, ys):
+        ys = _rows(fn, [(fn.gep("%w", fn.v(f"mul i64 {g}, {gbytes}")), [x]) for g, x in zip(gs, xs)], nb, "gemv",
+                   name, il=False, pf=STREAMS == 1)
+        for g, (y,) in zip(gs, ys):
             _store_rows(fn, y, "%y", g)
     stream_groups(fn, g0, g1, gbytes, body)
     fn.do("ret void")
@@ -257,7 +246,7 @@ def _mm(mt: ModuleText, name: str, mode: str) -> None:
     with fn.loop(g0, g1, stem="g") as G:
         wg = fn.gep("%w", fn.v(f"mul i64 {G.i}, {gbytes}"))
         for ts in token_groups(fn, ntok, TOKENS):
-            outs = _rows(fn, wg, nb, [fn.gep(xq, fn.v(f"mul i64 {t}, {xs}")) for t in ts], mode, name, il=True)
+            outs, = _rows(fn, [(wg, [fn.gep(xq, fn.v(f"mul i64 {t}, {xs}")) for t in ts])], nb, mode, name, il=True)
             for t, yv in zip(ts, outs):
                 _store_rows(fn, yv, fn.gep("%y", fn.v(f"mul i64 {t}, {ys}")), G.i)
     fn.do("ret void")
